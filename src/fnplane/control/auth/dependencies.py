@@ -1,0 +1,49 @@
+"""FastAPI dependencies that turn the `Authorization` header into a `Principal` and check scopes.
+
+The resolution itself lives in `Authenticator` (app.state.authenticator); routes only declare
+which scopes they accept:
+
+    @router.get("/v2/nvcf/functions")
+    async def list_functions(principal: Principal = requires(LIST_FUNCTIONS, LIST_FUNCTIONS_DETAILS)): ...
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from fastapi import Depends, Request
+
+from fnplane.control.auth.principal import Principal
+from fnplane.shared.errors import ForbiddenError, UnauthorizedError
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, bearer: str) -> Principal:
+        """Resolve a bearer string (API key or JWT); raise UnauthorizedError if it is not valid."""
+        ...
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise UnauthorizedError("Header of type `authorization` was missing")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError("Unauthorized access: expected `Authorization: Bearer <token>`")
+    return token.strip()
+
+
+async def authenticate(request: Request) -> Principal:
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.authenticate(bearer_token(request))
+
+
+def requires(*any_of: str) -> Any:
+    """A dependency that authenticates and demands at least one of `any_of` scopes (403 otherwise)."""
+
+    async def dependency(principal: Principal = Depends(authenticate)) -> Principal:
+        if any_of and not principal.has_any_scope(*any_of):
+            raise ForbiddenError(f"the credential lacks the required scope: one of {', '.join(any_of)}")
+        return principal
+
+    return Depends(dependency)

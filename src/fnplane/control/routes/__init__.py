@@ -1,0 +1,16 @@
+"""REST routes of the control plane, one module per resource."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+
+def include_all(app: FastAPI) -> None:
+    # Each resource module exposes `router`; order does not matter.
+    from importlib import import_module
+
+    for name in ROUTE_MODULES:
+        app.include_router(import_module(f"fnplane.control.routes.{name}").router)
+
+
+ROUTE_MODULES: list[str] = []

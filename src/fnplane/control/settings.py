@@ -1,0 +1,20 @@
+"""Settings of the control plane (environment prefix FNPLANE_CONTROL_)."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ControlSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FNPLANE_CONTROL_")
+
+    database_url: str = "sqlite:///fnplane.db"
+    # secret for the keyed hash of API keys and service-account secrets; set by `fnplane up`
+    key_hash_secret: str = "change-me"
+    jwt_issuer: str = "fnplane"
+    jwt_ttl_s: int = 3600
+    # how long a resolved credential is cached by the control plane and the gateway
+    auth_cache_ttl_s: float = 5.0
+    default_max_functions: int = 2147483647
+    # a cluster whose agent has not sent a heartbeat for this long has its instances marked failed
+    agent_heartbeat_timeout_s: float = 15.0

@@ -1,0 +1,1 @@
+"""Wire models (pydantic) shared by the planes, the SDK and the CLI."""

@@ -1,0 +1,68 @@
+"""Fixtures every test tier shares: databases (SQLite and the real PostgreSQL) and a control-plane app.
+
+PostgreSQL tests run when FNPLANE_TEST_POSTGRES_URL is set (`.ci/run` and `make test` set it to the
+local server); each test gets a database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+POSTGRES_URL = os.environ.get("FNPLANE_TEST_POSTGRES_URL", "")
+
+
+async def _create_postgres_database() -> tuple[str, str]:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(POSTGRES_URL)
+    name = f"fnplane_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(
+        host=admin.host, port=admin.port or 5432, user=admin.username, password=admin.password,
+        database=admin.database,
+    )
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name, admin.set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_postgres_database(name: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(POSTGRES_URL)
+    conn = await asyncpg.connect(
+        host=admin.host, port=admin.port or 5432, user=admin.username, password=admin.password,
+        database=admin.database,
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
+    """A fresh, empty database: once on SQLite, once on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/fnplane.db"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("FNPLANE_TEST_POSTGRES_URL is not set")
+    name, url = await _create_postgres_database()
+    try:
+        yield url
+    finally:
+        await _drop_postgres_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    """For tests whose subject is not the database."""
+    return f"sqlite:///{tmp_path}/fnplane.db"
