@@ -64,6 +64,11 @@ def create_app(settings: ControlSettings, engine: AsyncEngine) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    # authentication: API keys and JWTs (fnplane.control.auth); the AccessAuthority uses it too
+    from fnplane.control.auth.components import create_auth
+
+    app.state.auth = create_auth(engine, settings)
+    app.state.authenticator = app.state.auth.authenticator
     install_problem_handlers(app)
     # Routers are included by fnplane.control.routes.include_all (each issue adds its own).
     from fnplane.control.routes import include_all

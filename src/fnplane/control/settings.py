@@ -18,3 +18,7 @@ class ControlSettings(BaseSettings):
     default_max_functions: int = 2147483647
     # a cluster whose agent has not sent a heartbeat for this long has its instances marked failed
     agent_heartbeat_timeout_s: float = 15.0
+    # API keys (nvcf-api.md 1.13): per-owner limit, longest lifetime, largest `authorizations` document
+    max_api_keys_per_owner: int = 8
+    max_api_key_ttl_days: int = 365
+    max_authz_size_chars: int = 2048

@@ -1,0 +1,139 @@
+"""`DatabaseAuthenticator`: bearer string -> Principal, for API keys and our own ES256 JWTs.
+
+* `nvapi-...` strings are API keys: looked up by keyed hash; SUSPENDED, EXPIRED or unknown -> 401.
+  Scopes and resources are the union over the key's `authorizations.policies`.
+* Anything else is a JWT (nvcf-api.md 5.2): ES256, our issuer, `scopes` JSON-array claim; `sub` is
+  looked up in the clients table for the tenant (unknown `sub` -> 404, as NVCF does). The scopes are
+  those of the token, narrowed to what the client is allowed now.
+
+Resolutions are cached for `auth_cache_ttl_s` (never past the credential's own expiry). Revoking a
+key, or deleting or rotating a client, calls `invalidate()` so this process forgets it at once;
+other processes forget it within the TTL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from datetime import datetime
+
+from fnplane.control.auth.credentials import is_api_key, keyed_hash
+from fnplane.control.auth.principal import Principal, ResourceGrant
+from fnplane.control.auth.signing import TokenSigner
+from fnplane.control.db.repositories._time import now_utc
+from fnplane.control.db.repositories.api_keys import ApiKeyRecord, ApiKeyRepository
+from fnplane.control.db.repositories.clients import ClientRepository
+from fnplane.shared.errors import NotFoundError, UnauthorizedError
+
+ACTIVE = "ACTIVE"
+SUSPENDED = "SUSPENDED"
+EXPIRED = "EXPIRED"
+# bounded memory: at most this many resolved bearers are kept
+_MAX_CACHE_ENTRIES = 10_000
+
+
+def key_status(record: ApiKeyRecord, now: datetime | None = None) -> str:
+    """The wire status: the stored one, except that a key past its expiry is EXPIRED."""
+    if record.status == SUSPENDED:
+        return SUSPENDED
+    return EXPIRED if record.expires_at <= (now or now_utc()) else record.status
+
+
+def principal_for_key(record: ApiKeyRecord) -> Principal:
+    scopes: set[str] = set()
+    grants: list[ResourceGrant] = []
+    for policy in record.authorizations.get("policies", []):
+        scopes.update(str(s) for s in policy.get("scopes", []))
+        for resource in policy.get("resources", []):
+            grant = ResourceGrant(type=str(resource.get("type", "")), id=str(resource.get("id", "")))
+            if grant not in grants:
+                grants.append(grant)
+    return Principal(
+        nca_id=record.nca_id,
+        subject=record.owner_id,
+        kind="api_key",
+        scopes=frozenset(scopes),
+        resources=tuple(grants),
+        extra={"key_id": record.key_id},
+    )
+
+
+class DatabaseAuthenticator:
+    def __init__(
+        self,
+        keys: ApiKeyRepository,
+        clients: ClientRepository,
+        signer: TokenSigner,
+        *,
+        key_hash_secret: str,
+        cache_ttl_s: float,
+    ) -> None:
+        self._keys = keys
+        self._clients = clients
+        self._signer = signer
+        self._secret = key_hash_secret
+        self._ttl_s = cache_ttl_s
+        # bearer -> (principal, monotonic deadline)
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    async def authenticate(self, bearer: str) -> Principal:
+        cached = self._cache.get(bearer)
+        if cached is not None:
+            principal, deadline = cached
+            if time.monotonic() < deadline:
+                return principal
+            self._cache.pop(bearer, None)
+        if is_api_key(bearer):
+            principal, valid_for_s = await self._resolve_key(bearer)
+        else:
+            principal, valid_for_s = await self._resolve_jwt(bearer)
+        self._remember(bearer, principal, min(self._ttl_s, valid_for_s))
+        return principal
+
+    def invalidate(self, credential_id: str) -> None:
+        """Forget every cached resolution of a key id or a client id (revocation, rotation)."""
+        stale = [
+            bearer
+            for bearer, (principal, _) in self._cache.items()
+            if principal.extra.get("key_id") == credential_id
+            or principal.extra.get("client_id") == credential_id
+        ]
+        for bearer in stale:
+            self._cache.pop(bearer, None)
+
+    def _remember(self, bearer: str, principal: Principal, ttl_s: float) -> None:
+        if ttl_s <= 0:
+            return
+        self._cache[bearer] = (principal, time.monotonic() + ttl_s)
+        self._cache.move_to_end(bearer)
+        while len(self._cache) > _MAX_CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+
+    async def _resolve_key(self, bearer: str) -> tuple[Principal, float]:
+        record = await self._keys.by_hash(keyed_hash(self._secret, bearer))
+        if record is None:
+            raise UnauthorizedError("Unauthorized access: unknown API key")
+        now = now_utc()
+        status = key_status(record, now)
+        if status != ACTIVE:
+            raise UnauthorizedError(f"Unauthorized access: API key is {status}")
+        return principal_for_key(record), (record.expires_at - now).total_seconds()
+
+    async def _resolve_jwt(self, bearer: str) -> tuple[Principal, float]:
+        claims = await self._signer.verify(bearer)
+        scopes = claims.get("scopes")
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise UnauthorizedError("Unauthorized access: the token has no `scopes` array claim")
+        subject = str(claims["sub"])
+        client = await self._clients.get(subject)
+        if client is None:
+            raise NotFoundError(f"Client '{subject}' not found")
+        principal = Principal(
+            nca_id=client.nca_id,
+            subject=subject,
+            kind="jwt",
+            scopes=frozenset(scopes) & frozenset(client.allowed_scopes),
+            resources=None,
+            extra={"client_id": subject, "jti": str(claims.get("jti", ""))},
+        )
+        return principal, float(claims["exp"]) - time.time()

@@ -1,0 +1,57 @@
+"""Everything authentication needs, built once per app from the engine and the settings.
+
+`create_app` stores the bundle as `app.state.auth` and its authenticator as
+`app.state.authenticator` (what `dependencies.authenticate` and the AccessAuthority use).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fnplane.control.auth.api_keys import ApiKeyService
+from fnplane.control.auth.authenticator import DatabaseAuthenticator
+from fnplane.control.auth.service_accounts import ServiceAccountService
+from fnplane.control.auth.signing import TokenSigner
+from fnplane.control.db.repositories.accounts import AccountRepository
+from fnplane.control.db.repositories.api_keys import ApiKeyRepository
+from fnplane.control.db.repositories.clients import ClientRepository
+from fnplane.control.db.repositories.signing_keys import SigningKeyRepository
+from fnplane.control.settings import ControlSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@dataclass(frozen=True)
+class AuthComponents:
+    accounts: AccountRepository
+    signer: TokenSigner
+    authenticator: DatabaseAuthenticator
+    api_keys: ApiKeyService
+    service_accounts: ServiceAccountService
+
+
+def create_auth(engine: AsyncEngine, settings: ControlSettings) -> AuthComponents:
+    signer = TokenSigner(SigningKeyRepository(engine), issuer=settings.jwt_issuer)
+    clients = ClientRepository(engine)
+    keys = ApiKeyRepository(engine)
+    authenticator = DatabaseAuthenticator(
+        keys, clients, signer, key_hash_secret=settings.key_hash_secret, cache_ttl_s=settings.auth_cache_ttl_s
+    )
+    api_keys = ApiKeyService(
+        keys,
+        authenticator,
+        key_hash_secret=settings.key_hash_secret,
+        max_keys_per_owner=settings.max_api_keys_per_owner,
+        max_ttl_days=settings.max_api_key_ttl_days,
+        max_authz_size_chars=settings.max_authz_size_chars,
+    )
+    service_accounts = ServiceAccountService(
+        clients,
+        signer,
+        authenticator,
+        key_hash_secret=settings.key_hash_secret,
+        token_ttl_s=settings.jwt_ttl_s,
+    )
+    return AuthComponents(AccountRepository(engine), signer, authenticator, api_keys, service_accounts)

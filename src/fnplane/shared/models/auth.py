@@ -1,0 +1,152 @@
+"""Wire models of accounts, API keys, service accounts and tokens.
+
+* `/v1/keys...` mirrors NVCF's API Keys service (nvcf-api.md 1.13): **snake_case**, timestamps with
+  milliseconds, nulls omitted.
+* `/v2/nvcf/accounts...` mirrors NVCF's account endpoints (1.12): camelCase.
+* `/v2/nvcf/service-accounts...` is an fnplane extension in the same camelCase style.
+* `POST /token` is RFC 6749 client credentials (form in, JSON out).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SnakeModel(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+# --- API keys (snake_case) ---------------------------------------------------------------------
+
+
+class KeyResource(SnakeModel):
+    id: str
+    type: str
+
+
+class KeyPolicy(SnakeModel):
+    aud: str | None = None
+    auds: list[str] | None = None
+    product: str | None = None
+    resources: list[KeyResource] = Field(default_factory=list)
+    scopes: list[str] = Field(default_factory=list)
+
+
+class KeyAuthorizations(SnakeModel):
+    policies: list[KeyPolicy] = Field(default_factory=list)
+
+
+class CreateKeyRequest(SnakeModel):
+    # validated by the service (not here) so the 400 names NVCF's rule exactly
+    description: str | None = None
+    expires_at: datetime | None = None
+    authorizations: KeyAuthorizations | None = None
+    audience_service_ids: list[str] | None = None
+
+
+class UpdateKeyAuthorizationsRequest(SnakeModel):
+    authorizations: KeyAuthorizations | None = None
+
+
+class KeyDto(SnakeModel):
+    id: str
+    value: str | None = None
+    status: str  # ACTIVE | EXPIRED | SUSPENDED
+    owner_type: str = "USER"
+    owner_id: str
+    issuer_service_id: str
+    audience_service_ids: list[str]
+    description: str
+    created_at: str
+    expires_at: str
+    authorizations: dict[str, Any] | None = None
+
+
+class KeyList(SnakeModel):
+    keys: list[KeyDto]
+
+
+# --- service accounts (camelCase, fnplane extension) -------------------------------------------
+
+
+class CreateServiceAccountRequest(CamelModel):
+    client_id: str | None = Field(None, alias="clientId")
+    name: str | None = None
+    scopes: list[str] | None = None
+
+
+class ServiceAccountDto(CamelModel):
+    client_id: str = Field(alias="clientId")
+    nca_id: str = Field(alias="ncaId")
+    name: str
+    scopes: list[str]
+    created_at: str = Field(alias="createdAt")
+    secret_rotated_at: str | None = Field(None, alias="secretRotatedAt")
+    # only in the answer to create and rotate
+    client_secret: str | None = Field(None, alias="clientSecret")
+
+
+class ServiceAccountResponse(CamelModel):
+    service_account: ServiceAccountDto = Field(alias="serviceAccount")
+
+
+class ServiceAccountList(CamelModel):
+    service_accounts: list[ServiceAccountDto] = Field(alias="serviceAccounts")
+
+
+class TokenResponse(SnakeModel):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    scope: str
+
+
+# --- accounts (camelCase, NVCF super-admin) ----------------------------------------------------
+
+
+class CreateAccountRequest(CamelModel):
+    name: str | None = None
+    admin_client_id: str | None = Field(None, alias="adminClientId")
+    registry_credentials: list[dict[str, Any]] | None = Field(None, alias="registryCredentials")
+    max_functions_allowed: int | None = Field(None, alias="maxFunctionsAllowed")
+    max_tasks_allowed: int | None = Field(None, alias="maxTasksAllowed")
+    max_telemetries_allowed: int | None = Field(None, alias="maxTelemetriesAllowed")
+    max_registry_credentials_allowed: int | None = Field(None, alias="maxRegistryCredentialsAllowed")
+
+
+class UpdateAccountRequest(CamelModel):
+    name: str | None = None
+    max_functions_allowed: int | None = Field(None, alias="maxFunctionsAllowed")
+    max_tasks_allowed: int | None = Field(None, alias="maxTasksAllowed")
+    max_telemetries_allowed: int | None = Field(None, alias="maxTelemetriesAllowed")
+    max_registry_credentials_allowed: int | None = Field(None, alias="maxRegistryCredentialsAllowed")
+
+
+class AccountDto(CamelModel):
+    nca_id: str = Field(alias="ncaId")
+    admin_client_ids: list[str] | None = Field(None, alias="adminClientIds")
+    client_ids: list[str] | None = Field(None, alias="clientIds")
+    name: str
+    telemetries: list[dict[str, Any]] | None = None
+    registry_credentials: list[dict[str, Any]] | None = Field(None, alias="registryCredentials")
+    max_functions_allowed: int = Field(alias="maxFunctionsAllowed")
+    max_tasks_allowed: int = Field(alias="maxTasksAllowed")
+    max_telemetries_allowed: int = Field(alias="maxTelemetriesAllowed")
+    max_registry_credentials_allowed: int = Field(alias="maxRegistryCredentialsAllowed")
+    current_number_functions: int | None = Field(None, alias="currentNumberFunctions")
+    last_updated_at: str = Field(alias="lastUpdatedAt")
+
+
+class AccountResponse(CamelModel):
+    account: AccountDto
+
+
+class AccountList(CamelModel):
+    cloud_accounts: list[AccountDto] = Field(alias="cloudAccounts")
