@@ -41,6 +41,10 @@ accounts = Table(
     Column("nca_id", String(64), primary_key=True),
     Column("name", String(64), nullable=False),
     Column("max_functions_allowed", Integer, nullable=False),
+    # NVCF account limits that fnplane records and reports (tasks, telemetries, registry credentials)
+    Column("max_tasks_allowed", Integer, nullable=False, server_default="50"),
+    Column("max_telemetries_allowed", Integer, nullable=False, server_default="25"),
+    Column("max_registry_credentials_allowed", Integer, nullable=False, server_default="25"),
     _ts("created_at"),
     _ts("updated_at"),
 )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 06:38:44.987884
+Create Date: 2026-11-23 06:43:25.690981
 """
 
 from alembic import op
@@ -22,6 +22,9 @@ def upgrade() -> None:
         sa.Column("nca_id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("max_functions_allowed", sa.Integer(), nullable=False),
+        sa.Column("max_tasks_allowed", sa.Integer(), server_default="50", nullable=False),
+        sa.Column("max_telemetries_allowed", sa.Integer(), server_default="25", nullable=False),
+        sa.Column("max_registry_credentials_allowed", sa.Integer(), server_default="25", nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("nca_id", name=op.f("pk_accounts")),
