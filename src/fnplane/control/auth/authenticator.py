@@ -101,6 +101,11 @@ class DatabaseAuthenticator:
         for bearer in stale:
             self._cache.pop(bearer, None)
 
+    def invalidate_account(self, nca_id: str) -> None:
+        """Forget every cached credential of an account (the account was deleted)."""
+        for bearer in [b for b, (p, _) in self._cache.items() if p.nca_id == nca_id]:
+            self._cache.pop(bearer, None)
+
     def _remember(self, bearer: str, principal: Principal, ttl_s: float) -> None:
         if ttl_s <= 0:
             return

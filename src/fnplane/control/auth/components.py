@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fastapi import Request
+
+from fnplane.control.auth.accounts import AccountService
 from fnplane.control.auth.api_keys import ApiKeyService
 from fnplane.control.auth.authenticator import DatabaseAuthenticator
 from fnplane.control.auth.service_accounts import ServiceAccountService
@@ -30,6 +33,7 @@ class AuthComponents:
     authenticator: DatabaseAuthenticator
     api_keys: ApiKeyService
     service_accounts: ServiceAccountService
+    account_service: AccountService
 
 
 def create_auth(engine: AsyncEngine, settings: ControlSettings) -> AuthComponents:
@@ -54,4 +58,14 @@ def create_auth(engine: AsyncEngine, settings: ControlSettings) -> AuthComponent
         key_hash_secret=settings.key_hash_secret,
         token_ttl_s=settings.jwt_ttl_s,
     )
-    return AuthComponents(AccountRepository(engine), signer, authenticator, api_keys, service_accounts)
+    accounts = AccountRepository(engine)
+    account_service = AccountService(
+        accounts, clients, authenticator, default_max_functions=settings.default_max_functions
+    )
+    return AuthComponents(accounts, signer, authenticator, api_keys, service_accounts, account_service)
+
+
+def auth_components(request: Request) -> AuthComponents:
+    """FastAPI dependency: the app's AuthComponents."""
+    components: AuthComponents = request.app.state.auth
+    return components

@@ -21,6 +21,9 @@ class AccountRecord:
     max_functions_allowed: int
     created_at: datetime
     updated_at: datetime
+    max_tasks_allowed: int = 50
+    max_telemetries_allowed: int = 25
+    max_registry_credentials_allowed: int = 25
 
 
 def _record(row: object) -> AccountRecord:
@@ -31,6 +34,9 @@ def _record(row: object) -> AccountRecord:
         max_functions_allowed=m["max_functions_allowed"],
         created_at=utc(m["created_at"]),
         updated_at=utc(m["updated_at"]),
+        max_tasks_allowed=m["max_tasks_allowed"],
+        max_telemetries_allowed=m["max_telemetries_allowed"],
+        max_registry_credentials_allowed=m["max_registry_credentials_allowed"],
     )
 
 
@@ -50,8 +56,13 @@ class AccountRepository:
             rows = (await conn.execute(select(tables.accounts).order_by(tables.accounts.c.nca_id))).all()
         return [_record(row) for row in rows]
 
-    async def create(self, nca_id: str, name: str, max_functions_allowed: int) -> AccountRecord:
-        """Insert a new account; ConflictError if the id is taken."""
+    async def create(
+        self, nca_id: str, name: str, max_functions_allowed: int, **limits: int
+    ) -> AccountRecord:
+        """Insert a new account; ConflictError if the id is taken.
+
+        `limits`: max_tasks_allowed, max_telemetries_allowed, max_registry_credentials_allowed.
+        """
         now = now_utc()
         values = {
             "nca_id": nca_id,
@@ -59,13 +70,14 @@ class AccountRepository:
             "max_functions_allowed": max_functions_allowed,
             "created_at": now,
             "updated_at": now,
+            **limits,
         }
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(insert(tables.accounts).values(**values))
         except IntegrityError as error:
             raise ConflictError(f"Account '{nca_id}' already exists") from error
-        return AccountRecord(nca_id, name, max_functions_allowed, now, now)
+        return AccountRecord(nca_id, name, max_functions_allowed, now, now, **limits)
 
     async def ensure(self, nca_id: str, name: str, max_functions_allowed: int) -> bool:
         """Create the account unless it exists; True if it was created (safe under races)."""

@@ -1,0 +1,176 @@
+"""Accounts (tenants), managed by super-admins with scope `account_setup` (nvcf-api.md 1.12).
+
+Creating an account with `adminClientId` also registers that client id as a JWT subject of the
+account (no secret: it cannot use `POST /token`; a service account can be created for that).
+"""
+
+from __future__ import annotations
+
+import re
+
+from fnplane.control.auth.api_keys import wire_time
+from fnplane.control.auth.authenticator import DatabaseAuthenticator
+from fnplane.control.auth.principal import Principal
+from fnplane.control.db.repositories._time import now_utc
+from fnplane.control.db.repositories.accounts import AccountRecord, AccountRepository
+from fnplane.control.db.repositories.clients import ClientRecord, ClientRepository
+from fnplane.shared.errors import BadRequestError, ConflictError, NotFoundError
+from fnplane.shared.models.auth import AccountDto, CreateAccountRequest, UpdateAccountRequest
+from fnplane.shared.scopes import ACCOUNT_SCOPES
+
+NAME_RE = re.compile(r"^[a-z0-9A-Z][a-z0-9A-Z\-_]*$")
+NCA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def _check_name(name: str | None) -> None:
+    if name is None:
+        raise BadRequestError("name is required", field="name", rule="required")
+    if not 4 <= len(name) <= 36:
+        raise BadRequestError("name must have 4 to 36 characters", field="name", rule="length 4-36")
+    if not NAME_RE.match(name):
+        raise BadRequestError(
+            "name must match ^[a-z0-9A-Z][a-z0-9A-Z\\-_]*$",
+            field="name",
+            rule="^[a-z0-9A-Z][a-z0-9A-Z\\-_]*$",
+        )
+
+
+def _check_range(field: str, value: int | None, low: int, high: int | None = None) -> None:
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        rule = f">= {low}" if high is None else f"{low}-{high}"
+        raise BadRequestError(f"{field} must be {rule}", field=field, rule=rule)
+
+
+class AccountService:
+    def __init__(
+        self,
+        accounts: AccountRepository,
+        clients: ClientRepository,
+        authenticator: DatabaseAuthenticator,
+        *,
+        default_max_functions: int,
+    ) -> None:
+        self._accounts = accounts
+        self._clients = clients
+        self._authenticator = authenticator
+        self._default_max_functions = default_max_functions
+
+    async def create(self, nca_id: str, request: CreateAccountRequest) -> AccountDto:
+        if not NCA_ID_RE.match(nca_id):
+            raise BadRequestError(
+                "ncaId must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+                field="ncaId",
+                rule="^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+            )
+        _check_name(request.name)
+        assert request.name is not None
+        _check_range("maxFunctionsAllowed", request.max_functions_allowed, 1)
+        _check_range("maxTasksAllowed", request.max_tasks_allowed, 1)
+        _check_range("maxTelemetriesAllowed", request.max_telemetries_allowed, 1, 25)
+        _check_range("maxRegistryCredentialsAllowed", request.max_registry_credentials_allowed, 1, 25)
+        admin_client = request.admin_client_id
+        if admin_client is not None:
+            if not admin_client.strip():
+                raise BadRequestError(
+                    "adminClientId must not be blank", field="adminClientId", rule="non-blank"
+                )
+            if await self._clients.get(admin_client) is not None:
+                raise ConflictError(f"Client '{admin_client}' already exists")
+        limits = {
+            key: value
+            for key, value in {
+                "max_tasks_allowed": request.max_tasks_allowed,
+                "max_telemetries_allowed": request.max_telemetries_allowed,
+                "max_registry_credentials_allowed": request.max_registry_credentials_allowed,
+            }.items()
+            if value is not None
+        }
+        record = await self._accounts.create(
+            nca_id, request.name, request.max_functions_allowed or self._default_max_functions, **limits
+        )
+        if admin_client is not None:
+            await self._clients.insert(
+                ClientRecord(
+                    admin_client, nca_id, admin_client, None, sorted(ACCOUNT_SCOPES), now_utc(), None
+                )
+            )
+        return await self._summary(record)
+
+    async def list(self) -> list[AccountDto]:
+        return [await self._summary(record) for record in await self._accounts.list()]
+
+    async def get(self, nca_id: str) -> AccountDto:
+        record = await self._get(nca_id)
+        return AccountDto(
+            nca_id=record.nca_id,
+            client_ids=await self._accounts.client_ids(nca_id),
+            name=record.name,
+            telemetries=[],
+            registry_credentials=[],
+            max_functions_allowed=record.max_functions_allowed,
+            max_tasks_allowed=record.max_tasks_allowed,
+            max_telemetries_allowed=record.max_telemetries_allowed,
+            max_registry_credentials_allowed=record.max_registry_credentials_allowed,
+            current_number_functions=await self._accounts.count_functions(nca_id),
+            last_updated_at=wire_time(record.updated_at),
+        )
+
+    async def update(self, nca_id: str, request: UpdateAccountRequest) -> AccountDto:
+        changes = request.model_dump(exclude_none=True)
+        if not changes:
+            raise BadRequestError(
+                "at least one of name, maxFunctionsAllowed, maxTasksAllowed, maxTelemetriesAllowed, "
+                "maxRegistryCredentialsAllowed is required",
+                field="body",
+                rule="at least one field",
+            )
+        if request.name is not None:
+            _check_name(request.name)
+        _check_range("maxFunctionsAllowed", request.max_functions_allowed, 1)
+        _check_range("maxTasksAllowed", request.max_tasks_allowed, 1)
+        _check_range("maxTelemetriesAllowed", request.max_telemetries_allowed, 1, 50)
+        _check_range("maxRegistryCredentialsAllowed", request.max_registry_credentials_allowed, 1, 50)
+        record = await self._accounts.update(nca_id, **changes)
+        if record is None:
+            raise NotFoundError(f"Account '{nca_id}' not found")
+        return await self._summary(record)
+
+    async def delete(self, caller: Principal, nca_id: str) -> None:
+        await self._get(nca_id)
+        if nca_id == caller.nca_id:
+            raise BadRequestError(
+                "an account cannot delete itself", field="ncaId", rule="not the caller's account"
+            )
+        if await self._accounts.count_functions(nca_id) > 0:
+            raise BadRequestError(
+                f"Account '{nca_id}' still has functions", field="ncaId", rule="account without functions"
+            )
+        if await self._accounts.is_authorized_party(nca_id):
+            raise BadRequestError(
+                f"Account '{nca_id}' is an authorized party of a function",
+                field="ncaId",
+                rule="account not authorized on any function",
+            )
+        await self._accounts.delete(nca_id)
+        # its keys and clients are gone with it; other processes forget them within auth_cache_ttl_s
+        self._authenticator.invalidate_account(nca_id)
+
+    async def _get(self, nca_id: str) -> AccountRecord:
+        record = await self._accounts.get(nca_id)
+        if record is None:
+            raise NotFoundError(f"Account '{nca_id}' not found")
+        return record
+
+    async def _summary(self, record: AccountRecord) -> AccountDto:
+        return AccountDto(
+            nca_id=record.nca_id,
+            admin_client_ids=await self._accounts.client_ids(record.nca_id),
+            name=record.name,
+            max_functions_allowed=record.max_functions_allowed,
+            max_tasks_allowed=record.max_tasks_allowed,
+            max_telemetries_allowed=record.max_telemetries_allowed,
+            max_registry_credentials_allowed=record.max_registry_credentials_allowed,
+            last_updated_at=wire_time(record.updated_at),
+        )

@@ -1,0 +1,61 @@
+"""`/v2/nvcf/accounts`: super-admin account management (scope `account_setup`; nvcf-api.md 1.12)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+
+from fnplane.control.auth.components import AuthComponents, auth_components
+from fnplane.control.auth.dependencies import requires
+from fnplane.control.auth.principal import Principal
+from fnplane.shared.models.auth import AccountDto, CreateAccountRequest, UpdateAccountRequest
+from fnplane.shared.scopes import ACCOUNT_SETUP
+
+router = APIRouter(prefix="/v2/nvcf/accounts", tags=["accounts"])
+
+
+def _account(dto: AccountDto) -> JSONResponse:
+    return JSONResponse({"account": dto.model_dump(by_alias=True, exclude_none=True)})
+
+
+@router.post("/{nca_id}", summary="Create an account")
+async def create_account(
+    nca_id: str,
+    body: CreateAccountRequest,
+    _: Principal = requires(ACCOUNT_SETUP),
+    auth: AuthComponents = Depends(auth_components),
+) -> JSONResponse:
+    return _account(await auth.account_service.create(nca_id, body))
+
+
+@router.get("", summary="List accounts")
+async def list_accounts(
+    _: Principal = requires(ACCOUNT_SETUP), auth: AuthComponents = Depends(auth_components)
+) -> JSONResponse:
+    accounts = await auth.account_service.list()
+    return JSONResponse({"cloudAccounts": [a.model_dump(by_alias=True, exclude_none=True) for a in accounts]})
+
+
+@router.get("/{nca_id}", summary="Get an account")
+async def get_account(
+    nca_id: str, _: Principal = requires(ACCOUNT_SETUP), auth: AuthComponents = Depends(auth_components)
+) -> JSONResponse:
+    return _account(await auth.account_service.get(nca_id))
+
+
+@router.patch("/{nca_id}", summary="Update an account's name or limits")
+async def update_account(
+    nca_id: str,
+    body: UpdateAccountRequest,
+    _: Principal = requires(ACCOUNT_SETUP),
+    auth: AuthComponents = Depends(auth_components),
+) -> JSONResponse:
+    return _account(await auth.account_service.update(nca_id, body))
+
+
+@router.delete("/{nca_id}", status_code=204, summary="Delete an account without functions")
+async def delete_account(
+    nca_id: str, caller: Principal = requires(ACCOUNT_SETUP), auth: AuthComponents = Depends(auth_components)
+) -> Response:
+    await auth.account_service.delete(caller, nca_id)
+    return Response(status_code=204)

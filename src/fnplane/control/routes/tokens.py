@@ -1,0 +1,90 @@
+"""OAuth2 client credentials (`POST /token`) and the public keys (`GET /.well-known/jwks.json`).
+
+`POST /token` (RFC 6749 4.4): HTTP Basic `client_id:secret` (or `client_id`/`client_secret` form
+fields), form `grant_type=client_credentials`, optional `scope=<space-separated>` (omitted: every
+allowed scope) -> `{"access_token", "token_type": "Bearer", "expires_in", "scope"}`. Errors are
+RFC 6749 5.2 JSON bodies, not problem documents, because OAuth2 clients parse them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from fnplane.control.auth.components import AuthComponents, auth_components
+from fnplane.control.auth.service_accounts import OAuthError
+
+router = APIRouter(tags=["auth"])
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _oauth_error(error: OAuthError) -> JSONResponse:
+    headers = dict(_NO_STORE)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="fnplane"'
+    return JSONResponse(
+        {"error": error.error, "error_description": error.description},
+        status_code=error.status,
+        headers=headers,
+    )
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise OAuthError("invalid_client", "client authentication must use HTTP Basic", 401)
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as error:
+        raise OAuthError("invalid_client", "malformed HTTP Basic credentials", 401) from error
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise OAuthError("invalid_client", "malformed HTTP Basic credentials", 401)
+    # RFC 6749 2.3.1: both parts are form-urlencoded before base64
+    return unquote(client_id), unquote(secret)
+
+
+@router.post("/token", summary="OAuth2 client-credentials token (service accounts)")
+async def token(request: Request, auth: AuthComponents = Depends(auth_components)) -> JSONResponse:
+    try:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("application/x-www-form-urlencoded"):
+            raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
+        form = await request.form()
+        grant_type = form.get("grant_type")
+        if not grant_type:
+            raise OAuthError("invalid_request", "grant_type is required")
+        if grant_type != "client_credentials":
+            raise OAuthError("unsupported_grant_type", f"grant_type '{grant_type}' is not supported")
+        credentials = _basic_credentials(request)
+        if credentials is None:
+            client_id, secret = form.get("client_id"), form.get("client_secret")
+            if not isinstance(client_id, str) or not isinstance(secret, str):
+                raise OAuthError("invalid_client", "client authentication is required", 401)
+            credentials = (client_id, secret)
+        scope = form.get("scope")
+        requested = str(scope).split() if isinstance(scope, str) and scope.strip() else None
+        minted = await auth.service_accounts.token(credentials[0], credentials[1], requested)
+    except OAuthError as error:
+        return _oauth_error(error)
+    body: dict[str, Any] = {
+        "access_token": minted.token,
+        "token_type": "Bearer",
+        "expires_in": minted.expires_in,
+        "scope": " ".join(minted.scopes),
+    }
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that verify fnplane JWTs")
+async def jwks(auth: AuthComponents = Depends(auth_components)) -> JSONResponse:
+    return JSONResponse(await auth.signer.jwks(), headers={"Cache-Control": "max-age=300"})
