@@ -1,0 +1,67 @@
+"""`fnplane up` in the foreground: start the platform, wait for SIGINT/SIGTERM, stop everything."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from fnplane.shared.errors import FnplaneError
+from fnplane.up.settings import UpSettings
+from fnplane.up.supervisor import Platform
+
+logger = logging.getLogger(__name__)
+
+# how often the foreground loop checks that the vital parts (nats-server, HTTP server) still run
+_WATCH_INTERVAL_S = 1.0
+
+
+async def serve(settings: UpSettings, *, out: Callable[[str], None] = print) -> int:
+    """Run until SIGINT/SIGTERM (exit code 0) or until a vital part dies (exit code 1)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    platform = Platform(settings, out=out)
+    try:
+        try:
+            await platform.start()
+        except FnplaneError as error:
+            logger.error("fnplane up failed to start: %s", error.detail)
+            return 1
+        out(
+            f"fnplane is up: API and gateway at {platform.url} (GET /health), "
+            f"NATS at {platform.nats_url}, database {_redact(platform.database_url or '')}. "
+            "Ctrl-C stops everything."
+        )
+        failure: str | None = None
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), _WATCH_INTERVAL_S)
+            except TimeoutError:
+                failure = platform.failure()
+                if failure:
+                    logger.error("%s; stopping", failure)
+                    break
+        out("fnplane is stopping ...")
+        await platform.aclose()
+        out("fnplane stopped.")
+        return 1 if failure else 0
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def run_up(settings: UpSettings, *, out: Callable[[str], None] = print) -> int:
+    return asyncio.run(serve(settings, out=out))
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL before printing it."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

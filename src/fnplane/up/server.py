@@ -1,0 +1,105 @@
+"""The one HTTP port, served by Granian's embedded server inside our own asyncio loop.
+
+Granian's embedded mode (`granian.server.embed.Server`) runs its Rust I/O threads in this process
+and schedules the ASGI calls on the running loop, so the control app, the gateway, the agent and the
+supervisor share one loop and one process; no worker processes to supervise or leak.
+`http: auto` serves HTTP/1.1 and h2c (prior knowledge) on the same port; with a certificate it serves
+TLS and negotiates h2 or http/1.1 by ALPN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from granian.constants import HTTPModes, Interfaces, SSLProtocols
+from granian.http import HTTP1Settings, HTTP2Settings
+from granian.server.embed import Server
+
+from fnplane.shared.errors import UnavailableError
+from fnplane.up.asgi import ASGIApp
+
+logger = logging.getLogger(__name__)
+
+
+class HttpServer:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        host: str,
+        port: int,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        start_timeout_s: float = 10.0,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._start_timeout_s = start_timeout_s
+        # Granian's own logging setup would replace ours; it logs through the `granian` logger anyway.
+        self._server = Server(
+            app,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGINL,
+            http=HTTPModes.auto,
+            websockets=True,
+            # No idle or keep-alive timeout of ours may cut a long-polling request (issue 4 item 6):
+            # HTTP/1.1 only bounds the time to read headers, HTTP/2 answers client PINGs.
+            http1_settings=HTTP1Settings(header_read_timeout=30_000, keep_alive=True),
+            http2_settings=HTTP2Settings(max_concurrent_streams=1000),
+            log_enabled=False,
+            ssl_cert=tls_cert,
+            ssl_key=tls_key,
+            ssl_protocol_min=SSLProtocols.tls12,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, connect_host: str) -> None:
+        """Bind and serve; returns once the port accepts connections."""
+        logging.getLogger("granian").setLevel(logging.ERROR)  # "embedded server is experimental"
+        self._task = asyncio.create_task(self._server.serve(), name="granian")
+        deadline = asyncio.get_running_loop().time() + self._start_timeout_s
+        while True:
+            if self._task.done():
+                error = self._task.exception()
+                raise UnavailableError(
+                    f"cannot serve HTTP on {self._host}:{self._port}: {error or 'server exited'}"
+                    " (is the port in use? pass --http-port)"
+                )
+            if await _accepts(connect_host, self._port):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise UnavailableError(f"HTTP server on {self._host}:{self._port} did not start in time")
+            await asyncio.sleep(0.02)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def aclose(self, timeout_s: float) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if not task.done():
+            self._server.stop()
+        try:
+            await asyncio.wait_for(task, timeout_s)
+        except TimeoutError:
+            logger.error("HTTP server did not stop within %.1f s", timeout_s)
+        except Exception:
+            logger.exception("HTTP server failed while stopping")
+
+
+async def _accepts(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 1.0)
+    except (OSError, TimeoutError):
+        pass
+    return True

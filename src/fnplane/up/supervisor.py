@@ -1,0 +1,308 @@
+"""`Platform`: the whole of fnplane in one process, started and stopped in order.
+
+Start order (each step's undo is pushed on a stack, so a failed start unwinds what already runs):
+
+    embedded nats-server -> database (migrated) -> bootstrap (account, admin key, signing key)
+    -> NATS client (cluster-change kicks) -> control app -> gateway -> HTTP server -> agent
+
+Stop order is the reverse, with a drain first: new invocations and /health get 503, running
+invocations get `drain_timeout_s` to finish, then the agent stops every function process and worker
+(while the control API still answers its last reports), then the HTTP port closes, the apps shut down,
+the database closes, and the embedded nats-server stops last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fnplane.shared import subjects
+from fnplane.up.asgi import READY_STATES, Lifespan, PlatformApp
+from fnplane.up.home import PlatformHome
+from fnplane.up.nats import EmbeddedNats
+from fnplane.up.server import HttpServer
+from fnplane.up.settings import UpSettings
+
+logger = logging.getLogger(__name__)
+
+Closer = tuple[str, Callable[[], Awaitable[None]]]
+
+
+def optional_attribute(module: str, name: str) -> Any | None:
+    """`module.name`, or None while that module is not part of the tree yet (other errors propagate)."""
+    try:
+        loaded = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name is not None and module.startswith(error.name):
+            return None
+        raise
+    return getattr(loaded, name, None)
+
+
+class Platform:
+    def __init__(self, settings: UpSettings, *, out: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.home = PlatformHome(settings.home)
+        self._out = out
+        self._closers: list[Closer] = []
+        self.nats_url: str | None = None
+        self.admin_key: str | None = None
+        self.database_url: str | None = None
+        self._embedded_nats: EmbeddedNats | None = None
+        self._engine: Any = None
+        self._nats: Any = None
+        self._control: Lifespan | None = None
+        self._gateway: Lifespan | None = None
+        self._http: HttpServer | None = None
+        self._app: PlatformApp | None = None
+        self.agent: Any = None
+        self._started = False
+
+    @property
+    def url(self) -> str:
+        return self.settings.local_url
+
+    # -- start ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.aclose()
+            raise
+        self._started = True
+
+    async def _start(self) -> None:
+        s = self.settings
+        self.home.prepare()
+        workdir = (s.workdir or Path.cwd()).resolve()
+
+        if s.nats_url:
+            self.nats_url = s.nats_url
+        else:
+            self._embedded_nats = EmbeddedNats(
+                self.home.nats_dir,
+                executable=s.nats_server_path,
+                start_timeout_s=s.nats_start_timeout_s,
+                stop_timeout_s=s.stop_timeout_s,
+            )
+            self.nats_url = await self._embedded_nats.start()
+            self._closers.append(("nats-server", self._embedded_nats.aclose))
+
+        from fnplane.control.app import create_app
+        from fnplane.control.auth.bootstrap import bootstrap
+        from fnplane.control.auth.credentials import new_api_key
+        from fnplane.control.db.engine import open_database
+        from fnplane.control.settings import ControlSettings
+
+        self.database_url = s.database_url or self.home.database_url
+        self._engine = await open_database(self.database_url)
+        self._closers.append(("database", self._engine.dispose))
+
+        control_settings = ControlSettings()
+        overrides: dict[str, Any] = {"database_url": self.database_url}
+        if control_settings.key_hash_secret == ControlSettings.model_fields["key_hash_secret"].default:
+            overrides["key_hash_secret"] = self.home.key_hash_secret()
+        if s.public_url and "public_url" in ControlSettings.model_fields:
+            overrides["public_url"] = s.public_url
+        control_settings = control_settings.model_copy(update=overrides)
+
+        await self._bootstrap_admin_key(control_settings, bootstrap, new_api_key)
+
+        import nats
+
+        self._nats = await nats.connect(
+            self.nats_url,
+            connect_timeout=s.nats_start_timeout_s,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            name="fnplane-up",
+        )
+        self._closers.append(("nats-client", self._close_nats))
+
+        control_app = create_app(control_settings, self._engine)
+        control_app.state.notify = self._notify_cluster_changed
+        self._control = Lifespan(control_app, "control")
+        await self._control.startup(s.stop_timeout_s)
+        self._closers.append(("control", lambda: self._shutdown_lifespan(self._control)))
+
+        is_gateway_request = await self._start_gateway(control_app)
+
+        self._app = PlatformApp(self._control, self.health, self._gateway, is_gateway_request)
+        self._http = HttpServer(
+            self._app,
+            host=s.host,
+            port=s.http_port,
+            tls_cert=s.tls_cert,
+            tls_key=s.tls_key,
+            start_timeout_s=s.http_start_timeout_s,
+        )
+        http = self._http
+        await http.start(s.local_host)
+        self._closers.append(("http", lambda: http.aclose(s.stop_timeout_s)))
+
+        await self._start_agent(workdir)
+
+        app = self._app
+        self._closers.append(("drain", lambda: self._drain(app)))
+        # gRPC proxy (issue 5) starts here, on s.grpc_port, next to the HTTP server.
+
+    async def _bootstrap_admin_key(
+        self,
+        control_settings: Any,
+        bootstrap: Callable[..., Awaitable[str | None]],
+        new_api_key: Callable[[], str],
+    ) -> None:
+        """The admin key: FNPLANE_ADMIN_KEY, else the one in DIR/admin-key, else a new one (printed once)."""
+        stored = self.home.stored_admin_key()
+        key = self.settings.admin_key or stored or new_api_key()
+        generated = self.settings.admin_key is None and stored is None
+        await bootstrap(self._engine, control_settings, key)
+        if key != stored:
+            self.home.store_admin_key(key)
+        self.admin_key = key
+        if generated:
+            self._out(
+                f"Admin API key (shown once; also stored in {self.home.admin_key_path}, mode 0600):\n  {key}"
+            )
+
+    async def _start_gateway(self, control_app: Any) -> Callable[[Any], bool] | None:
+        create_gateway_app = optional_attribute("fnplane.invocation", "create_gateway_app")
+        is_gateway_request = optional_attribute("fnplane.invocation", "is_gateway_request")
+        if create_gateway_app is None or is_gateway_request is None:
+            logger.warning("gateway not built yet: invocation routes are not served")
+            return None
+        gateway_settings_cls = optional_attribute("fnplane.invocation.settings", "GatewaySettings")
+        gateway_settings = gateway_settings_cls() if gateway_settings_cls is not None else None
+        if (
+            gateway_settings is not None
+            and self.settings.public_url
+            and "public_url" in type(gateway_settings).model_fields
+        ):
+            gateway_settings = gateway_settings.model_copy(update={"public_url": self.settings.public_url})
+        gateway_app = create_gateway_app(gateway_settings, self.nats_url, control_app.state.access_authority)
+        self._gateway = Lifespan(gateway_app, "gateway")
+        await self._gateway.startup(self.settings.stop_timeout_s)
+        self._closers.append(("gateway", lambda: self._shutdown_lifespan(self._gateway)))
+        return is_gateway_request
+
+    async def _start_agent(self, workdir: Path) -> None:
+        agent_cls = optional_attribute("fnplane.compute.agent", "Agent")
+        if agent_cls is None:
+            logger.warning("agent not built yet: deployments will not start instances")
+            return
+        from fnplane.compute.settings import AgentSettings
+
+        agent_settings = AgentSettings().model_copy(
+            update={
+                "control_url": self.url,
+                "nats_url": self.nats_url,
+                "token": self.admin_key,
+                "workdir": workdir,
+                "home": self.home.path,
+            }
+        )
+        self.agent = agent_cls(agent_settings)
+        await self.agent.start()
+        self._closers.append(("agent", self._stop_agent))
+
+    # -- wiring ---------------------------------------------------------------------------------------
+
+    async def _notify_cluster_changed(self, cluster_name: str) -> None:
+        """Kick the agent of `cluster_name`: its instance assignments changed (it also polls)."""
+        if self._nats is None or not self._nats.is_connected:
+            return
+        await self._nats.publish(subjects.cluster_changed(cluster_name), b"")
+
+    # -- health ---------------------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, str]:
+        timeout_s = self.settings.health_check_timeout_s
+        checks = {
+            "api": "ok" if self._control is not None and self._started else "starting",
+            "gateway": "ok" if self._gateway is not None else "absent",
+            "database": await _check(self._check_database(), timeout_s),
+            "nats": await _check(self._check_nats(), timeout_s),
+            "agent": await _check(self._check_agent(), timeout_s),
+        }
+        return checks
+
+    def is_ready(self, checks: dict[str, str]) -> bool:
+        return all(state in READY_STATES for state in checks.values())
+
+    async def _check_database(self) -> str:
+        if self._engine is None:
+            return "not started"
+        async with self._engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+        return "ok"
+
+    async def _check_nats(self) -> str:
+        if self._nats is None:
+            return "not started"
+        if not self._nats.is_connected:
+            return "disconnected"
+        await self._nats.flush(timeout=self.settings.health_check_timeout_s)
+        return "ok"
+
+    async def _check_agent(self) -> str:
+        if self.agent is None:
+            return "absent" if optional_attribute("fnplane.compute.agent", "Agent") is None else "not started"
+        ready = getattr(self.agent, "ready", True)
+        if callable(ready):
+            ready = ready()
+            if asyncio.iscoroutine(ready):
+                ready = await ready
+        return "ok" if ready else "not ready"
+
+    def failure(self) -> str | None:
+        """Why the platform can no longer serve (a vital part died), else None."""
+        if self._embedded_nats is not None and not self._embedded_nats.running:
+            return "the embedded nats-server exited"
+        if self._http is not None and not self._http.running:
+            return "the HTTP server stopped"
+        return None
+
+    # -- stop -----------------------------------------------------------------------------------------
+
+    async def _drain(self, app: PlatformApp) -> None:
+        remaining = await app.drain(self.settings.drain_timeout_s)
+        if remaining:
+            logger.warning("%d invocation(s) still running after the drain window; cutting them", remaining)
+
+    async def _stop_agent(self) -> None:
+        if self.agent is not None:
+            await self.agent.aclose()
+
+    async def _close_nats(self) -> None:
+        nc, self._nats = self._nats, None
+        if nc is not None:
+            await nc.close()
+
+    async def _shutdown_lifespan(self, lifespan: Lifespan | None) -> None:
+        if lifespan is not None:
+            await lifespan.shutdown(self.settings.stop_timeout_s)
+
+    async def aclose(self) -> None:
+        self._started = False
+        while self._closers:
+            name, close = self._closers.pop()
+            try:
+                await asyncio.wait_for(close(), self.settings.stop_timeout_s + 5)
+            except TimeoutError:
+                logger.error("stopping %s took too long; moving on", name)
+            except Exception:  # the supervisor: log and keep stopping the rest
+                logger.exception("stopping %s failed", name)
+
+
+async def _check(probe: Awaitable[str], timeout_s: float) -> str:
+    try:
+        return await asyncio.wait_for(probe, timeout_s)
+    except TimeoutError:
+        return "timed out"
+    except Exception as error:  # a health probe reports, it never raises
+        return f"failed: {type(error).__name__}"
