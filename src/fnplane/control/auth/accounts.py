@@ -99,7 +99,7 @@ class AccountService:
         return await self._summary(record)
 
     async def list(self) -> list[AccountDto]:
-        return [await self._summary(record) for record in await self._accounts.list()]
+        return [await self._summary(record) for record in await self._accounts.list_all()]
 
     async def get(self, nca_id: str) -> AccountDto:
         record = await self._get(nca_id)

@@ -89,7 +89,7 @@ class ServiceAccountService:
             raise ForbiddenError(f"the caller cannot grant scopes it lacks: {', '.join(missing)}")
         return await self.register(caller.nca_id, scopes, client_id=client_id, name=name)
 
-    async def list(self, caller: Principal) -> list[ClientRecord]:
+    async def list_for(self, caller: Principal) -> list[ClientRecord]:
         return [c for c in await self._repository.list(caller.nca_id) if c.secret_hash is not None]
 
     async def get(self, caller: Principal, client_id: str) -> ClientRecord:

@@ -52,7 +52,7 @@ async def create_service_account(
 async def list_service_accounts(
     caller: Principal = requires(MANAGE_KEYS), auth: AuthComponents = Depends(auth_components)
 ) -> JSONResponse:
-    records = await auth.service_accounts.list(caller)
+    records = await auth.service_accounts.list_for(caller)
     return JSONResponse({"serviceAccounts": [_dto(r) for r in records]})
 
 

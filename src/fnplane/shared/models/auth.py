@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 
 class SnakeModel(BaseModel):
@@ -20,7 +21,7 @@ class SnakeModel(BaseModel):
 
 
 class CamelModel(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
 # --- API keys (snake_case) ---------------------------------------------------------------------
@@ -77,28 +78,28 @@ class KeyList(SnakeModel):
 
 
 class CreateServiceAccountRequest(CamelModel):
-    client_id: str | None = Field(None, alias="clientId")
+    client_id: str | None = None
     name: str | None = None
     scopes: list[str] | None = None
 
 
 class ServiceAccountDto(CamelModel):
-    client_id: str = Field(alias="clientId")
-    nca_id: str = Field(alias="ncaId")
+    client_id: str
+    nca_id: str
     name: str
     scopes: list[str]
-    created_at: str = Field(alias="createdAt")
-    secret_rotated_at: str | None = Field(None, alias="secretRotatedAt")
+    created_at: str
+    secret_rotated_at: str | None = None
     # only in the answer to create and rotate
-    client_secret: str | None = Field(None, alias="clientSecret")
+    client_secret: str | None = None
 
 
 class ServiceAccountResponse(CamelModel):
-    service_account: ServiceAccountDto = Field(alias="serviceAccount")
+    service_account: ServiceAccountDto
 
 
 class ServiceAccountList(CamelModel):
-    service_accounts: list[ServiceAccountDto] = Field(alias="serviceAccounts")
+    service_accounts: list[ServiceAccountDto]
 
 
 class TokenResponse(SnakeModel):
@@ -113,35 +114,35 @@ class TokenResponse(SnakeModel):
 
 class CreateAccountRequest(CamelModel):
     name: str | None = None
-    admin_client_id: str | None = Field(None, alias="adminClientId")
-    registry_credentials: list[dict[str, Any]] | None = Field(None, alias="registryCredentials")
-    max_functions_allowed: int | None = Field(None, alias="maxFunctionsAllowed")
-    max_tasks_allowed: int | None = Field(None, alias="maxTasksAllowed")
-    max_telemetries_allowed: int | None = Field(None, alias="maxTelemetriesAllowed")
-    max_registry_credentials_allowed: int | None = Field(None, alias="maxRegistryCredentialsAllowed")
+    admin_client_id: str | None = None
+    registry_credentials: list[dict[str, Any]] | None = None
+    max_functions_allowed: int | None = None
+    max_tasks_allowed: int | None = None
+    max_telemetries_allowed: int | None = None
+    max_registry_credentials_allowed: int | None = None
 
 
 class UpdateAccountRequest(CamelModel):
     name: str | None = None
-    max_functions_allowed: int | None = Field(None, alias="maxFunctionsAllowed")
-    max_tasks_allowed: int | None = Field(None, alias="maxTasksAllowed")
-    max_telemetries_allowed: int | None = Field(None, alias="maxTelemetriesAllowed")
-    max_registry_credentials_allowed: int | None = Field(None, alias="maxRegistryCredentialsAllowed")
+    max_functions_allowed: int | None = None
+    max_tasks_allowed: int | None = None
+    max_telemetries_allowed: int | None = None
+    max_registry_credentials_allowed: int | None = None
 
 
 class AccountDto(CamelModel):
-    nca_id: str = Field(alias="ncaId")
-    admin_client_ids: list[str] | None = Field(None, alias="adminClientIds")
-    client_ids: list[str] | None = Field(None, alias="clientIds")
+    nca_id: str
+    admin_client_ids: list[str] | None = None
+    client_ids: list[str] | None = None
     name: str
     telemetries: list[dict[str, Any]] | None = None
-    registry_credentials: list[dict[str, Any]] | None = Field(None, alias="registryCredentials")
-    max_functions_allowed: int = Field(alias="maxFunctionsAllowed")
-    max_tasks_allowed: int = Field(alias="maxTasksAllowed")
-    max_telemetries_allowed: int = Field(alias="maxTelemetriesAllowed")
-    max_registry_credentials_allowed: int = Field(alias="maxRegistryCredentialsAllowed")
-    current_number_functions: int | None = Field(None, alias="currentNumberFunctions")
-    last_updated_at: str = Field(alias="lastUpdatedAt")
+    registry_credentials: list[dict[str, Any]] | None = None
+    max_functions_allowed: int
+    max_tasks_allowed: int
+    max_telemetries_allowed: int
+    max_registry_credentials_allowed: int
+    current_number_functions: int | None = None
+    last_updated_at: str
 
 
 class AccountResponse(CamelModel):
@@ -149,4 +150,4 @@ class AccountResponse(CamelModel):
 
 
 class AccountList(CamelModel):
-    cloud_accounts: list[AccountDto] = Field(alias="cloudAccounts")
+    cloud_accounts: list[AccountDto]

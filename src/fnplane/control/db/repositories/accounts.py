@@ -51,7 +51,7 @@ class AccountRepository:
             ).first()
         return None if row is None else _record(row)
 
-    async def list(self) -> list[AccountRecord]:
+    async def list_all(self) -> list[AccountRecord]:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(select(tables.accounts).order_by(tables.accounts.c.nca_id))).all()
         return [_record(row) for row in rows]
