@@ -5,16 +5,38 @@ which scopes they accept:
 
     @router.get("/v2/nvcf/functions")
     async def list_functions(principal: Principal = requires(LIST_FUNCTIONS, LIST_FUNCTIONS_DETAILS)): ...
+
+`requires` is a FastAPI `Security` dependency on an OAuth2 client-credentials scheme, so the OpenAPI
+document (`/v3/openapi`) lists, for every operation, the scopes that admit a caller (any one of them):
+`"security": [{"fnplane": ["list_functions", "list_functions_details"]}]`. API keys (`nvapi-...`) are
+sent the same way, as `Authorization: Bearer`. The auth-matrix test reads this to cover every endpoint.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import OAuth2
 
 from fnplane.control.auth.principal import Principal
+from fnplane.shared import scopes as _scopes
 from fnplane.shared.errors import ForbiddenError, UnauthorizedError
+
+SECURITY_SCHEME = "fnplane"
+
+# Documentation only (auto_error=False): the header is read and judged by `authenticate`.
+_scheme = OAuth2(
+    flows=OAuthFlows(
+        clientCredentials=OAuthFlowClientCredentials(
+            tokenUrl="/token", scopes={scope: scope for scope in sorted(_scopes.ADMIN_SCOPES)}
+        )
+    ),
+    scheme_name=SECURITY_SCHEME,
+    description="A service-account JWT from POST /token or an API key (nvapi-...), sent as a Bearer token.",
+    auto_error=False,
+)
 
 
 class Authenticator(Protocol):
@@ -33,7 +55,7 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def authenticate(request: Request) -> Principal:
+async def authenticate(request: Request, _documented: str | None = Depends(_scheme)) -> Principal:
     authenticator: Authenticator = request.app.state.authenticator
     return await authenticator.authenticate(bearer_token(request))
 
@@ -46,4 +68,4 @@ def requires(*any_of: str) -> Any:
             raise ForbiddenError(f"the credential lacks the required scope: one of {', '.join(any_of)}")
         return principal
 
-    return Depends(dependency)
+    return Security(dependency, scopes=list(any_of))
