@@ -31,6 +31,8 @@ def _configure_logging(level: str) -> None:
     if level.lower() != "debug":
         # migrations log every plugin at INFO on each start; only their problems matter here
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # one line per agent heartbeat and poll is noise; failures are logged by the agent itself
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _settings_error(error: Exception) -> typer.Exit:

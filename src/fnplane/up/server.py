@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 
 from granian.constants import HTTPModes, Interfaces, SSLProtocols
@@ -58,6 +59,7 @@ class HttpServer:
 
     async def start(self, connect_host: str) -> None:
         """Bind and serve; returns once the port accepts connections."""
+        _ensure_port_free(self._host, self._port)
         logging.getLogger("granian").setLevel(logging.ERROR)  # "embedded server is experimental"
         self._task = asyncio.create_task(self._server.serve(), name="granian")
         deadline = asyncio.get_running_loop().time() + self._start_timeout_s
@@ -90,6 +92,21 @@ class HttpServer:
             logger.error("HTTP server did not stop within %.1f s", timeout_s)
         except Exception:
             logger.exception("HTTP server failed while stopping")
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    """Fail fast if the port is taken: Granian binds with SO_REUSEPORT on Linux, so a second
+    `fnplane up` on the same port would otherwise silently share it with the first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are fine
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UnavailableError(
+                f"cannot listen on {host}:{port}: {error.strerror} (is another server using the port? "
+                "pass --http-port)"
+            ) from None
 
 
 async def _accepts(host: str, port: int) -> bool:

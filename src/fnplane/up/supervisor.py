@@ -29,7 +29,7 @@ from fnplane.up.settings import UpSettings
 
 logger = logging.getLogger(__name__)
 
-Closer = tuple[str, Callable[[], Awaitable[None]]]
+Closer = tuple[str, Callable[[], Awaitable[None]], float]
 
 
 def optional_attribute(module: str, name: str) -> Any | None:
@@ -91,7 +91,7 @@ class Platform:
                 stop_timeout_s=s.stop_timeout_s,
             )
             self.nats_url = await self._embedded_nats.start()
-            self._closers.append(("nats-server", self._embedded_nats.aclose))
+            self._push("nats-server", self._embedded_nats.aclose)
 
         from fnplane.control.app import create_app
         from fnplane.control.auth.bootstrap import bootstrap
@@ -101,7 +101,7 @@ class Platform:
 
         self.database_url = s.database_url or self.home.database_url
         self._engine = await open_database(self.database_url)
-        self._closers.append(("database", self._engine.dispose))
+        self._push("database", self._engine.dispose)
 
         control_settings = ControlSettings()
         overrides: dict[str, Any] = {"database_url": self.database_url}
@@ -122,13 +122,13 @@ class Platform:
             reconnect_time_wait=0.5,
             name="fnplane-up",
         )
-        self._closers.append(("nats-client", self._close_nats))
+        self._push("nats-client", self._close_nats)
 
         control_app = create_app(control_settings, self._engine)
         control_app.state.notify = self._notify_cluster_changed
         self._control = Lifespan(control_app, "control")
         await self._control.startup(s.stop_timeout_s)
-        self._closers.append(("control", lambda: self._shutdown_lifespan(self._control)))
+        self._push("control", lambda: self._shutdown_lifespan(self._control))
 
         is_gateway_request = await self._start_gateway(control_app)
 
@@ -143,12 +143,12 @@ class Platform:
         )
         http = self._http
         await http.start(s.local_host)
-        self._closers.append(("http", lambda: http.aclose(s.stop_timeout_s)))
+        self._push("http", lambda: http.aclose(s.stop_timeout_s))
 
         await self._start_agent(workdir)
 
         app = self._app
-        self._closers.append(("drain", lambda: self._drain(app)))
+        self._push("drain", lambda: self._drain(app), s.drain_timeout_s + 5)
         # gRPC proxy (issue 5) starts here, on s.grpc_port, next to the HTTP server.
 
     async def _bootstrap_admin_key(
@@ -187,7 +187,7 @@ class Platform:
         gateway_app = create_gateway_app(gateway_settings, self.nats_url, control_app.state.access_authority)
         self._gateway = Lifespan(gateway_app, "gateway")
         await self._gateway.startup(self.settings.stop_timeout_s)
-        self._closers.append(("gateway", lambda: self._shutdown_lifespan(self._gateway)))
+        self._push("gateway", lambda: self._shutdown_lifespan(self._gateway))
         return is_gateway_request
 
     async def _start_agent(self, workdir: Path) -> None:
@@ -208,7 +208,13 @@ class Platform:
         )
         self.agent = agent_cls(agent_settings)
         await self.agent.start()
-        self._closers.append(("agent", self._stop_agent))
+        # the agent gives each function process its grace period before SIGKILL, then reports; never
+        # abandon it earlier, or function processes would outlive `fnplane up`
+        grace_s = agent_settings.stop_grace_s + 2 * agent_settings.http_timeout_s + 10
+        self._push("agent", self._stop_agent, max(self.settings.stop_timeout_s, grace_s))
+
+    def _push(self, name: str, close: Callable[[], Awaitable[None]], timeout_s: float | None = None) -> None:
+        self._closers.append((name, close, timeout_s or self.settings.stop_timeout_s + 5))
 
     # -- wiring ---------------------------------------------------------------------------------------
 
@@ -290,9 +296,10 @@ class Platform:
     async def aclose(self) -> None:
         self._started = False
         while self._closers:
-            name, close = self._closers.pop()
+            name, close, timeout_s = self._closers.pop()
+            logger.debug("stopping %s", name)
             try:
-                await asyncio.wait_for(close(), self.settings.stop_timeout_s + 5)
+                await asyncio.wait_for(close(), timeout_s)
             except TimeoutError:
                 logger.error("stopping %s took too long; moving on", name)
             except Exception:  # the supervisor: log and keep stopping the rest
