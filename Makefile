@@ -1,30 +1,46 @@
+# fnplane: `make run` starts the platform, `make test` runs every test (see README.md).
+# Only Python 3.11+ with pip/venv is needed; everything else is installed into .venv.
+
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+PYTHON ?= python3
 PYTEST_WORKERS ?= 2
+# extra flags for `fnplane up`, e.g. make run ARGS="--http-port 9090"
+ARGS ?=
+# the machine's PostgreSQL, so the database tests run on it as well as on SQLite
 export FNPLANE_TEST_POSTGRES_URL ?= postgresql://root@127.0.0.1:5432/test
+# directories that exist (bench/ and examples/ arrive with later issues)
+LINT_PATHS := $(wildcard src tests bench examples)
 
 .PHONY: install install-dev run test check bench migration clean
 
 $(PY):
-	python3 -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-install: $(PY)
+# Stamps: reinstall only when the dependencies change (the package itself is installed editable).
+$(VENV)/.installed: pyproject.toml | $(PY)
 	$(PIP) install -q -e .
+	touch $@
 
-install-dev: $(PY)
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PIP) install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(VENV)/bin/fnplane up
+	$(VENV)/bin/fnplane up $(ARGS)
 
 test: install-dev
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider
 
 check: install-dev
-	$(VENV)/bin/ruff check src tests bench examples
-	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
