@@ -13,3 +13,121 @@ def cluster_changed(cluster_name: str) -> str:
 def _token(value: str) -> str:
     """A subject token: NATS forbids '.', '*', '>' and whitespace inside one."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in value)
+
+
+# --- invocation plane: request path (gateway <-> worker) -------------------------------------------
+
+
+# JetStream work-queue stream of one function version; every request is one message on its own subject.
+def request_stream(version_id: str) -> str:
+    return f"FNPLANE_RQ_{_token(version_id)}"
+
+
+def request_subject(version_id: str, request_id: str) -> str:
+    return f"{PREFIX}.rq.{_token(version_id)}.{_token(request_id)}"
+
+
+def request_subjects(version_id: str) -> str:
+    """The filter of a version's stream: every request of that version."""
+    return f"{PREFIX}.rq.{_token(version_id)}.>"
+
+
+# durable pull consumer shared by every instance (competing consumers)
+REQUEST_CONSUMER = "workers"
+
+
+def cancel_subject(version_id: str) -> str:
+    """Core-NATS broadcast to every worker of a version; the payload is the request id."""
+    return f"{PREFIX}.cancel.{_token(version_id)}"
+
+
+def gateway_responses(gateway_id: str) -> str:
+    """Wildcard a gateway subscribes to for the response streams of its requests."""
+    return f"{PREFIX}.gw.{_token(gateway_id)}.r.*"
+
+
+def gateway_response_inbox(gateway_id: str, request_id: str) -> str:
+    return f"{PREFIX}.gw.{_token(gateway_id)}.r.{_token(request_id)}"
+
+
+def gateway_bodies(gateway_id: str) -> str:
+    """Wildcard a gateway answers on with the next chunk of a request body (request/reply)."""
+    return f"{PREFIX}.gw.{_token(gateway_id)}.b.*"
+
+
+def gateway_body_inbox(gateway_id: str, request_id: str) -> str:
+    return f"{PREFIX}.gw.{_token(gateway_id)}.b.{_token(request_id)}"
+
+
+# request/reply: "which gateway holds this request?" (queue position of a request still waiting)
+LOCATE_SUBJECT = f"{PREFIX}.gw.locate"
+
+
+def worker_credits(worker_id: str) -> str:
+    """Wildcard a worker subscribes to for the credits the gateway grants per response chunk."""
+    return f"{PREFIX}.wk.{_token(worker_id)}.c.*"
+
+
+def worker_credit_inbox(worker_id: str, request_id: str) -> str:
+    return f"{PREFIX}.wk.{_token(worker_id)}.c.{_token(request_id)}"
+
+
+def last_token(subject: str) -> str:
+    return subject.rsplit(".", 1)[-1]
+
+
+# Key-value bucket of detached (202) requests: status, progress and small results (file storage).
+STATUS_BUCKET = "fnplane_requests"
+# Object store bucket of assets and large or detached results (file storage, 24 h).
+OBJECT_BUCKET = "fnplane_objects"
+# Key-value bucket of asset metadata, keyed "<account>.<assetId>" (24 h).
+ASSET_BUCKET = "fnplane_assets"
+# Key-value bucket of gateway-wide state (the URL-signing key), shared by every gateway.
+GATEWAY_BUCKET = "fnplane_gateway"
+SIGNING_KEY = "url-signing-key"
+
+
+def status_key(request_id: str) -> str:
+    return _token(request_id)
+
+
+def asset_key(nca_id: str, asset_id: str) -> str:
+    return f"{_token(nca_id)}.{_token(asset_id)}"
+
+
+def asset_keys(nca_id: str) -> str:
+    return f"{_token(nca_id)}.*"
+
+
+def asset_object(nca_id: str, asset_id: str) -> str:
+    return f"assets/{_token(nca_id)}/{_token(asset_id)}"
+
+
+def result_object(request_id: str) -> str:
+    return f"results/{_token(request_id)}"
+
+
+# NATS message headers of the request path
+HDR_MSG_ID = "Nats-Msg-Id"  # JetStream de-duplication of a retried publish
+HDR_ENVELOPE = "Fnplane-Envelope"  # InvocationEnvelope JSON on a queued request
+HDR_KIND = "Fnplane-Kind"  # response stream message kind: head | data | end | alive
+HDR_HEAD = "Fnplane-Head"  # ResponseHead JSON on a head message
+HDR_END = "Fnplane-End"  # "1": this message also ends the response
+HDR_ERROR = "Fnplane-Error"  # on end: the response broke off (detail)
+HDR_ATTEMPT = "Fnplane-Attempt"  # JetStream delivery count of the worker's copy
+HDR_OFFSET = "Fnplane-Offset"  # body pull: bytes the worker already holds
+HDR_EOF = "Fnplane-Eof"  # body pull reply: "1" when this chunk is the last
+# on a worker's 302 head: the result is the zip object of this request id; the gateway signs the Location
+HDR_LARGE_RESULT = "Fnplane-Large-Result"
+HDR_STATUS = "Status"  # JetStream status code on pull responses (100, 404, 408, 409)
+HDR_PENDING_MESSAGES = "Nats-Pending-Messages"
+
+KIND_HEAD = "head"
+KIND_DATA = "data"
+KIND_END = "end"
+KIND_ALIVE = "alive"
+
+
+def instance_logs(cluster_name: str) -> str:
+    """Request/reply to the agent of a cluster: the log lines of one of its instances (models/logs.py)."""
+    return f"{PREFIX}.clusters.{_token(cluster_name)}.logs"

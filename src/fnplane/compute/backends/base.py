@@ -1,0 +1,80 @@
+"""The seam between the agent and whatever runs instances (local processes now, Kubernetes pods later).
+
+A backend starts the function of one instance, tells when it ended, stops it, serves its logs, and after an
+agent restart finds what an earlier run of the same agent left behind. The failure *rules* (restart
+backoff, restart loop, startup timeout) live in the agent's supervisor, not in a backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from fnplane.shared.models.compute import InstanceAssignment
+
+
+class BackendError(Exception):
+    """The backend could not start an instance (NVCF cause `create-container-error`)."""
+
+    def __init__(self, detail: str, *, cause: str = "create-container-error") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.cause = cause
+
+
+@dataclass
+class InstanceHandle:
+    instance_id: str
+    # where the worker reaches the function
+    host: str
+    port: int
+    pid: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    code: int | None
+    # last bytes of stderr of this run (for the failure report)
+    stderr_tail: str
+
+
+class InstanceBackend(ABC):
+    @abstractmethod
+    async def start(self, assignment: InstanceAssignment) -> InstanceHandle:
+        """Start (or restart, keeping its port) the function of one instance; raise BackendError."""
+
+    @abstractmethod
+    async def wait(self, instance_id: str) -> ExitStatus:
+        """Until the current run of the instance ends; its exit code and stderr tail."""
+
+    @abstractmethod
+    def is_alive(self, instance_id: str) -> bool: ...
+
+    @abstractmethod
+    async def stop(self, instance_id: str, *, forget: bool = True) -> None:
+        """SIGTERM-like stop, then kill after the grace period; `forget` releases the port and record."""
+
+    @abstractmethod
+    def stderr_tail(self, instance_id: str) -> str: ...
+
+    @abstractmethod
+    async def logs(self, instance_id: str, *, tail: int) -> list[str]:
+        """The last `tail` lines of the instance's output (stdout and stderr, in order)."""
+
+    @abstractmethod
+    def follow(self, instance_id: str, *, tail: int) -> AsyncIterator[str]:
+        """The last `tail` lines, then new lines as they are written, until cancelled."""
+
+    @abstractmethod
+    def knows(self, instance_id: str) -> bool:
+        """Whether the instance has logs or a record here."""
+
+    @abstractmethod
+    async def cleanup(self) -> list[str]:
+        """Stop everything an earlier run of this agent left behind; the instance ids found."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop every instance of this backend."""

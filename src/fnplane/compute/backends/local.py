@@ -1,0 +1,256 @@
+"""The local backend: each instance is a process group on this host (DESIGN.md section 3).
+
+`containerArgs` is split like a POSIX shell splits words (shlex, no shell runs), `$(VAR)` references are
+expanded from the instance environment as Kubernetes expands container args, and the process runs in the
+agent's working directory with `containerEnvironment` plus the NVCF variables. Output goes through the
+agent into a rotated, size-bounded log file per instance, so the agent also keeps the stderr tail that a
+failure report carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shlex
+import socket
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fnplane.compute.backends.base import BackendError, ExitStatus, InstanceBackend, InstanceHandle
+from fnplane.compute.backends.processes import (
+    ProcessTable,
+    RotatingLog,
+    marked_processes,
+    stop_process_group,
+    tail_lines,
+    terminate_processes,
+)
+from fnplane.shared.models.compute import InstanceAssignment
+
+_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+# inherited from the agent's own environment only when the child does not set them
+_INHERITED_PREFIX_BLOCKLIST = ("FNPLANE_", "NVCF_")
+
+
+def expand_references(value: str, env: dict[str, str]) -> str:
+    """Kubernetes `$(VAR)` expansion: defined names are replaced, `$$` escapes, unknown refs stay as is."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env[name] if name in env else match.group(0)
+
+    return _REFERENCE.sub(replace, value)
+
+
+def build_argv(container_args: str | None, env: dict[str, str]) -> list[str]:
+    if not container_args or not container_args.strip():
+        raise BackendError("the local backend needs containerArgs (a command line to run)")
+    try:
+        words = shlex.split(container_args)
+    except ValueError as error:
+        raise BackendError(f"containerArgs is not a valid command line: {error}") from error
+    return [expand_references(word, env) for word in words]
+
+
+def build_environment(assignment: InstanceAssignment, port: int, base: dict[str, str]) -> dict[str, str]:
+    """The agent's PATH-like basics, then containerEnvironment, then the variables NVCF injects."""
+    env = {k: v for k, v in base.items() if not k.startswith(_INHERITED_PREFIX_BLOCKLIST)}
+    env.update(assignment.container_environment)
+    health = assignment.health
+    env.update(
+        {
+            "INFERENCE_PORT": str(port),
+            "PORT": str(port),
+            "NVCF_FUNCTION_ID": assignment.function_id,
+            "NVCF_FUNCTION_VERSION_ID": assignment.version_id,
+            "NVCF_FUNCTION_NAME": assignment.function_name,
+            "NVCF_NCA_ID": assignment.nca_id,
+            "NVCF_INSTANCETYPE": assignment.instance_type,
+            "NVCF_BACKEND": assignment.backend,
+            "NVCF_REGION": assignment.region,
+            # what NVCF's pods also see (compute.md 1.5)
+            "INFERENCE_HEALTH_ENDPOINT": health.uri,
+            "INFERENCE_HEALTH_PROTOCOL": health.protocol,
+            "INFERENCE_HEALTH_PORT": str(port),
+            "INFERENCE_HEALTH_EXPECTED_RESPONSE_CODE": str(health.expected_status_code),
+            "MAX_REQUEST_CONCURRENCY": str(assignment.max_request_concurrency),
+        }
+    )
+    return env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class _Instance:
+    handle: InstanceHandle
+    log: RotatingLog
+    process: asyncio.subprocess.Process | None = None
+    pumps: list[asyncio.Task[None]] = field(default_factory=list)
+    stderr: deque[bytes] = field(default_factory=deque)
+    stderr_bytes: int = 0
+
+
+class LocalProcessBackend(InstanceBackend):
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        workdir: Path,
+        agent_id: str,
+        stop_grace_s: float,
+        error_log_bytes: int = 1024,
+        log_max_bytes: int = 10 * 1024 * 1024,
+        log_backups: int = 2,
+    ) -> None:
+        self.state_dir = state_dir
+        self.workdir = workdir
+        self.stop_grace_s = stop_grace_s
+        self.error_log_bytes = error_log_bytes
+        self.log_max_bytes = log_max_bytes
+        self.log_backups = log_backups
+        self.table = ProcessTable(state_dir / "processes.json", agent_id)
+        self._instances: dict[str, _Instance] = {}
+
+    def log_path(self, instance_id: str) -> Path:
+        return self.state_dir / "logs" / f"{instance_id}.log"
+
+    async def start(self, assignment: InstanceAssignment) -> InstanceHandle:
+        instance = self._instances.get(assignment.instance_id)
+        if instance is None:
+            handle = InstanceHandle(assignment.instance_id, "127.0.0.1", free_port())
+            log = RotatingLog(self.log_path(assignment.instance_id), self.log_max_bytes, self.log_backups)
+            instance = self._instances[assignment.instance_id] = _Instance(handle, log)
+        elif instance.process is not None and instance.process.returncode is None:
+            raise BackendError(f"instance {assignment.instance_id} is already running", cause="system-error")
+        env = build_environment(assignment, instance.handle.port, dict(os.environ))
+        argv = build_argv(assignment.container_args, env)
+        instance.stderr.clear()
+        instance.stderr_bytes = 0
+        try:
+            process = await self.table.spawn(
+                assignment.instance_id, "function", argv, env=env, cwd=self.workdir
+            )
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
+            message = f"cannot start {argv[0]!r}: {error.strerror or error}"
+            instance.log.write(f"[fnplane] {message}\n".encode())
+            self._remember_stderr(instance, message.encode())
+            raise BackendError(message) from error
+        instance.process = process
+        instance.handle.pid = process.pid
+        assert process.stdout is not None and process.stderr is not None
+        instance.pumps = [
+            asyncio.create_task(self._pump(instance, process.stdout, is_stderr=False)),
+            asyncio.create_task(self._pump(instance, process.stderr, is_stderr=True)),
+        ]
+        return instance.handle
+
+    async def _pump(self, instance: _Instance, stream: asyncio.StreamReader, *, is_stderr: bool) -> None:
+        while True:
+            chunk = await stream.read(65536)
+            if not chunk:
+                return
+            instance.log.write(chunk)
+            if is_stderr:
+                self._remember_stderr(instance, chunk)
+
+    def _remember_stderr(self, instance: _Instance, chunk: bytes) -> None:
+        instance.stderr.append(chunk)
+        instance.stderr_bytes += len(chunk)
+        while instance.stderr and instance.stderr_bytes - len(instance.stderr[0]) >= self.error_log_bytes:
+            instance.stderr_bytes -= len(instance.stderr.popleft())
+
+    def stderr_tail(self, instance_id: str) -> str:
+        instance = self._instances.get(instance_id)
+        if instance is None:
+            return ""
+        data = b"".join(instance.stderr)[-self.error_log_bytes :]
+        return data.decode("utf-8", "replace")
+
+    async def wait(self, instance_id: str) -> ExitStatus:
+        instance = self._instances[instance_id]
+        if instance.process is None:
+            return ExitStatus(None, self.stderr_tail(instance_id))
+        code = await instance.process.wait()
+        # the output of the run must be complete before anyone reads the stderr tail
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait(instance.pumps, timeout=2.0)
+        return ExitStatus(code, self.stderr_tail(instance_id))
+
+    def is_alive(self, instance_id: str) -> bool:
+        instance = self._instances.get(instance_id)
+        return bool(instance and instance.process and instance.process.returncode is None)
+
+    def port(self, instance_id: str) -> int | None:
+        instance = self._instances.get(instance_id)
+        return instance.handle.port if instance else None
+
+    async def stop(self, instance_id: str, *, forget: bool = True) -> None:
+        instance = self._instances.get(instance_id)
+        if instance is not None and instance.process is not None:
+            await stop_process_group(instance.process, self.stop_grace_s)
+            for pump in instance.pumps:
+                pump.cancel()
+            await asyncio.gather(*instance.pumps, return_exceptions=True)
+            instance.pumps = []
+        # anything that left the process group (setsid) still carries the instance marker
+        strays = await asyncio.to_thread(marked_processes, self.table.agent_id, instance_id)
+        await terminate_processes([process for process, _ in strays], self.stop_grace_s)
+        self.table.forget(instance_id, "function")
+        if forget and instance is not None:
+            instance.log.close()
+            del self._instances[instance_id]
+
+    def knows(self, instance_id: str) -> bool:
+        return instance_id in self._instances or self.log_path(instance_id).exists()
+
+    def _log_for(self, instance_id: str) -> RotatingLog | None:
+        instance = self._instances.get(instance_id)
+        return instance.log if instance else None
+
+    async def logs(self, instance_id: str, *, tail: int) -> list[str]:
+        log = self._log_for(instance_id)
+        if log is not None:
+            return await asyncio.to_thread(log.tail_lines, tail)
+        return await asyncio.to_thread(tail_lines, self.log_path(instance_id), self.log_backups, tail)
+
+    async def follow(self, instance_id: str, *, tail: int) -> AsyncIterator[str]:
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10000)
+        log = self._log_for(instance_id)
+
+        def listener(data: bytes) -> None:
+            with contextlib.suppress(asyncio.QueueFull):  # a reader that cannot keep up loses lines
+                queue.put_nowait(data)
+
+        if log is not None:
+            log.listeners.add(listener)
+        try:
+            for line in await self.logs(instance_id, tail=tail):
+                yield line
+            if log is None:
+                return
+            pending = b""
+            while True:
+                pending += await queue.get()
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace")
+        finally:
+            if log is not None:
+                log.listeners.discard(listener)
+
+    async def cleanup(self) -> list[str]:
+        return await self.table.sweep_earlier(self.stop_grace_s)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(self.stop(iid) for iid in list(self._instances)), return_exceptions=True)

@@ -1,0 +1,3 @@
+from fnplane.compute.worker.main import main
+
+main()
