@@ -13,7 +13,7 @@ export FNPLANE_TEST_POSTGRES_URL ?= postgresql://root@127.0.0.1:5432/test
 # directories that exist (bench/ and examples/ arrive with later issues)
 LINT_PATHS := $(wildcard src tests bench examples)
 
-.PHONY: install install-dev run test check bench migration clean
+.PHONY: install install-dev run test check bench migration settings-doc clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: install-dev
 migration: install-dev
 	$(PY) scripts/regenerate-initial-migration.py
 	$(VENV)/bin/ruff format -q src/fnplane/control/db/migrations/versions
+
+# Rewrite docs/settings.md from the ...Settings classes (a unit test checks it lists every field).
+settings-doc: install-dev
+	$(PY) tests/unit/test_settings_doc.py > docs/settings.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
