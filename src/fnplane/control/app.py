@@ -5,6 +5,8 @@ Every FnplaneError and every request-validation error becomes `application/probl
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -54,6 +56,36 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
 
+def _install_functions_plane(app: FastAPI, settings: ControlSettings, engine: AsyncEngine) -> None:
+    """Reconciler, agent kicks and the AccessAuthority (functions, deployments, instances)."""
+    from fnplane.control.reconciler import Reconciler
+    from fnplane.control.services.access import ControlAccessAuthority
+    from fnplane.control.services.notify import no_notify
+
+    # `fnplane up` replaces app.state.notify with a NATS publisher; read at call time so it may
+    app.state.notify = no_notify
+
+    async def notify(cluster_name: str) -> None:
+        await app.state.notify(cluster_name)
+
+    app.state.reconciler = Reconciler(engine, settings, notify)
+    app.state.access_authority = ControlAccessAuthority(
+        engine,
+        app.state.authenticator,
+        auth_ttl_s=settings.auth_cache_ttl_s,
+        versions_ttl_s=settings.access_versions_cache_ttl_s,
+    )
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await app.state.reconciler.start()
+    try:
+        yield
+    finally:
+        await app.state.reconciler.aclose()
+
+
 def create_app(settings: ControlSettings, engine: AsyncEngine) -> FastAPI:
     app = FastAPI(
         title="fnplane control plane",
@@ -61,6 +93,7 @@ def create_app(settings: ControlSettings, engine: AsyncEngine) -> FastAPI:
         openapi_url="/v3/openapi",
         docs_url="/v3/docs",
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -69,6 +102,7 @@ def create_app(settings: ControlSettings, engine: AsyncEngine) -> FastAPI:
 
     app.state.auth = create_auth(engine, settings)
     app.state.authenticator = app.state.auth.authenticator
+    _install_functions_plane(app, settings, engine)
     install_problem_handlers(app)
     # Routers are included by fnplane.control.routes.include_all (each issue adds its own).
     from fnplane.control.routes import include_all

@@ -22,3 +22,11 @@ class ControlSettings(BaseSettings):
     max_api_keys_per_owner: int = 8
     max_api_key_ttl_days: int = 365
     max_authz_size_chars: int = 2048
+    # reconciler (function status, instance counts): period of the full pass; reports wake it at once
+    reconcile_interval_s: float = 2.0
+    # a GPU spec with this many failed instances within the window is not topped up any more
+    # (a crash-looping version is not replaced forever); it resumes when old failures age out
+    instance_failure_limit: int = 5
+    instance_failure_window_s: float = 600.0
+    # the AccessAuthority caches a function's visible versions (with their status) this long
+    access_versions_cache_ttl_s: float = 0.5

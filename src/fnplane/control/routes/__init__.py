@@ -13,4 +13,15 @@ def include_all(app: FastAPI) -> None:
         app.include_router(import_module(f"fnplane.control.routes.{name}").router)
 
 
-ROUTE_MODULES: list[str] = ["accounts", "api_keys", "service_accounts", "tokens"]
+ROUTE_MODULES: list[str] = [
+    "accounts",
+    "api_keys",
+    "service_accounts",
+    "tokens",
+    "functions",
+    "deployments",
+    "authorizations",
+    "clusters",
+    "agents",
+    "access",
+]

@@ -1,0 +1,19 @@
+"""`POST /v1/fnplane/access`: the AccessAuthority over HTTP for a gateway on another host.
+
+See shared.models.access for the contract.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from fnplane.control.auth.dependencies import bearer_token
+from fnplane.shared.models.access import AccessGrant, AccessRequest
+
+router = APIRouter(tags=["internal"])
+
+
+@router.post("/v1/fnplane/access", response_model=AccessGrant, response_model_by_alias=True)
+async def access(body: AccessRequest, request: Request) -> AccessGrant:
+    authority = request.app.state.access_authority
+    return await authority.grant(bearer_token(request), body.scope, body.function_id, body.version_id)

@@ -1,0 +1,31 @@
+"""`GET /v2/nvcf/clusterGroups` and `GET /v2/nvcf/supportedGpus` from the registered inventory (1.11).
+
+Unlike NVCF (JWT only), API keys with the scope are accepted too; supportedGpus lists the GPUs the
+registered clusters really offer instead of NVCF's static legacy table.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from fnplane.control.auth.dependencies import requires
+from fnplane.control.auth.principal import Principal
+from fnplane.control.services import clusters as service
+from fnplane.shared.models.deployments import ClusterGroupsResponse, SupportedGpuDto
+from fnplane.shared.scopes import LIST_CLUSTER_GROUPS, REGISTER_FUNCTION
+
+router = APIRouter(tags=["clusters"])
+
+
+@router.get("/v2/nvcf/clusterGroups", response_model=ClusterGroupsResponse, response_model_exclude_none=True)
+async def cluster_groups(
+    request: Request, principal: Principal = requires(LIST_CLUSTER_GROUPS)
+) -> ClusterGroupsResponse:
+    return ClusterGroupsResponse(cluster_groups=await service.cluster_groups(request.app.state.engine))
+
+
+@router.get("/v2/nvcf/supportedGpus", response_model=list[SupportedGpuDto], response_model_exclude_none=True)
+async def supported_gpus(
+    request: Request, principal: Principal = requires(REGISTER_FUNCTION)
+) -> list[SupportedGpuDto]:
+    return await service.supported_gpus(request.app.state.engine)

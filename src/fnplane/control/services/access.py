@@ -1,0 +1,124 @@
+"""The control plane's `AccessAuthority` (shared.contracts): what the invocation plane asks per request.
+
+`grant(bearer, scope, function_id, version_id)` authenticates with the app's authenticator, checks the
+scope and, if a function is named, returns every version of it the caller may see (404 / 403 as in
+`services.visibility`). Two caches, both bounded:
+
+* the credential's principal for `auth_cache_ttl_s` (a revoked key stops working within that time);
+* a function's visible versions for `access_versions_cache_ttl_s`, short because their `status`
+  decides where the gateway sends a request (a version that just became ACTIVE must be seen soon).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Generic, TypeVar
+
+from fnplane.control.auth.dependencies import Authenticator
+from fnplane.control.auth.principal import Principal
+from fnplane.control.db.repositories import deployments as deployments_repo
+from fnplane.control.db.repositories.transactions import Connection, Engine, reading
+from fnplane.control.services.visibility import SeenVersion, visible_version, visible_versions
+from fnplane.shared.errors import ForbiddenError
+from fnplane.shared.models.access import AccessGrant, VersionTarget
+
+K = TypeVar("K")
+T = TypeVar("T")
+
+MAX_CACHE_ENTRIES = 10_000
+
+
+class _TtlCache(Generic[K, T]):
+    def __init__(self, ttl_s: float, max_entries: int = MAX_CACHE_ENTRIES) -> None:
+        self._ttl_s = ttl_s
+        self._max = max_entries
+        self._entries: OrderedDict[K, tuple[float, T]] = OrderedDict()
+
+    def get(self, key: K) -> T | None:
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        expires, value = hit
+        if expires < time.monotonic():
+            del self._entries[key]
+            return None
+        return value
+
+    def put(self, key: K, value: T) -> None:
+        if self._ttl_s <= 0:
+            return
+        self._entries[key] = (time.monotonic() + self._ttl_s, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
+class ControlAccessAuthority:
+    def __init__(
+        self, engine: Engine, authenticator: Authenticator, *, auth_ttl_s: float, versions_ttl_s: float
+    ) -> None:
+        self._engine = engine
+        self._authenticator = authenticator
+        self._principals: _TtlCache[str, Principal] = _TtlCache(auth_ttl_s)
+        self._versions: _TtlCache[tuple[str, str, str | None], list[VersionTarget]] = _TtlCache(
+            versions_ttl_s
+        )
+
+    async def principal(self, bearer: str) -> Principal:
+        cached = self._principals.get(bearer)
+        if cached is None:
+            cached = await self._authenticator.authenticate(bearer)
+            self._principals.put(bearer, cached)
+        return cached
+
+    async def grant(
+        self, bearer: str, scope: str, function_id: str | None = None, version_id: str | None = None
+    ) -> AccessGrant:
+        principal = await self.principal(bearer)
+        if not principal.has_any_scope(scope):
+            raise ForbiddenError(f"the credential lacks the required scope: {scope}")
+        versions: list[VersionTarget] = []
+        if function_id is not None:
+            versions = await self._visible(principal, bearer, function_id, version_id)
+        return AccessGrant(
+            nca_id=principal.nca_id,
+            subject=principal.subject,
+            scopes=sorted(principal.scopes),
+            function_id=function_id,
+            versions=versions,
+        )
+
+    async def _visible(
+        self, principal: Principal, bearer: str, function_id: str, version_id: str | None
+    ) -> list[VersionTarget]:
+        key = (bearer, function_id, version_id)
+        cached = self._versions.get(key)
+        if cached is not None:
+            return cached
+        async with reading(self._engine) as conn:
+            if version_id is None:
+                seen = await visible_versions(conn, principal, function_id)
+            else:
+                seen = [await visible_version(conn, principal, function_id, version_id)]
+            targets = [await _target(conn, s) for s in seen]
+        self._versions.put(key, targets)
+        return targets
+
+
+async def _target(conn: Connection, seen: SeenVersion) -> VersionTarget:
+    v = seen.record
+    concurrency = 1
+    deployment = await deployments_repo.by_version(conn, v.version_id)
+    if deployment is not None:
+        specs = await deployments_repo.specs_of(conn, deployment.deployment_id)
+        concurrency = sum(s.max_request_concurrency for s in specs) or 1
+    return VersionTarget(
+        version_id=v.version_id,
+        function_name=v.name,
+        owner_nca_id=v.nca_id,
+        status=v.status,
+        inference_url=v.inference_url,
+        function_type=v.function_type,
+        max_request_concurrency=concurrency,
+    )

@@ -1,0 +1,157 @@
+"""Sharing a function or a version with other accounts (nvcf-api.md 1.3).
+
+A function-level list applies to every version; a version-level list adds to it for that version.
+Only the owning account manages the lists. `ncaId: "*"` (public) is for the super admin
+(`account_setup`) only, as the single entry and without `clientId`; every other operation on a public
+function is a 400 for ordinary accounts.
+"""
+
+from __future__ import annotations
+
+from fnplane.control.auth.principal import Principal
+from fnplane.control.db.repositories import authorizations as parties_repo
+from fnplane.control.db.repositories import functions as functions_repo
+from fnplane.control.db.repositories.authorizations import Party
+from fnplane.control.db.repositories.transactions import Connection, Engine, reading, transaction
+from fnplane.control.services.visibility import owned_function, version_not_found
+from fnplane.shared.errors import BadRequestError, ConflictError, NotFoundError
+from fnplane.shared.models.deployments import AuthorizedPartiesDto, AuthorizedPartyDto
+from fnplane.shared.scopes import ACCOUNT_SETUP
+
+PUBLIC = "*"
+
+
+def _is_super_admin(principal: Principal) -> bool:
+    return principal.has_any_scope(ACCOUNT_SETUP)
+
+
+def _dto(function_id: str, owner: str, version_id: str | None, parties: list[Party]) -> AuthorizedPartiesDto:
+    seen: dict[str, AuthorizedPartyDto] = {}
+    for party in parties:
+        seen.setdefault(party.nca_id, AuthorizedPartyDto(nca_id=party.nca_id, client_id=party.client_id))
+    return AuthorizedPartiesDto(
+        id=function_id, nca_id=owner, version_id=version_id, authorized_parties=list(seen.values())
+    )
+
+
+async def _manageable(
+    conn: Connection, principal: Principal, function_id: str, version_id: str | None
+) -> None:
+    """Owned by the caller (404), covered by the key (403), and not public (400) unless super admin."""
+    versions = await owned_function(conn, principal, function_id)
+    if version_id is not None and version_id not in {v.version_id for v in versions}:
+        raise version_not_found(function_id, version_id)
+    if await parties_repo.is_public(conn, function_id) and not _is_super_admin(principal):
+        raise BadRequestError(f"Function '{function_id}' is public; its authorizations cannot be changed")
+
+
+def _check_parties(principal: Principal, parties: list[AuthorizedPartyDto]) -> None:
+    if any(p.nca_id == principal.nca_id for p in parties):
+        raise BadRequestError(
+            "Validation failed: field 'authorizedParties': the owning account cannot be an authorized party",
+            field="authorizedParties",
+        )
+    if any(p.nca_id == PUBLIC for p in parties):
+        if not _is_super_admin(principal):
+            raise BadRequestError(
+                "Only NVIDIA Super Admin can make a function public", field="authorizedParties"
+            )
+        if len(parties) != 1 or parties[0].client_id is not None:
+            raise BadRequestError(
+                "Validation failed: field 'authorizedParties': '*' must be the only entry, without clientId",
+                field="authorizedParties",
+            )
+
+
+async def share(
+    engine: Engine,
+    principal: Principal,
+    function_id: str,
+    version_id: str | None,
+    parties: list[AuthorizedPartyDto],
+) -> AuthorizedPartiesDto:
+    """Replace one level's list (POST)."""
+    _check_parties(principal, parties)
+    async with transaction(engine) as conn:
+        await _manageable(conn, principal, function_id, version_id)
+        await parties_repo.replace(conn, function_id, version_id, [(p.nca_id, p.client_id) for p in parties])
+        return _dto(
+            function_id,
+            principal.nca_id,
+            version_id,
+            await parties_repo.parties(conn, function_id, version_id),
+        )
+
+
+async def add_party(
+    engine: Engine, principal: Principal, function_id: str, version_id: str | None, party: AuthorizedPartyDto
+) -> AuthorizedPartiesDto:
+    _check_parties(principal, [party])
+    async with transaction(engine) as conn:
+        await _manageable(conn, principal, function_id, version_id)
+        current = await parties_repo.parties(conn, function_id, version_id)
+        if not current:
+            raise NotFoundError(
+                f"Function '{function_id}' has no authorized parties to add to; use POST to create the list"
+            )
+        if any(p.nca_id == party.nca_id for p in current):
+            raise ConflictError(f"Account '{party.nca_id}' is already an authorized party")
+        if party.nca_id == PUBLIC or any(p.nca_id == PUBLIC for p in current):
+            raise BadRequestError("'*' must be the only authorized party", field="authorizedParty")
+        await parties_repo.add(conn, function_id, version_id, party.nca_id, party.client_id)
+        return _dto(
+            function_id,
+            principal.nca_id,
+            version_id,
+            await parties_repo.parties(conn, function_id, version_id),
+        )
+
+
+async def remove_party(
+    engine: Engine, principal: Principal, function_id: str, version_id: str | None, party: AuthorizedPartyDto
+) -> AuthorizedPartiesDto:
+    async with transaction(engine) as conn:
+        await _manageable(conn, principal, function_id, version_id)
+        if not await parties_repo.remove(conn, function_id, version_id, party.nca_id):
+            raise NotFoundError(f"Account '{party.nca_id}' is not an authorized party")
+        return _dto(
+            function_id,
+            principal.nca_id,
+            version_id,
+            await parties_repo.parties(conn, function_id, version_id),
+        )
+
+
+async def clear(
+    engine: Engine, principal: Principal, function_id: str, version_id: str | None
+) -> AuthorizedPartiesDto:
+    async with transaction(engine) as conn:
+        await _manageable(conn, principal, function_id, version_id)
+        await parties_repo.clear(conn, function_id, version_id)
+    return _dto(function_id, principal.nca_id, version_id, [])
+
+
+async def get_function(engine: Engine, principal: Principal, function_id: str) -> list[AuthorizedPartiesDto]:
+    """One entry per version: its own list plus the inherited function-level list."""
+    async with reading(engine) as conn:
+        versions = await owned_function(conn, principal, function_id)
+        parties = await parties_repo.all_parties(conn, function_id)
+    out = []
+    for version in versions:
+        mine = [p for p in parties if p.version_id in (None, version.version_id)]
+        out.append(_dto(function_id, principal.nca_id, version.version_id, mine))
+    return out
+
+
+async def get_version(
+    engine: Engine, principal: Principal, function_id: str, version_id: str
+) -> AuthorizedPartiesDto:
+    async with reading(engine) as conn:
+        versions = await owned_function(conn, principal, function_id)
+        if version_id not in {v.version_id for v in versions}:
+            raise version_not_found(function_id, version_id)
+        record = await functions_repo.get_version(conn, version_id)
+        assert record is not None
+        parties = await parties_repo.all_parties(conn, function_id)
+    mine = [p for p in parties if p.version_id in (None, version_id)]
+    return _dto(function_id, principal.nca_id, version_id, mine)

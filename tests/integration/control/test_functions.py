@@ -1,0 +1,381 @@
+"""Functions and versions through the HTTP API (nvcf-api.md 1.1, 2.1-2.3), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from functions_helpers import create_function, function_body
+
+from fnplane.shared.scopes import LIST_FUNCTIONS, LIST_FUNCTIONS_DETAILS, REGISTER_FUNCTION
+
+
+def _has_null(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(v is None or _has_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_null(v) for v in value)
+    return False
+
+
+async def test_create_function_returns_200_with_defaults(admin_client: httpx.AsyncClient) -> None:
+    response = await admin_client.post("/v2/nvcf/functions", json=function_body("echo-fn"))
+    assert response.status_code == 200
+    fn = response.json()["function"]
+    assert fn["name"] == "echo-fn"
+    assert fn["status"] == "INACTIVE"
+    assert fn["ncaId"] == "nvcf-default"
+    assert fn["description"] == "echo-fn"  # defaults to the name
+    assert fn["apiBodyFormat"] == "CUSTOM"
+    assert fn["functionType"] == "DEFAULT"
+    assert fn["health"] == {
+        "protocol": "HTTP",
+        "uri": "/v2/health/ready",
+        "port": 8000,
+        "timeout": "PT10S",
+        "expectedStatusCode": 200,
+    }
+    assert fn["healthUri"] == "/v2/health/ready"
+    assert fn["createdAt"].endswith("Z")
+    assert fn["id"] and fn["versionId"] and fn["id"] != fn["versionId"]
+    # nulls are omitted, not sent as null
+    assert not _has_null(response.json())
+    for absent in ("rateLimit", "tags", "secrets", "activeInstances", "models", "ownedByDifferentAccount"):
+        assert absent not in fn
+
+
+async def test_health_defaults_follow_grpc_and_inference_port(admin_client: httpx.AsyncClient) -> None:
+    fn = await create_function(admin_client, name="grpc-fn", inferenceUrl="/grpc", inferencePort=50051)
+    assert fn["health"]["protocol"] == "gRPC"
+    assert fn["health"]["port"] == 50051
+    no_port = function_body("no-port")
+    del no_port["inferencePort"]
+    response = await admin_client.post("/v2/nvcf/functions", json=no_port)
+    assert response.json()["function"]["health"]["port"] == 8000
+    assert "inferencePort" not in response.json()["function"]
+    legacy = await create_function(admin_client, name="legacy-health", healthUri="/healthz")
+    assert legacy["health"]["uri"] == "/healthz"
+
+
+async def test_enum_inputs_are_case_insensitive_and_output_canonical(admin_client: httpx.AsyncClient) -> None:
+    fn = await create_function(
+        admin_client,
+        name="enums",
+        apiBodyFormat="predict_v2",
+        functionType="streaming",
+        health={"protocol": "GRPC", "uri": "/h", "port": 9000, "timeout": "pt5s", "expectedStatusCode": 204},
+    )
+    assert fn["apiBodyFormat"] == "PREDICT_V2"
+    assert fn["functionType"] == "STREAMING"
+    assert fn["health"] == {
+        "protocol": "gRPC",
+        "uri": "/h",
+        "port": 9000,
+        "timeout": "PT5S",
+        "expectedStatusCode": 204,
+    }
+
+
+async def test_unknown_fields_are_ignored(admin_client: httpx.AsyncClient) -> None:
+    fn = await create_function(admin_client, name="extra", somethingNew={"a": 1}, utilsContainerImage="GO")
+    assert "somethingNew" not in fn
+
+
+async def test_all_fields_round_trip(admin_client: httpx.AsyncClient) -> None:
+    fn = await create_function(
+        admin_client,
+        name="full",
+        description="a full function",
+        tags=["team:ml", "tier=1", "tier=1"],
+        containerEnvironment=[{"key": "MODE", "value": "fast"}],
+        secrets=[{"name": "API_TOKEN", "value": "s3cr3t"}, {"name": "cfg.json", "value": {"k": "v"}}],
+        rateLimit={"rateLimit": "10-M,5-S", "exemptedNcaIds": ["other"], "syncCheck": True},
+        models=[{"name": "m", "version": "1", "uri": "ngc://m"}],
+        resources=[{"name": "r", "version": "1", "uri": "ngc://r"}],
+        telemetries={"logsTelemetryId": "7b1c2f3e-1111-4222-8333-444455556666"},
+    )
+    assert fn["description"] == "a full function"
+    assert fn["tags"] == ["team:ml", "tier=1"]  # a set on the wire
+    assert fn["containerEnvironment"] == [{"key": "MODE", "value": "fast"}]
+    assert fn["rateLimit"]["rateLimit"] == "10-M,5-S"
+    assert "secrets" not in fn  # names only, and only on the detailed single-version GET
+    detail = await admin_client.get(f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}")
+    assert sorted(detail.json()["function"]["secrets"]) == ["API_TOKEN", "cfg.json"]
+    no_secrets = await admin_client.get(
+        f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}", params={"includeSecrets": "false"}
+    )
+    assert "secrets" not in no_secrets.json()["function"]
+    assert "s3cr3t" not in detail.text
+
+
+INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
+    ("name regex", {"name": "-bad"}, "name"),
+    ("name with space", {"name": "bad name"}, "name"),
+    ("name too long", {"name": "a" * 129}, "name"),
+    ("name empty", {"name": ""}, "name"),
+    ("name missing", {"name": None}, "name"),
+    ("inferenceUrl missing", {"inferenceUrl": None}, "inferenceUrl"),
+    ("inferenceUrl blank", {"inferenceUrl": " "}, "inferenceUrl"),
+    ("too many tags", {"tags": [f"t{i}" for i in range(65)]}, "tags"),
+    ("tag too long", {"tags": ["a" * 129]}, "tags"),
+    ("tag regex", {"tags": ["no spaces"]}, "tags"),
+    ("description too long", {"description": "d" * 257}, "description"),
+    ("image and chart", {"helmChart": "oci://c", "helmChartServiceName": "svc"}, "body"),
+    (
+        "chart without service",
+        {"containerImage": None, "containerArgs": None, "helmChart": "oci://c"},
+        "body",
+    ),
+    ("duplicate secrets", {"secrets": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}, "secrets"),
+    ("secret name regex", {"secrets": [{"name": "-x", "value": "1"}]}, "secrets.0.name"),
+    ("secret name too long", {"secrets": [{"name": "a" * 49, "value": "1"}]}, "secrets.0.name"),
+    ("secret without value", {"secrets": [{"name": "A"}]}, "secrets.0.value"),
+    ("secret empty value", {"secrets": [{"name": "A", "value": "  "}]}, "secrets.0.value"),
+    ("rate limit regex", {"rateLimit": {"rateLimit": "10-X"}}, "rateLimit.rateLimit"),
+    ("rate limit repeated unit", {"rateLimit": {"rateLimit": "10-S,5-S"}}, "rateLimit.rateLimit"),
+    ("rate limit empty", {"rateLimit": {"syncCheck": True}}, "rateLimit"),
+    ("exempted without global", {"rateLimit": {"perUserRate": "1-S", "exemptedNcaIds": ["a"]}}, "rateLimit"),
+    ("bad enum", {"functionType": "BATCH"}, "functionType"),
+    (
+        "bad health protocol",
+        {"health": {"protocol": "tcp", "uri": "/", "port": 1, "timeout": "PT1S", "expectedStatusCode": 200}},
+        "health.protocol",
+    ),
+    (
+        "bad health timeout",
+        {"health": {"protocol": "HTTP", "uri": "/", "port": 1, "timeout": "10s", "expectedStatusCode": 200}},
+        "health.timeout",
+    ),
+    (
+        "health port missing",
+        {"health": {"protocol": "HTTP", "uri": "/", "timeout": "PT1S", "expectedStatusCode": 200}},
+        "health.port",
+    ),
+    ("LLM without models", {"functionType": "LLM"}, "body"),
+    ("model without version", {"models": [{"name": "m", "uri": "u"}]}, "body"),
+    ("telemetries empty", {"telemetries": {}}, "telemetries"),
+    ("inferencePort zero", {"inferencePort": 0}, "inferencePort"),
+]
+
+
+@pytest.mark.parametrize(("case", "override", "field"), INVALID_BODIES, ids=[c[0] for c in INVALID_BODIES])
+async def test_create_validation_rules(
+    admin_client: httpx.AsyncClient, case: str, override: dict[str, Any], field: str
+) -> None:
+    body = function_body("valid")
+    for key, value in override.items():
+        if value is None:
+            body.pop(key, None)
+        else:
+            body[key] = value
+    response = await admin_client.post("/v2/nvcf/functions", json=body)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["type"] == "urn:nv-boot:problem-details:bad-request"
+    assert problem["status"] == 400 and problem["title"] == "Bad Request"
+    assert problem["instance"] == "/v2/nvcf/functions"
+    assert problem["field"] == field
+    assert field.split(".")[0] in problem["detail"] or field == "body"
+
+
+async def test_container_args_required_by_local_backend(admin_client: httpx.AsyncClient) -> None:
+    body = function_body("no-args")
+    del body["containerArgs"]
+    response = await admin_client.post("/v2/nvcf/functions", json=body)
+    assert response.status_code == 400
+    assert response.json()["field"] == "containerArgs"
+    assert "containerArgs" in response.json()["detail"]
+    helm = {"name": "chart", "inferenceUrl": "/", "helmChart": "oci://x/c", "helmChartServiceName": "svc"}
+    assert (await admin_client.post("/v2/nvcf/functions", json=helm)).status_code == 200
+
+
+async def test_malformed_json_is_400(admin_client: httpx.AsyncClient) -> None:
+    response = await admin_client.post(
+        "/v2/nvcf/functions", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+async def test_versions_list_ids_get_and_delete(admin_client: httpx.AsyncClient) -> None:
+    first = await create_function(admin_client, name="multi")
+    response = await admin_client.post(
+        f"/v2/nvcf/functions/{first['id']}/versions", json=function_body("multi-v2")
+    )
+    assert response.status_code == 200
+    second = response.json()["function"]
+    assert second["id"] == first["id"] and second["versionId"] != first["versionId"]
+    assert second["status"] == "INACTIVE"
+
+    versions = (await admin_client.get(f"/v2/nvcf/functions/{first['id']}/versions")).json()["functions"]
+    assert {v["versionId"] for v in versions} == {first["versionId"], second["versionId"]}
+    listed = (await admin_client.get("/v2/nvcf/functions")).json()["functions"]
+    assert {v["versionId"] for v in listed} >= {first["versionId"], second["versionId"]}
+    ids = (await admin_client.get("/v2/nvcf/functions/ids")).json()["functionIds"]
+    assert ids.count(first["id"]) == 1
+
+    got = await admin_client.get(f"/v2/nvcf/functions/{first['id']}/versions/{second['versionId']}")
+    assert got.status_code == 200 and got.json()["function"]["name"] == "multi-v2"
+
+    deleted = await admin_client.delete(f"/v2/nvcf/functions/{first['id']}/versions/{second['versionId']}")
+    assert deleted.status_code == 204 and deleted.content == b""
+    gone = await admin_client.get(f"/v2/nvcf/functions/{first['id']}/versions/{second['versionId']}")
+    assert gone.status_code == 404
+    assert gone.json()["type"] == "urn:nv-boot:problem-details:not-found"
+    again = await admin_client.delete(f"/v2/nvcf/functions/{first['id']}/versions/{second['versionId']}")
+    assert again.status_code == 404
+    # deleting the last version removes the function
+    await admin_client.delete(f"/v2/nvcf/functions/{first['id']}/versions/{first['versionId']}")
+    assert (await admin_client.get(f"/v2/nvcf/functions/{first['id']}/versions")).status_code == 404
+
+
+async def test_unknown_ids_are_404(admin_client: httpx.AsyncClient) -> None:
+    fn = await create_function(admin_client, name="known")
+    unknown = "00000000-0000-0000-0000-000000000000"
+    assert (await admin_client.get(f"/v2/nvcf/functions/{unknown}/versions")).status_code == 404
+    assert (await admin_client.get(f"/v2/nvcf/functions/{fn['id']}/versions/{unknown}")).status_code == 404
+    assert (
+        await admin_client.post(f"/v2/nvcf/functions/{unknown}/versions", json=function_body())
+    ).status_code == 404
+
+
+async def test_update_tags_and_rate_limit(admin_client: httpx.AsyncClient) -> None:
+    fn = await create_function(admin_client, name="upd", tags=["a"])
+    path = f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}"
+    response = await admin_client.put(path, json={"tags": ["b", "c"], "description": "ignored"})
+    assert response.status_code == 200
+    assert response.json()["function"]["tags"] == ["b", "c"]
+    assert response.json()["function"]["description"] == "upd"
+    response = await admin_client.put(
+        f"/v2/nvcf/metadata/functions/{fn['id']}/versions/{fn['versionId']}",
+        json={"rateLimit": {"rateLimit": "5-S"}},
+    )
+    assert response.status_code == 200
+    assert response.json()["function"]["rateLimit"] == {"rateLimit": "5-S", "syncCheck": False}
+    assert response.json()["function"]["tags"] == ["b", "c"]
+    nothing = await admin_client.put(path, json={"description": "only a non-updatable field"})
+    assert nothing.status_code == 400
+    bad = await admin_client.put(path, json={"tags": ["bad tag"]})
+    assert bad.status_code == 400 and bad.json()["field"] == "tags"
+
+
+async def test_visibility_filter(admin_client: httpx.AsyncClient, make_client: Any) -> None:
+    mine = await create_function(admin_client, name="mine")
+    other = await make_client(nca_id="other-account")
+    theirs = await create_function(other, name="theirs")
+    shared = await other.post(
+        f"/v2/nvcf/authorizations/functions/{theirs['id']}",
+        json={"authorizedParties": [{"ncaId": "nvcf-default"}]},
+    )
+    assert shared.status_code == 200, shared.text
+
+    async def names(visibility: str | None) -> set[str]:
+        params = {"visibility": visibility} if visibility else {}
+        response = await admin_client.get("/v2/nvcf/functions", params=params)
+        assert response.status_code == 200
+        return {f["name"] for f in response.json()["functions"]}
+
+    assert await names(None) == {"mine", "theirs"}
+    assert await names("private") == {"mine"}
+    assert await names("AUTHORIZED") == {"theirs"}
+    assert await names("public") == set()
+    assert await names("private,authorized") == {"mine", "theirs"}
+    bad = await admin_client.get("/v2/nvcf/functions", params={"visibility": "everyone"})
+    assert bad.status_code == 400
+    ids = (await admin_client.get("/v2/nvcf/functions/ids", params={"visibility": "authorized"})).json()
+    assert ids == {"functionIds": [theirs["id"]]}
+    # the other account does not see mine
+    assert {f["name"] for f in (await other.get("/v2/nvcf/functions")).json()["functions"]} == {"theirs"}
+    assert (await other.get(f"/v2/nvcf/functions/{mine['id']}/versions")).status_code == 404
+
+
+async def test_shared_function_is_blanked(admin_client: httpx.AsyncClient, make_client: Any) -> None:
+    owner = await make_client(nca_id="owner-account")
+    fn = await create_function(owner, name="shared-fn", rateLimit={"rateLimit": "1-S"})
+    await owner.post(
+        f"/v2/nvcf/authorizations/functions/{fn['id']}",
+        json={"authorizedParties": [{"ncaId": "nvcf-default"}]},
+    )
+    seen = (await admin_client.get(f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}")).json()[
+        "function"
+    ]
+    assert seen["ownedByDifferentAccount"] is True
+    for blank in (
+        "inferenceUrl",
+        "inferencePort",
+        "containerArgs",
+        "containerImage",
+        "rateLimit",
+        "activeInstances",
+    ):
+        assert blank not in seen
+    assert seen["name"] == "shared-fn" and seen["status"] == "INACTIVE"
+    # sharing does not allow managing
+    path = f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}"
+    assert (await admin_client.put(path, json={"tags": ["x"]})).status_code == 404
+    assert (await admin_client.delete(path)).status_code == 404
+    assert (
+        await admin_client.post(f"/v2/nvcf/functions/{fn['id']}/versions", json=function_body())
+    ).status_code == 404
+
+
+async def test_api_key_resources_403_vs_404(admin_client: httpx.AsyncClient, make_client: Any) -> None:
+    a = await create_function(admin_client, name="fa")
+    b = await create_function(admin_client, name="fb")
+    only_a = await make_client(
+        [LIST_FUNCTIONS, LIST_FUNCTIONS_DETAILS, REGISTER_FUNCTION],
+        resources=[{"type": "function", "id": f"{a['id']}/*"}],
+    )
+    listed = (await only_a.get("/v2/nvcf/functions")).json()["functions"]
+    assert {f["name"] for f in listed} == {"fa"}
+    assert (await only_a.get(f"/v2/nvcf/functions/{a['id']}/versions/{a['versionId']}")).status_code == 200
+    # b exists in the account but the key does not cover it -> 403; an unknown function -> 404
+    forbidden = await only_a.get(f"/v2/nvcf/functions/{b['id']}/versions/{b['versionId']}")
+    assert forbidden.status_code == 403
+    assert forbidden.json()["type"] == "urn:nv-boot:problem-details:forbidden"
+    assert (await only_a.get(f"/v2/nvcf/functions/{b['id']}/versions")).status_code == 403
+    unknown = "00000000-0000-0000-0000-000000000001"
+    assert (await only_a.get(f"/v2/nvcf/functions/{unknown}/versions")).status_code == 404
+    # without account-functions/* the key cannot register a new function, but may add a version to `a`
+    assert (await only_a.post("/v2/nvcf/functions", json=function_body())).status_code == 403
+    assert (
+        await only_a.post(f"/v2/nvcf/functions/{a['id']}/versions", json=function_body())
+    ).status_code == 200
+    assert (
+        await only_a.post(f"/v2/nvcf/functions/{b['id']}/versions", json=function_body())
+    ).status_code == 403
+
+
+async def test_active_instances_and_secrets_need_details_scope(
+    admin_client: httpx.AsyncClient, make_client: Any
+) -> None:
+    fn = await create_function(admin_client, name="details", secrets=[{"name": "S", "value": "v"}])
+    path = f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}"
+    plain = await make_client([LIST_FUNCTIONS])
+    assert "secrets" not in (await plain.get(path)).json()["function"]
+    detailed = await make_client([LIST_FUNCTIONS_DETAILS])
+    body = (await detailed.get(path)).json()["function"]
+    assert body["secrets"] == ["S"]
+    assert body["activeInstances"] == []
+
+
+async def test_scopes_and_credentials(http: httpx.AsyncClient, make_client: Any) -> None:
+    assert (await http.get("/v2/nvcf/functions")).status_code == 401
+    assert (await http.post("/v2/nvcf/functions", json=function_body())).status_code == 401
+    lister = await make_client([LIST_FUNCTIONS])
+    assert (await lister.get("/v2/nvcf/functions")).status_code == 200
+    assert (await lister.post("/v2/nvcf/functions", json=function_body())).status_code == 403
+    jwt = await make_client([REGISTER_FUNCTION], kind="jwt")
+    assert (await jwt.post("/v2/nvcf/functions", json=function_body("by-jwt"))).status_code == 200
+
+
+async def test_max_functions_per_account(
+    admin_client: httpx.AsyncClient, auth: Any, make_client: Any
+) -> None:
+    client = await make_client(nca_id="small-account")
+    await auth.accounts.update("small-account", max_functions_allowed=1)
+    assert (await client.post("/v2/nvcf/functions", json=function_body("one"))).status_code == 200
+    second = await client.post("/v2/nvcf/functions", json=function_body("two"))
+    assert second.status_code == 400
+    assert "maximum" in second.json()["detail"]
