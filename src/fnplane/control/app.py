@@ -75,14 +75,22 @@ def _install_functions_plane(app: FastAPI, settings: ControlSettings, engine: As
         auth_ttl_s=settings.auth_cache_ttl_s,
         versions_ttl_s=settings.access_versions_cache_ttl_s,
     )
+    # autoscaler (issue 3): fed by the agents' metrics; `fnplane up` may set app.state.nats for instance logs
+    from fnplane.control.autoscaler import Autoscaler
+
+    app.state.nats = None
+    app.state.autoscaler = Autoscaler(engine)
+    app.state.metrics_sink = app.state.autoscaler.store
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.reconciler.start()
+    await app.state.autoscaler.start()
     try:
         yield
     finally:
+        await app.state.autoscaler.aclose()
         await app.state.reconciler.aclose()
 
 

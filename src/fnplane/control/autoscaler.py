@@ -330,3 +330,9 @@ class Autoscaler:
         if desired is not None:
             self._last_requested[version_id] = desired
         return desired
+
+
+async def version_function_id(engine: Engine, version_id: str) -> str | None:
+    async with reading(engine) as conn:
+        version = await functions_repo.get_version(conn, version_id)
+    return None if version is None else version.function_id

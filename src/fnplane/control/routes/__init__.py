@@ -24,4 +24,6 @@ ROUTE_MODULES: list[str] = [
     "clusters",
     "agents",
     "access",
+    "instance_logs",
+    "scaling",
 ]
