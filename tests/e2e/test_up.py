@@ -196,3 +196,58 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path, start_up: type[UpProcess])
         for p in psutil.process_iter(["cmdline"])
         if str(tmp_path / "two") in " ".join(p.info["cmdline"] or [])
     ]
+
+
+def test_tls_serves_h2_by_alpn_and_the_agent_still_reaches_the_api(
+    tmp_path: Path, start_up: type[UpProcess]
+) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fnplane.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("fnplane.test")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    up = start_up(tmp_path / "home", args=["--tls-cert", str(cert_path), "--tls-key", str(key_path)])
+    https = f"https://127.0.0.1:{up.port}/health"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    response = None
+    # a certificate for another name: the agent inside cannot verify it, /health 200 proves it got in
+    with httpx.Client(http2=True, verify=False) as client:
+        while time.monotonic() < deadline:
+            assert up.process.poll() is None, up.stderr
+            try:
+                response = client.get(https, timeout=2.0)
+                if response.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    assert response is not None and response.status_code == 200, up.stderr
+    assert response.http_version == "HTTP/2"
+    with httpx.Client(http1=True, http2=False, verify=False) as client:
+        assert client.get(https).http_version == "HTTP/1.1"
+    children = up.descendants()
+    assert up.stop() == 0
+    assert_all_gone(children)

@@ -36,7 +36,7 @@ class HttpServer:
         start_timeout_s: float = 10.0,
     ) -> None:
         self._host = host
-        self._port = port
+        self.port = port
         self._start_timeout_s = start_timeout_s
         # Granian's own logging setup would replace ours; it logs through the `granian` logger anyway.
         self._server = Server(
@@ -59,7 +59,7 @@ class HttpServer:
 
     async def start(self, connect_host: str) -> None:
         """Bind and serve; returns once the port accepts connections."""
-        _ensure_port_free(self._host, self._port)
+        _ensure_port_free(self._host, self.port)
         logging.getLogger("granian").setLevel(logging.ERROR)  # "embedded server is experimental"
         self._task = asyncio.create_task(self._server.serve(), name="granian")
         deadline = asyncio.get_running_loop().time() + self._start_timeout_s
@@ -67,13 +67,13 @@ class HttpServer:
             if self._task.done():
                 error = self._task.exception()
                 raise UnavailableError(
-                    f"cannot serve HTTP on {self._host}:{self._port}: {error or 'server exited'}"
+                    f"cannot serve HTTP on {self._host}:{self.port}: {error or 'server exited'}"
                     " (is the port in use? pass --http-port)"
                 )
-            if await _accepts(connect_host, self._port):
+            if await _accepts(connect_host, self.port):
                 return
             if asyncio.get_running_loop().time() > deadline:
-                raise UnavailableError(f"HTTP server on {self._host}:{self._port} did not start in time")
+                raise UnavailableError(f"HTTP server on {self._host}:{self.port} did not start in time")
             await asyncio.sleep(0.02)
 
     @property
@@ -89,9 +89,16 @@ class HttpServer:
         try:
             await asyncio.wait_for(task, timeout_s)
         except TimeoutError:
-            logger.error("HTTP server did not stop within %.1f s", timeout_s)
+            # wait_for has cancelled the serve task: the remaining connections are cut
+            logger.info("closed the connections still open after %.1f s", timeout_s)
         except Exception:
             logger.exception("HTTP server failed while stopping")
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _ensure_port_free(host: str, port: int) -> None:

@@ -49,6 +49,9 @@ class UpSettings(BaseSettings):
     health_check_timeout_s: float = Field(2.0, gt=0)
     # how long in-flight invocations may run on after SIGINT/SIGTERM before they are cut
     drain_timeout_s: float = Field(10.0, ge=0)
+    # after the drain, how long open connections get to close before the HTTP server cuts them
+    # (an idle HTTP/2 client would otherwise hold the shutdown until its own timeout)
+    http_stop_timeout_s: float = Field(3.0, gt=0)
     # how long each component may take to stop before it is abandoned (and its processes killed)
     stop_timeout_s: float = Field(15.0, gt=0)
     log_level: str = "info"

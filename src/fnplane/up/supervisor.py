@@ -24,7 +24,7 @@ from fnplane.shared import subjects
 from fnplane.up.asgi import READY_STATES, Lifespan, PlatformApp
 from fnplane.up.home import PlatformHome
 from fnplane.up.nats import EmbeddedNats
-from fnplane.up.server import HttpServer
+from fnplane.up.server import HttpServer, free_loopback_port
 from fnplane.up.settings import UpSettings
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ class Platform:
         self.nats_url: str | None = None
         self.admin_key: str | None = None
         self.database_url: str | None = None
+        # where in-process clients (the agent) reach the control API: plain HTTP on loopback
+        self.internal_url: str = settings.local_url
         self._embedded_nats: EmbeddedNats | None = None
         self._engine: Any = None
         self._nats: Any = None
@@ -126,6 +128,8 @@ class Platform:
 
         control_app = create_app(control_settings, self._engine)
         control_app.state.notify = self._notify_cluster_changed
+        # instance logs: the control plane asks the agents over NATS
+        control_app.state.nats = self._nats
         self._control = Lifespan(control_app, "control")
         await self._control.startup(s.stop_timeout_s)
         self._push("control", lambda: self._shutdown_lifespan(self._control))
@@ -143,7 +147,15 @@ class Platform:
         )
         http = self._http
         await http.start(s.local_host)
-        self._push("http", lambda: http.aclose(s.stop_timeout_s))
+        self._push("http", lambda: http.aclose(s.http_stop_timeout_s))
+        self.internal_url = self.url
+        if s.tls:
+            # The agent cannot verify our certificate (it may name a public host, or be self-signed),
+            # so in-process clients get a plain listener of their own on loopback.
+            internal = HttpServer(self._app, host="127.0.0.1", port=free_loopback_port())
+            await internal.start("127.0.0.1")
+            self._push("internal-http", lambda: internal.aclose(s.http_stop_timeout_s))
+            self.internal_url = f"http://127.0.0.1:{internal.port}"
 
         await self._start_agent(workdir)
 
@@ -199,7 +211,7 @@ class Platform:
 
         agent_settings = AgentSettings().model_copy(
             update={
-                "control_url": self.url,
+                "control_url": self.internal_url,
                 "nats_url": self.nats_url,
                 "token": self.admin_key,
                 "workdir": workdir,
