@@ -1,0 +1,230 @@
+"""A real platform for the compute integration tests: nats-server, the control app on Granian, agents.
+
+Everything runs for real: a `nats-server` child on a free port, the control app (SQLite) served by
+Granian on a free port, and `Agent`s that start real function processes from `examples/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+
+from fnplane.compute.agent import Agent
+from fnplane.compute.backends.processes import marked_processes
+from fnplane.compute.settings import AgentSettings
+from fnplane.control.app import create_app
+from fnplane.control.auth.bootstrap import bootstrap
+from fnplane.control.db.engine import open_database
+from fnplane.control.settings import ControlSettings
+from fnplane.shared import subjects
+from fnplane.shared.models.compute import GpuInventory, InstanceTypeInventory
+from fnplane.up.asgi import Lifespan
+from fnplane.up.server import HttpServer
+
+REPO = Path(__file__).resolve().parents[3]
+PY = sys.executable
+GPU = "L40S"
+INSTANCE_TYPE = "LOCAL.GPU.L40S_1x"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def nats_server(tmp_path: Path) -> AsyncIterator[str]:
+    port = free_port()
+    binary = Path(sys.executable).parent / "nats-server"
+    process = await asyncio.create_subprocess_exec(
+        str(binary),
+        "-a",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-js",
+        "-sd",
+        str(tmp_path / "jetstream"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("nats-server did not start")
+            await asyncio.sleep(0.05)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            process.kill()
+            await asyncio.wait_for(process.wait(), 5)
+
+
+@dataclass
+class Platform:
+    url: str
+    nats_url: str
+    admin_key: str
+    app: Any
+    client: httpx.AsyncClient
+    home: Path
+    agents: list[Agent]
+
+    def agent_settings(self, cluster_name: str, **overrides: Any) -> AgentSettings:
+        values: dict[str, Any] = {
+            "control_url": self.url,
+            "nats_url": self.nats_url,
+            "token": self.admin_key,
+            "cluster_name": cluster_name,
+            "home": self.home,
+            "workdir": REPO,
+            "discover_gpus": False,
+            "startup_timeout_s": 20.0,
+            "restart_backoff_initial_s": 0.1,
+            "restart_backoff_max_s": 0.5,
+            "stop_grace_s": 3.0,
+            "health_poll_interval_s": 0.2,
+            "health_recheck_interval_s": 0.5,
+            "metrics_interval_s": 0.5,
+            "heartbeat_interval_s": 1.0,
+            "poll_interval_s": 1.0,
+        }
+        values.update(overrides)
+        return AgentSettings(**values)
+
+    async def start_agent(self, cluster_name: str = "local", *, capacity: int = 8, **overrides: Any) -> Agent:
+        inventory = [
+            GpuInventory(
+                gpu=GPU,
+                capacity=capacity,
+                instanceTypes=[InstanceTypeInventory(name=INSTANCE_TYPE, default=True, gpuCount=1)],
+            )
+        ]
+        agent = Agent(self.agent_settings(cluster_name, inventory=inventory, **overrides))
+        await agent.start()
+        self.agents.append(agent)
+        assert agent.ready
+        return agent
+
+    def leftovers(self) -> list[Any]:
+        return [p for agent in self.agents for p, _ in marked_processes(agent.agent_id)]
+
+
+@contextlib.asynccontextmanager
+async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
+    async with nats_server(tmp_path) as nats_url:
+        settings = ControlSettings(
+            database_url=f"sqlite:///{tmp_path}/fnplane.db",
+            key_hash_secret="test-secret",
+            reconcile_interval_s=0.3,
+        )
+        engine = await open_database(settings.database_url)
+        admin_key = await bootstrap(engine, settings, None)
+        assert admin_key is not None
+        app = create_app(settings, engine)
+        nc = await nats.connect(nats_url, connect_timeout=5)
+
+        async def notify(cluster_name: str) -> None:
+            await nc.publish(subjects.cluster_changed(cluster_name), b"")
+
+        app.state.notify = notify
+        app.state.nats = nc
+        lifespan = Lifespan(app, "control")
+        await lifespan.startup(10)
+        port = free_port()
+        server = HttpServer(app, host="127.0.0.1", port=port)
+        await server.start("127.0.0.1")
+        url = f"http://127.0.0.1:{port}"
+        client = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=10)
+        result = Platform(url, nats_url, admin_key, app, client, tmp_path / "home", [])
+        try:
+            yield result
+        finally:
+            await asyncio.gather(*(a.aclose() for a in result.agents), return_exceptions=True)
+            await client.aclose()
+            await server.aclose(5)
+            await lifespan.shutdown(10)
+            await nc.close()
+            await engine.dispose()
+
+
+# ---- API drivers --------------------------------------------------------------------------------------
+
+
+async def create_function(client: httpx.AsyncClient, container_args: str, **extra: Any) -> dict[str, Any]:
+    body = {
+        "name": f"fn-{uuid.uuid4().hex[:8]}",
+        "inferenceUrl": "/echo",
+        "inferencePort": 8000,
+        "containerImage": "nvcr.io/example/echo:1.0",
+        "containerArgs": container_args,
+        **extra,
+    }
+    response = await client.post("/v2/nvcf/functions", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()["function"]
+
+
+async def deploy(
+    client: httpx.AsyncClient, fn: dict[str, Any], min_instances: int = 1, max_instances: int = 2
+):
+    spec = {
+        "gpu": GPU,
+        "instanceType": INSTANCE_TYPE,
+        "minInstances": min_instances,
+        "maxInstances": max_instances,
+    }
+    return await client.post(
+        f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}",
+        json={"deploymentSpecifications": [spec]},
+    )
+
+
+async def version(client: httpx.AsyncClient, fn: dict[str, Any]) -> dict[str, Any]:
+    response = await client.get(f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}")
+    assert response.status_code == 200, response.text
+    return response.json()["function"]
+
+
+async def wait_for(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(interval_s)
+    pytest.fail(f"condition not met within {timeout_s} s (last value: {last!r})")
+
+
+async def wait_status(
+    client: httpx.AsyncClient, fn: dict[str, Any], status: str, timeout_s: float = 20.0
+) -> dict:
+    async def check() -> dict | None:
+        current = await version(client, fn)
+        return current if current["status"] == status else None
+
+    try:
+        return await wait_for(check, timeout_s)
+    except pytest.fail.Exception:
+        pytest.fail(f"status {status} not reached in {timeout_s}s: {(await version(client, fn))['status']}")

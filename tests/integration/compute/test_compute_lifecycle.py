@@ -1,0 +1,136 @@
+"""The whole lifecycle with the real control plane, real nats-server, real agents and real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import httpx
+import psutil
+from compute_stack import PY, Platform, create_function, deploy, version, wait_for, wait_status
+
+from fnplane.compute.backends.processes import INSTANCE_MARKER
+
+
+async def _pid(port: int) -> int | None:
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            return int((await client.get(f"http://127.0.0.1:{port}/pid")).json()["pid"])
+    except httpx.HTTPError:
+        return None
+
+
+async def test_deploy_runs_listens_shows_logs_and_undeploy_leaves_nothing(stack: Platform) -> None:
+    agent = await stack.start_agent()
+    fn = await create_function(
+        stack.client, f"{PY} examples/echo_server.py --unused-flag=$(NVCF_FUNCTION_NAME)"
+    )
+    response = await deploy(stack.client, fn)
+    assert response.status_code == 200, response.text
+    active = await wait_status(stack.client, fn, "ACTIVE")
+    [instance] = active["activeInstances"]
+    instance_id = instance["instanceId"]
+    supervisor = agent.supervisors[instance_id]
+    assert supervisor.port is not None
+    pid = await _pid(supervisor.port)
+    assert pid is not None
+    environ = psutil.Process(pid).environ()
+    assert environ[INSTANCE_MARKER] == instance_id
+    assert environ["NVCF_FUNCTION_ID"] == fn["id"] and environ["INFERENCE_PORT"] == str(supervisor.port)
+
+    logs = await stack.client.get(
+        f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}/instances/{instance_id}/logs",
+        params={"tail": 5},
+    )
+    assert logs.status_code == 200, logs.text
+    assert f"listening on 127.0.0.1:{supervisor.port}" in logs.text
+
+    undeploy = await stack.client.delete(
+        f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}"
+    )
+    assert undeploy.status_code == 200, undeploy.text
+    assert undeploy.json()["function"]["status"] == "INACTIVE"
+
+    async def nothing_left() -> bool:
+        return not stack.leftovers()
+
+    await wait_for(nothing_left)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_kill_dash_nine_is_replaced_and_active_again(stack: Platform) -> None:
+    agent = await stack.start_agent()
+    fn = await create_function(stack.client, f"{PY} examples/echo_server.py")
+    assert (await deploy(stack.client, fn)).status_code == 200
+    active = await wait_status(stack.client, fn, "ACTIVE")
+    instance_id = active["activeInstances"][0]["instanceId"]
+    port = agent.supervisors[instance_id].port
+    assert port is not None
+    first = await _pid(port)
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+
+    async def serving_again() -> int | None:
+        pid = await _pid(port)
+        return pid if pid not in (None, first) else None
+
+    second = await wait_for(serving_again)
+    assert second != first
+    await wait_status(stack.client, fn, "ACTIVE")
+
+
+async def test_exit_at_once_is_error_with_stderr_in_health_info(stack: Platform) -> None:
+    await stack.start_agent()
+    fn = await create_function(stack.client, f"{PY} examples/crash_server.py")
+    assert (await deploy(stack.client, fn)).status_code == 200
+    await wait_status(stack.client, fn, "ERROR", timeout_s=30)
+    response = await stack.client.get(f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}")
+    assert response.status_code == 200, response.text
+    health = response.json()["deployment"].get("healthInfo") or []
+    assert any("CUDA_ERROR_NO_DEVICE" in (entry.get("error") or "") for entry in health), health
+
+    async def nothing_left() -> bool:
+        return not stack.leftovers()
+
+    await wait_for(nothing_left)
+
+
+async def test_capacity_exceeded_is_refused(stack: Platform) -> None:
+    await stack.start_agent(capacity=2)
+    fn = await create_function(stack.client, f"{PY} examples/echo_server.py")
+    response = await deploy(stack.client, fn, min_instances=3, max_instances=3)
+    assert response.status_code == 400
+    assert "no available clusters" in response.json()["detail"].lower()
+    assert (await version(stack.client, fn))["status"] == "INACTIVE"
+
+
+async def test_two_agents_share_one_control_plane(stack: Platform) -> None:
+    east = await stack.start_agent("east", capacity=1)
+    west = await stack.start_agent("west", capacity=1)
+    fn = await create_function(stack.client, f"{PY} examples/echo_server.py")
+    assert (await deploy(stack.client, fn, min_instances=2, max_instances=2)).status_code == 200
+    active = await wait_status(stack.client, fn, "ACTIVE")
+    assert len(active["activeInstances"]) == 2
+    assert len(east.supervisors) == 1 and len(west.supervisors) == 1
+    for agent in (east, west):
+        [supervisor] = agent.supervisors.values()
+        assert supervisor.port is not None and await _pid(supervisor.port) is not None
+
+
+async def test_scale_from_zero_on_wake(stack: Platform) -> None:
+    agent = await stack.start_agent()
+    fn = await create_function(stack.client, f"{PY} examples/echo_server.py")
+    assert (await deploy(stack.client, fn, min_instances=0, max_instances=2)).status_code == 200
+    await wait_status(stack.client, fn, "ACTIVE")
+    assert agent.supervisors == {}
+    wake = await stack.client.post(f"/v1/fnplane/versions/{fn['versionId']}/wake")
+    assert wake.status_code == 202, wake.text
+    assert wake.json()["requested"] is True
+
+    async def running() -> list | None:
+        instances = (await version(stack.client, fn)).get("activeInstances") or []
+        return instances if any(i.get("instanceStatus") == "RUNNING" for i in instances) else None
+
+    await wait_for(running)
+    again = await stack.client.post(f"/v1/fnplane/versions/{fn['versionId']}/wake")
+    assert again.json()["requested"] is False
