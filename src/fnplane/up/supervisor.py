@@ -134,6 +134,11 @@ class Platform:
         await self._control.startup(s.stop_timeout_s)
         self._push("control", lambda: self._shutdown_lifespan(self._control))
 
+        # The agent cannot verify our certificate (it may name a public host, or be self-signed), so
+        # with TLS in-process clients get a plain listener of their own on loopback.
+        internal_port = free_loopback_port() if s.tls else None
+        if internal_port is not None:
+            self.internal_url = f"http://127.0.0.1:{internal_port}"
         is_gateway_request = await self._start_gateway(control_app)
 
         self._app = PlatformApp(self._control, self.health, self._gateway, is_gateway_request)
@@ -148,14 +153,10 @@ class Platform:
         http = self._http
         await http.start(s.local_host)
         self._push("http", lambda: http.aclose(s.http_stop_timeout_s))
-        self.internal_url = self.url
-        if s.tls:
-            # The agent cannot verify our certificate (it may name a public host, or be self-signed),
-            # so in-process clients get a plain listener of their own on loopback.
-            internal = HttpServer(self._app, host="127.0.0.1", port=free_loopback_port())
+        if internal_port is not None:
+            internal = HttpServer(self._app, host="127.0.0.1", port=internal_port)
             await internal.start("127.0.0.1")
             self._push("internal-http", lambda: internal.aclose(s.http_stop_timeout_s))
-            self.internal_url = f"http://127.0.0.1:{internal.port}"
 
         await self._start_agent(workdir)
 
@@ -183,24 +184,27 @@ class Platform:
             )
 
     async def _start_gateway(self, control_app: Any) -> Callable[[Any], bool] | None:
-        create_gateway_app = optional_attribute("fnplane.invocation", "create_gateway_app")
-        is_gateway_request = optional_attribute("fnplane.invocation", "is_gateway_request")
+        create_gateway_app = optional_attribute("fnplane.invocation.app", "create_gateway_app")
+        is_gateway_request = optional_attribute("fnplane.invocation.app", "is_gateway_request")
         if create_gateway_app is None or is_gateway_request is None:
             logger.warning("gateway not built yet: invocation routes are not served")
             return None
-        gateway_settings_cls = optional_attribute("fnplane.invocation.settings", "GatewaySettings")
-        gateway_settings = gateway_settings_cls() if gateway_settings_cls is not None else None
-        if (
-            gateway_settings is not None
-            and self.settings.public_url
-            and "public_url" in type(gateway_settings).model_fields
-        ):
-            gateway_settings = gateway_settings.model_copy(update={"public_url": self.settings.public_url})
+        from fnplane.invocation.settings import GatewaySettings
+
+        updates: dict[str, Any] = {"control_url": self.internal_url}
+        if self.settings.public_url:
+            updates["public_url"] = self.settings.public_url
+        gateway_settings = GatewaySettings().model_copy(update=updates)
         gateway_app = create_gateway_app(gateway_settings, self.nats_url, control_app.state.access_authority)
         self._gateway = Lifespan(gateway_app, "gateway")
         await self._gateway.startup(self.settings.stop_timeout_s)
         self._push("gateway", lambda: self._shutdown_lifespan(self._gateway))
-        return is_gateway_request
+        host_label = getattr(gateway_settings, "host_label", "invocation")
+
+        def claims(scope: Any) -> bool:
+            return bool(is_gateway_request(scope, host_label))
+
+        return claims
 
     async def _start_agent(self, workdir: Path) -> None:
         agent_cls = optional_attribute("fnplane.compute.agent", "Agent")
