@@ -36,6 +36,15 @@ def request_subjects(version_id: str) -> str:
 REQUEST_CONSUMER = "workers"
 
 
+def pull_request_subject(version_id: str) -> str:
+    """JetStream API subject of a pull request on the version's shared consumer."""
+    return f"$JS.API.CONSUMER.MSG.NEXT.{request_stream(version_id)}.{REQUEST_CONSUMER}"
+
+
+def worker_pull_inbox(worker_id: str) -> str:
+    return f"{PREFIX}.wk.{_token(worker_id)}.pull"
+
+
 def cancel_subject(version_id: str) -> str:
     """Core-NATS broadcast to every worker of a version; the payload is the request id."""
     return f"{PREFIX}.cancel.{_token(version_id)}"

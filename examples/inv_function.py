@@ -1,0 +1,197 @@
+"""A test and benchmark function for the invocation plane (aiohttp; listens on $PORT / $INFERENCE_PORT).
+
+    python examples/inv_function.py [port]
+
+Routes (any method unless noted):
+    /echo                 the request body back, same Content-Type
+    /inspect              JSON: method, path, query, headers, body length and sha256 as the function saw them
+    /supreme              NVCF's load_tester_supreme POST /echo: {message, repeats, delay, size, stream};
+                          SSE (one event per repeat) when stream is true and Accept is text/event-stream
+    /sse?events=N&interval=S     N SSE events, S seconds apart
+    /slow?seconds=S       answers after S seconds
+    /large?bytes=N        N deterministic bytes (pattern(N) below), streamed in 64 KiB writes
+    /status?code=N        that status with {"error": "..."}
+    /progress?steps=N&interval=S  writes the NVCF progress file N times, then answers {"done": true}
+    /files?name=F         writes F into NVCF-LARGE-OUTPUT-DIR (forces the 302 large-result path)
+    /assets               JSON {assetId: sha256} of the files in NVCF-ASSET-DIR
+    /v2/health/ready      200
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import string
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+
+def pattern(size: int) -> bytes:
+    """Deterministic bytes of any size, so tests can check large bodies exactly."""
+    block = bytes(range(256)) * 256  # 64 KiB
+    reps, rest = divmod(size, len(block))
+    return block * reps + block[:rest]
+
+
+async def echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.Response(body=body, content_type=request.content_type or "application/octet-stream")
+
+
+async def inspect(request: web.Request) -> web.Response:
+    body = await request.read()
+    doc = {
+        "method": request.method,
+        "path": request.path,
+        "rawPath": request.raw_path,
+        "query": request.query_string,
+        "headers": {k: v for k, v in request.headers.items()},
+        "bodyLength": len(body),
+        "bodySha256": hashlib.sha256(body).hexdigest(),
+    }
+    return web.json_response(doc)
+
+
+async def supreme(request: web.Request) -> web.StreamResponse:
+    try:
+        doc = await request.json()
+        message = str(doc["message"])
+    except (ValueError, KeyError):
+        return web.json_response({"error": "message is required"}, status=400)
+    repeats = int(doc.get("repeats") or 0)
+    delay = float(doc.get("delay") or 0)
+    size = int(doc.get("size") or 0)
+    if size > 0:
+        message = "".join(random.choices(string.ascii_letters, k=size))
+    if doc.get("stream") and request.headers.get("Accept") == "text/event-stream":
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        for _ in range(repeats):
+            await _pause(delay)
+            await resp.write(f"data: {message}\n\n".encode())
+        await resp.write_eof()
+        return resp
+    await _pause(delay)
+    return web.Response(text=message * repeats, content_type="text/plain")
+
+
+async def _pause(delay: float) -> None:
+    if delay <= 0:
+        return
+    if delay <= 0.01:  # load_tester_supreme busy-waits short delays
+        end = time.perf_counter() + delay
+        while time.perf_counter() < end:
+            pass
+        return
+    await asyncio.sleep(delay)
+
+
+async def sse(request: web.Request) -> web.StreamResponse:
+    events = int(request.query.get("events", "5"))
+    interval = float(request.query.get("interval", "0.1"))
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    for i in range(events):
+        if i:
+            await asyncio.sleep(interval)
+        await resp.write(f"id: {i}\ndata: {json.dumps({'n': i, 't': time.time()})}\n\n".encode())
+    await resp.write_eof()
+    return resp
+
+
+async def slow(request: web.Request) -> web.Response:
+    seconds = float(request.query.get("seconds", "1"))
+    marker = request.query.get("marker")
+    if marker:
+        Path(marker).write_text(request.headers.get("NVCF-REQID", ""))
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        if marker:
+            Path(marker + ".cancelled").write_text("cancelled")
+        raise
+    return web.json_response({"slept": seconds, "pid": os.getpid()})
+
+
+async def large(request: web.Request) -> web.StreamResponse:
+    size = int(request.query.get("bytes", str(6 * 1024 * 1024)))
+    data = pattern(size)
+    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    if request.query.get("length", "1") == "1":
+        resp.content_length = size
+    await resp.prepare(request)
+    for i in range(0, size, 65536):
+        await resp.write(data[i : i + 65536])
+    await resp.write_eof()
+    return resp
+
+
+async def status(request: web.Request) -> web.Response:
+    code = int(request.query.get("code", "500"))
+    return web.json_response({"error": f"function says {code}"}, status=code)
+
+
+async def progress(request: web.Request) -> web.Response:
+    steps = int(request.query.get("steps", "3"))
+    interval = float(request.query.get("interval", "0.5"))
+    out = Path(request.headers["NVCF-LARGE-OUTPUT-DIR"])
+    rid = request.headers.get("NVCF-REQID", "")
+    for i in range(1, steps + 1):
+        await asyncio.sleep(interval)
+        doc = {"id": rid, "progress": int(100 * i / (steps + 1)), "partialResponse": {"step": i}}
+        tmp = out / ".progress.tmp"
+        tmp.write_text(json.dumps(doc))
+        tmp.replace(out / "progress")
+    await asyncio.sleep(interval)
+    return web.json_response({"done": True, "steps": steps})
+
+
+async def files(request: web.Request) -> web.Response:
+    out = Path(request.headers["NVCF-LARGE-OUTPUT-DIR"])
+    name = request.query.get("name", "extra.bin")
+    (out / name).write_bytes(pattern(1000))
+    return web.json_response({"wrote": name})
+
+
+async def assets(request: web.Request) -> web.Response:
+    folder = Path(request.headers.get("NVCF-ASSET-DIR", "/nonexistent"))
+    found = {}
+    if folder.is_dir():
+        for p in sorted(folder.iterdir()):
+            found[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return web.json_response({"assets": found, "ids": request.headers.get("NVCF-FUNCTION-ASSET-IDS", "")})
+
+
+async def ready(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def make_app() -> web.Application:
+    app = web.Application(client_max_size=1024**3)
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_route("*", "/supreme", supreme)
+    app.router.add_route("*", "/sse", sse)
+    app.router.add_route("*", "/slow", slow)
+    app.router.add_route("*", "/large", large)
+    app.router.add_route("*", "/status", status)
+    app.router.add_route("*", "/progress", progress)
+    app.router.add_route("*", "/files", files)
+    app.router.add_route("*", "/assets", assets)
+    app.router.add_route("GET", "/v2/health/ready", ready)
+    app.router.add_route("*", "/{tail:.*}", inspect)
+    return app
+
+
+if __name__ == "__main__":
+    port = int(
+        sys.argv[1]
+        if len(sys.argv) > 1
+        else os.environ.get("PORT") or os.environ.get("INFERENCE_PORT") or 8000
+    )
+    web.run_app(make_app(), host="127.0.0.1", port=port, print=None, access_log=None)

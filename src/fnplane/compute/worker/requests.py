@@ -1,0 +1,291 @@
+"""The worker's request puller: takes requests of its version from JetStream only while a slot is free.
+
+`RequestPuller(nc, assignment, function_url, slots, settings)` is owned by the worker process
+(compute/worker/main.py): `start()`, `set_ready(ready)`, `aclose()`.
+
+Pull model (NVCF's utils, reference/invocation.md 6.2): every instance of a version shares one durable
+pull consumer. The puller keeps exactly as many messages requested from the server as it has free
+slots: it publishes `$JS.API.CONSUMER.MSG.NEXT` pull requests (batch = newly free slots, expiring after
+`pull_expires_s`) to one inbox and accounts for each delivered message and each expiry (status 408), so
+a request never waits in a worker that has no slot for it, and a freed slot is re-offered at once.
+
+While it handles a request it sends `in_progress` acks (JetStream redelivers the message to another
+instance if this process dies) and `alive` messages to the gateway; it acks at the end, even on failure,
+so abandoned work is never run twice. Cancel broadcasts (`cancel_subject(vid)`) stop a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.errors import BadRequestError as JsBadRequestError
+from nats.js.errors import NotFoundError as JsNotFoundError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fnplane.compute.worker.forwarding import Forwarder, WorkerStores
+from fnplane.compute.worker.slots import Slots
+from fnplane.shared import subjects
+from fnplane.shared.models.compute import InstanceAssignment
+from fnplane.shared.models.invocation import (
+    InvocationEnvelope,
+    request_consumer_config,
+    request_stream_config,
+)
+
+log = logging.getLogger(__name__)
+
+
+class WorkerRequestSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FNPLANE_WORKER_")
+
+    # JetStream redelivers a request whose worker went silent for this long (NVCF: 30 s)
+    ack_wait_s: float = 30.0
+    # in-progress acks to JetStream and `alive` messages to the gateway, this often
+    progress_interval_s: float = 5.0
+    # a pull request stays open on the server this long before it is renewed
+    pull_expires_s: float = 5.0
+    # response chunks in flight to the gateway before the worker waits for credit
+    response_window_chunks: int = 16
+    # no credit from the gateway for this long: the client is gone, stop
+    credit_timeout_s: float = 60.0
+    # one chunk of a large request body from the gateway
+    body_pull_timeout_s: float = 10.0
+    # used only when the worker has to create its version's queue (normally the gateway's values)
+    max_queued_requests: int = 100_000
+    max_message_bytes: int = 8 * 1024 * 1024
+    # per-request NVCF-LARGE-OUTPUT-DIR and NVCF-ASSET-DIR live under these (default: temp dir)
+    large_output_root: str = ""
+    asset_root: str = ""
+    # detached results up to this size go inline into the status bucket, bigger ones to the object store
+    inline_result_bytes: int = 256 * 1024
+    # how often the progress file is looked at while a pexec request runs
+    progress_poll_s: float = 0.1
+    # on aclose, in-flight requests get this long to finish before they are cancelled
+    drain_timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    # NVCF-ENV / NVCF-NSPECTID values given to the function
+    environment: str = "local"
+    nspect_id: str = ""
+
+
+class _Pull:
+    __slots__ = ("expires_at", "remaining")
+
+    def __init__(self, remaining: int, expires_at: float) -> None:
+        self.remaining = remaining
+        self.expires_at = expires_at
+
+
+class RequestPuller:
+    def __init__(
+        self,
+        nc: NATS,
+        assignment: InstanceAssignment,
+        function_url: str,
+        slots: Slots,
+        settings: WorkerRequestSettings | None = None,
+    ) -> None:
+        self._nc = nc
+        self._assignment = assignment
+        self._function_url = function_url.rstrip("/")
+        self._slots = slots
+        self._settings = settings or WorkerRequestSettings()
+        self._version_id = assignment.version_id
+        self._worker_id = f"{assignment.instance_id}-{uuid.uuid4().hex[:8]}"
+        self._ready = False
+        self._closing = False
+        self._pulls: collections.deque[_Pull] = collections.deque()
+        self._outstanding = 0
+        self._wake = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pull_task: asyncio.Task[None] | None = None
+        self._subs: list[object] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._forwarder: Forwarder | None = None
+        self._pull_subject = subjects.pull_request_subject(self._version_id)
+        self._inbox = subjects.worker_pull_inbox(self._worker_id)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        s = self._settings
+        js = self._nc.jetstream(timeout=s.connect_timeout_s)
+        await self._ensure_queue(js)
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout_s),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+        )
+        root = Path(tempfile.gettempdir()) / "fnplane"
+        stores = WorkerStores(js)
+        self._forwarder = Forwarder(
+            nc=self._nc,
+            session=self._session,
+            stores=stores,
+            assignment=self._assignment,
+            function_url=self._function_url,
+            worker_id=self._worker_id,
+            settings=s,
+            output_root=Path(s.large_output_root or root / "response"),
+            asset_root=Path(s.asset_root or root / "inputAssets"),
+        )
+        self._subs.append(await self._nc.subscribe(self._inbox, cb=self._on_delivery))
+        self._subs.append(
+            await self._nc.subscribe(subjects.cancel_subject(self._version_id), cb=self._on_cancel)
+        )
+        self._subs.append(
+            await self._nc.subscribe(subjects.worker_credits(self._worker_id), cb=self._forwarder.on_credit)
+        )
+        self._pull_task = asyncio.create_task(self._pull_loop(), name=f"pull-{self._version_id}")
+
+    async def _ensure_queue(self, js: object) -> None:
+        s = self._settings
+        stream = subjects.request_stream(self._version_id)
+        try:
+            await js.stream_info(stream)  # type: ignore[attr-defined]
+        except JsNotFoundError:
+            config = request_stream_config(self._version_id, s.max_queued_requests, s.max_message_bytes)
+            with contextlib.suppress(JsBadRequestError):  # created meanwhile by a gateway or a peer
+                await js.add_stream(**config)  # type: ignore[attr-defined]
+        with contextlib.suppress(JsBadRequestError):  # exists with another ack wait: keep it
+            await js.add_consumer(stream, **request_consumer_config(s.ack_wait_s))  # type: ignore[attr-defined]
+
+    def set_ready(self, ready: bool) -> None:
+        """Pull only while the function is healthy; requests delivered while not ready are nak'd."""
+        self._ready = ready
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        self._closing = True
+        self._ready = False
+        if self._pull_task is not None:
+            self._pull_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pull_task
+        for sub in self._subs:
+            with contextlib.suppress(Exception):  # connection may already be closed
+                await sub.unsubscribe()  # type: ignore[attr-defined]
+        self._subs.clear()
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self._settings.drain_timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2.0)
+        if self._session is not None:
+            await self._session.close()
+
+    # --- pulling -----------------------------------------------------------------------------------
+
+    async def _pull_loop(self) -> None:
+        s = self._settings
+        while not self._closing:
+            now = time.monotonic()
+            # a pull whose expiry status never came (reconnect, server restart) is forgotten
+            while self._pulls and self._pulls[0].expires_at + 2.0 < now:
+                self._outstanding -= self._pulls.popleft().remaining
+            want = self._slots.free - self._outstanding
+            if self._ready and want > 0 and self._nc.is_connected:
+                request = {"batch": want, "expires": int(s.pull_expires_s * 1e9)}
+                try:
+                    await self._nc.publish(
+                        self._pull_subject, json.dumps(request).encode(), reply=self._inbox
+                    )
+                except Exception:  # supervisor: a failed publish is retried on the next turn
+                    log.exception("pull request failed")
+                else:
+                    self._pulls.append(_Pull(want, now + s.pull_expires_s))
+                    self._outstanding += want
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=s.pull_expires_s / 2)
+
+    def _take_one(self) -> None:
+        if self._pulls:
+            head = self._pulls[0]
+            head.remaining -= 1
+            self._outstanding -= 1
+            if head.remaining <= 0:
+                self._pulls.popleft()
+
+    async def _on_delivery(self, msg: Msg) -> None:
+        headers = msg.headers
+        if not msg.data and headers and subjects.HDR_STATUS in headers:
+            status = headers[subjects.HDR_STATUS]
+            if status == "100":
+                return  # idle heartbeat
+            if status in ("408", "404") and self._pulls:
+                pull = self._pulls.popleft()
+                self._outstanding -= pull.remaining
+            elif status == "409":
+                self._pulls.clear()
+                self._outstanding = 0
+            self._wake.set()
+            return
+        self._take_one()
+        if not self._ready or self._closing or self._slots.free <= 0:
+            await msg.nak()
+            return
+        await self._slots.acquire()
+        try:
+            envelope = InvocationEnvelope.model_validate_json(headers[subjects.HDR_ENVELOPE])  # type: ignore[index]
+        except (KeyError, TypeError, ValueError):
+            log.warning("dropping a request message without a valid envelope: %s", msg.subject)
+            self._slots.release()
+            await msg.term()
+            return
+        rid = envelope.request_id
+        self._tasks[rid] = asyncio.create_task(self._handle(msg, envelope), name=f"request-{rid}")
+
+    async def _handle(self, msg: Msg, envelope: InvocationEnvelope) -> None:
+        assert self._forwarder is not None
+        rid = envelope.request_id
+        attempt = msg.metadata.num_delivered or 1
+        keepalive = asyncio.create_task(self._keepalive(msg, envelope, attempt))
+        try:
+            await self._forwarder.run(envelope, msg.data, attempt)
+        except asyncio.CancelledError:
+            # a cancel broadcast ends this request's own task: finish normally so it is acked below;
+            # on shutdown the cancellation propagates
+            if self._closing:
+                raise
+        except Exception:  # supervisor of one request: log it, ack below, keep the worker serving
+            log.exception("request %s failed", rid)
+        finally:
+            keepalive.cancel()
+            self._tasks.pop(rid, None)
+            self._slots.release()
+            self._wake.set()
+            with contextlib.suppress(Exception):  # connection gone: the server redelivers or drops it
+                await msg.ack()
+
+    async def _keepalive(self, msg: Msg, envelope: InvocationEnvelope, attempt: int) -> None:
+        interval = self._settings.progress_interval_s
+        alive = {subjects.HDR_KIND: subjects.KIND_ALIVE, subjects.HDR_ATTEMPT: str(attempt)}
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):  # a missed keepalive is retried next interval
+                await msg.in_progress()
+                await self._nc.publish(envelope.reply_to, b"", headers=alive)
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        rid = msg.data.decode(errors="replace")
+        task = self._tasks.get(rid)
+        if task is not None and self._forwarder is not None and not self._forwarder.is_detached(rid):
+            task.cancel()

@@ -1,0 +1,58 @@
+"""The gateway's view of the AccessAuthority: a short cache and NVCF's version-selection rules."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from fnplane.shared import errors
+from fnplane.shared.contracts import AccessAuthority
+from fnplane.shared.models.access import AccessGrant, VersionTarget
+
+INVOCABLE = frozenset({"ACTIVE", "DEGRADING"})
+QUEUE_VISIBLE = frozenset({"ACTIVE", "DEPLOYING"})
+
+
+class CachedAccess:
+    """Caches grants for `ttl_s` keyed by (bearer, scope, function, version); errors are not cached."""
+
+    def __init__(self, authority: AccessAuthority, ttl_s: float, max_entries: int = 10_000) -> None:
+        self._authority = authority
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._cache: dict[tuple[str, str, str | None, str | None], tuple[float, AccessGrant]] = {}
+
+    async def grant(
+        self, bearer: str, scope: str, function_id: str | None = None, version_id: str | None = None
+    ) -> AccessGrant:
+        key = (bearer, scope, function_id, version_id)
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        grant = await self._authority.grant(bearer, scope, function_id, version_id)
+        if len(self._cache) >= self._max_entries:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= self._max_entries:
+                self._cache.clear()
+        self._cache[key] = (now + self._ttl_s, grant)
+        return grant
+
+
+def choose_version(grant: AccessGrant, version_id: str | None) -> VersionTarget:
+    """Uniformly at random among ACTIVE/DEGRADING versions; only DEGRADED -> 400; none -> 404."""
+    versions = grant.versions
+    if version_id is not None:
+        versions = [v for v in versions if v.version_id == version_id]
+        if not versions:
+            raise errors.NotFoundError(f"function version {version_id} not found")
+    invocable = [v for v in versions if v.status in INVOCABLE]
+    if invocable:
+        return invocable[0] if len(invocable) == 1 else random.choice(invocable)
+    if any(v.status == "DEGRADED" for v in versions):
+        raise errors.BadRequestError(
+            f"function {grant.function_id} is DEGRADED and cannot be invoked",
+            field="functionId",
+            rule="function status must be ACTIVE or DEGRADING",
+        )
+    raise errors.NotFoundError(f"function {grant.function_id} has no ACTIVE version to invoke")

@@ -1,0 +1,202 @@
+"""Assets (nvcf-api.md 1.5): metadata in a KV bucket per account, bytes in the object store, 24 h.
+
+    POST   /v2/nvcf/assets                      {contentType, description} -> {assetId, uploadUrl, ...}
+    PUT    /v2/nvcf/assets/{id}/upload?...       the signed, expiring upload URL (streamed to the store)
+    GET    /v2/nvcf/assets                       {"assets": [{"assetId"}]}
+    GET    /v2/nvcf/assets/{id}                  {"asset": {assetId, description, contentType, createdAt}}
+    GET    /v2/nvcf/assets/{id}/content-redirect {"presignedUrl"}
+    DELETE /v2/nvcf/assets/{id}                  204
+All but the upload require `invoke_function`; the upload URL's signature is its credential.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from nats.js.errors import KeyNotFoundError, NoKeysError
+
+from fnplane.invocation.http import Request, send_bytes, send_json
+from fnplane.invocation.routing import is_uuid
+from fnplane.shared import errors, scopes, subjects
+from fnplane.shared.models.invocation import AssetRecord
+
+if TYPE_CHECKING:
+    from fnplane.invocation.app import Gateway
+
+MAX_ASSET_REQUEST_BYTES = 64 * 1024
+
+
+def upload_path(asset_id: str) -> str:
+    return f"/v2/nvcf/assets/{asset_id}/upload"
+
+
+def content_path(asset_id: str) -> str:
+    return f"/v2/nvcf/assets/{asset_id}/content"
+
+
+class AssetService:
+    def __init__(self, gateway: Gateway) -> None:
+        self._gw = gateway
+
+    async def get_record(self, nca_id: str, asset_id: str) -> AssetRecord | None:
+        kv = self._gw.stores.assets
+        assert kv is not None
+        try:
+            entry = await kv.get(subjects.asset_key(nca_id, asset_id))
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        return AssetRecord.model_validate_json(entry.value)
+
+    async def _put_record(self, record: AssetRecord) -> None:
+        kv = self._gw.stores.assets
+        assert kv is not None
+        await kv.put(
+            subjects.asset_key(record.nca_id, record.asset_id), record.model_dump_json(by_alias=True).encode()
+        )
+
+    async def _nca(self, request: Request) -> str:
+        grant = await self._gw.access.grant(request.bearer(), scopes.INVOKE_FUNCTION)
+        return grant.nca_id
+
+    async def _owned(self, request: Request, asset_id: str) -> AssetRecord:
+        nca_id = await self._nca(request)
+        record = await self.get_record(nca_id, asset_id) if is_uuid(asset_id) else None
+        if record is None:
+            raise errors.NotFoundError(f"asset {asset_id} not found")
+        return record
+
+    async def create(self, request: Request) -> None:
+        nca_id = await self._nca(request)
+        doc = await request.json_body(MAX_ASSET_REQUEST_BYTES)
+        if not isinstance(doc, dict):
+            raise errors.BadRequestError("body must be a JSON object", field="body", rule="object")
+        for field in ("contentType", "description"):
+            if not isinstance(doc.get(field), str) or not doc[field].strip():
+                raise errors.BadRequestError(f"{field} is required", field=field, rule="non-empty string")
+        record = AssetRecord(
+            assetId=str(uuid.uuid4()),
+            ncaId=nca_id,
+            contentType=doc["contentType"],
+            description=doc["description"],
+            createdAt=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        )
+        await self._put_record(record)
+        base = request.base_url(self._gw.settings.public_url)
+        url = self._gw.signer.sign(
+            base, "PUT", upload_path(record.asset_id), self._gw.settings.upload_url_ttl_s
+        )
+        await send_json(
+            request.send,
+            200,
+            {
+                "assetId": record.asset_id,
+                "uploadUrl": url,
+                "contentType": record.content_type,
+                "description": record.description,
+            },
+        )
+
+    async def upload(self, request: Request, asset_id: str) -> None:
+        self._gw.signer.verify("PUT", request.path, request.query())
+        kv = self._gw.stores.assets
+        assert kv is not None
+        keys = await _keys(kv, f"*.{asset_id}")
+        if not keys:
+            raise errors.NotFoundError(f"asset {asset_id} not found")
+        entry = await kv.get(keys[0])
+        assert entry.value is not None
+        record = AssetRecord.model_validate_json(entry.value)
+        limit = self._gw.settings.max_request_body_bytes
+
+        async def body() -> AsyncIterator[bytes]:
+            size = 0
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise errors.BadRequestError("client disconnected during the upload")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise errors.PayloadTooLargeError(f"asset exceeds {limit} bytes")
+                if chunk:
+                    yield chunk
+                if not message.get("more_body", False):
+                    return
+
+        name = subjects.asset_object(record.nca_id, asset_id)
+        size = await self._gw.stores.put_stream(name, body())
+        record.uploaded = True
+        record.size = size
+        await self._put_record(record)
+        await send_bytes(request.send, 200, b"")
+
+    async def list(self, request: Request) -> None:
+        nca_id = await self._nca(request)
+        kv = self._gw.stores.assets
+        assert kv is not None
+        keys = await _keys(kv, subjects.asset_keys(nca_id))
+        await send_json(
+            request.send, 200, {"assets": [{"assetId": k.split(".", 1)[1]} for k in sorted(keys)]}
+        )
+
+    async def get(self, request: Request, asset_id: str) -> None:
+        record = await self._owned(request, asset_id)
+        await send_json(
+            request.send,
+            200,
+            {
+                "asset": {
+                    "assetId": record.asset_id,
+                    "description": record.description or "Description not available",
+                    "contentType": record.content_type,
+                    "createdAt": record.created_at,
+                }
+            },
+        )
+
+    async def content_redirect(self, request: Request, asset_id: str) -> None:
+        await self._owned(request, asset_id)
+        base = request.base_url(self._gw.settings.public_url)
+        url = self._gw.signer.sign(base, "GET", content_path(asset_id), self._gw.settings.upload_url_ttl_s)
+        await send_json(request.send, 200, {"presignedUrl": url})
+
+    async def content(self, request: Request, asset_id: str) -> None:
+        self._gw.signer.verify("GET", request.path, request.query())
+        kv = self._gw.stores.assets
+        assert kv is not None
+        keys = await _keys(kv, f"*.{asset_id}")
+        if not keys:
+            raise errors.NotFoundError(f"asset {asset_id} not found")
+        nca_id = keys[0].split(".", 1)[0]
+        entry = await kv.get(keys[0])
+        assert entry.value is not None
+        record = AssetRecord.model_validate_json(entry.value)
+        info = await self._gw.stores.object_info(subjects.asset_object(nca_id, asset_id))
+        headers = [
+            (b"content-type", record.content_type.encode()),
+            (b"content-length", str(info.size).encode()),
+        ]
+        await request.send({"type": "http.response.start", "status": 200, "headers": headers})
+        async for chunk in self._gw.stores.iter_object(info):
+            await request.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await request.send({"type": "http.response.body", "body": b""})
+
+    async def delete(self, request: Request, asset_id: str) -> None:
+        record = await self._owned(request, asset_id)
+        kv = self._gw.stores.assets
+        assert kv is not None
+        await kv.purge(subjects.asset_key(record.nca_id, asset_id))
+        await self._gw.stores.delete_object(subjects.asset_object(record.nca_id, asset_id))
+        await send_bytes(request.send, 204, b"")
+
+
+async def _keys(kv: object, pattern: str) -> list[str]:
+    try:
+        return list(await kv.keys(filters=[pattern]))  # type: ignore[attr-defined]
+    except NoKeysError:
+        return []

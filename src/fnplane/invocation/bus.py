@@ -1,0 +1,265 @@
+"""The gateway's side of the request bus (NATS JetStream); the only gateway module that talks to NATS
+for the request path. Wire protocol: shared/models/invocation.py.
+
+* `publish()` puts a request on its version's WorkQueue stream (created on first use), de-duplicated by
+  `Nats-Msg-Id`; "maximum messages exceeded" -> TooManyRequestsError (429).
+* One subscription receives the response streams of every request of this gateway and routes each
+  message to its `Exchange`; another serves request-body chunks to workers.
+* `cancel()` broadcasts the request id to the version's workers and purges the queued message.
+* `queue_depth()` / `queue_position()` read the stream and its consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import BadRequestError as JsBadRequestError
+from nats.js.errors import NotFoundError as JsNotFoundError
+
+from fnplane.invocation.exchange import Exchange
+from fnplane.invocation.settings import GatewaySettings
+from fnplane.shared import errors, subjects
+from fnplane.shared.models.invocation import InvocationEnvelope, request_stream_config
+
+log = logging.getLogger(__name__)
+
+# JetStream error codes (nats-server errors.json)
+ERR_MAX_MESSAGES = 10077  # maximum messages exceeded
+ERR_MAX_MESSAGES_PER_SUBJECT = 10164  # maximum messages per subject exceeded (a duplicate)
+
+
+class RequestBus:
+    def __init__(self, nats_url: str, settings: GatewaySettings) -> None:
+        self._url = nats_url
+        self._settings = settings
+        self.gateway_id = settings.gateway_id or uuid.uuid4().hex[:12]
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
+        self._exchanges: dict[str, Exchange] = {}
+        self._known_streams: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._subs: list[Any] = []
+
+    async def start(self) -> None:
+        s = self._settings
+        self.nc = await nats.connect(
+            self._url,
+            connect_timeout=s.nats_connect_timeout_s,
+            max_reconnect_attempts=-1,
+            name=f"fnplane-gateway-{self.gateway_id}",
+        )
+        self.js = self.nc.jetstream(timeout=s.publish_timeout_s)
+        self._subs.append(
+            await self.nc.subscribe(subjects.gateway_responses(self.gateway_id), cb=self._on_response)
+        )
+        self._subs.append(
+            await self.nc.subscribe(subjects.gateway_bodies(self.gateway_id), cb=self._on_body_pull)
+        )
+        self._subs.append(await self.nc.subscribe(subjects.LOCATE_SUBJECT, cb=self._on_locate))
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(NatsError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.nc.drain(), timeout=5.0)
+        self.nc = None
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # --- exchanges ---------------------------------------------------------------------------------
+
+    def open(self, exchange: Exchange) -> None:
+        self._exchanges[exchange.request_id] = exchange
+
+    def close(self, request_id: str) -> None:
+        self._exchanges.pop(request_id, None)
+
+    def holds(self, request_id: str) -> Exchange | None:
+        return self._exchanges.get(request_id)
+
+    async def _on_response(self, msg: Msg) -> None:
+        exchange = self._exchanges.get(subjects.last_token(msg.subject))
+        if exchange is not None:
+            exchange.queue.put_nowait(msg)
+
+    async def _on_body_pull(self, msg: Msg) -> None:
+        exchange = self._exchanges.get(subjects.last_token(msg.subject))
+        if exchange is None or exchange.body is None:
+            await self._reply(msg, b"", {subjects.HDR_ERROR: "request unknown or already answered"})
+            return
+        self.spawn(self._serve_body(exchange, msg))
+
+    async def _serve_body(self, exchange: Exchange, msg: Msg) -> None:
+        body = exchange.body
+        assert body is not None
+        offset = int((msg.headers or {}).get(subjects.HDR_OFFSET, "0"))
+        if offset != body.consumed:
+            # an earlier delivery of this request already consumed the body (worker died meanwhile)
+            await self._reply(
+                msg, b"", {subjects.HDR_ERROR: "request body already consumed by an earlier attempt"}
+            )
+            return
+        try:
+            chunk, eof = await body.read(self._settings.body_chunk_bytes)
+        except errors.FnplaneError as exc:
+            from fnplane.invocation.exchange import DISCONNECTED
+
+            exchange.queue.put_nowait(exc if body.too_large else DISCONNECTED)
+            await self._reply(msg, b"", {subjects.HDR_ERROR: exc.detail})
+            return
+        await self._reply(msg, chunk, {subjects.HDR_EOF: "1"} if eof else {})
+
+    async def _reply(self, msg: Msg, data: bytes, headers: dict[str, str]) -> None:
+        if msg.reply and self.nc is not None:
+            with contextlib.suppress(NatsError):
+                await self.nc.publish(msg.reply, data, headers=headers or None)
+
+    async def _on_locate(self, msg: Msg) -> None:
+        exchange = self._exchanges.get(msg.data.decode(errors="replace"))
+        if exchange is not None:
+            await self._reply(msg, f"{exchange.version_id} {exchange.function_id}".encode(), {})
+
+    async def grant_credit(self, msg: Msg) -> None:
+        if msg.reply and self.nc is not None:
+            await self.nc.publish(msg.reply, b"")
+
+    # --- publishing --------------------------------------------------------------------------------
+
+    def _queue_limit(self, version_id: str) -> int:
+        return self._settings.queue_limits.get(version_id, self._settings.max_queued_requests)
+
+    async def ensure_stream(self, version_id: str) -> None:
+        assert self.js is not None
+        config = request_stream_config(
+            version_id, self._queue_limit(version_id), self._settings.max_message_bytes
+        )
+        try:
+            await self.js.add_stream(**config)
+        except JsBadRequestError:
+            # exists with other limits (a worker made it, or the bound changed): apply ours
+            with contextlib.suppress(JsBadRequestError):
+                await self.js.update_stream(**config)
+        self._known_streams.add(version_id)
+
+    async def publish(self, envelope: InvocationEnvelope, inline: bytes) -> None:
+        """Queue the request; JetStream's ack confirms it is stored (retries are de-duplicated)."""
+        assert self.js is not None
+        vid = envelope.version_id
+        if vid not in self._known_streams:
+            await self.ensure_stream(vid)
+        subject = subjects.request_subject(vid, envelope.request_id)
+        headers = {
+            subjects.HDR_MSG_ID: envelope.request_id,
+            subjects.HDR_ENVELOPE: envelope.model_dump_json(by_alias=True),
+        }
+        s = self._settings
+        for attempt in range(s.publish_attempts):
+            try:
+                await self.js.publish(subject, inline, headers=headers, timeout=s.publish_timeout_s)
+                return
+            except NoStreamResponseError:
+                await self.ensure_stream(vid)
+            except APIError as exc:
+                if exc.err_code == ERR_MAX_MESSAGES_PER_SUBJECT:
+                    return  # our own earlier attempt landed: a duplicate
+                if exc.err_code == ERR_MAX_MESSAGES or "maximum messages" in (exc.description or ""):
+                    raise errors.TooManyRequestsError(
+                        f"the request queue of function version {vid} is full: {exc.description}",
+                        retry_after_s=1,
+                    ) from None
+                raise errors.UnavailableError(f"could not queue the request: {exc.description}") from None
+            except (TimeoutError, NatsTimeoutError, NoRespondersError) as exc:
+                if attempt + 1 >= s.publish_attempts:
+                    raise errors.UnavailableError(f"could not queue the request: {exc!r}") from None
+                await asyncio.sleep(0.1 * 2**attempt)
+        raise errors.UnavailableError("could not queue the request")
+
+    # --- cancel, purge -----------------------------------------------------------------------------
+
+    async def cancel(self, version_id: str, request_id: str) -> None:
+        """Stop the request wherever it is: a worker running it, or the queue still holding it."""
+        assert self.nc is not None and self.js is not None
+        with contextlib.suppress(NatsError):
+            await self.nc.publish(subjects.cancel_subject(version_id), request_id.encode())
+        await self.purge(version_id, request_id)
+
+    async def purge(self, version_id: str, request_id: str) -> None:
+        assert self.js is not None
+        try:
+            await asyncio.wait_for(
+                self.js.purge_stream(
+                    subjects.request_stream(version_id),
+                    subject=subjects.request_subject(version_id, request_id),
+                ),
+                timeout=self._settings.purge_timeout_s,
+            )
+        except (TimeoutError, NatsError) as exc:
+            log.warning("could not purge request %s: %r", request_id, exc)
+
+    # --- queues ------------------------------------------------------------------------------------
+
+    async def queue_depth(self, version_id: str) -> int:
+        """Requests waiting for a worker (the consumer's num_pending, or the whole stream without one)."""
+        assert self.js is not None
+        stream = subjects.request_stream(version_id)
+        try:
+            info = await self.js.consumer_info(stream, subjects.REQUEST_CONSUMER)
+            return int(info.num_pending or 0)
+        except JsNotFoundError:
+            pass
+        try:
+            sinfo = await self.js.stream_info(stream)
+        except JsNotFoundError:
+            return 0
+        return int(sinfo.state.messages or 0)
+
+    async def locate(self, request_id: str) -> tuple[str, str] | None:
+        """(versionId, functionId) of a request some gateway still waits for, or None."""
+        if (exchange := self._exchanges.get(request_id)) is not None:
+            return exchange.version_id, exchange.function_id
+        assert self.nc is not None
+        try:
+            reply = await self.nc.request(
+                subjects.LOCATE_SUBJECT, request_id.encode(), timeout=self._settings.locate_timeout_s
+            )
+        except (NatsTimeoutError, NoRespondersError):
+            return None
+        version_id, _, function_id = reply.data.decode().partition(" ")
+        return (version_id, function_id) if version_id and function_id else None
+
+    async def queue_position(self, version_id: str, request_id: str) -> int | None:
+        """Requests ahead of this one (0: a worker has it); None when it is no longer queued."""
+        assert self.js is not None
+        stream = subjects.request_stream(version_id)
+        try:
+            msg = await self.js.get_last_msg(stream, subjects.request_subject(version_id, request_id))
+        except JsNotFoundError:
+            return None
+        try:
+            info = await self.js.consumer_info(stream, subjects.REQUEST_CONSUMER)
+        except JsNotFoundError:
+            sinfo = await self.js.stream_info(stream)
+            return max(0, int(msg.seq or 0) - int(sinfo.state.first_seq or 0) + 1)
+        delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
+        return max(0, int(msg.seq or 0) - delivered)

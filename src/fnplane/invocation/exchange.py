@@ -1,0 +1,103 @@
+"""One request in flight on a gateway: its client body and the worker's response stream.
+
+The body is read from the ASGI `receive` channel only as fast as the worker asks for it (request/reply
+per chunk), so a large upload never sits in gateway memory. The response messages land in a small
+queue that cannot grow beyond the worker's credit window; the consumer grants one credit per chunk it
+has written to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fnplane.invocation.http import Receive
+from fnplane.shared import errors
+
+# sentinels pushed into an exchange's queue next to NATS messages
+DISCONNECTED = "disconnected"
+
+
+class BodyReader:
+    """A request body read incrementally from ASGI, with the size limit enforced while reading."""
+
+    def __init__(self, receive: Receive, limit: int, content_length: int | None) -> None:
+        if content_length is not None and content_length > limit:
+            raise errors.PayloadTooLargeError(
+                f"request body of {content_length} bytes exceeds the limit of {limit}"
+            )
+        self._receive = receive
+        self._limit = limit
+        self._buffer = bytearray()
+        self.received = 0  # bytes taken from the client
+        self.consumed = 0  # bytes handed out
+        self.done = False  # the client sent its last chunk
+        self.disconnected = False
+        self.too_large = False
+        self._lock = asyncio.Lock()
+        self.finished = asyncio.Event()  # set once the client sent everything (or went away)
+
+    async def _fill(self, want: int) -> None:
+        while not self.done and len(self._buffer) < want:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                self.done = True
+                self.finished.set()
+                return
+            chunk = message.get("body", b"")
+            self.received += len(chunk)
+            if self.received > self._limit:
+                self.too_large = True
+                self.done = True
+                self.finished.set()
+                raise errors.PayloadTooLargeError(f"request body exceeds the limit of {self._limit} bytes")
+            self._buffer += chunk
+            if not message.get("more_body", False):
+                self.done = True
+        if self.done:
+            self.finished.set()
+
+    async def read(self, size: int) -> tuple[bytes, bool]:
+        """Up to `size` bytes and whether the body ends with them."""
+        async with self._lock:
+            await self._fill(size)
+            if self.disconnected:
+                raise errors.BadRequestError("client disconnected while sending the body")
+            chunk = bytes(self._buffer[:size])
+            del self._buffer[:size]
+            self.consumed += len(chunk)
+            return chunk, self.done and not self._buffer
+
+    @property
+    def exhausted(self) -> bool:
+        return self.done and not self._buffer
+
+
+class Exchange:
+    __slots__ = ("attempt", "body", "function_id", "queue", "request_id", "version_id")
+
+    def __init__(self, request_id: str, function_id: str, version_id: str, body: BodyReader | None) -> None:
+        self.request_id = request_id
+        self.function_id = function_id
+        self.version_id = version_id
+        self.body = body
+        # bounded by the worker's credit window (+ head, end and keepalives)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.attempt: str | None = None
+
+
+async def watch_disconnect(exchange: Exchange, receive: Receive) -> None:
+    """Once the body is fully read, the next ASGI message is the client going away."""
+    body = exchange.body
+    if body is not None and not body.exhausted:
+        # the worker is still pulling; BodyReader reports a disconnect itself. Wait for it to finish.
+        await body.finished.wait()
+        if body.disconnected:
+            exchange.queue.put_nowait(DISCONNECTED)
+            return
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            exchange.queue.put_nowait(DISCONNECTED)
+            return

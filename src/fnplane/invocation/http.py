@@ -1,0 +1,148 @@
+"""Plain-ASGI request and response helpers of the gateway.
+
+The gateway is a raw ASGI application rather than a framework app: it sits on the hot path of every
+invocation, and all it needs is a header dict, a streaming body and a few JSON/problem answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from fnplane.shared import errors
+from fnplane.shared.models.invocation import nvcf_status
+from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+EXPOSE = (b"access-control-expose-headers", b"nvcf-reqid")
+
+
+class Request:
+    __slots__ = ("headers", "method", "path", "raw_headers", "receive", "scope", "send")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        # last value wins; callers that need repeats read raw_headers
+        self.headers: dict[str, str] = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.raw_headers
+        }
+
+    @property
+    def query_string(self) -> str:
+        return self.scope.get("query_string", b"").decode("latin-1")
+
+    def query(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
+
+    @property
+    def path_and_query(self) -> str:
+        raw = self.scope.get("raw_path") or self.path.encode()
+        path = raw.decode("latin-1")
+        qs = self.query_string
+        return f"{path}?{qs}" if qs else path
+
+    def bearer(self) -> str:
+        value = self.headers.get("authorization")
+        if not value:
+            raise errors.UnauthorizedError("Header of type `authorization` was missing")
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise errors.UnauthorizedError("Unauthorized access: expected 'Authorization: Bearer <token>'")
+        return token.strip()
+
+    def base_url(self, public_url: str) -> str:
+        if public_url:
+            return public_url.rstrip("/")
+        scheme = self.scope.get("scheme", "http")
+        host = self.headers.get("host")
+        if not host:
+            server = self.scope.get("server") or ("127.0.0.1", 80)
+            host = f"{server[0]}:{server[1]}"
+        return f"{scheme}://{host}"
+
+    async def read_body(self, limit: int) -> bytes:
+        """The whole body (small JSON bodies of the API); over `limit` -> 413."""
+        chunks = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise errors.BadRequestError("client disconnected while sending the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise errors.PayloadTooLargeError(f"request body exceeds {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def json_body(self, limit: int) -> Any:
+        raw = await self.read_body(limit)
+        try:
+            return json.loads(raw or b"null")
+        except ValueError as exc:
+            raise errors.BadRequestError(
+                f"request body is not valid JSON: {exc}", field="body", rule="valid JSON"
+            ) from None
+
+
+def invocation_headers(request_id: str, status: int) -> list[tuple[bytes, bytes]]:
+    """NVCF-REQID, NVCF-STATUS and the CORS expose header every invocation response carries."""
+    return [
+        (b"nvcf-reqid", request_id.encode()),
+        (b"nvcf-status", nvcf_status(status).value.encode()),
+        EXPOSE,
+    ]
+
+
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    content_type: bytes | None = None,
+) -> None:
+    hdrs = list(headers)
+    if content_type is not None:
+        hdrs.append((b"content-type", content_type))
+    hdrs.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(
+    send: Send, status: int, document: Any, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps(document, separators=(",", ":")).encode()
+    await send_bytes(send, status, body, headers, b"application/json")
+
+
+async def send_problem(
+    send: Send, status: int, detail: str | None, instance: str, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps(problem(status, detail, instance)).encode()
+    await send_bytes(send, status, body, headers, PROBLEM_CONTENT_TYPE.encode())
+
+
+async def send_error(
+    send: Send, error: errors.FnplaneError, instance: str, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    status, document = problem_for(error, instance)
+    hdrs = list(headers)
+    if status == 401:
+        hdrs.append((b"www-authenticate", b"Bearer"))
+    if isinstance(error, errors.TooManyRequestsError) and error.retry_after_s:
+        hdrs.append((b"retry-after", str(error.retry_after_s).encode()))
+    body = json.dumps(document).encode()
+    await send_bytes(send, status, body, hdrs, PROBLEM_CONTENT_TYPE.encode())

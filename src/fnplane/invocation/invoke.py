@@ -1,0 +1,229 @@
+"""One invocation through the request bus, shared by pexec, exec and direct invocation.
+
+    begin()   read the inline body, queue the request, wait (poll + grace) for the worker's head
+    chunks()  the rest of the body as the worker streams it, granting a credit per chunk sent on
+    finish()  forget the exchange; cancel the request on the worker if the client went away
+
+No worker answer within the poll window plus grace -> 504 (empty body, `nvcf-status: errored`) and the
+queued message is purged; a client disconnect before the end -> cancel broadcast + purge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from nats.aio.msg import Msg
+
+from fnplane.invocation.exchange import DISCONNECTED, BodyReader, Exchange, watch_disconnect
+from fnplane.invocation.http import Request
+from fnplane.invocation.routing import forwarded_headers
+from fnplane.shared import errors, subjects
+from fnplane.shared.models.access import AccessGrant, VersionTarget
+from fnplane.shared.models.invocation import AssetReference, InvocationEnvelope, InvocationMode, ResponseHead
+from fnplane.shared.problems import problem_for
+
+if TYPE_CHECKING:
+    from fnplane.invocation.app import Gateway
+
+
+class ClientGone(Exception):
+    """The client disconnected; nothing more can be sent to it."""
+
+
+class Head:
+    __slots__ = ("body", "end", "headers", "status")
+
+    def __init__(
+        self, status: int, headers: list[tuple[str, str]], body: bytes = b"", end: bool = True
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.end = end
+
+
+class Invocation:
+    def __init__(
+        self,
+        gateway: Gateway,
+        request: Request,
+        *,
+        grant: AccessGrant,
+        target: VersionTarget,
+        function_id: str,
+        mode: InvocationMode,
+        method: str,
+        path: str,
+        poll_s: float,
+        assets: list[AssetReference] | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.request = request
+        self.request_id = str(uuid.uuid4())
+        self.version_id = target.version_id
+        self._grant = grant
+        self._target = target
+        self._function_id = function_id
+        self._mode = mode
+        self._method = method
+        self._path = path
+        self.poll_s = poll_s
+        self._assets = assets or []
+        self._fixed_body = body
+        self._exchange: Exchange | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._finished = False
+        self._deadline_at = 0.0
+
+    def _problem(self, error: errors.FnplaneError) -> Head:
+        import json
+
+        status, doc = problem_for(error, self.request.path)
+        return Head(status, [("content-type", "application/problem+json")], json.dumps(doc).encode())
+
+    async def begin(self) -> Head:
+        gw = self.gateway
+        s = gw.settings
+        bus = gw.bus
+        started = time.time()
+        if self._fixed_body is not None:
+            body_reader = None
+            inline, more, length = self._fixed_body, False, len(self._fixed_body)
+        else:
+            cl = self.request.headers.get("content-length")
+            length = int(cl) if cl and cl.isdigit() else None
+            body_reader = BodyReader(self.request.receive, s.max_request_body_bytes, length)
+            inline, eof = await body_reader.read(s.inline_body_bytes)
+            more = not eof
+            if not more:
+                length = len(inline)
+        exchange = Exchange(self.request_id, self._function_id, self.version_id, body_reader)
+        self._exchange = exchange
+        envelope = InvocationEnvelope(
+            requestId=self.request_id,
+            functionId=self._function_id,
+            functionVersionId=self.version_id,
+            functionName=self._target.function_name,
+            ncaId=self._grant.nca_id,
+            subject=self._grant.subject,
+            mode=self._mode,
+            method=self._method,
+            path=self._path,
+            headers=forwarded_headers(self.request.raw_headers),
+            replyTo=subjects.gateway_response_inbox(bus.gateway_id, self.request_id),
+            bodyFrom=subjects.gateway_body_inbox(bus.gateway_id, self.request_id),
+            requestTime=started,
+            pollSeconds=self.poll_s,
+            bodyLength=length,
+            bodyMore=more,
+            assets=self._assets,
+            invocationRegion=s.region,
+        )
+        bus.open(exchange)
+        try:
+            await bus.publish(envelope, inline)
+        except errors.FnplaneError as exc:
+            bus.close(self.request_id)
+            self._finished = True
+            return self._problem(exc)
+        self._watcher = asyncio.create_task(watch_disconnect(exchange, self.request.receive))
+        loop = asyncio.get_running_loop()
+        self._deadline_at = loop.time() + self.poll_s + s.poll_grace_s - (time.time() - started)
+        wake_at: float | None = loop.time() + s.wake_after_s
+        while True:
+            limit = self._deadline_at if wake_at is None else min(wake_at, self._deadline_at)
+            try:
+                async with asyncio.timeout_at(limit):
+                    item = await exchange.queue.get()
+            except TimeoutError:
+                if wake_at is not None and limit < self._deadline_at:
+                    # still not picked up: maybe no instance runs (scale from zero)
+                    gw.wake_hint(self.version_id)
+                    wake_at = None
+                    continue
+                await self.abandon()
+                return Head(504, [], b"")
+            if item == DISCONNECTED:
+                await self.abandon()
+                raise ClientGone
+            if isinstance(item, errors.FnplaneError):
+                await self.abandon()
+                return self._problem(item)
+            kind = item.headers.get(subjects.HDR_KIND) if item.headers else None
+            if kind != subjects.KIND_HEAD:
+                continue  # alive / stray messages of an earlier attempt
+            exchange.attempt = item.headers.get(subjects.HDR_ATTEMPT)
+            head = ResponseHead.model_validate_json(item.headers[subjects.HDR_HEAD])
+            end = item.headers.get(subjects.HDR_END) == "1"
+            if end:
+                self.finish()
+            return Head(head.status, head.headers, item.data, end)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Body chunks after the head; raises ClientGone / errors.UnavailableError when it breaks off."""
+        exchange = self._exchange
+        assert exchange is not None
+        bus = self.gateway.bus
+        silence = self.gateway.settings.worker_silence_s
+        pending_credit: Msg | None = None
+        while True:
+            if pending_credit is not None:
+                await bus.grant_credit(pending_credit)
+                pending_credit = None
+            try:
+                async with asyncio.timeout(silence):
+                    item = await exchange.queue.get()
+            except TimeoutError:
+                await self.abandon()
+                raise errors.UnavailableError(
+                    "the worker went silent in the middle of the response"
+                ) from None
+            if item == DISCONNECTED:
+                await self.abandon()
+                raise ClientGone
+            if isinstance(item, errors.FnplaneError):
+                await self.abandon()
+                raise item
+            headers = item.headers or {}
+            if headers.get(subjects.HDR_ATTEMPT) != exchange.attempt:
+                continue
+            kind = headers.get(subjects.HDR_KIND)
+            if kind == subjects.KIND_DATA:
+                pending_credit = item
+                yield item.data
+                continue
+            if kind == subjects.KIND_END:
+                self.finish()
+                if subjects.HDR_ERROR in headers:
+                    raise errors.UnavailableError(headers[subjects.HDR_ERROR])
+                return
+
+    async def abandon(self) -> None:
+        """The client will not get (the rest of) this answer: stop the work wherever it is."""
+        if self._finished:
+            return
+        self.finish()
+        await self.gateway.bus.cancel(self.version_id, self.request_id)
+
+    def finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self.gateway.bus.close(self.request_id)
+        if self._watcher is not None and self._watcher is not asyncio.current_task():
+            self._watcher.cancel()
+
+    async def aclose(self, *, client_gone: bool = False) -> None:
+        if client_gone:
+            await self.abandon()
+        else:
+            self.finish()
+        if self._watcher is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({self._watcher}, timeout=1.0)

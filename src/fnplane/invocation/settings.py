@@ -1,0 +1,52 @@
+"""Settings of the gateway (environment prefix FNPLANE_GATEWAY_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FNPLANE_GATEWAY_")
+
+    # the label that marks Host-header invocation: {fid}.invocation.{domain}
+    host_label: str = "invocation"
+    # absolute base of URLs the gateway hands out (asset uploadUrl, large-result Location);
+    # empty: the request's own scheme and Host
+    public_url: str = ""
+    region: str = "local"
+    # a unique id per gateway process (response inboxes); empty: random
+    gateway_id: str = ""
+    # first bytes of a request body that travel inside the queued message (NVCF: 32 KiB)
+    inline_body_bytes: int = 32 * 1024
+    # the rest is pulled by the worker in chunks of at most this size
+    body_chunk_bytes: int = 256 * 1024
+    # request bodies over this are refused with 413
+    max_request_body_bytes: int = 512 * 1024 * 1024
+    # the legacy /exec JSON envelope (NVCF: axum's 2 MB default)
+    max_exec_body_bytes: int = 2 * 1024 * 1024
+    # JetStream bound of every version's request queue; a full queue answers 429
+    max_queued_requests: int = 100_000
+    # per-version overrides of max_queued_requests, {versionId: bound}
+    queue_limits: dict[str, int] = Field(default_factory=dict)
+    max_message_bytes: int = 8 * 1024 * 1024
+    # seconds the gateway waits beyond NVCF-POLL-SECONDS for the worker's first answer
+    poll_grace_s: float = 2.0
+    publish_timeout_s: float = 5.0
+    publish_attempts: int = 3
+    purge_timeout_s: float = 5.0
+    # once a response started, no message from the worker for this long ends it with an error
+    worker_silence_s: float = 20.0
+    # credential + function lookups are cached this long
+    auth_cache_ttl_s: float = 5.0
+    # signed asset upload URL validity (NVCF presign: 35 min) and large-result Location validity (24 h)
+    upload_url_ttl_s: float = 35 * 60.0
+    result_url_ttl_s: float = 24 * 3600.0
+    # "which gateway holds request X" broadcast, for queue positions
+    locate_timeout_s: float = 0.5
+    nats_connect_timeout_s: float = 5.0
+    # control plane base URL for the scale-from-zero wake hint (empty: no hint)
+    control_url: str = ""
+    wake_timeout_s: float = 2.0
+    # a request not answered this soon triggers the wake hint
+    wake_after_s: float = 1.0

@@ -1,0 +1,159 @@
+"""`GET /v2/nvcf/pexec/status/{reqId}` (and the exec form) from any gateway, and large-result downloads.
+
+Detached requests live in the status bucket, written by the worker: in-progress records (with the
+last progress) and then the final result. A status call long-polls the record for NVCF-POLL-SECONDS:
+the final result (200 / 302 / problem) ends it, a progress change answers 202 at once, the window's
+end answers 202. A delivered final result is removed, as NVCF does (later polls get 404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from typing import TYPE_CHECKING
+
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from fnplane.invocation.handlers import exec_document, result_path
+from fnplane.invocation.http import Request, invocation_headers, send_bytes, send_json
+from fnplane.invocation.routing import HOP_BY_HOP_RESPONSE, is_uuid, poll_seconds
+from fnplane.shared import errors, scopes, subjects
+from fnplane.shared.models.invocation import RequestStatus, StatusRecord
+
+if TYPE_CHECKING:
+    from fnplane.invocation.app import Gateway
+
+
+async def _authorized_record(gw: Gateway, request: Request, request_id: str) -> StatusRecord:
+    bearer = request.bearer()
+    if not is_uuid(request_id):
+        raise errors.NotFoundError(f"request {request_id} not found")
+    record = await gw.stores.get_status(request_id)
+    if record is None:
+        raise errors.NotFoundError(f"request {request_id} not found")
+    grant = await gw.access.grant(bearer, scopes.INVOKE_FUNCTION, record.function_id, record.version_id)
+    if grant.nca_id != record.nca_id:
+        raise errors.NotFoundError(f"request {request_id} not found")
+    return record
+
+
+async def _wait(gw: Gateway, record: StatusRecord, poll_s: float) -> StatusRecord:
+    """The record once it is final or its progress changed, or as it is when the window ends."""
+    if record.status is not RequestStatus.IN_PROGRESS:
+        return record
+    assert gw.stores.status is not None
+    watcher = await gw.stores.status.watch(subjects.status_key(record.request_id))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + poll_s
+    try:
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return record
+            try:
+                entry = await watcher.updates(timeout=left)
+            except NatsTimeoutError:
+                return record
+            if entry is None or not entry.value:
+                continue
+            current = StatusRecord.model_validate_json(entry.value)
+            if current.status is not RequestStatus.IN_PROGRESS:
+                return current
+            if current.percent_complete != record.percent_complete:
+                return current
+    finally:
+        with contextlib.suppress(Exception):  # the watcher's consumer may already be gone
+            await watcher.stop()
+
+
+async def pexec_status(gw: Gateway, request: Request, request_id: str) -> None:
+    record = await _authorized_record(gw, request, request_id)
+    record = await _wait(gw, record, poll_seconds(request.headers, sse_default=False))
+    send = request.send
+    if record.status is RequestStatus.IN_PROGRESS or record.response is None:
+        headers = invocation_headers(request_id, 202)
+        body = b""
+        if record.percent_complete is not None:
+            headers.append((b"nvcf-percent-complete", str(record.percent_complete).encode()))
+        if record.partial_response is not None:
+            body = json.dumps(record.partial_response).encode()
+            headers.append((b"content-type", b"application/json"))
+        await send_bytes(send, 202, body, headers)
+        return
+    response = record.response
+    headers = [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in response.headers
+        if k.lower() not in HOP_BY_HOP_RESPONSE and k.lower() != "content-length"
+    ]
+    headers += invocation_headers(request_id, response.status)
+    if record.percent_complete is not None:
+        headers.append((b"nvcf-percent-complete", str(record.percent_complete).encode()))
+    if response.large:
+        url = gw.signer.sign(
+            request.base_url(gw.settings.public_url),
+            "GET",
+            result_path(request_id),
+            gw.settings.result_url_ttl_s,
+        )
+        headers.append((b"location", url.encode()))
+        await send_bytes(send, 302, b"", headers)
+        await gw.stores.delete_status(request_id)
+        return
+    if response.body_b64 is not None:
+        await send_bytes(send, response.status, base64.b64decode(response.body_b64), headers)
+    elif response.object_name is not None:
+        info = await gw.stores.object_info(response.object_name)
+        headers.append((b"content-length", str(info.size).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        async for chunk in gw.stores.iter_object(info):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        await gw.stores.delete_object(response.object_name)
+    await gw.stores.delete_status(request_id)
+
+
+async def exec_status(gw: Gateway, request: Request, request_id: str) -> None:
+    record = await _authorized_record(gw, request, request_id)
+    record = await _wait(gw, record, poll_seconds(request.headers, sse_default=False))
+    response = record.response
+    if record.status is RequestStatus.IN_PROGRESS or response is None:
+        headers = [("NVCF-PERCENT-COMPLETE", str(record.percent_complete))] if record.percent_complete else []
+        body = json.dumps(record.partial_response).encode() if record.partial_response is not None else b""
+        status, doc = exec_document(request_id, 202, headers, body, None)
+    elif response.large:
+        url = gw.signer.sign(
+            request.base_url(gw.settings.public_url),
+            "GET",
+            result_path(request_id),
+            gw.settings.result_url_ttl_s,
+        )
+        status, doc = exec_document(request_id, 302, [], b"", url)
+    else:
+        if response.body_b64 is not None:
+            body = base64.b64decode(response.body_b64)
+        else:
+            assert response.object_name is not None
+            info = await gw.stores.object_info(response.object_name)
+            body = b"".join([c async for c in gw.stores.iter_object(info)])
+        status, doc = exec_document(request_id, response.status, response.headers, body, None)
+    if status != 202:
+        await gw.stores.delete_status(request_id)
+    await send_json(request.send, status, doc, invocation_headers(request_id, status))
+
+
+async def download_result(gw: Gateway, request: Request, request_id: str) -> None:
+    """The signed Location of a large result: the zip NVCF's worker would have uploaded."""
+    gw.signer.verify("GET", request.path, request.query())
+    info = await gw.stores.object_info(subjects.result_object(request_id))
+    headers = [
+        (b"content-type", b"application/zip"),
+        (b"content-disposition", f'attachment; filename="{request_id}.zip"'.encode()),
+        (b"content-length", str(info.size).encode()),
+    ]
+    await request.send({"type": "http.response.start", "status": 200, "headers": headers})
+    async for chunk in gw.stores.iter_object(info):
+        await request.send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await request.send({"type": "http.response.body", "body": b""})
