@@ -8,7 +8,6 @@ tuned for multi-GB images.
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 from pydantic import Field
@@ -38,11 +37,15 @@ def default_inventory() -> list[GpuInventory]:
 class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FNPLANE_AGENT_")
 
+    # the control plane's HTTP API (agent endpoints under /v1/fnplane)
     control_url: str = "http://127.0.0.1:8080"
+    # NATS: assignment kicks, instance-log requests; handed to every worker for the request path
     nats_url: str = "nats://127.0.0.1:4222"
     # bearer with scope `cluster-management`
     token: str = ""
+    # the cluster this agent registers (one agent per cluster name)
     cluster_name: str = "local"
+    # cluster group (NVCF `backend`) and region the cluster announces
     group: str = "local"
     region: str = "local"
     # containerArgs run here (DESIGN.md 3: the directory `fnplane up` was started in)
@@ -51,38 +54,54 @@ class AgentSettings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path.home() / ".fnplane")
     # None = the fake default pool; real GPUs found through NVML replace it when discover_gpus is on
     inventory: list[GpuInventory] | None = None
+    # use NVML (pynvml) when importable and GPUs are present
     discover_gpus: bool = True
     # stable per (state dir, cluster) unless given, so a restarted agent recognises its processes
     agent_id: str | None = None
 
+    # registration is repeated this often (it is the heartbeat)
     heartbeat_interval_s: float = 5.0
+    # assignments are fetched this often even without a NATS kick
     poll_interval_s: float = 5.0
+    # worker busy time is sent to the autoscaler this often
     metrics_interval_s: float = 5.0
+    # deadline of each call to the control plane
     http_timeout_s: float = 10.0
     nats_connect_timeout_s: float = 5.0
 
     # failure rules (compute.md 1.4 / 1.6)
+    # failure rules (compute.md 1.4 / 1.6): never healthy within this long after a launch -> failed
     startup_timeout_s: float = 600.0
+    # healthy, then unhealthy for this long -> failed (degraded-worker)
     degradation_timeout_s: float = 1800.0
+    # more exits than this within restart_window_s -> failed (container-restart-loop)
     restart_limit: int = 3
     restart_window_s: float = 600.0
+    # a crashed function is restarted after this delay, doubling up to the max
     restart_backoff_initial_s: float = 1.0
     restart_backoff_max_s: float = 30.0
+    # SIGTERM to the process group, SIGKILL after this long (NVCF: 120 s)
     stop_grace_s: float = 30.0
+    # how much of the stderr tail a failure report carries (NVCF: 1024 bytes)
     error_log_bytes: int = 1024
 
     # worker health checks (compute.md 1.5)
+    # worker health checks (compute.md 1.5): startup polling period
     health_poll_interval_s: float = 1.0
+    # steady-state recheck period
     health_recheck_interval_s: float = 10.0
+    # a 404 from a healthy function makes it unhealthy only after this long
     health_not_ready_grace_s: float = 30.0
 
     # per-instance log files
+    # per-instance log files rotate at this size, keeping log_backups old files
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 2
     # longest a `follow=true` log stream may last
     log_follow_max_s: float = 3600.0
 
-    worker_python: str = sys.executable
+    # the interpreter that runs `python -m fnplane.compute.worker` (empty: the agent's own)
+    worker_python: str = ""
 
     @property
     def state_dir(self) -> Path:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -261,7 +262,7 @@ class InstanceSupervisor:
         process = await self.table.spawn(
             self.instance_id,
             "worker",
-            [settings.worker_python, "-m", "fnplane.compute.worker"],
+            [settings.worker_python or sys.executable, "-m", "fnplane.compute.worker"],
             env=env,
             cwd=settings.state_dir,
         )

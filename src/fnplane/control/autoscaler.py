@@ -46,13 +46,17 @@ QueueDepth = Callable[[str], Awaitable[int]]
 class AutoscalerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FNPLANE_AUTOSCALER_")
 
+    # off: instance counts follow min/max and wake requests only
     enabled: bool = True
-    # NVCF's scaling loop runs every 15 s; its samples are 1-minute steps over a 10-minute lookback
+    # NVCF's scaling loop runs every 15 s
     scaling_interval_s: float = 15.0
+    # one utilisation sample per step (NVCF: 1 minute) ...
     sample_step_s: float = 60.0
+    # ... over this lookback (NVCF: 10 minutes)
     lookback_s: float = 600.0
     # no invocation for this long (and low load) -> scale to zero (NVCF: 30 min, platform-wide)
     idle_window_s: float = 1800.0
+    # weight of older samples in the scale-to-zero average: exp(-decay x age in samples)
     decay_factor: float = 0.0
 
 
