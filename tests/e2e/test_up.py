@@ -251,3 +251,72 @@ def test_tls_serves_h2_by_alpn_and_the_agent_still_reaches_the_api(
     children = up.descendants()
     assert up.stop() == 0
     assert_all_gone(children)
+
+
+def test_a_deployed_function_is_invoked_and_stopped_with_the_platform(
+    tmp_path: Path, start_up: type[UpProcess]
+) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    up = start_up(tmp_path / "home", args=["--workdir", str(repo)])
+    up.wait_healthy()
+    key = (tmp_path / "home" / "admin-key").read_text().strip()
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=up.url, headers=auth, timeout=10.0) as client:
+        created = client.post(
+            "/v2/nvcf/functions",
+            json={
+                "name": "echo",
+                "inferenceUrl": "/echo",
+                "inferencePort": 8000,
+                "containerImage": "local/echo",
+                "containerArgs": f"{sys.executable} examples/echo_server.py",
+            },
+        )
+        assert created.status_code == 200, created.text
+        fid, vid = created.json()["function"]["id"], created.json()["function"]["versionId"]
+        deployed = client.post(
+            f"/v2/nvcf/deployments/functions/{fid}/versions/{vid}",
+            json={
+                "deploymentSpecifications": [
+                    {"gpu": "L40S", "instanceType": "LOCAL.GPU.L40S_1x", "minInstances": 1, "maxInstances": 1}
+                ]
+            },
+        )
+        assert deployed.status_code == 200, deployed.text
+        deadline = time.monotonic() + START_TIMEOUT_S
+        status = ""
+        while time.monotonic() < deadline and status != "ACTIVE":
+            status = client.get(f"/v2/nvcf/functions/{fid}/versions/{vid}").json()["function"]["status"]
+            time.sleep(0.2)
+        assert status == "ACTIVE", up.stderr
+
+        pexec = client.post(f"/v2/nvcf/pexec/functions/{fid}", json={"hello": "pexec"})
+        assert pexec.status_code == 200, pexec.text
+        assert pexec.json() == {"echo": {"hello": "pexec"}, "path": "/echo"}
+        assert pexec.headers["nvcf-status"] == "fulfilled"
+
+        direct = client.post(
+            "/any/path?x=1", json={"hello": "direct"}, headers={"Host": f"{fid}.invocation.localhost"}
+        )
+        assert direct.status_code == 200, direct.text
+        assert direct.json() == {"echo": {"hello": "direct"}, "path": "/any/path?x=1"}
+
+    children = up.descendants()
+    functions = [p for p in children if "echo_server.py" in " ".join(p.cmdline())]
+    assert len(functions) == 1, [p.cmdline() for p in children]
+    assert processes_of_function(fid), "the function process carries NVCF_FUNCTION_ID"
+    assert up.stop() == 0
+    assert_all_gone(children)
+    # also anything that escaped the process tree: the function id is in its environment
+    assert not processes_of_function(fid)
+
+
+def processes_of_function(function_id: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("NVCF_FUNCTION_ID") == function_id:
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
