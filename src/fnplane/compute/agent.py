@@ -225,7 +225,9 @@ class Agent:
             else:
                 del self.supervisors[assignment.instance_id]
         elif assignment.state not in _ENDED:
-            self._queue_report(assignment.instance_id, InstanceReport(state=InstanceState.TERMINATED))
+            self._queue_report(
+                assignment.instance_id, InstanceReport.model_validate({"state": InstanceState.TERMINATED})
+            )
 
     # ---- reports ------------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ def normalize_gpu_name(product: str) -> str:
 
 def discover_nvml_inventory() -> list[GpuInventory]:
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except ImportError:
         return []
     try:

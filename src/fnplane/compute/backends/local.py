@@ -242,9 +242,9 @@ class LocalProcessBackend(InstanceBackend):
             pending = b""
             while True:
                 pending += await queue.get()
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line.decode("utf-8", "replace")
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    yield raw.decode("utf-8", "replace")
         finally:
             if log is not None:
                 log.listeners.discard(listener)

@@ -26,7 +26,7 @@ log = logging.getLogger("fnplane.worker")
 def _puller_class() -> Any | None:
     """The request puller of worker/requests.py, if that module exists in this build."""
     try:
-        from fnplane.compute.worker import requests  # type: ignore[attr-defined]
+        from fnplane.compute.worker import requests
     except ImportError:
         return None
     return getattr(requests, "RequestPuller", None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fnplane.control.db.repositories import clusters as clusters_repo
@@ -44,7 +44,7 @@ def _require_nats(nc: Any) -> Any:
 
 async def stream_logs(
     nc: Any, cluster_name: str, instance_id: str, *, tail: int, follow: bool
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Lines of the instance's log from its agent; with `follow`, until the caller stops iterating."""
     nc = _require_nats(nc)
     inbox = nc.new_inbox()

@@ -1,0 +1,99 @@
+"""Autoscaler cycles and instance-log streaming against the real platform."""
+
+from __future__ import annotations
+
+import asyncio
+
+from compute_stack import PY, Platform, create_function, deploy, version, wait_for, wait_status
+
+from fnplane.control.autoscaler import Autoscaler, AutoscalerSettings
+
+
+async def test_autoscaler_scales_up_under_load_and_down_to_zero_when_idle(stack: Platform) -> None:
+    # the test plays the workers' load (no gateway here); the agent's own idle reports would dilute it
+    agent = await stack.start_agent(metrics_interval_s=3600)
+    fn = await create_function(stack.client, f"{PY} examples/echo_server.py")
+    assert (await deploy(stack.client, fn, min_instances=0, max_instances=3)).status_code == 200
+    await wait_status(stack.client, fn, "ACTIVE")
+    autoscaler = Autoscaler(
+        stack.app.state.engine,
+        AutoscalerSettings(scaling_interval_s=3600, sample_step_s=1.0, lookback_s=3.0, idle_window_s=1.0),
+    )
+    # this autoscaler (1 s samples, 1 s idle window) receives the metrics route and the wake notes
+    stack.app.state.autoscaler = autoscaler
+    stack.app.state.metrics_sink = autoscaler.store
+    # nothing runs and nobody asked: no decision
+    assert await autoscaler.run_once() == {}
+    wake = await stack.client.post(f"/v1/fnplane/versions/{fn['versionId']}/wake")
+    assert wake.json()["requested"] is True
+    await wait_for(lambda: _running(stack, fn, 1))
+
+    # the workers report 95 % busy through the agent API: 1 -> 2 (ceil 1.2)
+    metrics = {
+        "intervalSeconds": 1.0,
+        "versions": [
+            {"functionVersionId": fn["versionId"], "instances": 1, "busyFraction": 0.95, "invoked": True}
+        ],
+    }
+    response = await stack.client.post("/v1/fnplane/clusters/local/metrics", json=metrics)
+    assert response.status_code == 204
+    assert await autoscaler.run_once() == {fn["versionId"]: 2}
+    await wait_for(lambda: _running(stack, fn, 2))
+    assert len(agent.supervisors) == 2
+
+    # idle (beyond the 1 s idle window) and 0 % busy
+    await asyncio.sleep(1.2)
+    idle = {
+        **metrics,
+        "versions": [{**metrics["versions"][0], "instances": 2, "busyFraction": 0.0, "invoked": False}],
+    }
+    await stack.client.post("/v1/fnplane/clusters/local/metrics", json=idle)
+    # the newest sample is low (x0.8), but the lookback still averages the busy one: not yet zero
+    assert await autoscaler.run_once() == {fn["versionId"]: 1}
+    await asyncio.sleep(2.5)
+    await stack.client.post("/v1/fnplane/clusters/local/metrics", json=idle)
+    assert await autoscaler.run_once() == {fn["versionId"]: 0}
+
+    async def no_process() -> bool:
+        return not stack.leftovers()
+
+    await wait_for(no_process)
+    assert (await version(stack.client, fn))["status"] == "ACTIVE"
+
+
+async def _running(stack: Platform, fn: dict, count: int) -> bool:
+    instances = (await version(stack.client, fn)).get("activeInstances") or []
+    return sum(i.get("instanceStatus") == "RUNNING" for i in instances) == count
+
+
+async def test_follow_streams_new_lines(stack: Platform) -> None:
+    agent = await stack.start_agent()
+    fn = await create_function(stack.client, f"{PY} examples/echo_server.py")
+    assert (await deploy(stack.client, fn)).status_code == 200
+    active = await wait_status(stack.client, fn, "ACTIVE")
+    instance_id = active["activeInstances"][0]["instanceId"]
+    port = agent.supervisors[instance_id].port
+    path = f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}/instances/{instance_id}/logs"
+    async with stack.client.stream("GET", path, params={"tail": 1, "follow": "true"}) as response:
+        assert response.status_code == 200
+        lines = response.aiter_lines()
+        first = await asyncio.wait_for(anext(lines), 10)
+        assert first
+        # the echo server logs every request it serves: a new line must arrive on the open stream
+        import httpx
+
+        async with httpx.AsyncClient() as direct:
+            await direct.post(f"http://127.0.0.1:{port}/followed", json={"x": 1})
+
+        async def until_request_line() -> str:
+            async for line in lines:
+                if "POST /followed" in line:
+                    return line
+            return ""
+
+        assert "POST /followed" in await asyncio.wait_for(until_request_line(), 10)
+
+    missing = await stack.client.get(path.replace(instance_id, "00000000-0000-0000-0000-000000000000"))
+    assert missing.status_code == 404
+    bad = await stack.client.get(path, params={"tail": -1})
+    assert bad.status_code == 400
