@@ -39,6 +39,29 @@ def pattern(size: int) -> bytes:
     return block * reps + block[:rest]
 
 
+async def params(request: web.Request) -> dict[str, str]:
+    """Query parameters, overlaid by a JSON object body (pexec sends its body to the inference URL)."""
+    out = dict(request.query)
+    if request.content_type == "application/json" and request.can_read_body:
+        try:
+            doc = await request.json()
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            out.update({k: str(v) for k, v in doc.items()})
+    return out
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def _asset_digests(folder: Path) -> dict[str, str]:
+    if not folder.is_dir():
+        return {}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
 async def echo(request: web.Request) -> web.Response:
     body = await request.read()
     return web.Response(body=body, content_type=request.content_type or "application/octet-stream")
@@ -93,8 +116,9 @@ async def _pause(delay: float) -> None:
 
 
 async def sse(request: web.Request) -> web.StreamResponse:
-    events = int(request.query.get("events", "5"))
-    interval = float(request.query.get("interval", "0.1"))
+    q = await params(request)
+    events = int(q.get("events", "5"))
+    interval = float(q.get("interval", "0.1"))
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
     for i in range(events):
@@ -106,24 +130,26 @@ async def sse(request: web.Request) -> web.StreamResponse:
 
 
 async def slow(request: web.Request) -> web.Response:
-    seconds = float(request.query.get("seconds", "1"))
-    marker = request.query.get("marker")
+    q = await params(request)
+    seconds = float(q.get("seconds", "1"))
+    marker = q.get("marker")
     if marker:
-        Path(marker).write_text(request.headers.get("NVCF-REQID", ""))
+        await asyncio.to_thread(_write, Path(marker), request.headers.get("NVCF-REQID", ""))
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
         if marker:
-            Path(marker + ".cancelled").write_text("cancelled")
+            await asyncio.to_thread(_write, Path(marker + ".cancelled"), "cancelled")
         raise
     return web.json_response({"slept": seconds, "pid": os.getpid()})
 
 
 async def large(request: web.Request) -> web.StreamResponse:
-    size = int(request.query.get("bytes", str(6 * 1024 * 1024)))
+    q = await params(request)
+    size = int(q.get("bytes", str(6 * 1024 * 1024)))
     data = pattern(size)
     resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    if request.query.get("length", "1") == "1":
+    if q.get("length", "1") == "1":
         resp.content_length = size
     await resp.prepare(request)
     for i in range(0, size, 65536):
@@ -133,38 +159,35 @@ async def large(request: web.Request) -> web.StreamResponse:
 
 
 async def status(request: web.Request) -> web.Response:
-    code = int(request.query.get("code", "500"))
+    code = int((await params(request)).get("code", "500"))
     return web.json_response({"error": f"function says {code}"}, status=code)
 
 
 async def progress(request: web.Request) -> web.Response:
-    steps = int(request.query.get("steps", "3"))
-    interval = float(request.query.get("interval", "0.5"))
+    q = await params(request)
+    steps = int(q.get("steps", "3"))
+    interval = float(q.get("interval", "0.5"))
     out = Path(request.headers["NVCF-LARGE-OUTPUT-DIR"])
     rid = request.headers.get("NVCF-REQID", "")
     for i in range(1, steps + 1):
         await asyncio.sleep(interval)
         doc = {"id": rid, "progress": int(100 * i / (steps + 1)), "partialResponse": {"step": i}}
-        tmp = out / ".progress.tmp"
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(out / "progress")
+        await asyncio.to_thread(_write, out / ".progress.tmp", json.dumps(doc))
+        await asyncio.to_thread((out / ".progress.tmp").replace, out / "progress")
     await asyncio.sleep(interval)
     return web.json_response({"done": True, "steps": steps})
 
 
 async def files(request: web.Request) -> web.Response:
     out = Path(request.headers["NVCF-LARGE-OUTPUT-DIR"])
-    name = request.query.get("name", "extra.bin")
-    (out / name).write_bytes(pattern(1000))
+    name = (await params(request)).get("name", "extra.bin")
+    await asyncio.to_thread((out / name).write_bytes, pattern(1000))
     return web.json_response({"wrote": name})
 
 
 async def assets(request: web.Request) -> web.Response:
     folder = Path(request.headers.get("NVCF-ASSET-DIR", "/nonexistent"))
-    found = {}
-    if folder.is_dir():
-        for p in sorted(folder.iterdir()):
-            found[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
+    found = await asyncio.to_thread(_asset_digests, folder)
     return web.json_response({"assets": found, "ids": request.headers.get("NVCF-FUNCTION-ASSET-IDS", "")})
 
 
@@ -194,4 +217,6 @@ if __name__ == "__main__":
         if len(sys.argv) > 1
         else os.environ.get("PORT") or os.environ.get("INFERENCE_PORT") or 8000
     )
-    web.run_app(make_app(), host="127.0.0.1", port=port, print=None, access_log=None)
+    web.run_app(
+        make_app(), host="127.0.0.1", port=port, print=None, access_log=None, handler_cancellation=True
+    )

@@ -68,6 +68,10 @@ async def wait_port(port: int, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"port {port} did not open")
 
 
+def spawn(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, **kw)
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -95,7 +99,7 @@ class InvocationStack:
 
     async def start(self, gateway_settings: GatewaySettings) -> None:
         port = free_port()
-        proc = subprocess.Popen(
+        proc = spawn(
             [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(self.tmp / "nats")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -178,7 +182,7 @@ class InvocationStack:
 
     async def function_process(self) -> int:
         port = free_port()
-        proc = subprocess.Popen([PYTHON, str(FUNCTION_SCRIPT), str(port)], cwd=REPO)
+        proc = spawn([PYTHON, str(FUNCTION_SCRIPT), str(port)], cwd=REPO)
         self.processes.append(proc)
         await wait_port(port)
         return port
@@ -245,7 +249,7 @@ class InvocationStack:
             }
         )
         environ.update(env)
-        proc = subprocess.Popen(
+        proc = spawn(
             [PYTHON, "-m", "fnplane.compute.worker"],
             cwd=REPO,
             env=environ,
