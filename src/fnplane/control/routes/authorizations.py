@@ -17,12 +17,11 @@ from fnplane.shared.scopes import AUTHORIZE_CLIENTS
 
 router = APIRouter(tags=["authorizations"])
 
-JSON = {"response_model_exclude_none": True}
 FUNCTION = "/v2/nvcf/authorizations/functions/{functionId}"
 VERSION = "/v2/nvcf/authorizations/functions/{functionId}/versions/{functionVersionId}"
 
 
-@router.post(FUNCTION, response_model=AuthorizedPartiesResponse, **JSON)
+@router.post(FUNCTION, response_model=AuthorizedPartiesResponse, response_model_exclude_none=True)
 async def share_function(
     functionId: str,
     body: AuthorizedPartiesRequest,
@@ -33,7 +32,7 @@ async def share_function(
     return AuthorizedPartiesResponse(function=dto)
 
 
-@router.get(FUNCTION, response_model=AuthorizedPartiesListResponse, **JSON)
+@router.get(FUNCTION, response_model=AuthorizedPartiesListResponse, response_model_exclude_none=True)
 async def get_function_authorizations(
     functionId: str,
     request: Request,
@@ -44,7 +43,7 @@ async def get_function_authorizations(
     )
 
 
-@router.patch(FUNCTION + "/add", response_model=AuthorizedPartiesResponse, **JSON)
+@router.patch(FUNCTION + "/add", response_model=AuthorizedPartiesResponse, response_model_exclude_none=True)
 async def add_function_party(
     functionId: str,
     body: AuthorizedPartyRequest,
@@ -57,7 +56,9 @@ async def add_function_party(
     return AuthorizedPartiesResponse(function=dto)
 
 
-@router.patch(FUNCTION + "/remove", response_model=AuthorizedPartiesResponse, **JSON)
+@router.patch(
+    FUNCTION + "/remove", response_model=AuthorizedPartiesResponse, response_model_exclude_none=True
+)
 async def remove_function_party(
     functionId: str,
     body: AuthorizedPartyRequest,
@@ -70,7 +71,7 @@ async def remove_function_party(
     return AuthorizedPartiesResponse(function=dto)
 
 
-@router.delete(FUNCTION, response_model=AuthorizedPartiesResponse, **JSON)
+@router.delete(FUNCTION, response_model=AuthorizedPartiesResponse, response_model_exclude_none=True)
 async def clear_function_parties(
     functionId: str,
     request: Request,
@@ -81,7 +82,7 @@ async def clear_function_parties(
     )
 
 
-@router.post(VERSION, response_model=AuthorizedPartiesResponse, **JSON)
+@router.post(VERSION, response_model=AuthorizedPartiesResponse, response_model_exclude_none=True)
 async def share_version(
     functionId: str,
     functionVersionId: str,
@@ -95,7 +96,7 @@ async def share_version(
     return AuthorizedPartiesResponse(function=dto)
 
 
-@router.get(VERSION, response_model=AuthorizedPartiesResponse, **JSON)
+@router.get(VERSION, response_model=AuthorizedPartiesResponse, response_model_exclude_none=True)
 async def get_version_authorizations(
     functionId: str,
     functionVersionId: str,
@@ -106,7 +107,7 @@ async def get_version_authorizations(
     return AuthorizedPartiesResponse(function=dto)
 
 
-@router.patch(VERSION + "/add", response_model=AuthorizedPartiesResponse, **JSON)
+@router.patch(VERSION + "/add", response_model=AuthorizedPartiesResponse, response_model_exclude_none=True)
 async def add_version_party(
     functionId: str,
     functionVersionId: str,
@@ -120,7 +121,7 @@ async def add_version_party(
     return AuthorizedPartiesResponse(function=dto)
 
 
-@router.patch(VERSION + "/remove", response_model=AuthorizedPartiesResponse, **JSON)
+@router.patch(VERSION + "/remove", response_model=AuthorizedPartiesResponse, response_model_exclude_none=True)
 async def remove_version_party(
     functionId: str,
     functionVersionId: str,
@@ -134,7 +135,7 @@ async def remove_version_party(
     return AuthorizedPartiesResponse(function=dto)
 
 
-@router.delete(VERSION, response_model=AuthorizedPartiesResponse, **JSON)
+@router.delete(VERSION, response_model=AuthorizedPartiesResponse, response_model_exclude_none=True)
 async def clear_version_parties(
     functionId: str,
     functionVersionId: str,

@@ -19,11 +19,10 @@ from fnplane.shared.scopes import DEPLOY_FUNCTION
 
 router = APIRouter(tags=["deployments"])
 
-JSON = {"response_model_exclude_none": True}
 VERSION_PATH = "/v2/nvcf/deployments/functions/{functionId}/versions/{functionVersionId}"
 
 
-@router.post(VERSION_PATH, response_model=DeploymentResponse, **JSON)
+@router.post(VERSION_PATH, response_model=DeploymentResponse, response_model_exclude_none=True)
 async def create_deployment(
     functionId: str,
     functionVersionId: str,
@@ -45,7 +44,7 @@ async def create_deployment(
     return DeploymentResponse(deployment=dto)
 
 
-@router.get(VERSION_PATH, response_model=DeploymentResponse, **JSON)
+@router.get(VERSION_PATH, response_model=DeploymentResponse, response_model_exclude_none=True)
 async def get_deployment(
     functionId: str,
     functionVersionId: str,
@@ -56,7 +55,9 @@ async def get_deployment(
     return DeploymentResponse(deployment=dto)
 
 
-@router.get("/v2/nvcf/deployments/{deploymentId}", response_model=DeploymentResponse, **JSON)
+@router.get(
+    "/v2/nvcf/deployments/{deploymentId}", response_model=DeploymentResponse, response_model_exclude_none=True
+)
 async def get_deployment_by_id(
     deploymentId: str,
     request: Request,
@@ -67,7 +68,9 @@ async def get_deployment_by_id(
     )
 
 
-@router.put(VERSION_PATH, response_model=DeploymentResponse, deprecated=True, **JSON)
+@router.put(
+    VERSION_PATH, response_model=DeploymentResponse, deprecated=True, response_model_exclude_none=True
+)
 async def update_deployment(
     functionId: str,
     functionVersionId: str,
@@ -84,7 +87,7 @@ async def update_deployment(
 @router.patch(
     "/v2/nvcf/deployments/{deploymentId}/gpu-specifications/{gpuSpecificationId}",
     response_model=GpuSpecificationResponse,
-    **JSON,
+    response_model_exclude_none=True,
 )
 async def update_gpu_specification(
     deploymentId: str,
@@ -99,7 +102,7 @@ async def update_gpu_specification(
     return GpuSpecificationResponse(gpu_specification=dto)
 
 
-@router.delete(VERSION_PATH, response_model=FunctionResponse, **JSON)
+@router.delete(VERSION_PATH, response_model=FunctionResponse, response_model_exclude_none=True)
 async def delete_deployment(
     functionId: str,
     functionVersionId: str,

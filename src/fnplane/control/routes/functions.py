@@ -22,20 +22,22 @@ from fnplane.shared.scopes import (
     UPDATE_FUNCTION,
 )
 
+# every route answers with response_model_exclude_none: NVCF omits null fields (nvcf-api.md 0.2)
 router = APIRouter(tags=["functions"])
 
-# NVCF omits null fields in every response (nvcf-api.md 0.2)
-JSON = {"response_model_exclude_none": True}
 
-
-@router.post("/v2/nvcf/functions", response_model=FunctionResponse, **JSON)
+@router.post("/v2/nvcf/functions", response_model=FunctionResponse, response_model_exclude_none=True)
 async def create_function(
     body: CreateFunctionRequest, request: Request, principal: Principal = requires(REGISTER_FUNCTION)
 ) -> FunctionResponse:
     return FunctionResponse(function=await service.create_function(request.app.state.engine, principal, body))
 
 
-@router.post("/v2/nvcf/functions/{functionId}/versions", response_model=FunctionResponse, **JSON)
+@router.post(
+    "/v2/nvcf/functions/{functionId}/versions",
+    response_model=FunctionResponse,
+    response_model_exclude_none=True,
+)
 async def create_version(
     functionId: str,
     body: CreateFunctionRequest,
@@ -46,7 +48,7 @@ async def create_version(
     return FunctionResponse(function=dto)
 
 
-@router.get("/v2/nvcf/functions", response_model=FunctionListResponse, **JSON)
+@router.get("/v2/nvcf/functions", response_model=FunctionListResponse, response_model_exclude_none=True)
 async def list_functions(
     request: Request,
     visibility: str | None = Query(None, description="comma list of authorized, private, public"),
@@ -58,7 +60,7 @@ async def list_functions(
     )
 
 
-@router.get("/v2/nvcf/functions/ids", response_model=FunctionIdsResponse, **JSON)
+@router.get("/v2/nvcf/functions/ids", response_model=FunctionIdsResponse, response_model_exclude_none=True)
 async def list_function_ids(
     request: Request,
     visibility: str | None = Query(None, description="comma list of authorized, private, public"),
@@ -69,7 +71,11 @@ async def list_function_ids(
     return FunctionIdsResponse(function_ids=ids)
 
 
-@router.get("/v2/nvcf/functions/{functionId}/versions", response_model=FunctionListResponse, **JSON)
+@router.get(
+    "/v2/nvcf/functions/{functionId}/versions",
+    response_model=FunctionListResponse,
+    response_model_exclude_none=True,
+)
 async def list_versions(
     functionId: str,
     request: Request,
@@ -81,7 +87,9 @@ async def list_versions(
 
 
 @router.get(
-    "/v2/nvcf/functions/{functionId}/versions/{functionVersionId}", response_model=FunctionResponse, **JSON
+    "/v2/nvcf/functions/{functionId}/versions/{functionVersionId}",
+    response_model=FunctionResponse,
+    response_model_exclude_none=True,
 )
 async def get_version(
     functionId: str,
@@ -109,7 +117,9 @@ async def _update(
 
 
 @router.put(
-    "/v2/nvcf/functions/{functionId}/versions/{functionVersionId}", response_model=FunctionResponse, **JSON
+    "/v2/nvcf/functions/{functionId}/versions/{functionVersionId}",
+    response_model=FunctionResponse,
+    response_model_exclude_none=True,
 )
 async def update_version(
     functionId: str,
@@ -125,7 +135,7 @@ async def update_version(
     "/v2/nvcf/metadata/functions/{functionId}/versions/{functionVersionId}",
     response_model=FunctionResponse,
     deprecated=True,
-    **JSON,
+    response_model_exclude_none=True,
 )
 async def update_version_metadata(
     functionId: str,

@@ -82,10 +82,10 @@ class ControlAccessAuthority:
         if function_id is not None:
             versions = await self._visible(principal, bearer, function_id, version_id)
         return AccessGrant(
-            nca_id=principal.nca_id,
+            ncaId=principal.nca_id,
             subject=principal.subject,
             scopes=sorted(principal.scopes),
-            function_id=function_id,
+            functionId=function_id,
             versions=versions,
         )
 
@@ -114,11 +114,11 @@ async def _target(conn: Connection, seen: SeenVersion) -> VersionTarget:
         specs = await deployments_repo.specs_of(conn, deployment.deployment_id)
         concurrency = sum(s.max_request_concurrency for s in specs) or 1
     return VersionTarget(
-        version_id=v.version_id,
-        function_name=v.name,
-        owner_nca_id=v.nca_id,
+        functionVersionId=v.version_id,
+        functionName=v.name,
+        ownerNcaId=v.nca_id,
         status=v.status,
-        inference_url=v.inference_url,
-        function_type=v.function_type,
-        max_request_concurrency=concurrency,
+        inferenceUrl=v.inference_url,
+        functionType=v.function_type,
+        maxRequestConcurrency=concurrency,
     )

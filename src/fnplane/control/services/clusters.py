@@ -35,7 +35,7 @@ def group_id(group_name: str) -> str:
 
 def _record(row: ClusterRow) -> ClusterRecord:
     return ClusterRecord(
-        cluster_id=row.cluster_id,
+        clusterId=row.cluster_id,
         name=row.name,
         group=row.group_name,
         region=row.region,

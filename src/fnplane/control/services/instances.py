@@ -61,8 +61,8 @@ def _health(raw: dict[str, Any] | None, inference_port: int | None) -> HealthChe
         protocol=raw.get("protocol", "HTTP"),
         uri=raw.get("uri", DEFAULT_HEALTH_URI),
         port=raw.get("port", inference_port or DEFAULT_HEALTH_PORT),
-        timeout_s=duration_seconds(raw.get("timeout", "PT10S")),
-        expected_status_code=raw.get("expectedStatusCode", DEFAULT_HEALTH_STATUS),
+        timeoutSeconds=duration_seconds(raw.get("timeout", "PT10S")),
+        expectedStatusCode=raw.get("expectedStatusCode", DEFAULT_HEALTH_STATUS),
     )
 
 
@@ -74,25 +74,25 @@ async def _assignment(conn: Connection, cluster: ClusterRow, row: InstanceRow) -
         environment = {e["key"]: e["value"] for e in version.container_environment or ()}
         environment.update({s["name"]: s["value"] for s in version.secrets or ()})
     return InstanceAssignment(
-        instance_id=row.instance_id,
-        function_id=row.function_id,
-        version_id=row.version_id,
+        instanceId=row.instance_id,
+        functionId=row.function_id,
+        functionVersionId=row.version_id,
         # a deleted version's instances are still listed (desired=false) until the agent stops them
-        function_name=version.name if version else "",
-        nca_id=row.nca_id,
+        functionName=version.name if version else "",
+        ncaId=row.nca_id,
         desired=row.desired,
         state=InstanceState(row.state),
         gpu=row.gpu,
-        instance_type=row.instance_type,
+        instanceType=row.instance_type,
         backend=cluster.group_name,
         region=cluster.region,
-        container_image=version.container_image if version else None,
-        container_args=version.container_args if version else None,
-        container_environment=environment,
-        inference_url=version.inference_url if version else "/",
-        inference_port=version.inference_port if version else None,
+        containerImage=version.container_image if version else None,
+        containerArgs=version.container_args if version else None,
+        containerEnvironment=environment,
+        inferenceUrl=version.inference_url if version else "/",
+        inferencePort=version.inference_port if version else None,
         health=_health(version.health if version else None, version.inference_port if version else None),
-        max_request_concurrency=spec.max_request_concurrency if spec else 1,
+        maxRequestConcurrency=spec.max_request_concurrency if spec else 1,
     )
 
 
