@@ -204,7 +204,9 @@ class LocalProcessBackend(InstanceBackend):
             await asyncio.gather(*instance.pumps, return_exceptions=True)
             instance.pumps = []
         # anything that left the process group (setsid) still carries the instance marker
-        strays = await asyncio.to_thread(marked_processes, self.table.agent_id, instance_id)
+        strays = await asyncio.to_thread(
+            marked_processes, self.table.agent_id, instance_id, skip_role="worker"
+        )
         await terminate_processes([process for process, _ in strays], self.stop_grace_s)
         self.table.forget(instance_id, "function")
         if forget and instance is not None:

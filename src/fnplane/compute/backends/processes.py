@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 AGENT_MARKER = "FNPLANE_AGENT_ID"
 INSTANCE_MARKER = "FNPLANE_INSTANCE_ID"
+# "function" or "worker": a stop of the function must not reap the worker the supervisor owns
+ROLE_MARKER = "FNPLANE_PROCESS_ROLE"
 
 
 class RotatingLog:
@@ -115,7 +117,7 @@ class ProcessTable:
     ) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
             *argv,
-            env={**env, **self.marker_env(instance_id)},
+            env={**env, **self.marker_env(instance_id), ROLE_MARKER: role},
             cwd=str(cwd),
             stdin=stdin,
             stdout=stdout,
@@ -169,7 +171,9 @@ class ProcessTable:
         return sorted(found)
 
 
-def marked_processes(agent_id: str, instance_id: str | None = None) -> list[tuple[psutil.Process, str]]:
+def marked_processes(
+    agent_id: str, instance_id: str | None = None, *, skip_role: str | None = None
+) -> list[tuple[psutil.Process, str]]:
     """Processes whose environment carries this agent's marker (and the instance's, if given)."""
     own = os.getpid()
     found: list[tuple[psutil.Process, str]] = []
@@ -183,6 +187,8 @@ def marked_processes(agent_id: str, instance_id: str | None = None) -> list[tupl
         if environ.get(AGENT_MARKER) != agent_id:
             continue
         marked_instance = environ.get(INSTANCE_MARKER, "")
+        if skip_role is not None and environ.get(ROLE_MARKER) == skip_role:
+            continue
         if instance_id is None or marked_instance == instance_id:
             found.append((process, marked_instance))
     return found
