@@ -1,126 +1,20 @@
 """`fnplane up` as a user runs it: a real subprocess with its embedded nats-server, SQLite and HTTP port.
 
-Each test starts `.venv/bin/fnplane up --home <tmp> --http-port <free>` in a session of its own (so
-the test can always clean up by process group), waits for `GET /health`, and checks what a user would
-notice: the admin key, HTTP/1.1 and h2c on one port, and that SIGTERM/SIGINT leave no process behind.
+Each test waits for `GET /health` and checks what a user would notice: the admin key, HTTP/1.1, h2c
+and TLS on one port, a deployed function answering, and that SIGTERM/SIGINT leave no process behind.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import stat
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
-import pytest
-
-FNPLANE = Path(sys.executable).parent / "fnplane"
-START_TIMEOUT_S = 40.0
-STOP_TIMEOUT_S = 40.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class UpProcess:
-    """One `fnplane up` child process and the files it writes."""
-
-    def __init__(
-        self, home: Path, *, env: dict[str, str] | None = None, args: list[str] | None = None
-    ) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stdout_path = home.parent / f"{home.name}-{self.port}.out"
-        self.stderr_path = home.parent / f"{home.name}-{self.port}.err"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("FNPLANE_")}
-        environment.update(env or {})
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(
-                [str(FNPLANE), "up", "--home", str(home), "--http-port", str(self.port), *(args or [])],
-                stdout=out,
-                stderr=err,
-                env=environment,
-                cwd=home.parent,
-                start_new_session=True,
-            )
-        self.pgid = self.process.pid
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text()
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-    def wait_healthy(self) -> dict[str, object]:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        last = ""
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"fnplane up exited with {self.process.returncode}:\n{self.stderr}")
-            try:
-                response = httpx.get(f"{self.url}/health", timeout=2.0)
-                if response.status_code == 200:
-                    return dict(response.json())
-                last = response.text
-            except httpx.TransportError as error:
-                last = repr(error)
-            time.sleep(0.1)
-        pytest.fail(f"fnplane up not healthy within {START_TIMEOUT_S} s: {last}\n{self.stderr}")
-
-    def descendants(self) -> list[psutil.Process]:
-        return psutil.Process(self.process.pid).children(recursive=True)
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        self.process.send_signal(signum)
-        try:
-            return self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"fnplane up did not stop within {STOP_TIMEOUT_S} s:\n{self.stderr}")
-
-    def kill_leftovers(self) -> None:
-        """Safety net for a failing test: nothing this test started survives it."""
-        if self.process.poll() is None:
-            for child in self.descendants():
-                child.kill()
-            self.process.kill()
-            self.process.wait(10)
-        try:
-            os.killpg(self.pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def assert_all_gone(processes: list[psutil.Process]) -> None:
-    _, alive = psutil.wait_procs(processes, timeout=5)
-    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not alive, f"left behind: {[(p.pid, p.cmdline()) for p in alive]}"
-
-
-@pytest.fixture
-def start_up(tmp_path: Path) -> Iterator[type[UpProcess]]:
-    started: list[UpProcess] = []
-
-    class Tracked(UpProcess):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-            started.append(self)
-
-    yield Tracked
-    for up in started:
-        up.kill_leftovers()
+from up_process import START_TIMEOUT_S, STOP_TIMEOUT_S, UpProcess, assert_all_gone
 
 
 def test_first_start_serves_health_and_prints_the_admin_key_once(
