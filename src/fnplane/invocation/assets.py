@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from fnplane.invocation.http import Request, send_bytes, send_json
 from fnplane.invocation.routing import is_uuid
@@ -195,8 +197,19 @@ class AssetService:
         await send_bytes(request.send, 204, b"")
 
 
-async def _keys(kv: object, pattern: str) -> list[str]:
+async def _keys(kv: KeyValue, pattern: str) -> list[str]:
+    """Keys matching a subject pattern, filtered by the server (nats-py's keys() scans the bucket)."""
+    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
+    keys = []
     try:
-        return list(await kv.keys(filters=[pattern]))  # type: ignore[attr-defined]
-    except NoKeysError:
-        return []
+        while True:
+            try:
+                entry = await watcher.updates(timeout=5.0)
+            except NatsTimeoutError:
+                break
+            if entry is None:
+                break
+            keys.append(entry.key)
+    finally:
+        await watcher.stop()
+    return keys

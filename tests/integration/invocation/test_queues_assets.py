@@ -1,0 +1,148 @@
+"""Queues (depth, position, 429 when full) and assets (upload URL, worker download, 404s)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import httpx
+import nats
+import pytest
+
+from fnplane.invocation.settings import GatewaySettings
+from fnplane.shared import subjects
+
+
+async def queued_request_ids(stack, version_id: str) -> list[str]:
+    nc = await nats.connect(stack.nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(subjects.request_stream(version_id))
+        ids = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            try:
+                msg = await js.get_msg(subjects.request_stream(version_id), seq)
+            except nats.js.errors.NotFoundError:
+                continue
+            ids.append(subjects.last_token(msg.subject))
+        return ids
+    finally:
+        await nc.close()
+
+
+async def test_queue_depth_and_position_under_a_saturated_version(stack):
+    fn = await stack.deploy(name="q", inference_url="/slow", max_concurrency=1)
+    port = await stack.function_process()
+    await stack.worker(fn, port, max_concurrency=1)
+    calls = [
+        asyncio.create_task(
+            stack.client.post(
+                f"/v2/nvcf/pexec/functions/{fn['id']}",
+                headers={"NVCF-POLL-SECONDS": "20"},
+                json={"seconds": 1.5},
+            )
+        )
+        for _ in range(4)
+    ]
+    depth = {}
+    for _ in range(60):
+        r = await stack.client.get(f"/v2/nvcf/queues/functions/{fn['id']}")
+        assert r.status_code == 200, r.text
+        depth = r.json()
+        if depth["queues"][0]["queueDepth"] == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert depth["functionId"] == fn["id"]
+    assert depth["queues"][0] == {
+        "functionVersionId": fn["versionId"],
+        "functionName": fn["name"],
+        "functionStatus": "ACTIVE",
+        "queueDepth": 3,
+    }
+    by_version = await stack.client.get(f"/v2/nvcf/queues/functions/{fn['id']}/versions/{fn['versionId']}")
+    assert by_version.json()["queues"][0]["queueDepth"] == 3
+    ids = await queued_request_ids(stack, fn["versionId"])
+    assert len(ids) == 4  # one running (unacked) + three waiting
+    positions = []
+    for rid in ids:
+        r = await stack.client.get(f"/v2/nvcf/queues/{rid}/position")
+        assert r.status_code == 200, r.text
+        assert r.json()["functionId"] == fn["id"] and r.json()["functionVersionId"] == fn["versionId"]
+        positions.append(r.json()["positionInQueue"])
+    assert positions == [0, 1, 2, 3]
+    results = await asyncio.gather(*calls)
+    assert [r.status_code for r in results] == [200] * 4
+    r = await stack.client.get(f"/v2/nvcf/queues/{ids[0]}/position")
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize("gateway_settings", [GatewaySettings(max_queued_requests=1)])
+async def test_a_full_queue_answers_429(stack):
+    fn = await stack.deploy()
+    first = asyncio.create_task(
+        stack.client.post(f"/v2/nvcf/pexec/functions/{fn['id']}", headers={"NVCF-POLL-SECONDS": "2"}, json={})
+    )
+    await asyncio.sleep(0.5)
+    r = await stack.client.post(f"/v2/nvcf/pexec/functions/{fn['id']}", json={})
+    assert r.status_code == 429
+    assert r.headers["content-type"] == "application/problem+json"
+    assert (await first).status_code == 504
+
+
+async def test_queue_of_an_undeployed_function_is_404(stack):
+    r = await stack.client.get("/v2/nvcf/queues/functions/00000000-0000-4000-8000-000000000000")
+    assert r.status_code == 404
+
+
+async def test_assets_upload_download_by_the_worker_and_delete(stack):
+    fn = await stack.deploy(name="a", inference_url="/assets")
+    port = await stack.function_process()
+    await stack.worker(fn, port)
+    created = await stack.client.post(
+        "/v2/nvcf/assets", json={"contentType": "application/octet-stream", "description": "weights"}
+    )
+    assert created.status_code == 200, created.text
+    asset = created.json()
+    assert asset["uploadUrl"].startswith(stack.url)
+    content = os.urandom(700_000)
+    async with httpx.AsyncClient() as plain:  # the signed URL is the credential
+        put = await plain.put(
+            asset["uploadUrl"],
+            content=content,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "x-amz-meta-nvcf-asset-description": "weights",
+            },
+        )
+        assert put.status_code == 200
+        forged = await plain.put(asset["uploadUrl"].replace("signature=", "signature=f"), content=b"x")
+        assert forged.status_code == 403
+    listed = await stack.client.get("/v2/nvcf/assets")
+    assert {"assetId": asset["assetId"]} in listed.json()["assets"]
+    got = await stack.client.get(f"/v2/nvcf/assets/{asset['assetId']}")
+    assert got.json()["asset"]["description"] == "weights"
+    r = await stack.client.post(
+        f"/v2/nvcf/pexec/functions/{fn['id']}",
+        headers={"NVCF-INPUT-ASSET-REFERENCES": asset["assetId"]},
+        json={},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "assets": {asset["assetId"]: hashlib.sha256(content).hexdigest()},
+        "ids": asset["assetId"],
+    }
+    missing = await stack.client.post(
+        f"/v2/nvcf/pexec/functions/{fn['id']}",
+        headers={"NVCF-INPUT-ASSET-REFERENCES": "00000000-0000-4000-8000-000000000000"},
+        json={},
+    )
+    assert missing.status_code == 404
+    malformed = await stack.client.post(
+        f"/v2/nvcf/pexec/functions/{fn['id']}", headers={"NVCF-INPUT-ASSET-REFERENCES": "not-a-uuid"}, json={}
+    )
+    assert malformed.status_code == 400
+    assert (await stack.client.delete(f"/v2/nvcf/assets/{asset['assetId']}")).status_code == 204
+    assert (await stack.client.get(f"/v2/nvcf/assets/{asset['assetId']}")).status_code == 404
+    bad = await stack.client.post("/v2/nvcf/assets", json={"contentType": "x/y"})
+    assert bad.status_code == 400 and bad.json()["field"] == "description"
