@@ -27,8 +27,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 HealthCheck = Callable[[], Awaitable[dict[str, str]]]
-# /health check values that do not make the platform unready ("absent": that part is not built yet)
-READY_STATES = frozenset({"ok", "absent"})
 
 
 class LifespanError(RuntimeError):
@@ -91,8 +89,8 @@ class PlatformApp:
         self,
         control: Lifespan,
         health: HealthCheck,
-        gateway: Lifespan | None = None,
-        is_gateway_request: Callable[[Scope], bool] | None = None,
+        gateway: Lifespan,
+        is_gateway_request: Callable[[Scope], bool],
     ) -> None:
         self._control = control
         self._gateway = gateway
@@ -106,7 +104,7 @@ class PlatformApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return
-        if self._gateway is not None and self._is_gateway_request and self._is_gateway_request(scope):
+        if self._is_gateway_request(scope):
             if self.draining:
                 await _send_problem(send, 503, "the platform is shutting down", scope.get("path", ""))
                 return
@@ -143,7 +141,7 @@ class PlatformApp:
 
     async def _answer_health(self, scope: Scope, send: Send) -> None:
         checks = await self._health()
-        failing = {name: state for name, state in checks.items() if state not in READY_STATES}
+        failing = {name: state for name, state in checks.items() if state != "ok"}
         if self.draining:
             failing["platform"] = "shutting down"
         if not failing:

@@ -14,14 +14,17 @@ the database closes, and the embedded nats-server stops last.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from fnplane.compute.agent import Agent
+from fnplane.compute.settings import AgentSettings
+from fnplane.invocation.app import Gateway, create_gateway_app, is_gateway_request
+from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import subjects
-from fnplane.up.asgi import READY_STATES, Lifespan, PlatformApp
+from fnplane.up.asgi import Lifespan, PlatformApp
 from fnplane.up.home import PlatformHome
 from fnplane.up.nats import EmbeddedNats
 from fnplane.up.server import HttpServer, free_loopback_port
@@ -30,17 +33,6 @@ from fnplane.up.settings import UpSettings
 logger = logging.getLogger(__name__)
 
 Closer = tuple[str, Callable[[], Awaitable[None]], float]
-
-
-def optional_attribute(module: str, name: str) -> Any | None:
-    """`module.name`, or None while that module is not part of the tree yet (other errors propagate)."""
-    try:
-        loaded = importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name is not None and module.startswith(error.name):
-            return None
-        raise
-    return getattr(loaded, name, None)
 
 
 class Platform:
@@ -61,7 +53,8 @@ class Platform:
         self._gateway: Lifespan | None = None
         self._http: HttpServer | None = None
         self._app: PlatformApp | None = None
-        self.agent: Any = None
+        self.gateway: Gateway | None = None
+        self.agent: Agent | None = None
         self._started = False
 
     @property
@@ -139,9 +132,9 @@ class Platform:
         internal_port = free_loopback_port() if s.tls else None
         if internal_port is not None:
             self.internal_url = f"http://127.0.0.1:{internal_port}"
-        is_gateway_request = await self._start_gateway(control_app)
+        gateway, claims = await self._start_gateway(control_app)
 
-        self._app = PlatformApp(self._control, self.health, self._gateway, is_gateway_request)
+        self._app = PlatformApp(self._control, self.health, gateway, claims)
         self._http = HttpServer(
             self._app,
             host=s.host,
@@ -183,36 +176,24 @@ class Platform:
                 f"Admin API key (shown once; also stored in {self.home.admin_key_path}, mode 0600):\n  {key}"
             )
 
-    async def _start_gateway(self, control_app: Any) -> Callable[[Any], bool] | None:
-        create_gateway_app = optional_attribute("fnplane.invocation.app", "create_gateway_app")
-        is_gateway_request = optional_attribute("fnplane.invocation.app", "is_gateway_request")
-        if create_gateway_app is None or is_gateway_request is None:
-            logger.warning("gateway not built yet: invocation routes are not served")
-            return None
-        from fnplane.invocation.settings import GatewaySettings
-
+    async def _start_gateway(self, control_app: Any) -> tuple[Lifespan, Callable[[Any], bool]]:
+        assert self.nats_url is not None
         updates: dict[str, Any] = {"control_url": self.internal_url}
         if self.settings.public_url:
             updates["public_url"] = self.settings.public_url
         gateway_settings = GatewaySettings().model_copy(update=updates)
-        gateway_app = create_gateway_app(gateway_settings, self.nats_url, control_app.state.access_authority)
-        self._gateway = Lifespan(gateway_app, "gateway")
-        await self._gateway.startup(self.settings.stop_timeout_s)
-        self._push("gateway", lambda: self._shutdown_lifespan(self._gateway))
-        host_label = getattr(gateway_settings, "host_label", "invocation")
+        self.gateway = create_gateway_app(gateway_settings, self.nats_url, control_app.state.access_authority)
+        lifespan = self._gateway = Lifespan(self.gateway, "gateway")
+        await lifespan.startup(self.settings.stop_timeout_s)
+        self._push("gateway", lambda: self._shutdown_lifespan(lifespan))
+        host_label = gateway_settings.host_label
 
         def claims(scope: Any) -> bool:
-            return bool(is_gateway_request(scope, host_label))
+            return is_gateway_request(scope, host_label)
 
-        return claims
+        return lifespan, claims
 
     async def _start_agent(self, workdir: Path) -> None:
-        agent_cls = optional_attribute("fnplane.compute.agent", "Agent")
-        if agent_cls is None:
-            logger.warning("agent not built yet: deployments will not start instances")
-            return
-        from fnplane.compute.settings import AgentSettings
-
         agent_settings = AgentSettings().model_copy(
             update={
                 "control_url": self.internal_url,
@@ -222,7 +203,7 @@ class Platform:
                 "home": self.home.path,
             }
         )
-        self.agent = agent_cls(agent_settings)
+        self.agent = Agent(agent_settings)
         await self.agent.start()
         # the agent gives each function process its grace period before SIGKILL, then reports; never
         # abandon it earlier, or function processes would outlive `fnplane up`
@@ -246,15 +227,12 @@ class Platform:
         timeout_s = self.settings.health_check_timeout_s
         checks = {
             "api": "ok" if self._control is not None and self._started else "starting",
-            "gateway": "ok" if self._gateway is not None else "absent",
+            "gateway": "ok" if self.gateway is not None and self.gateway.ready else "not ready",
             "database": await _check(self._check_database(), timeout_s),
             "nats": await _check(self._check_nats(), timeout_s),
             "agent": await _check(self._check_agent(), timeout_s),
         }
         return checks
-
-    def is_ready(self, checks: dict[str, str]) -> bool:
-        return all(state in READY_STATES for state in checks.values())
 
     async def _check_database(self) -> str:
         if self._engine is None:
@@ -273,13 +251,8 @@ class Platform:
 
     async def _check_agent(self) -> str:
         if self.agent is None:
-            return "absent" if optional_attribute("fnplane.compute.agent", "Agent") is None else "not started"
-        ready = getattr(self.agent, "ready", True)
-        if callable(ready):
-            ready = ready()
-            if asyncio.iscoroutine(ready):
-                ready = await ready
-        return "ok" if ready else "not ready"
+            return "not started"
+        return "ok" if self.agent.ready else "not registered with the control plane"
 
     def failure(self) -> str | None:
         """Why the platform can no longer serve (a vital part died), else None."""
