@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -46,7 +46,7 @@ class MakeClient(Protocol):
         resources: list[dict[str, str]] | None = None,
         kind: str = "api_key",
         expires_in_s: float | None = None,
-    ) -> Awaitable[httpx.AsyncClient]: ...
+    ) -> Awaitable[CredentialClient]: ...
 
 
 @pytest.fixture
@@ -81,13 +81,19 @@ def auth(control_app: Any) -> AuthComponents:
     return components
 
 
-def _client(app: Any, bearer: str | None = None) -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers
-    )
-    client.credential = bearer  # type: ignore[attr-defined]
-    return client
+class CredentialClient(httpx.AsyncClient):
+    """An httpx client on the app; `credential` is the bearer string it sends (None: no header)."""
+
+    def __init__(self, app: Any, bearer: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
+        super().__init__(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers
+        )
+        self.credential = bearer
+
+
+def _client(app: Any, bearer: str | None = None) -> CredentialClient:
+    return CredentialClient(app, bearer)
 
 
 @pytest.fixture
@@ -103,11 +109,9 @@ async def admin_client(control_app: Any, admin_key: str) -> AsyncIterator[httpx.
 
 
 @pytest.fixture
-async def make_client(
-    control_app: Any, control_settings: ControlSettings
-) -> AsyncIterator[Callable[..., Awaitable[httpx.AsyncClient]]]:
+async def make_client(control_app: Any, control_settings: ControlSettings) -> AsyncIterator[MakeClient]:
     components: AuthComponents = control_app.state.auth
-    clients: list[httpx.AsyncClient] = []
+    clients: list[CredentialClient] = []
     counter = 0
 
     async def factory(
@@ -117,7 +121,7 @@ async def make_client(
         resources: list[dict[str, str]] | None = None,
         kind: str = "api_key",
         expires_in_s: float | None = None,
-    ) -> httpx.AsyncClient:
+    ) -> CredentialClient:
         nonlocal counter
         counter += 1
         scope_set = set(ACCOUNT_SCOPES if scopes is None else scopes)
