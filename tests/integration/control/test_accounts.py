@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from functions_helpers import create_function
 
 from fnplane.shared.scopes import ACCOUNT_SETUP, LIST_FUNCTIONS
 
@@ -61,30 +62,29 @@ async def test_deleting_an_account_revokes_its_credentials(
 
 
 async def test_an_account_with_functions_cannot_be_deleted(
-    admin_client: httpx.AsyncClient, control_engine: Any
+    admin_client: httpx.AsyncClient, make_client: Any
 ) -> None:
-    from datetime import UTC, datetime
-
-    from sqlalchemy import insert
-
-    from fnplane.control.db import tables
-
-    assert (await admin_client.post("/v2/nvcf/accounts/busy", json={"name": "busy"})).status_code == 200
-    # a function row stands for what the functions API creates (this test is about accounts)
-    async with control_engine.begin() as conn:
-        await conn.execute(
-            insert(tables.functions).values(
-                function_id="00000000-0000-0000-0000-000000000001",
-                nca_id="busy",
-                name="f",
-                created_at=datetime.now(UTC),
-            )
-        )
+    owner = await make_client(nca_id="busy")
+    await create_function(owner)
     response = await admin_client.delete("/v2/nvcf/accounts/busy")
     assert response.status_code == 400
     assert "functions" in response.json()["detail"]
     got = (await admin_client.get("/v2/nvcf/accounts/busy")).json()["account"]
     assert got["currentNumberFunctions"] == 1
+
+
+async def test_an_authorized_party_cannot_be_deleted(
+    admin_client: httpx.AsyncClient, make_client: Any
+) -> None:
+    await make_client(nca_id="partner")  # creates the account
+    fn = await create_function(admin_client)
+    shared = await admin_client.post(
+        f"/v2/nvcf/authorizations/functions/{fn['id']}", json={"authorizedParties": [{"ncaId": "partner"}]}
+    )
+    assert shared.status_code == 200, shared.text
+    response = await admin_client.delete("/v2/nvcf/accounts/partner")
+    assert response.status_code == 400
+    assert "authorized party" in response.json()["detail"]
 
 
 async def test_the_callers_own_account_cannot_be_deleted(admin_client: httpx.AsyncClient) -> None:
