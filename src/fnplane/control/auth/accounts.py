@@ -22,7 +22,7 @@ NAME_RE = re.compile(r"^[a-z0-9A-Z][a-z0-9A-Z\-_]*$")
 NCA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
-def _check_name(name: str | None) -> None:
+def _check_name(name: str | None) -> str:
     if name is None:
         raise BadRequestError("name is required", field="name", rule="required")
     if not 4 <= len(name) <= 36:
@@ -33,6 +33,7 @@ def _check_name(name: str | None) -> None:
             field="name",
             rule="^[a-z0-9A-Z][a-z0-9A-Z\\-_]*$",
         )
+    return name
 
 
 def _check_range(field: str, value: int | None, low: int, high: int | None = None) -> None:
@@ -64,8 +65,7 @@ class AccountService:
                 field="ncaId",
                 rule="^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
             )
-        _check_name(request.name)
-        assert request.name is not None
+        name = _check_name(request.name)
         _check_range("maxFunctionsAllowed", request.max_functions_allowed, 1)
         _check_range("maxTasksAllowed", request.max_tasks_allowed, 1)
         _check_range("maxTelemetriesAllowed", request.max_telemetries_allowed, 1, 25)
@@ -88,7 +88,7 @@ class AccountService:
             if value is not None
         }
         record = await self._accounts.create(
-            nca_id, request.name, request.max_functions_allowed or self._default_max_functions, **limits
+            nca_id, name, request.max_functions_allowed or self._default_max_functions, **limits
         )
         if admin_client is not None:
             await self._clients.insert(

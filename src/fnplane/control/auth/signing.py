@@ -82,7 +82,8 @@ class TokenSigner:
         keys = {}
         for record in records:
             private = serialization.load_pem_private_key(record.private_key_pem.encode(), password=None)
-            assert isinstance(private, ec.EllipticCurvePrivateKey)
+            if not isinstance(private, ec.EllipticCurvePrivateKey):
+                raise TypeError(f"signing key {record.kid} is not an EC key")
             keys[record.kid] = _Key(record.kid, private, record.active)
         self._keys = keys
         self._loaded_at = time.monotonic()
