@@ -12,7 +12,8 @@ which requests are the gateway's. Every FnplaneError becomes problem+json.
 
 Scale-from-zero: when a request has not been picked up after `wake_after_s`, the gateway calls
 `authority.wake(version_id)` if the authority has such a coroutine, or POSTs
-`{control_url}/v1/fnplane/versions/{vid}/wake` when `control_url` is set (at most once per 5 s per version).
+`{control_url}/v1/fnplane/versions/{vid}/wake` with the caller's bearer when `control_url` is set (at most
+once per 5 s per version).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Gateway:
 
     # --- scale-from-zero hint ----------------------------------------------------------------------
 
-    def wake_hint(self, version_id: str) -> None:
+    def wake_hint(self, version_id: str, bearer: str) -> None:
         now = time.monotonic()
         if self._woken.get(version_id, 0.0) > now:
             return
@@ -96,7 +97,7 @@ class Gateway:
         if wake is not None:
             self.bus.spawn(self._call_wake(wake(version_id)))
         elif self.settings.control_url:
-            self.bus.spawn(self._post_wake(version_id))
+            self.bus.spawn(self._post_wake(version_id, bearer))
 
     async def _call_wake(self, coro: Any) -> None:
         try:
@@ -104,7 +105,7 @@ class Gateway:
         except (errors.FnplaneError, TimeoutError) as exc:
             log.debug("wake hint failed: %r", exc)
 
-    async def _post_wake(self, version_id: str) -> None:
+    async def _post_wake(self, version_id: str, bearer: str) -> None:
         if self._http is None:
             self._http = aiohttp.ClientSession()
         url = f"{self.settings.control_url.rstrip('/')}/v1/fnplane/versions/{version_id}/wake"

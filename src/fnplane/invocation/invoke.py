@@ -29,10 +29,18 @@ from fnplane.shared.problems import problem_for
 
 if TYPE_CHECKING:
     from fnplane.invocation.app import Gateway
+    from fnplane.invocation.bus import RequestBus
 
 
 class ClientGone(Exception):
     """The client disconnected; nothing more can be sent to it."""
+
+
+class _PublishFailed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: errors.FnplaneError) -> None:
+        self.error = error
 
 
 class Head:
@@ -126,12 +134,9 @@ class Invocation:
             invocationRegion=s.region,
         )
         bus.open(exchange)
-        try:
-            await bus.publish(envelope, inline)
-        except errors.FnplaneError as exc:
-            bus.close(self.request_id)
-            self._finished = True
-            return self._problem(exc)
+        # the JetStream ack is awaited beside the response, not before it: the worker usually has the
+        # request by the time the ack arrives, and a refused publish (429) still ends up in the queue
+        bus.spawn(self._publish(bus, envelope, inline, exchange))
         self._watcher = asyncio.create_task(watch_disconnect(exchange, self.request.receive))
         loop = asyncio.get_running_loop()
         self._deadline_at = loop.time() + self.poll_s + s.poll_grace_s - (time.time() - started)
@@ -144,7 +149,7 @@ class Invocation:
             except TimeoutError:
                 if wake_at is not None and limit < self._deadline_at:
                     # still not picked up: maybe no instance runs (scale from zero)
-                    gw.wake_hint(self.version_id)
+                    gw.wake_hint(self.version_id, self.request.bearer())
                     wake_at = None
                     continue
                 await self.abandon()
@@ -152,6 +157,9 @@ class Invocation:
             if item == DISCONNECTED:
                 await self.abandon()
                 raise ClientGone
+            if isinstance(item, _PublishFailed):
+                self.finish()
+                return self._problem(item.error)
             if isinstance(item, errors.FnplaneError):
                 await self.abandon()
                 return self._problem(item)
@@ -164,6 +172,15 @@ class Invocation:
             if end:
                 self.finish()
             return Head(head.status, head.headers, item.data, end)
+
+    @staticmethod
+    async def _publish(
+        bus: RequestBus, envelope: InvocationEnvelope, inline: bytes, exchange: Exchange
+    ) -> None:
+        try:
+            await bus.publish(envelope, inline)
+        except errors.FnplaneError as exc:
+            exchange.queue.put_nowait(_PublishFailed(exc))
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body chunks after the head; raises ClientGone / errors.UnavailableError when it breaks off."""

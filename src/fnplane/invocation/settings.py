@@ -14,6 +14,7 @@ class GatewaySettings(BaseSettings):
     # absolute base of URLs the gateway hands out (asset uploadUrl, large-result Location);
     # empty: the request's own scheme and Host
     public_url: str = ""
+    # NVCF-INVOCATION-REGION given to the function
     region: str = "local"
     # a unique id per gateway process (response inboxes); empty: random
     gateway_id: str = ""
@@ -29,11 +30,14 @@ class GatewaySettings(BaseSettings):
     max_queued_requests: int = 100_000
     # per-version overrides of max_queued_requests, {versionId: bound}
     queue_limits: dict[str, int] = Field(default_factory=dict)
+    # JetStream max_msg_size of the request queues (a queued request: envelope + inline body)
     max_message_bytes: int = 8 * 1024 * 1024
     # seconds the gateway waits beyond NVCF-POLL-SECONDS for the worker's first answer
     poll_grace_s: float = 2.0
+    # one JetStream publish (waits for the ack), and how often a timed-out publish is retried
     publish_timeout_s: float = 5.0
     publish_attempts: int = 3
+    # purging a cancelled or timed-out request from its queue
     purge_timeout_s: float = 5.0
     # once a response started, no message from the worker for this long ends it with an error
     worker_silence_s: float = 20.0
@@ -47,6 +51,7 @@ class GatewaySettings(BaseSettings):
     nats_connect_timeout_s: float = 5.0
     # control plane base URL for the scale-from-zero wake hint (empty: no hint)
     control_url: str = ""
+    # deadline of one wake call
     wake_timeout_s: float = 2.0
     # a request not answered this soon triggers the wake hint
     wake_after_s: float = 1.0

@@ -73,6 +73,7 @@ class WorkerRequestSettings(BaseSettings):
     progress_poll_s: float = 0.1
     # on aclose, in-flight requests get this long to finish before they are cancelled
     drain_timeout_s: float = 10.0
+    # connecting to the function and to JetStream's API
     connect_timeout_s: float = 5.0
     # NVCF-ENV / NVCF-NSPECTID values given to the function
     environment: str = "local"

@@ -1,0 +1,218 @@
+"""`make bench`: invocation benchmarks through a real `fnplane up`, each against the direct call in the
+same run, written to docs/benchmarks.md (the "Cold start" section there is kept as it is).
+
+Scenarios mirror NVCF's load tests (reference/invocation.md 8.3-8.7): small echo at 1 and 32 clients,
+4 KiB responses, 2 MB requests, 10 MB responses via 302, SSE at 500-2,500 events/s, 1,000 held long polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform as pyplatform
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from bench import loadgen
+from bench.platform import REPO, Platform
+
+DOC = REPO / "docs" / "benchmarks.md"
+TABLE_HEAD = (
+    "| scenario | clients | direct rps | gateway rps | ratio | direct p50 / p99 ms | gateway p50 / p99 ms "
+    "| added p50 / p99 ms | gateway errors |"
+)
+DURATION_S = int(os.environ.get("FNPLANE_BENCH_DURATION_S", "8"))
+MiB = 1024 * 1024
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = psutil.virtual_memory().total / 2**30
+    return (
+        f"{os.cpu_count()} CPUs ({model or pyplatform.machine()}), {mem:.0f} GiB RAM, "
+        f"{pyplatform.system()} {pyplatform.release()}, Python {pyplatform.python_version()}"
+    )
+
+
+def load(url: str, connections: int, headers: dict[str, str], body: bytes) -> loadgen.LoadResult:
+    if loadgen.have_wrk():
+        return loadgen.wrk(url, connections=connections, duration_s=DURATION_S, headers=headers, body=body)
+    return asyncio.run(
+        loadgen.closed_loop(url, connections=connections, duration_s=DURATION_S, headers=headers, body=body)
+    )
+
+
+def main() -> None:
+    p = Platform()
+    rows: list[str] = []
+    notes: list[str] = []
+    try:
+        p.start()
+        echo = p.deploy("bench-echo", "/supreme", concurrency=64)
+        hold = p.deploy("bench-hold", "/slow", concurrency=1000)
+        gw_headers = {
+            **p.auth,
+            "Host": p.host(echo),
+            "Content-Type": "application/json",
+            "NVCF-POLL-SECONDS": "300",
+        }
+        fn_headers = {"Content-Type": "application/json"}
+        gw_url, fn_url = f"{p.url}/supreme", f"{p.direct_url}/supreme"
+
+        def compare(
+            name: str, connections: int, body: bytes
+        ) -> tuple[loadgen.LoadResult, loadgen.LoadResult]:
+            direct = load(fn_url, connections, fn_headers, body)
+            gateway = load(gw_url, connections, gw_headers, body)
+            rows.append(
+                f"| {name} | {connections} | {direct.rps:,.0f} | {gateway.rps:,.0f} | "
+                f"{gateway.rps / direct.rps:.0%} | {direct.p50_ms:.2f} / {direct.p99_ms:.2f} | "
+                f"{gateway.p50_ms:.2f} / {gateway.p99_ms:.2f} | "
+                f"+{gateway.p50_ms - direct.p50_ms:.2f} / +{gateway.p99_ms - direct.p99_ms:.2f} | "
+                f"{gateway.errors} |"
+            )
+            print(rows[-1], flush=True)
+            return direct, gateway
+
+        small = loadgen.json_body("hello", 1)
+        d1, g1 = compare("small echo (32 B)", 1, small)
+        d32, g32 = compare("small echo (32 B)", 32, small)
+        compare("4 KiB responses", 32, loadgen.json_body("x" * 32, 128))
+        compare("2 MB requests", 8, loadgen.json_body("x" * 2_000_000, 0))
+
+        # 10 MB responses: pexec answers 302 + signed Location (the k6 large-response test)
+        big = loadgen.json_body("x" * 10_000, 1000)
+        d_t, d_mb = asyncio.run(loadgen.large_results(fn_url, fn_headers, big, 4, 5, follow=False))
+        g_t, g_mb = asyncio.run(
+            loadgen.large_results(
+                f"{p.url}/v2/nvcf/pexec/functions/{echo['id']}",
+                {**p.auth, "Content-Type": "application/json"},
+                big,
+                4,
+                5,
+                follow=True,
+            )
+        )
+        large_row = (
+            f"| 10 MB responses (pexec 302 + download) | 4 | {d_t * 1000:.0f} ms, {d_mb:.0f} MB/s | "
+            f"{g_t * 1000:.0f} ms, {g_mb:.0f} MB/s | {d_mb and g_mb / d_mb:.0%} |"
+        )
+        print(large_row, flush=True)
+
+        sse_rows = []
+        for rate in (500, 1000, 1500, 2000, 2500):
+            events = rate  # one second of events per stream
+            body = {"message": "x" * 128, "repeats": events, "delay": 1 / rate, "stream": True}
+            direct = asyncio.run(loadgen.sse_rate(fn_url, {}, body, events))
+            gateway = asyncio.run(loadgen.sse_rate(gw_url, {**p.auth, "Host": p.host(echo)}, body, events))
+            sse_rows.append(
+                f"| {rate:,} | {direct:,.0f} ({direct / rate:.0%}) | {gateway:,.0f} ({gateway / rate:.0%}) |"
+            )
+            print(sse_rows[-1], flush=True)
+
+        assert p.proc is not None
+        up = psutil.Process(p.proc.pid)
+        base_rss = up.memory_info().rss / MiB
+        ok, peak = asyncio.run(
+            loadgen.hold_long_polls(
+                f"{p.url}/v2/nvcf/pexec/functions/{hold['id']}",
+                p.auth,
+                {"seconds": 8},
+                1000,
+                lambda: up.memory_info().rss / MiB,
+            )
+        )
+        hold_row = (
+            f"| 1,000 concurrent pexec calls held 8 s | {ok} / 1000 | {base_rss:.0f} MiB | {peak:.0f} MiB |"
+        )
+        print(hold_row, flush=True)
+
+        added_p50 = g1.p50_ms - d1.p50_ms
+        added_p99 = g1.p99_ms - d1.p99_ms
+        ratio32 = g32.rps / d32.rps
+        notes.append(
+            f"* added latency per small request (1 client): **+{added_p50:.2f} ms p50** (target <= 1 ms: "
+            f"{'met' if added_p50 <= 1 else 'NOT met'}), **+{added_p99:.2f} ms p99** (target <= 5 ms: "
+            f"{'met' if added_p99 <= 5 else 'NOT met'})"
+        )
+        notes.append(
+            f"* throughput through the gateway at 32 clients: **{ratio32:.0%}** of the direct call "
+            f"(target >= 50 %: {'met' if ratio32 >= 0.5 else 'NOT met'})"
+        )
+        sse_2500 = float(re.search(r"\(([\d]+)%\) \|$", sse_rows[-1]).group(1))  # type: ignore[union-attr]
+        notes.append(
+            f"* SSE at 2,500 events/s: **{sse_2500:.0f} %** of the target rate through the gateway "
+            f"(target >= 95 %: {'met' if sse_2500 >= 95 else 'NOT met'})"
+        )
+        notes.append(
+            f"* 1,000 held long polls: `fnplane up` process (control plane + gateway + agent) peaked at "
+            f"**{peak:.0f} MiB** RSS (target < 300 MB: {'met' if peak * 1.048576 < 300 else 'NOT met'})"
+        )
+    finally:
+        p.stop()
+    write_doc(rows, large_row, sse_rows, hold_row, notes)
+
+
+def write_doc(rows: list[str], large_row: str, sse_rows: list[str], hold_row: str, notes: list[str]) -> None:
+    old = DOC.read_text() if DOC.exists() else ""
+    cold = ""
+    if (m := re.search(r"^## Cold start.*?(?=^## |\Z)", old, flags=re.S | re.M)) is not None:
+        cold = m.group(0).rstrip() + "\n"
+    generator = "wrk" if loadgen.have_wrk() else "an asyncio client (wrk not installed)"
+    text = f"""# Benchmarks
+
+Written by `make bench` (`python -m bench.run`) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
+Machine: {machine()}. Everything (load generator, `fnplane up` with NATS, worker and function processes)
+shares this machine, so absolute numbers are low; the ratios against the direct call, measured in the
+same run with the same function server (`examples/inv_function.py`, aiohttp) on its own port, are the
+point. Load generator: {generator}, {DURATION_S} s per point. Invocation through the gateway is direct
+(Host-header) invocation unless said otherwise: client -> Granian -> gateway -> NATS JetStream -> worker
+-> function and back over NATS.
+
+## Invocation: results against the targets
+
+{chr(10).join(notes)}
+
+## Request/response (NVCF load tests 8.3, 8.6)
+
+{TABLE_HEAD}
+| --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: |
+{chr(10).join(rows)}
+
+| scenario | clients | direct (mean per request, throughput) | gateway | throughput ratio |
+| --- | ---: | --- | --- | ---: |
+{large_row}
+
+## SSE event rate, one stream (k6_sse_streaming_test_config)
+
+The function busy-waits between events (as load_tester_supreme does for delays <= 10 ms); events/s is
+measured by the client from the first to the last of 1 s worth of events.
+
+| target events/s | direct | through the gateway |
+| ---: | ---: | ---: |
+{chr(10).join(sse_rows)}
+
+## Held long polls
+
+| scenario | answered 200 | RSS before | peak RSS while held |
+| --- | ---: | ---: | ---: |
+{hold_row}
+
+"""
+    DOC.write_text(text + cold)
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
