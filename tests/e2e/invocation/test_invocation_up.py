@@ -1,0 +1,94 @@
+"""Invocation through the real platform: `fnplane up` deploys examples/inv_function.py through its agent,
+and the gateway on the one HTTP port serves direct, pexec, 202/status, SSE and h2c invocations."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from up_process import UpProcess
+
+FUNCTION = Path(__file__).resolve().parents[3] / "examples" / "inv_function.py"
+
+
+def deploy(up: UpProcess, headers: dict[str, str], inference_url: str) -> dict:
+    body = {
+        "name": "inv-e2e",
+        "inferenceUrl": inference_url,
+        "inferencePort": 8000,
+        "containerImage": "example/inv:1",
+        "containerArgs": f"{sys.executable} {FUNCTION} $(PORT)",
+    }
+    r = httpx.post(f"{up.url}/v2/nvcf/functions", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    fn = r.json()["function"]
+    spec = {
+        "gpu": "L40S",
+        "instanceType": "LOCAL.GPU.L40S_1x",
+        "minInstances": 1,
+        "maxInstances": 1,
+        "maxRequestConcurrency": 4,
+    }
+    r = httpx.post(
+        f"{up.url}/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}",
+        json={"deploymentSpecifications": [spec]},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = httpx.get(f"{up.url}/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}", headers=headers)
+        if r.json()["function"]["status"] == "ACTIVE":
+            return fn
+        time.sleep(0.2)
+    raise AssertionError(f"never ACTIVE: {r.text}")
+
+
+def test_invocation_through_fnplane_up(tmp_path: Path, start_up: type[UpProcess]) -> None:
+    key = "nvapi-" + secrets.token_urlsafe(32)
+    up = start_up(tmp_path / "home", env={"FNPLANE_ADMIN_KEY": key})
+    up.wait_healthy()
+    auth = {"Authorization": f"Bearer {key}"}
+    fn = deploy(up, auth, "/slow")
+    domain = up.url.split("://", 1)[1]
+    host = {"Host": f"{fn['id']}.invocation.{domain}"}
+    with httpx.Client(base_url=up.url, headers=auth, timeout=30) as client:
+        # the worker may take a moment after ACTIVE to pull: poll long enough
+        r = client.post(
+            "/inspect?name=John", headers={**host, "NVCF-POLL-SECONDS": "20"}, json={"name": "John"}
+        )
+        assert r.status_code == 200, r.text
+        seen = r.json()
+        assert seen["rawPath"] == "/inspect?name=John"
+        assert "Authorization" not in seen["headers"] and seen["headers"]["NVCF-FUNCTION-ID"] == fn["id"]
+        assert r.headers["nvcf-status"] == "fulfilled" and r.headers["nvcf-reqid"]
+
+        r = client.post(
+            f"/v2/nvcf/pexec/functions/{fn['id']}", headers={"NVCF-POLL-SECONDS": "1"}, json={"seconds": 2}
+        )
+        assert r.status_code == 202
+        rid = r.headers["nvcf-reqid"]
+        for _ in range(10):
+            s = client.get(f"/v2/nvcf/pexec/status/{rid}", headers={"NVCF-POLL-SECONDS": "5"})
+            if s.status_code != 202:
+                break
+        assert s.status_code == 200 and s.json()["slept"] == 2
+
+        events = []
+        with client.stream(
+            "POST",
+            "/sse",
+            headers={**host, "Accept": "text/event-stream"},
+            json={"events": 3, "interval": 0.2},
+        ) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            events = [line for line in r.iter_lines() if line.startswith("data: ")]
+        assert len(events) == 3
+
+    with httpx.Client(base_url=up.url, headers=auth, http1=False, http2=True, timeout=30) as h2:
+        r = h2.get("/q?a=1", headers=host)
+        assert r.http_version == "HTTP/2" and r.status_code == 200 and r.json()["rawPath"] == "/q?a=1"
+    assert up.stop() == 0
