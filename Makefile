@@ -45,6 +45,8 @@ check: install-dev
 	$(VENV)/bin/lint-imports
 
 bench: install-dev
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y -q wrk nghttp2-client >/dev/null 2>&1 \
+		|| echo "wrk not installed: bench falls back to its asyncio client"
 	$(PY) -m bench.run
 
 # Rewrite the initial migration after editing src/fnplane/control/db/tables.py.
