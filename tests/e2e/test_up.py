@@ -214,3 +214,64 @@ def processes_of_function(function_id: str) -> list[psutil.Process]:
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
     return found
+
+
+def test_sigterm_drains_running_invocations_and_refuses_new_ones(
+    tmp_path: Path, start_up: type[UpProcess]
+) -> None:
+    import threading
+
+    repo = Path(__file__).resolve().parents[2]
+    up = start_up(tmp_path / "home", args=["--workdir", str(repo)])
+    up.wait_healthy()
+    key = (tmp_path / "home" / "admin-key").read_text().strip()
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=up.url, headers=auth, timeout=30.0) as client:
+        created = client.post(
+            "/v2/nvcf/functions",
+            json={
+                "name": "slow",
+                "inferenceUrl": "/slow",
+                "inferencePort": 8000,
+                "containerImage": "local/inv",
+                "containerArgs": f"{sys.executable} examples/inv_function.py",
+            },
+        ).json()["function"]
+        fid, vid = created["id"], created["versionId"]
+        spec = {"gpu": "L40S", "instanceType": "LOCAL.GPU.L40S_1x", "minInstances": 1, "maxInstances": 1}
+        deployed = client.post(
+            f"/v2/nvcf/deployments/functions/{fid}/versions/{vid}",
+            json={"deploymentSpecifications": [{**spec, "maxRequestConcurrency": 4}]},
+        )
+        assert deployed.status_code == 200, deployed.text
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while client.get(f"/v2/nvcf/functions/{fid}/versions/{vid}").json()["function"]["status"] != "ACTIVE":
+            assert time.monotonic() < deadline, up.stderr
+            time.sleep(0.2)
+
+        marker = tmp_path / "started"
+        results: list[httpx.Response] = []
+
+        def slow_call() -> None:
+            results.append(
+                client.get(
+                    f"/slow?seconds=2&marker={marker}", headers={"Host": f"{fid}.invocation.localhost"}
+                )
+            )
+
+        caller = threading.Thread(target=slow_call)
+        caller.start()
+        while not marker.exists():  # the function is running the request
+            assert caller.is_alive() or results, "the slow call ended early"
+            time.sleep(0.05)
+        up.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        refused = httpx.get(
+            f"{up.url}/inspect", headers={**auth, "Host": f"{fid}.invocation.localhost"}, timeout=5.0
+        )
+        assert refused.status_code == 503
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert httpx.get(f"{up.url}/health", timeout=5.0).status_code == 503
+        caller.join(30)
+    assert results and results[0].status_code == 200, results
+    assert up.process.wait(STOP_TIMEOUT_S) == 0
