@@ -52,6 +52,7 @@ bench: install-dev
 # Rewrite the initial migration after editing src/fnplane/control/db/tables.py.
 migration: install-dev
 	$(PY) scripts/regenerate-initial-migration.py
+	$(VENV)/bin/ruff check --fix -q src/fnplane/control/db/migrations/versions
 	$(VENV)/bin/ruff format -q src/fnplane/control/db/migrations/versions
 
 # Rewrite docs/settings.md from the ...Settings classes (a unit test checks it lists every field).

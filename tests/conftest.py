@@ -22,7 +22,10 @@ async def _create_postgres_database() -> tuple[str, str]:
     admin = make_url(POSTGRES_URL)
     name = f"fnplane_test_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(
-        host=admin.host, port=admin.port or 5432, user=admin.username, password=admin.password,
+        host=admin.host,
+        port=admin.port or 5432,
+        user=admin.username,
+        password=admin.password,
         database=admin.database,
     )
     try:
@@ -38,7 +41,10 @@ async def _drop_postgres_database(name: str) -> None:
 
     admin = make_url(POSTGRES_URL)
     conn = await asyncpg.connect(
-        host=admin.host, port=admin.port or 5432, user=admin.username, password=admin.password,
+        host=admin.host,
+        port=admin.port or 5432,
+        user=admin.username,
+        password=admin.password,
         database=admin.database,
     )
     try:

@@ -220,4 +220,3 @@ instances = Table(
     Index("ix_instances_version_state", "version_id", "state"),
     Index("ix_instances_cluster_desired", "cluster_id", "desired"),
 )
-
