@@ -275,3 +275,19 @@ def test_sigterm_drains_running_invocations_and_refuses_new_ones(
         caller.join(30)
     assert results and results[0].status_code == 200, results
     assert up.process.wait(STOP_TIMEOUT_S) == 0
+
+
+def test_an_invalid_flag_is_exit_code_2_naming_it(tmp_path: Path) -> None:
+    import subprocess
+
+    from up_process import FNPLANE
+
+    result = subprocess.run(
+        [str(FNPLANE), "up", "--home", str(tmp_path / "home"), "--http-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "http_port" in result.stderr
+    assert not (tmp_path / "home").exists(), "nothing is started or created for an invalid flag"

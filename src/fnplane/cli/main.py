@@ -36,7 +36,16 @@ def _configure_logging(level: str) -> None:
 
 
 def _settings_error(error: Exception) -> typer.Exit:
-    typer.echo(f"fnplane: invalid setting: {error}", err=True)
+    """Exit code 2 with one line per invalid setting, naming it and the rule it broke."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        for item in error.errors():
+            field = ".".join(str(part) for part in item.get("loc", ())) or "settings"
+            message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+            typer.echo(f"fnplane: invalid setting {field}: {message}", err=True)
+    else:
+        typer.echo(f"fnplane: invalid setting: {error}", err=True)
     return typer.Exit(2)
 
 

@@ -54,6 +54,7 @@ class UpSettings(BaseSettings):
     http_stop_timeout_s: float = Field(3.0, gt=0)
     # how long each component may take to stop before it is abandoned (and its processes killed)
     stop_timeout_s: float = Field(15.0, gt=0)
+    # debug, info, warning or error
     log_level: str = "info"
 
     @field_validator("home", "workdir", "tls_cert", "tls_key", "nats_server_path")
@@ -67,6 +68,13 @@ class UpSettings(BaseSettings):
         if value is not None and (not value.startswith("nvapi-") or len(value) < 16):
             raise ValueError("FNPLANE_ADMIN_KEY must be an 'nvapi-' string of at least 16 characters")
         return value or None
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError("log level must be debug, info, warning or error")
+        return value.lower()
 
     @model_validator(mode="after")
     def _tls_pair(self) -> UpSettings:
