@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 
 from fnplane.shared.errors import FnplaneError
+from fnplane.up.asgi import LifespanError
 from fnplane.up.settings import UpSettings
 from fnplane.up.supervisor import Platform
 
@@ -29,6 +30,9 @@ async def serve(settings: UpSettings, *, out: Callable[[str], None] = print) -> 
             await platform.start()
         except FnplaneError as error:
             logger.error("fnplane up failed to start: %s", error.detail)
+            return 1
+        except (LifespanError, OSError) as error:
+            logger.error("fnplane up failed to start: %s", error)
             return 1
         out(
             f"fnplane is up: API and gateway at {platform.url} (GET /health), "
