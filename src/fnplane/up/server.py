@@ -50,6 +50,10 @@ class HttpServer:
             # HTTP/1.1 only bounds the time to read headers, HTTP/2 answers client PINGs.
             http1_settings=HTTP1Settings(header_read_timeout=30_000, keep_alive=True),
             http2_settings=HTTP2Settings(max_concurrent_streams=1000),
+            # thousands of clients long-poll at once (issue 4 item 10); Granian's embedded defaults
+            # (backlog 128, backpressure = backlog) refuse or reset connections beyond that
+            backlog=4096,
+            backpressure=4096,
             log_enabled=False,
             ssl_cert=tls_cert,
             ssl_key=tls_key,
