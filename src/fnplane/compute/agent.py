@@ -26,6 +26,7 @@ from fnplane.compute.control_client import ControlPlaneClient, ControlPlaneError
 from fnplane.compute.settings import AgentSettings
 from fnplane.compute.supervisor import InstanceSupervisor
 from fnplane.shared import subjects
+from fnplane.shared.errors import FnplaneError
 from fnplane.shared.models.compute import (
     ClusterRegistration,
     InstanceAssignment,
@@ -365,14 +366,23 @@ class Agent:
             await lines.aclose()  # type: ignore[attr-defined]
 
 
-async def run_agent(settings: AgentSettings) -> None:
-    """`fnplane agent`: run one agent in the foreground until SIGINT/SIGTERM, then stop every instance."""
+async def run_agent(settings: AgentSettings) -> int:
+    """`fnplane agent`: run one agent in the foreground until SIGINT/SIGTERM, then stop every instance.
+
+    Exit code 1 when it cannot start (its state directory is held by another running agent).
+    """
     agent = Agent(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, agent.request_stop)
-    await agent.start()
+    try:
+        await agent.start()
+    except FnplaneError as error:
+        log.error("agent %s cannot start: %s", agent.name, error.detail)
+        await agent.control.aclose()
+        return 1
     try:
         await agent.serve()
     finally:
         await agent.aclose()
+    return 0

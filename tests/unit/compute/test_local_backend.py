@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -14,7 +16,13 @@ from compute_support import REPO, make_assignment
 
 from fnplane.compute.backends.base import BackendError
 from fnplane.compute.backends.local import LocalProcessBackend
-from fnplane.compute.backends.processes import INSTANCE_MARKER, RotatingLog, marked_processes
+from fnplane.compute.backends.processes import (
+    INSTANCE_MARKER,
+    RotatingLog,
+    marked_processes,
+    terminate_processes,
+)
+from fnplane.shared.errors import ConflictError
 
 
 def _backend(state_dir: Path, agent_id: str = "test-agent") -> LocalProcessBackend:
@@ -76,29 +84,88 @@ async def test_missing_command_is_a_create_container_error(tmp_path: Path) -> No
     assert "no-such-program" in caught.value.detail
 
 
+async def _until_logged(backend: LocalProcessBackend, instance_id: str, text: str) -> None:
+    for _ in range(200):
+        if any(text in line for line in await backend.logs(instance_id, tail=20)):
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{text!r} not in the log of {instance_id}")
+
+
+def _pids(found: list[tuple[psutil.Process, str]]) -> set[int]:
+    return {process.pid for process, _ in found}
+
+
+# a parent that ignores SIGTERM and a child that ignores it too, in the same group; "up" is printed only
+# once the child runs (Popen returns after its exec)
+_STUBBORN = (
+    "import signal,subprocess,sys,time;"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+    "subprocess.Popen([sys.executable,'-c',"
+    "'import signal,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);time.sleep(60)']);"
+    "print('up',flush=True);time.sleep(60)"
+)
+
+
 async def test_stop_kills_children_even_when_they_ignore_sigterm(tmp_path: Path) -> None:
     backend = _backend(tmp_path)
     backend.stop_grace_s = 0.5
-    # a shell-less parent whose child ignores SIGTERM and sits in the same group
-    script = (
-        "import signal,subprocess,sys,time;"
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-        "subprocess.Popen([sys.executable,'-c',"
-        "'import signal,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);time.sleep(60)']);"
-        "print('up',flush=True);time.sleep(60)"
-    )
-    assignment = make_assignment(f'python -c "{script}"')
-    await backend.start(assignment)
-    for _ in range(100):
-        if len(marked_processes(backend.table.agent_id)) == 2:
-            break
-        await asyncio.sleep(0.05)
-    assert len(marked_processes(backend.table.agent_id)) == 2
-    await backend.stop(assignment.instance_id)
+    # `python` may be a pyenv shim whose helper processes come and go while it starts: count only once
+    # the function said it is up, and compare with its real process tree rather than a number
+    assignment = make_assignment(f'python -c "{_STUBBORN}"')
+    handle = await backend.start(assignment)
+    try:
+        await _until_logged(backend, assignment.instance_id, "up")
+        assert handle.pid is not None
+        leader = psutil.Process(handle.pid)
+        tree = {leader.pid, *(child.pid for child in leader.children(recursive=True))}
+        assert len(tree) == 2
+        assert _pids(marked_processes(backend.table.agent_id)) == tree
+    finally:
+        await backend.stop(assignment.instance_id)
     assert marked_processes(backend.table.agent_id) == []
 
 
-async def test_a_restarted_agent_stops_what_the_earlier_run_left(tmp_path: Path) -> None:
+async def test_processes_of_another_agent_are_never_touched(tmp_path: Path) -> None:
+    mine = _backend(tmp_path / "mine")
+    assert await mine.cleanup() == []
+    # another agent with its own id, running an instance with the same id, that ignores SIGTERM
+    other = _backend(tmp_path / "other")
+    other.stop_grace_s = 0.5
+    assignment = make_assignment(f'python -c "{_STUBBORN}"')
+    echo = make_assignment(f"{sys.executable} examples/echo_server.py", instanceId=assignment.instance_id)
+    await other.start(assignment)
+    try:
+        await _until_logged(other, assignment.instance_id, "up")
+        theirs = _pids(marked_processes(other.table.agent_id))
+        assert len(theirs) == 2
+        ours = await _get_pid((await mine.start(echo)).port)
+        assert _pids(marked_processes(mine.table.agent_id)) == {ours}
+        await mine.stop(assignment.instance_id)
+        assert marked_processes(mine.table.agent_id) == []
+        ours = await _get_pid((await mine.start(echo)).port)
+        # a second agent on our state directory (same id, or another one) is refused while we run
+        for agent_id in ("test-agent", "intruder"):
+            with pytest.raises(ConflictError):
+                await _backend(tmp_path / "mine", agent_id).cleanup()
+        # and were the lock bypassed, an agent of another id reading our state file would still refuse
+        # our processes: their environment carries our marker, not its
+        mine.table.unlock()
+        intruder = _backend(tmp_path / "mine", "intruder")
+        assert await intruder.cleanup() == []
+        intruder.table.unlock()
+        assert _pids(marked_processes(mine.table.agent_id)) == {ours}
+        assert _pids(marked_processes(other.table.agent_id)) == theirs
+    finally:
+        await mine.aclose()
+        await other.stop(assignment.instance_id)
+    assert marked_processes(mine.table.agent_id) == []
+    assert marked_processes(other.table.agent_id) == []
+
+
+async def test_a_restarted_agent_stops_what_the_earlier_run_left(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     first = _backend(tmp_path)
     assignment = make_assignment("python examples/echo_server.py")
     handle = await first.start(assignment)
@@ -108,12 +175,11 @@ async def test_a_restarted_agent_stops_what_the_earlier_run_left(tmp_path: Path)
     found = await second.cleanup()
     assert found == [assignment.instance_id]
     assert marked_processes(second.table.agent_id) == []
-    with pytest.raises(psutil.NoSuchProcess):
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            raise psutil.NoSuchProcess(pid)
-    # reap the zombie our own event loop owns
-    await asyncio.wait_for(first.wait(assignment.instance_id), 5)
+    # the process was this event loop's child: the sweep signals it, asyncio's child watcher reaps it
+    status = await asyncio.wait_for(first.wait(assignment.instance_id), 5)
+    assert status.code == -signal.SIGTERM
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "Unknown child process" not in caplog.text
 
 
 async def test_kill_dash_nine_is_seen_as_an_exit(tmp_path: Path) -> None:
@@ -140,3 +206,19 @@ def test_rotating_log_is_bounded_and_keeps_the_tail(tmp_path: Path) -> None:
     assert files == ["x.log", "x.log.1"]
     assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
     assert log.tail_lines(3) == ["line 97", "line 98", "line 99"]
+
+
+def test_terminating_a_child_leaves_reaping_to_its_owner() -> None:
+    # asyncio's child watcher waits on every PID the agent spawned; were the psutil paths (strays,
+    # sweeps) to waitpid such a child, the watcher would log "Unknown child process" and report 255.
+    # A plain Popen child stands in for the watcher: its status must still be there for us to reap.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        asyncio.run(terminate_processes([psutil.Process(child.pid)], 5.0))
+        pid, status = os.waitpid(child.pid, os.WNOHANG)
+        assert pid == child.pid and os.WTERMSIG(status) == signal.SIGTERM
+        child.returncode = -signal.SIGTERM
+    finally:
+        if child.returncode is None:
+            child.kill()
+            child.wait()

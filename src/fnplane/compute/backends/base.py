@@ -73,7 +73,8 @@ class InstanceBackend(ABC):
 
     @abstractmethod
     async def cleanup(self) -> list[str]:
-        """Stop everything an earlier run of this agent left behind; the instance ids found."""
+        """Claim this agent's state (ConflictError if another live agent has it), then stop everything
+        an earlier run of this agent left behind; the instance ids found."""
 
     @abstractmethod
     async def aclose(self) -> None:

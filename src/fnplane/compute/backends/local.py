@@ -196,6 +196,8 @@ class LocalProcessBackend(InstanceBackend):
         return instance.handle.port if instance else None
 
     async def stop(self, instance_id: str, *, forget: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stop_grace_s
         instance = self._instances.get(instance_id)
         if instance is not None and instance.process is not None:
             await stop_process_group(instance.process, self.stop_grace_s)
@@ -203,11 +205,11 @@ class LocalProcessBackend(InstanceBackend):
                 pump.cancel()
             await asyncio.gather(*instance.pumps, return_exceptions=True)
             instance.pumps = []
-        # anything that left the process group (setsid) still carries the instance marker
-        strays = await asyncio.to_thread(
-            marked_processes, self.table.agent_id, instance_id, skip_role="worker"
-        )
-        await terminate_processes([process for process, _ in strays], self.stop_grace_s)
+        # what outlived the leader (its group, or a child that called setsid) still carries this agent's
+        # and this instance's markers; the worker beside it has its own role and its own owner
+        strays = await asyncio.to_thread(marked_processes, self.table.agent_id, instance_id, role="function")
+        # group members had their SIGTERM with the leader: they get what is left of the same grace period
+        await terminate_processes([process for process, _ in strays], max(deadline - loop.time(), 0.0))
         self.table.forget(instance_id, "function")
         if forget and instance is not None:
             instance.log.close()
@@ -252,7 +254,12 @@ class LocalProcessBackend(InstanceBackend):
                 log.listeners.discard(listener)
 
     async def cleanup(self) -> list[str]:
+        # one live agent per state directory (and so per agent id): ConflictError otherwise
+        self.table.lock()
         return await self.table.sweep_earlier(self.stop_grace_s)
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(self.stop(iid) for iid in list(self._instances)), return_exceptions=True)
+        try:
+            await asyncio.gather(*(self.stop(iid) for iid in list(self._instances)), return_exceptions=True)
+        finally:
+            self.table.unlock()

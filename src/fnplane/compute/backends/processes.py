@@ -1,15 +1,22 @@
 """Process groups the agent owns: spawn, stop, a state file of PIDs, orphan sweep, rotated log files.
 
-Every process is started in a new session (its own process group) with two environment markers,
-FNPLANE_AGENT_ID and FNPLANE_INSTANCE_ID. The state file lists what is running; an agent that starts
-again reads it and, to be sure nothing escaped (a child that called setsid), also scans the process table
-for its agent id. Nothing this agent started survives it by design.
+Every process is started in a new session (its own process group) with three environment markers,
+FNPLANE_AGENT_ID, FNPLANE_INSTANCE_ID and FNPLANE_PROCESS_ROLE. The state file lists what is running; an
+agent that starts again reads it and, to be sure nothing escaped (a child that called setsid), also scans
+the process table for its agent id. Nothing this agent started survives it by design, and nothing without
+its agent id is ever signalled.
+
+One owner for reaping: asyncio's child watcher reaps every process spawned here (it waits on each PID
+it started). The psutil paths (strays, sweeps) only signal and then poll until a process is gone or a
+zombie; they never call waitpid, which would steal the exit status from the watcher ("Unknown child
+process pid ..." and a returncode of 255).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -20,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from fnplane.shared.errors import ConflictError
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +105,42 @@ class ProcessTable:
     """The PIDs this agent started, mirrored to a JSON state file."""
 
     def __init__(self, state_file: Path, agent_id: str) -> None:
+        if not agent_id:
+            raise ValueError("an agent needs a non-empty agent id")
         self.state_file = state_file
         self.agent_id = agent_id
         self.records: dict[str, ProcessRecord] = {}
+        self._lock_fd: int | None = None
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_file.with_name("agent.lock")
+
+    def lock(self) -> None:
+        """Hold the state directory for as long as this agent runs; ConflictError if another agent does.
+
+        Two live agents on one state directory would share an agent id and stop each other's processes
+        (the sweep on start, the marker scans). The lock is an flock on a file descriptor that children
+        do not inherit (PEP 446), so the kernel releases it when this process exits, even on kill -9,
+        and a function process left behind never keeps a new agent from starting.
+        """
+        if self._lock_fd is not None:
+            return
+        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConflictError(
+                f"another agent is running with the state directory {self.lock_file.parent}"
+            ) from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def marker_env(self, instance_id: str) -> dict[str, str]:
         return {AGENT_MARKER: self.agent_id, INSTANCE_MARKER: instance_id}
@@ -154,30 +196,40 @@ class ProcessTable:
     async def sweep_earlier(self, grace_s: float) -> list[str]:
         """Stop every process an earlier run of this agent started; their instance ids."""
         found: set[str] = set()
-        victims: list[psutil.Process] = []
+        victims: dict[int, psutil.Process] = {}
         for record in self.load_earlier():
             with contextlib.suppress(psutil.Error):
                 process = psutil.Process(record.pid)
-                # a recycled PID has a different start time
-                if abs(process.create_time() - record.create_time) < 0.01:
-                    victims.append(process)
+                # a recycled PID has a different start time, and a process of another agent (a state
+                # directory shared by mistake) has another marker: neither is ours to stop
+                if (
+                    abs(process.create_time() - record.create_time) < 0.01
+                    and process.environ().get(AGENT_MARKER) == self.agent_id
+                ):
+                    victims[process.pid] = process
                     found.add(record.instance_id)
         for process, instance_id in marked_processes(self.agent_id):
-            victims.append(process)
+            victims.setdefault(process.pid, process)
             found.add(instance_id)
-        await terminate_processes(victims, grace_s)
+        await terminate_processes(list(victims.values()), grace_s)
         self.records.clear()
         self._save()
         return sorted(found)
 
 
 def marked_processes(
-    agent_id: str, instance_id: str | None = None, *, skip_role: str | None = None
+    agent_id: str, instance_id: str | None = None, *, role: str | None = None
 ) -> list[tuple[psutil.Process, str]]:
-    """Processes whose environment carries this agent's marker (and the instance's, if given)."""
+    """Live processes whose environment carries this agent's marker (and the instance's and role, if given).
+
+    The agent id must match exactly: processes of other agents on the host (another `fnplane up`, a
+    parallel test) are never returned. Zombies have no readable environment and are left out.
+    """
+    if not agent_id:
+        raise ValueError("an empty agent id would match unmarked processes")
     own = os.getpid()
     found: list[tuple[psutil.Process, str]] = []
-    for process in psutil.process_iter(["pid"]):
+    for process in psutil.process_iter():
         if process.pid == own:
             continue
         try:
@@ -186,25 +238,54 @@ def marked_processes(
             continue
         if environ.get(AGENT_MARKER) != agent_id:
             continue
-        marked_instance = environ.get(INSTANCE_MARKER, "")
-        if skip_role is not None and environ.get(ROLE_MARKER) == skip_role:
+        if role is not None and environ.get(ROLE_MARKER) != role:
             continue
+        marked_instance = environ.get(INSTANCE_MARKER, "")
         if instance_id is None or marked_instance == instance_id:
             found.append((process, marked_instance))
     return found
 
 
+def _gone(process: psutil.Process) -> bool:
+    """Exited (a zombie counts: its reaper is its parent, never this function)."""
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+async def _wait_gone(processes: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Poll until every process is gone or `timeout_s` passed; those still alive. Never reaps."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    alive = [p for p in processes if not _gone(p)]
+    while alive and loop.time() < deadline:
+        await asyncio.sleep(min(0.05, max(deadline - loop.time(), 0)))
+        alive = [p for p in alive if not _gone(p)]
+    return alive
+
+
 async def terminate_processes(processes: list[psutil.Process], grace_s: float) -> None:
     """SIGTERM each process's group (and the process), wait up to `grace_s`, then SIGKILL what is left."""
-    if not processes:
+    alive = [p for p in processes if not _gone(p)]
+    if not alive:
         return
-    for process in processes:
-        _signal_group(process.pid, signal.SIGTERM)
-    _, alive = await asyncio.to_thread(psutil.wait_procs, processes, grace_s)
     for process in alive:
-        _signal_group(process.pid, signal.SIGKILL)
+        _signal_live(process, signal.SIGTERM)
+    alive = await _wait_gone(alive, grace_s)
+    for process in alive:
+        _signal_live(process, signal.SIGKILL)
     if alive:
-        await asyncio.to_thread(psutil.wait_procs, alive, 5.0)
+        await _wait_gone(alive, 5.0)
+
+
+def _signal_live(process: psutil.Process, signum: int) -> None:
+    # is_running compares the start time: a PID recycled since the scan is someone else's process
+    with contextlib.suppress(psutil.Error):
+        if process.is_running():
+            _signal_group(process.pid, signum)
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -218,16 +299,18 @@ def _signal_group(pid: int, signum: int) -> None:
 
 
 async def stop_process_group(process: asyncio.subprocess.Process, grace_s: float) -> int | None:
-    """SIGTERM the group of a child we spawned, SIGKILL after `grace_s`; reaps the child."""
-    pid = process.pid
+    """SIGTERM the group of a child we spawned, SIGKILL the group after `grace_s`; asyncio reaps it.
+
+    The group is signalled only while its leader is unreaped, so its PID (= the group id) cannot have
+    been given to another process. Members left after the leader's exit are found by their markers
+    (LocalProcessBackend.stop), never by a group id that may be recycled by then.
+    """
     if process.returncode is None:
-        _signal_group(pid, signal.SIGTERM)
+        _signal_group(process.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), grace_s)
         except TimeoutError:
-            _signal_group(pid, signal.SIGKILL)
+            if process.returncode is None:
+                _signal_group(process.pid, signal.SIGKILL)
             await asyncio.wait_for(process.wait(), 10.0)
-    # the leader is gone; grandchildren may linger in its group
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
     return process.returncode
