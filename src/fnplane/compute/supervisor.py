@@ -256,7 +256,8 @@ class InstanceSupervisor:
                 "FNPLANE_WORKER_HEALTH_RECHECK_INTERVAL_S": str(settings.health_recheck_interval_s),
                 "FNPLANE_WORKER_HEALTH_NOT_READY_GRACE_S": str(settings.health_not_ready_grace_s),
                 "FNPLANE_WORKER_METRICS_INTERVAL_S": str(settings.metrics_interval_s),
-                "FNPLANE_WORKER_DRAIN_TIMEOUT_S": str(settings.stop_grace_s),
+                # the puller's drain (FNPLANE_WORKER_DRAIN_TIMEOUT_S) is the invocation plane's setting
+                "FNPLANE_WORKER_STOP_TIMEOUT_S": str(settings.stop_grace_s),
             }
         )
         process = await self.table.spawn(

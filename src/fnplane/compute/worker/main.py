@@ -105,7 +105,7 @@ class Worker:
         if self.puller is not None:
             self.puller.set_ready(False)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.puller.aclose(), self.settings.drain_timeout_s)
+                await asyncio.wait_for(self.puller.aclose(), self.settings.stop_timeout_s)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

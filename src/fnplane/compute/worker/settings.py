@@ -14,16 +14,22 @@ class WorkerSettings(BaseSettings):
 
     # the InstanceAssignment of this instance, as JSON (shared.models.compute)
     assignment: str = ""
+    # where the worker reaches its function
     function_host: str = "127.0.0.1"
     function_port: int = 0
     # empty = do not connect (health checks only)
     nats_url: str = ""
+    # deadline of each NATS connection attempt
     nats_connect_timeout_s: float = 5.0
 
-    # compute.md 1.5: startup polling, steady-state recheck, how long a 404 may last in steady state
+    # compute.md 1.5: health check period while the function starts
     health_poll_interval_s: float = 1.0
+    # steady-state recheck period
     health_recheck_interval_s: float = 10.0
+    # how long a 404 may last in steady state before the function counts as unhealthy
     health_not_ready_grace_s: float = 30.0
+    # busy time is reported to the agent this often
     metrics_interval_s: float = 5.0
-    # how long in-flight requests may finish after SIGTERM
-    drain_timeout_s: float = 30.0
+    # after SIGTERM the worker's whole shutdown, the puller's drain (FNPLANE_WORKER_DRAIN_TIMEOUT_S)
+    # included, is cut after this long; the agent sets its own stop grace period
+    stop_timeout_s: float = 30.0
