@@ -1,20 +1,22 @@
 """A real platform for the compute integration tests: nats-server, the control app on Granian, agents.
 
-Everything runs for real: a `nats-server` child on a free port, the control app (SQLite) served by
-Granian on a free port, and `Agent`s that start real function processes from `examples/`.
+Everything runs for real: a `nats-server` child on a free port, the control app (SQLite, or the real
+PostgreSQL through the `database_url` fixture) served by Granian on a free port, and `Agent`s that start
+real function processes from `examples/` (in this process, or as a `fnplane agent` child process).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ import nats
 import pytest
 
 from fnplane.compute.agent import Agent
-from fnplane.compute.backends.processes import marked_processes
+from fnplane.compute.backends.processes import marked_processes, terminate_processes
 from fnplane.compute.settings import AgentSettings
 from fnplane.control.app import create_app
 from fnplane.control.auth.bootstrap import bootstrap
@@ -89,6 +91,9 @@ class Platform:
     client: httpx.AsyncClient
     home: Path
     agents: list[Agent]
+    # `fnplane agent` child processes and their agent ids
+    agent_processes: list[asyncio.subprocess.Process] = field(default_factory=list)
+    process_agent_ids: list[str] = field(default_factory=list)
 
     def agent_settings(self, cluster_name: str, **overrides: Any) -> AgentSettings:
         values: dict[str, Any] = {
@@ -127,14 +132,61 @@ class Platform:
         return agent
 
     def leftovers(self) -> list[Any]:
-        return [p for agent in self.agents for p, _ in marked_processes(agent.agent_id)]
+        agent_ids = {agent.agent_id for agent in self.agents} | set(self.process_agent_ids)
+        return [p for agent_id in agent_ids for p, _ in marked_processes(agent_id)]
+
+    async def start_agent_process(
+        self, cluster_name: str = "local"
+    ) -> tuple[asyncio.subprocess.Process, str]:
+        """`fnplane agent` as a child process (default fake pool); the process and its agent id."""
+        settings = self.agent_settings(cluster_name)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("FNPLANE_")}
+        for name in _AGENT_PROCESS_SETTINGS:
+            environment[f"FNPLANE_AGENT_{name.upper()}"] = str(getattr(settings, name))
+        process = await asyncio.create_subprocess_exec(
+            str(Path(PY).parent / "fnplane"), "agent",
+            "--nats-url", self.nats_url, "--control-url", self.url, "--token", self.admin_key,
+            "--cluster-name", cluster_name, "--home", str(self.home), "--workdir", str(REPO),
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        self.agent_processes.append(process)
+        self.process_agent_ids.append(settings.effective_agent_id)
+        return process, settings.effective_agent_id
+
+    async def aclose_agent_processes(self) -> None:
+        for process in self.agent_processes:
+            if process.returncode is None:
+                process.kill()
+                await asyncio.wait_for(process.wait(), 10)
+        # what a killed agent left behind, should the test have failed before a new agent swept it
+        strays = [p for agent_id in self.process_agent_ids for p, _ in marked_processes(agent_id)]
+        await terminate_processes(strays, 1.0)
+
+
+# the thresholds a `fnplane agent` child takes from the environment (the rest are its flags)
+_AGENT_PROCESS_SETTINGS = (
+    "discover_gpus",
+    "startup_timeout_s",
+    "restart_backoff_initial_s",
+    "restart_backoff_max_s",
+    "stop_grace_s",
+    "health_poll_interval_s",
+    "health_recheck_interval_s",
+    "metrics_interval_s",
+    "heartbeat_interval_s",
+    "poll_interval_s",
+)
 
 
 @contextlib.asynccontextmanager
-async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
+async def platform(tmp_path: Path, database_url: str | None = None) -> AsyncIterator[Platform]:
+    """The platform on `database_url` (SQLite in tmp_path when None)."""
     async with nats_server(tmp_path) as nats_url:
         settings = ControlSettings(
-            database_url=f"sqlite:///{tmp_path}/fnplane.db",
+            database_url=database_url or f"sqlite:///{tmp_path}/fnplane.db",
             key_hash_secret="test-secret",
             reconcile_interval_s=0.3,
         )
@@ -161,6 +213,7 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
             yield result
         finally:
             await asyncio.gather(*(a.aclose() for a in result.agents), return_exceptions=True)
+            await result.aclose_agent_processes()
             await client.aclose()
             await server.aclose(5)
             await lifespan.shutdown(10)

@@ -9,7 +9,7 @@ import httpx
 import psutil
 from compute_stack import PY, Platform, create_function, deploy, version, wait_for, wait_status
 
-from fnplane.compute.backends.processes import INSTANCE_MARKER
+from fnplane.compute.backends.processes import INSTANCE_MARKER, marked_processes
 
 
 async def _pid(port: int) -> int | None:
@@ -20,7 +20,9 @@ async def _pid(port: int) -> int | None:
         return None
 
 
-async def test_deploy_runs_listens_shows_logs_and_undeploy_leaves_nothing(stack: Platform) -> None:
+async def test_deploy_runs_listens_shows_logs_and_undeploy_leaves_nothing(db_stack: Platform) -> None:
+    # on SQLite and on the real PostgreSQL
+    stack = db_stack
     agent = await stack.start_agent()
     fn = await create_function(
         stack.client, f"{PY} examples/echo_server.py --unused-flag=$(NVCF_FUNCTION_NAME)"
@@ -58,7 +60,8 @@ async def test_deploy_runs_listens_shows_logs_and_undeploy_leaves_nothing(stack:
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-async def test_kill_dash_nine_is_replaced_and_active_again(stack: Platform) -> None:
+async def test_kill_dash_nine_is_replaced_and_active_again(db_stack: Platform) -> None:
+    stack = db_stack
     agent = await stack.start_agent()
     fn = await create_function(stack.client, f"{PY} examples/echo_server.py")
     assert (await deploy(stack.client, fn)).status_code == 200
@@ -93,6 +96,39 @@ async def test_exit_at_once_is_error_with_stderr_in_health_info(stack: Platform)
         return not stack.leftovers()
 
     await wait_for(nothing_left)
+
+
+async def test_never_healthy_is_failed_after_the_startup_timeout_and_shown_in_health_info(
+    stack: Platform,
+) -> None:
+    agent = await stack.start_agent(startup_timeout_s=1.5)
+    fn = await create_function(stack.client, f"{PY} examples/never_healthy_server.py")
+    assert (await deploy(stack.client, fn, min_instances=1, max_instances=1)).status_code == 200
+    deployment_url = f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}"
+
+    async def failed_entries() -> list[dict] | None:
+        response = await stack.client.get(deployment_url)
+        assert response.status_code == 200, response.text
+        return response.json()["deployment"].get("healthInfo") or None
+
+    health = await wait_for(failed_entries, timeout_s=30)
+    entry = health[0]
+    assert entry["gpu"] == "L40S" and entry["instanceType"] == "LOCAL.GPU.L40S_1x"
+    # the cause, the supervisor's sentence naming the timeout, and the function's own stderr tail
+    assert entry["error"].startswith("degraded-worker: ")
+    assert "did not pass its health check within 1.5s" in entry["error"]
+    assert "model weights missing" in entry["error"]
+    failed_id = entry["icmsRequestId"]
+    # the failed instance is no longer listed as active, and nothing of it runs any more
+    listed = (await version(stack.client, fn)).get("activeInstances") or []
+    assert failed_id not in [i["instanceId"] for i in listed]
+
+    async def failed_instance_gone() -> bool:
+        return not [p for p, iid in marked_processes(agent.agent_id) if iid == failed_id]
+
+    await wait_for(failed_instance_gone)
+    # every instance of the version fails the same way: the version is ERROR, not DEPLOYING forever
+    await wait_status(stack.client, fn, "ERROR", timeout_s=30)
 
 
 async def test_capacity_exceeded_is_refused(stack: Platform) -> None:
