@@ -1,4 +1,4 @@
-"""Cold start: deploy -> first healthy instance, minus the function's own start time.
+"""Cold start: deploy -> first healthy instance, and request -> first byte from zero, minus own start.
 
     .venv/bin/python -m bench.cold_start [--runs 5] [--write]
 
@@ -9,7 +9,12 @@ the same command directly, and subtracted: what is left is the platform's overhe
 kick, process spawn, worker start, health polling, report, status reconcile).
 The second number is the same for scale-from-zero: an ACTIVE minInstances=0 version is woken
 (`POST /v1/fnplane/versions/{vid}/wake`, what the gateway does for a waiting request) -> first RUNNING
-instance. `--write` replaces the "Cold start" section of docs/benchmarks.md.
+instance.
+The third goes through the real gateway: a pexec request (`POST /v2/nvcf/pexec/functions/{fid}`) to an
+ACTIVE minInstances=0 version with no instance -> the first byte of its response (the response head,
+sent when the worker has the function's answer). The gateway wakes the version when the request has not
+been picked up after `FNPLANE_GATEWAY_WAKE_AFTER_S`; that wait is part of the number and also shown
+subtracted. `--write` replaces the "Cold start" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import uuid
 from pathlib import Path
 
 import httpx
+
+from fnplane.invocation.settings import GatewaySettings
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = f"{sys.executable} examples/echo_server.py"
@@ -128,6 +135,33 @@ async def measure(client: httpx.AsyncClient, *, scale_from_zero: bool) -> float:
     return done - started
 
 
+async def first_byte_from_zero(client: httpx.AsyncClient) -> float:
+    """pexec to an ACTIVE version with no instance -> first byte of the response, through the gateway."""
+    body = {"name": f"cold-{uuid.uuid4().hex[:8]}", "inferenceUrl": "/echo", "containerArgs": COMMAND}
+    fn = (await client.post("/v2/nvcf/functions", json=body)).raise_for_status().json()["function"]
+    path = f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}"
+    deploy_path = f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}"
+    spec = {**SPEC, "minInstances": 0, "maxInstances": 1}
+    (await client.post(deploy_path, json={"deploymentSpecifications": [spec]})).raise_for_status()
+
+    async def idle_and_active() -> bool:
+        version = (await client.get(path)).json()["function"]
+        return version["status"] == "ACTIVE" and not version.get("activeInstances")
+
+    await wait_until(idle_and_active)
+    headers = {"NVCF-POLL-SECONDS": "60"}
+    started = time.perf_counter()
+    async with client.stream(
+        "POST", f"/v2/nvcf/pexec/functions/{fn['id']}", json={"cold": True}, headers=headers, timeout=90
+    ) as response:
+        first_byte = time.perf_counter()
+        await response.aread()
+    if response.status_code != 200:
+        raise RuntimeError(f"pexec from zero answered {response.status_code}: {response.text}")
+    (await client.delete(deploy_path)).raise_for_status()
+    return first_byte - started
+
+
 def _summary(values: list[float]) -> str:
     ms = sorted(v * 1000 for v in values)
     return f"median {statistics.median(ms):.0f} ms (min {ms[0]:.0f}, max {ms[-1]:.0f})"
@@ -146,16 +180,25 @@ async def main(runs: int, write: bool) -> None:
             ) as c:
                 deploy = [await measure(c, scale_from_zero=False) for _ in range(runs)]
                 wake = [await measure(c, scale_from_zero=True) for _ in range(runs)]
+                request = [await first_byte_from_zero(c) for _ in range(runs)]
         finally:
             up.terminate()
             await asyncio.wait_for(up.wait(), 120)
     own_median = statistics.median(own)
+    # the gateway wakes a version only for a request not picked up this soon (GatewaySettings)
+    wake_after_s = GatewaySettings().wake_after_s
     rows = [
         ("function's own start (spawn -> port open)", _summary(own)),
         ("deploy -> ACTIVE (raw)", _summary(deploy)),
         ("deploy -> ACTIVE minus own start", _summary([d - own_median for d in deploy])),
         ("wake (scaled to zero) -> RUNNING (raw)", _summary(wake)),
         ("wake -> RUNNING minus own start", _summary([w - own_median for w in wake])),
+        ("pexec to a scaled-to-zero function -> first byte (raw, through the gateway)", _summary(request)),
+        ("pexec from zero -> first byte minus own start", _summary([r - own_median for r in request])),
+        (
+            f"pexec from zero -> first byte minus own start and the gateway's {wake_after_s:g} s wake delay",
+            _summary([r - own_median - wake_after_s for r in request]),
+        ),
     ]
     section = "\n".join(
         [
@@ -173,8 +216,10 @@ async def main(runs: int, write: bool) -> None:
             "importing aiohttp/pydantic) before its first health check, plus the report -> reconcile -> "
             "status path; a function slower than the worker start is found by the next health poll "
             "(`FNPLANE_AGENT_HEALTH_POLL_INTERVAL_S`, 1 s). Wake includes the placement and the agent kick. "
-            "Request -> first byte for a scaled-to-zero function adds the gateway's queue hop to the wake "
-            "number; it is measured once the gateway calls wake (invocation benchmarks).",
+            "A request to a scaled-to-zero function waits `FNPLANE_GATEWAY_WAKE_AFTER_S` "
+            f"({wake_after_s:g} s) in the gateway before the wake is sent (the gateway wakes a version only "
+            "for a request that nobody picked up), then the wake path, then the worker's pull of the queued "
+            "request and the function's answer.",
             "",
         ]
     )

@@ -24,7 +24,13 @@ from fnplane.invocation.http import Request
 from fnplane.invocation.routing import forwarded_headers
 from fnplane.shared import errors, subjects
 from fnplane.shared.models.access import AccessGrant, VersionTarget
-from fnplane.shared.models.invocation import AssetReference, InvocationEnvelope, InvocationMode, ResponseHead
+from fnplane.shared.models.invocation import (
+    MAX_DIRECT_RESPONSE_BYTES,
+    AssetReference,
+    InvocationEnvelope,
+    InvocationMode,
+    ResponseHead,
+)
 from fnplane.shared.problems import problem_for
 
 if TYPE_CHECKING:
@@ -100,6 +106,7 @@ class Invocation:
         s = gw.settings
         bus = gw.bus
         started = time.time()
+        length: int | None
         if self._fixed_body is not None:
             body_reader = None
             inline, more, length = self._fixed_body, False, len(self._fixed_body)
@@ -132,6 +139,7 @@ class Invocation:
             bodyMore=more,
             assets=self._assets,
             invocationRegion=s.region,
+            maxResponseBytes=MAX_DIRECT_RESPONSE_BYTES,
         )
         bus.open(exchange)
         # the JetStream ack is awaited beside the response, not before it: the worker usually has the

@@ -257,7 +257,7 @@ class Forwarder:
 
     def _request_headers(
         self, env: InvocationEnvelope, output_dir: Path, asset_dir: Path
-    ) -> dict[str, str] | list[tuple[str, str]]:
+    ) -> list[tuple[str, str]]:
         a = self._assignment
         remaining = max(1, int(env.request_time + env.poll_s - time.time()))
         headers = [

@@ -133,20 +133,27 @@ class ResultWriter:
 
     async def store_body(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         if len(body) <= self._inline_result_bytes:
-            response = StoredResponse(
-                status=status, headers=headers, bodyBase64=base64.b64encode(body).decode()
+            encoded = base64.b64encode(body).decode()
+            response = StoredResponse.model_validate(
+                {"status": status, "headers": headers, "bodyBase64": encoded}
             )
         else:
             obs = await self._stores.objects()
             name = subjects.result_object(self._env.request_id)
             await obs.put(name, body)
-            response = StoredResponse(status=status, headers=headers, objectName=name)
+            response = StoredResponse.model_validate(
+                {"status": status, "headers": headers, "objectName": name}
+            )
         await self._store_final(response)
 
     async def store_response_object(
         self, status: int, headers: list[tuple[str, str]], name: str, large: bool
     ) -> None:
-        await self._store_final(StoredResponse(status=status, headers=headers, objectName=name, large=large))
+        await self._store_final(
+            StoredResponse.model_validate(
+                {"status": status, "headers": headers, "objectName": name, "large": large}
+            )
+        )
 
     async def _store_final(self, response: StoredResponse) -> None:
         percent = 100 if nvcf_status(response.status) is RequestStatus.FULFILLED else None
