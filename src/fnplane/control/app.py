@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fnplane.control.content_type import JsonBodyMiddleware
 from fnplane.control.settings import ControlSettings
 from fnplane.shared.errors import FnplaneError
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
@@ -112,6 +113,7 @@ def create_app(settings: ControlSettings, engine: AsyncEngine) -> FastAPI:
     app.state.authenticator = app.state.auth.authenticator
     _install_functions_plane(app, settings, engine)
     install_problem_handlers(app)
+    app.add_middleware(JsonBodyMiddleware)
     # Routers are included by fnplane.control.routes.include_all (each issue adds its own).
     from fnplane.control.routes import include_all
 
