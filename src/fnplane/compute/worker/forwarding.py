@@ -431,7 +431,7 @@ class Forwarder:
         except (aiohttp.ClientError, BodyError, OSError) as exc:
             source = "nvcf-worker-service" if isinstance(exc, BodyError) else "inference-connection"
             h, b = problem(500, f"{exc!r}", source)
-            return _Result(500, h, b, None, output_dir)
+            return _Result(500, h, b, None, output_dir, worker_error=True)
         if STREAM_TYPE in (resp.headers.get("Content-Type") or ""):
             return _Stream(resp)
         try:
@@ -452,7 +452,7 @@ class Forwarder:
             return _Result(resp.status, response_headers(resp), bytes(buf), spill, output_dir)
         except (aiohttp.ClientError, OSError) as exc:
             h, b = problem(500, f"{exc!r}", "inference-connection")
-            return _Result(500, h, b, None, output_dir)
+            return _Result(500, h, b, None, output_dir, worker_error=True)
         finally:
             resp.release()
 
@@ -468,7 +468,8 @@ class Forwarder:
                 await channel.head(302, [(subjects.HDR_LARGE_RESULT, rid)], b"", end=True)
             return
         status, headers, body = result.status, result.headers, result.body
-        if status >= 400:
+        if status >= 400 and not result.worker_error:
+            # a container error is rewritten; the worker's own problem (function unreachable) is kept
             headers, body = problem(status, container_error_detail(body), "inference-service")
         await self._finish(channel, writer, rid, status, headers, body)
 
@@ -492,11 +493,19 @@ class Forwarder:
 
 
 class _Result:
-    __slots__ = ("body", "headers", "output_dir", "spill", "status")
+    __slots__ = ("body", "headers", "output_dir", "spill", "status", "worker_error")
 
     def __init__(
-        self, status: int, headers: list[tuple[str, str]], body: bytes, spill: Path | None, output_dir: Path
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        spill: Path | None,
+        output_dir: Path,
+        *,
+        worker_error: bool = False,
     ) -> None:
+        self.worker_error = worker_error
         self.status = status
         self.headers = headers
         self.body = body
