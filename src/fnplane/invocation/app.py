@@ -111,9 +111,13 @@ class Gateway:
         url = f"{self.settings.control_url.rstrip('/')}/v1/fnplane/versions/{version_id}/wake"
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with self._http.post(
-                url, timeout=aiohttp.ClientTimeout(total=self.settings.wake_timeout_s)
-            ):
-                pass
+                url,
+                # aiohttp would label the empty body application/octet-stream, which the API refuses
+                headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self.settings.wake_timeout_s),
+            ) as resp:
+                if resp.status >= 400:
+                    log.warning("wake hint for version %s answered %d", version_id, resp.status)
 
     # --- ASGI --------------------------------------------------------------------------------------
 
