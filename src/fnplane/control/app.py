@@ -15,7 +15,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fnplane.control.auth.components import create_auth
+from fnplane.control.autoscaler import Autoscaler
 from fnplane.control.content_type import JsonBodyMiddleware
+from fnplane.control.reconciler import Reconciler
+from fnplane.control.routes import include_all
+from fnplane.control.services.access import ControlAccessAuthority
+from fnplane.control.services.notify import no_notify
 from fnplane.control.settings import ControlSettings
 from fnplane.shared.errors import FnplaneError
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
@@ -58,11 +64,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def _install_functions_plane(app: FastAPI, settings: ControlSettings, engine: AsyncEngine) -> None:
-    """Reconciler, agent kicks and the AccessAuthority (functions, deployments, instances)."""
-    from fnplane.control.reconciler import Reconciler
-    from fnplane.control.services.access import ControlAccessAuthority
-    from fnplane.control.services.notify import no_notify
-
+    """Reconciler, agent kicks, the AccessAuthority and the autoscaler."""
     # `fnplane up` replaces app.state.notify with a NATS publisher; read at call time so it may
     app.state.notify = no_notify
 
@@ -76,9 +78,7 @@ def _install_functions_plane(app: FastAPI, settings: ControlSettings, engine: As
         auth_ttl_s=settings.auth_cache_ttl_s,
         versions_ttl_s=settings.access_versions_cache_ttl_s,
     )
-    # autoscaler (issue 3): fed by the agents' metrics; `fnplane up` may set app.state.nats for instance logs
-    from fnplane.control.autoscaler import Autoscaler
-
+    # the autoscaler is fed by the agents' metrics; `fnplane up` may set app.state.nats for instance logs
     app.state.nats = None
     app.state.autoscaler = Autoscaler(engine)
     app.state.metrics_sink = app.state.autoscaler.store
@@ -107,15 +107,10 @@ def create_app(settings: ControlSettings, engine: AsyncEngine) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     # authentication: API keys and JWTs (fnplane.control.auth); the AccessAuthority uses it too
-    from fnplane.control.auth.components import create_auth
-
     app.state.auth = create_auth(engine, settings)
     app.state.authenticator = app.state.auth.authenticator
     _install_functions_plane(app, settings, engine)
     install_problem_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
-    # Routers are included by fnplane.control.routes.include_all (each issue adds its own).
-    from fnplane.control.routes import include_all
-
     include_all(app)
     return app

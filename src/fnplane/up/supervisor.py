@@ -19,8 +19,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import nats
+
 from fnplane.compute.agent import Agent
 from fnplane.compute.settings import AgentSettings
+from fnplane.control.app import create_app
+from fnplane.control.auth.bootstrap import bootstrap
+from fnplane.control.auth.credentials import new_api_key
+from fnplane.control.db.engine import open_database
+from fnplane.control.settings import ControlSettings
 from fnplane.invocation.app import Gateway, create_gateway_app, is_gateway_request
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import subjects
@@ -88,12 +95,6 @@ class Platform:
             self.nats_url = await self._embedded_nats.start()
             self._push("nats-server", self._embedded_nats.aclose)
 
-        from fnplane.control.app import create_app
-        from fnplane.control.auth.bootstrap import bootstrap
-        from fnplane.control.auth.credentials import new_api_key
-        from fnplane.control.db.engine import open_database
-        from fnplane.control.settings import ControlSettings
-
         self.database_url = s.database_url or self.home.database_url
         self._engine = await open_database(self.database_url)
         self._push("database", self._engine.dispose)
@@ -102,13 +103,9 @@ class Platform:
         overrides: dict[str, Any] = {"database_url": self.database_url}
         if control_settings.key_hash_secret == ControlSettings.model_fields["key_hash_secret"].default:
             overrides["key_hash_secret"] = self.home.key_hash_secret()
-        if s.public_url and "public_url" in ControlSettings.model_fields:
-            overrides["public_url"] = s.public_url
         control_settings = control_settings.model_copy(update=overrides)
 
-        await self._bootstrap_admin_key(control_settings, bootstrap, new_api_key)
-
-        import nats
+        await self._bootstrap_admin_key(control_settings)
 
         self._nats = await nats.connect(
             self.nats_url,
@@ -157,12 +154,7 @@ class Platform:
         self._push("drain", lambda: self._drain(app), s.drain_timeout_s + 5)
         # gRPC proxy (issue 5) starts here, on s.grpc_port, next to the HTTP server.
 
-    async def _bootstrap_admin_key(
-        self,
-        control_settings: Any,
-        bootstrap: Callable[..., Awaitable[str | None]],
-        new_api_key: Callable[[], str],
-    ) -> None:
+    async def _bootstrap_admin_key(self, control_settings: ControlSettings) -> None:
         """The admin key: FNPLANE_ADMIN_KEY, else the one in DIR/admin-key, else a new one (printed once)."""
         stored = self.home.stored_admin_key()
         key = self.settings.admin_key or stored or new_api_key()

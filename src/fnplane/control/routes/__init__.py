@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from fastapi import FastAPI
 
 
 def include_all(app: FastAPI) -> None:
     # Each resource module exposes `router`; order does not matter.
-    from importlib import import_module
-
     for name in ROUTE_MODULES:
         app.include_router(import_module(f"fnplane.control.routes.{name}").router)
 
