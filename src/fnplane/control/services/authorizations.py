@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from fnplane.control.auth.principal import Principal
 from fnplane.control.db.repositories import authorizations as parties_repo
-from fnplane.control.db.repositories import functions as functions_repo
 from fnplane.control.db.repositories.authorizations import Party
 from fnplane.control.db.repositories.transactions import Connection, Engine, reading, transaction
 from fnplane.control.services.visibility import owned_function, version_not_found
@@ -34,13 +33,18 @@ def _dto(function_id: str, owner: str, version_id: str | None, parties: list[Par
     )
 
 
+async def _owned(conn: Connection, principal: Principal, function_id: str, version_id: str | None) -> None:
+    """The function (and the version, if given) is owned by the caller (404) and covered by the key (403)."""
+    versions = await owned_function(conn, principal, function_id)
+    if version_id is not None and version_id not in {v.version_id for v in versions}:
+        raise version_not_found(function_id, version_id)
+
+
 async def _manageable(
     conn: Connection, principal: Principal, function_id: str, version_id: str | None
 ) -> None:
     """Owned by the caller (404), covered by the key (403), and not public (400) unless super admin."""
-    versions = await owned_function(conn, principal, function_id)
-    if version_id is not None and version_id not in {v.version_id for v in versions}:
-        raise version_not_found(function_id, version_id)
+    await _owned(conn, principal, function_id, version_id)
     if await parties_repo.is_public(conn, function_id) and not _is_super_admin(principal):
         raise BadRequestError(f"Function '{function_id}' is public; its authorizations cannot be changed")
 
@@ -147,11 +151,7 @@ async def get_version(
     engine: Engine, principal: Principal, function_id: str, version_id: str
 ) -> AuthorizedPartiesDto:
     async with reading(engine) as conn:
-        versions = await owned_function(conn, principal, function_id)
-        if version_id not in {v.version_id for v in versions}:
-            raise version_not_found(function_id, version_id)
-        record = await functions_repo.get_version(conn, version_id)
-        assert record is not None
+        await _owned(conn, principal, function_id, version_id)
         parties = await parties_repo.all_parties(conn, function_id)
     mine = [p for p in parties if p.version_id in (None, version_id)]
     return _dto(function_id, principal.nca_id, version_id, mine)
