@@ -30,7 +30,16 @@ from fnplane.invocation import handlers, queues, status
 from fnplane.invocation.access import CachedAccess
 from fnplane.invocation.assets import AssetService
 from fnplane.invocation.bus import RequestBus
-from fnplane.invocation.http import Receive, Request, Scope, Send, send_bytes, send_error, send_problem
+from fnplane.invocation.http import (
+    EXPOSE,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    send_bytes,
+    send_error,
+    send_problem,
+)
 from fnplane.invocation.routing import direct_target, is_gateway_request
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
@@ -49,6 +58,7 @@ CORS_HEADERS = [
     (b"access-control-max-age", b"86400"),
 ]
 WAKE_INTERVAL_S = 5.0
+INVOCATION_PREFIXES = ("/v2/nvcf/pexec/", "/v2/nvcf/exec/")
 
 
 class Gateway:
@@ -69,7 +79,7 @@ class Gateway:
             return
         await self.bus.start()
         assert self.bus.js is not None
-        self.stores = GatewayStores(self.bus.js)
+        self.stores = GatewayStores(self.bus.js, self.settings.object_ttl_s)
         await self.stores.start()
         self.signer = UrlSigner(await self.stores.signing_key())
         self._started = True
@@ -131,7 +141,15 @@ class Gateway:
         try:
             await self._route(request)
         except errors.FnplaneError as exc:
-            await send_error(send, exc, request.path)
+            await send_error(send, exc, request.path, self._error_headers(request))
+
+    def _error_headers(self, request: Request) -> list[tuple[bytes, bytes]]:
+        """NVCF-STATUS and the CORS expose header also on invocation errors raised before a request id."""
+        if request.path.startswith(INVOCATION_PREFIXES) or direct_target(
+            request.headers, self.settings.host_label
+        ):
+            return [(b"nvcf-status", b"errored"), EXPOSE]
+        return []
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fnplane.shared.models.invocation import OBJECT_TTL_S
+
 
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FNPLANE_GATEWAY_")
@@ -46,6 +48,9 @@ class GatewaySettings(BaseSettings):
     # signed asset upload URL validity (NVCF presign: 35 min) and large-result Location validity (24 h)
     upload_url_ttl_s: float = 35 * 60.0
     result_url_ttl_s: float = 24 * 3600.0
+    # assets (records and content) and large results are deleted this long after they were stored
+    # (NVCF: 24 h); the TTL of the NATS buckets, fixed by whoever creates them first
+    object_ttl_s: float = OBJECT_TTL_S
     # "which gateway holds request X" broadcast, for queue positions
     locate_timeout_s: float = 0.5
     nats_connect_timeout_s: float = 5.0

@@ -27,14 +27,15 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from fnplane.shared import errors, subjects
-from fnplane.shared.models.invocation import ASSET_TTL_S, OBJECT_TTL_S, STATUS_TTL_S, StatusRecord
+from fnplane.shared.models.invocation import OBJECT_TTL_S, STATUS_TTL_S, StatusRecord
 
 CHUNK_BYTES = 128 * 1024
 
 
 class GatewayStores:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, object_ttl_s: float = OBJECT_TTL_S) -> None:
         self._js = js
+        self._object_ttl_s = object_ttl_s
         self.status: KeyValue | None = None
         self.assets: KeyValue | None = None
         self.state: KeyValue | None = None
@@ -42,13 +43,13 @@ class GatewayStores:
 
     async def start(self) -> None:
         self.status = await self._kv(subjects.STATUS_BUCKET, STATUS_TTL_S)
-        self.assets = await self._kv(subjects.ASSET_BUCKET, ASSET_TTL_S)
+        self.assets = await self._kv(subjects.ASSET_BUCKET, self._object_ttl_s)
         self.state = await self._kv(subjects.GATEWAY_BUCKET, None)
         try:
             self.objects = await self._js.object_store(subjects.OBJECT_BUCKET)
         except BucketNotFoundError:
             config = api.ObjectStoreConfig(
-                bucket=subjects.OBJECT_BUCKET, ttl=OBJECT_TTL_S, storage=api.StorageType.FILE
+                bucket=subjects.OBJECT_BUCKET, ttl=self._object_ttl_s, storage=api.StorageType.FILE
             )
             try:
                 self.objects = await self._js.create_object_store(subjects.OBJECT_BUCKET, config)
