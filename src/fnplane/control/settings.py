@@ -9,7 +9,8 @@ class ControlSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FNPLANE_CONTROL_")
 
     database_url: str = "sqlite:///fnplane.db"
-    # secret for the keyed hash of API keys and service-account secrets; set by `fnplane up`
+    # secret for the keyed hash of API keys and service-account secrets, and from which the key that
+    # encrypts the stored JWT signing keys is derived; `fnplane up` keeps one in its home directory
     key_hash_secret: str = "change-me"
     jwt_issuer: str = "fnplane"
     jwt_ttl_s: int = 3600

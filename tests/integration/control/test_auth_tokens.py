@@ -9,9 +9,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from fnplane.control.app import create_app
 from fnplane.control.db.engine import open_database
+from fnplane.control.db.repositories.signing_keys import SigningKeyRecord, SigningKeyRepository
 from fnplane.control.settings import ControlSettings
 from fnplane.shared.scopes import DEPLOY_FUNCTION, INVOKE_FUNCTION, LIST_FUNCTIONS, MANAGE_KEYS
 
@@ -208,3 +211,58 @@ async def test_jwt_credentials_on_routes(make_client: Any, http: httpx.AsyncClie
     assert "expired" in response.json()["detail"]
     for header in ("Bearer not-a-token", "Basic abc", "Bearer "):
         assert (await http.get("/v1/keys", headers={"Authorization": header})).status_code == 401
+
+
+async def test_signing_keys_are_stored_encrypted_under_the_key_hash_secret(
+    admin_client: httpx.AsyncClient,
+    http: httpx.AsyncClient,
+    control_settings: ControlSettings,
+    control_engine: Any,
+) -> None:
+    sa = await _service_account(admin_client, [LIST_FUNCTIONS])
+    token = (await _token(http, "ci-bot", sa["clientSecret"])).json()["access_token"]
+    records = await SigningKeyRepository(control_engine).list()
+    assert records
+    for record in records:
+        assert record.private_key_pem.startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        with pytest.raises(TypeError):
+            serialization.load_pem_private_key(record.private_key_pem.encode(), password=None)
+    # the same database under another secret cannot use those keys: the token is not accepted there
+    other = create_app(
+        control_settings.model_copy(update={"key_hash_secret": "another-secret"}), control_engine
+    )
+    transport = httpx.ASGITransport(app=other)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as foreign:
+        response = await foreign.get(
+            "/v2/nvcf/service-accounts", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 401, response.text
+        assert "unknown key" in response.json()["detail"]
+        jwks = (await foreign.get("/.well-known/jwks.json")).json()
+        assert jwt.get_unverified_header(token)["kid"] not in {k["kid"] for k in jwks["keys"]}
+
+
+async def test_a_plaintext_key_planted_in_the_table_never_signs_or_verifies(
+    admin_client: httpx.AsyncClient, http: httpx.AsyncClient, control_engine: Any
+) -> None:
+    sa = await _service_account(admin_client, [LIST_FUNCTIONS])
+    planted = ec.generate_private_key(ec.SECP256R1())
+    pem = planted.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    # newest and active: it would be the signing key if plaintext keys were trusted
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert await SigningKeyRepository(control_engine).insert(SigningKeyRecord("planted", pem, True, later))
+    now = int(datetime.now(UTC).timestamp())
+    forged = jwt.encode(
+        {"iss": "fnplane", "sub": "ci-bot", "iat": now, "exp": now + 60, "scopes": [LIST_FUNCTIONS]},
+        planted,
+        algorithm="ES256",
+        headers={"kid": "planted"},
+    )
+    response = await http.get("/v2/nvcf/service-accounts", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401, response.text
+    token = (await _token(http, "ci-bot", sa["clientSecret"])).json()["access_token"]
+    assert jwt.get_unverified_header(token)["kid"] != "planted"
+    jwks = (await http.get("/.well-known/jwks.json")).json()
+    assert "planted" not in {k["kid"] for k in jwks["keys"]}

@@ -37,7 +37,9 @@ class AuthComponents:
 
 
 def create_auth(engine: AsyncEngine, settings: ControlSettings) -> AuthComponents:
-    signer = TokenSigner(SigningKeyRepository(engine), issuer=settings.jwt_issuer)
+    signer = TokenSigner(
+        SigningKeyRepository(engine), issuer=settings.jwt_issuer, key_hash_secret=settings.key_hash_secret
+    )
     clients = ClientRepository(engine)
     keys = ApiKeyRepository(engine)
     authenticator = DatabaseAuthenticator(

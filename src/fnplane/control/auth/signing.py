@@ -3,6 +3,11 @@
 Keys live in the `signing_keys` table, so tokens minted before a restart still verify after it, and
 every control-plane process sharing a database signs and verifies with the same keys. A key's `kid`
 is its RFC 7638 thumbprint.
+
+Private keys are stored encrypted (PKCS#8, AES-256) under a key derived from the key-hash secret
+(`ControlSettings.key_hash_secret`, which `fnplane up` keeps in its home directory, not in the
+database). A copy of the database alone therefore cannot mint tokens, and a key written into the
+table by someone without the secret (or a plaintext one) is never loaded: it is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -18,12 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.signing_keys import SigningKeyRecord, SigningKeyRepository
 from fnplane.shared.errors import UnauthorizedError
+
+logger = logging.getLogger(__name__)
 
 ALGORITHM = "ES256"
 # a token whose kid we do not know makes us re-read the table at most this often
@@ -32,6 +41,12 @@ _RELOAD_INTERVAL_S = 1.0
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def storage_password(key_hash_secret: str) -> bytes:
+    """The password of the stored private keys: HKDF-SHA256 of the key-hash secret, for this use only."""
+    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"fnplane signing-key storage")
+    return kdf.derive(key_hash_secret.encode())
 
 
 def public_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, str]:
@@ -70,9 +85,11 @@ class MintedToken:
 
 
 class TokenSigner:
-    def __init__(self, repository: SigningKeyRepository, *, issuer: str) -> None:
+    def __init__(self, repository: SigningKeyRepository, *, issuer: str, key_hash_secret: str) -> None:
         self._repository = repository
         self._issuer = issuer
+        self._password = storage_password(key_hash_secret)
+        self._ignored: set[str] = set()  # kids already warned about
         self._keys: dict[str, _Key] = {}
         self._loaded_at = -1e9
         self._lock = asyncio.Lock()
@@ -81,12 +98,26 @@ class TokenSigner:
         records = await self._repository.list()
         keys = {}
         for record in records:
-            private = serialization.load_pem_private_key(record.private_key_pem.encode(), password=None)
-            if not isinstance(private, ec.EllipticCurvePrivateKey):
-                raise TypeError(f"signing key {record.kid} is not an EC key")
-            keys[record.kid] = _Key(record.kid, private, record.active)
+            private = self._decrypt(record)
+            if private is not None:
+                keys[record.kid] = _Key(record.kid, private, record.active)
         self._keys = keys
         self._loaded_at = time.monotonic()
+
+    def _decrypt(self, record: SigningKeyRecord) -> ec.EllipticCurvePrivateKey | None:
+        try:
+            private = serialization.load_pem_private_key(record.private_key_pem.encode(), self._password)
+        except (TypeError, ValueError):
+            # TypeError: stored unencrypted; ValueError: another secret's key, or not a key at all
+            private = None
+        if isinstance(private, ec.EllipticCurvePrivateKey):
+            return private
+        if record.kid not in self._ignored:
+            self._ignored.add(record.kid)
+            logger.warning(
+                "signing key %s is not an EC key encrypted with this key-hash secret; ignored", record.kid
+            )
+        return None
 
     async def ensure_key(self) -> bool:
         """Load the keys; create and persist one if there is none. True if one was created."""
@@ -96,7 +127,9 @@ class TokenSigner:
                 return False
             private = ec.generate_private_key(ec.SECP256R1())
             pem = private.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(self._password),
             ).decode()
             kid = thumbprint(public_jwk(private.public_key()))
             created = await self._repository.insert(SigningKeyRecord(kid, pem, True, now_utc()))
