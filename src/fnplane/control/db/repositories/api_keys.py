@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,20 +49,7 @@ class ApiKeyRepository:
 
     async def insert(self, record: ApiKeyRecord) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(tables.api_keys).values(
-                    key_id=record.key_id,
-                    key_hash=record.key_hash,
-                    hint=record.hint,
-                    nca_id=record.nca_id,
-                    owner_id=record.owner_id,
-                    description=record.description,
-                    authorizations=record.authorizations,
-                    status=record.status,
-                    created_at=record.created_at,
-                    expires_at=record.expires_at,
-                )
-            )
+            await conn.execute(insert(tables.api_keys).values(**asdict(record)))
 
     async def by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         async with self._engine.connect() as conn:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select, update
@@ -46,17 +46,8 @@ class ClientRepository:
         """ConflictError if the client id is taken (client ids are global, like NVCF's)."""
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    insert(tables.clients).values(
-                        client_id=record.client_id,
-                        nca_id=record.nca_id,
-                        name=record.name,
-                        secret_hash=record.secret_hash,
-                        allowed_scopes=sorted(record.allowed_scopes),
-                        created_at=record.created_at,
-                        rotated_at=record.rotated_at,
-                    )
-                )
+                row = {**asdict(record), "allowed_scopes": sorted(record.allowed_scopes)}
+                await conn.execute(insert(tables.clients).values(**row))
         except IntegrityError as error:
             raise ConflictError(f"Client '{record.client_id}' already exists") from error
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, select
@@ -35,14 +35,7 @@ class SigningKeyRepository:
         """False if a key with this kid exists already (two processes raced to create one)."""
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    insert(tables.signing_keys).values(
-                        kid=record.kid,
-                        private_key_pem=record.private_key_pem,
-                        active=record.active,
-                        created_at=record.created_at,
-                    )
-                )
+                await conn.execute(insert(tables.signing_keys).values(**asdict(record)))
         except IntegrityError:
             return False
         return True
