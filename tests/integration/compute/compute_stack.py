@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 import nats
-import pytest
 
+import polling
 from fnplane.compute.agent import Agent
 from fnplane.compute.backends.processes import marked_processes, terminate_processes
 from fnplane.compute.settings import AgentSettings
@@ -253,31 +253,11 @@ async def deploy(
     )
 
 
-async def version(client: httpx.AsyncClient, fn: dict[str, Any]) -> dict[str, Any]:
-    response = await client.get(f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}")
-    assert response.status_code == 200, response.text
-    return response.json()["function"]
-
-
 async def wait_for(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = await predicate()
-        if last:
-            return last
-        await asyncio.sleep(interval_s)
-    pytest.fail(f"condition not met within {timeout_s} s (last value: {last!r})")
+    return await polling.wait_for(predicate, timeout_s, interval_s)
 
 
 async def wait_status(
     client: httpx.AsyncClient, fn: dict[str, Any], status: str, timeout_s: float = 20.0
-) -> dict:
-    async def check() -> dict | None:
-        current = await version(client, fn)
-        return current if current["status"] == status else None
-
-    try:
-        return await wait_for(check, timeout_s)
-    except pytest.fail.Exception:
-        pytest.fail(f"status {status} not reached in {timeout_s}s: {(await version(client, fn))['status']}")
+) -> dict[str, Any]:
+    return await polling.wait_status(client, fn, status, timeout_s, interval_s=0.1)

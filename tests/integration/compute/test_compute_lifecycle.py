@@ -7,9 +7,10 @@ import signal
 
 import httpx
 import psutil
-from compute_stack import PY, Platform, create_function, deploy, version, wait_for, wait_status
+from compute_stack import PY, Platform, create_function, deploy, wait_for, wait_status
 
 from fnplane.compute.backends.processes import INSTANCE_MARKER, marked_processes
+from polling import get_version
 
 
 async def _pid(port: int) -> int | None:
@@ -120,7 +121,7 @@ async def test_never_healthy_is_failed_after_the_startup_timeout_and_shown_in_he
     assert "model weights missing" in entry["error"]
     failed_id = entry["icmsRequestId"]
     # the failed instance is no longer listed as active, and nothing of it runs any more
-    listed = (await version(stack.client, fn)).get("activeInstances") or []
+    listed = (await get_version(stack.client, fn)).get("activeInstances") or []
     assert failed_id not in [i["instanceId"] for i in listed]
 
     async def failed_instance_gone() -> bool:
@@ -137,7 +138,7 @@ async def test_capacity_exceeded_is_refused(stack: Platform) -> None:
     response = await deploy(stack.client, fn, min_instances=3, max_instances=3)
     assert response.status_code == 400
     assert "no available clusters" in response.json()["detail"].lower()
-    assert (await version(stack.client, fn))["status"] == "INACTIVE"
+    assert (await get_version(stack.client, fn))["status"] == "INACTIVE"
 
 
 async def test_two_agents_share_one_control_plane(stack: Platform) -> None:
@@ -164,7 +165,7 @@ async def test_scale_from_zero_on_wake(stack: Platform) -> None:
     assert wake.json()["requested"] is True
 
     async def running() -> list | None:
-        instances = (await version(stack.client, fn)).get("activeInstances") or []
+        instances = (await get_version(stack.client, fn)).get("activeInstances") or []
         return instances if any(i.get("instanceStatus") == "RUNNING" for i in instances) else None
 
     await wait_for(running)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from compute_stack import PY, Platform, create_function, deploy, version, wait_for, wait_status
+from compute_stack import PY, Platform, create_function, deploy, wait_for, wait_status
 
 from fnplane.control.autoscaler import Autoscaler, AutoscalerSettings
+from polling import get_version
 
 
 async def test_autoscaler_scales_up_under_load_and_down_to_zero_when_idle(stack: Platform) -> None:
@@ -58,11 +59,11 @@ async def test_autoscaler_scales_up_under_load_and_down_to_zero_when_idle(stack:
         return not stack.leftovers()
 
     await wait_for(no_process)
-    assert (await version(stack.client, fn))["status"] == "ACTIVE"
+    assert (await get_version(stack.client, fn))["status"] == "ACTIVE"
 
 
 async def _running(stack: Platform, fn: dict, count: int) -> bool:
-    instances = (await version(stack.client, fn)).get("activeInstances") or []
+    instances = (await get_version(stack.client, fn)).get("activeInstances") or []
     return sum(i.get("instanceStatus") == "RUNNING" for i in instances) == count
 
 

@@ -6,13 +6,13 @@ status machine is driven exactly as the compute plane drives it.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+
+import polling
 
 GPU = "L40S"
 INSTANCE_TYPE = "LOCAL.GPU.L40S_1x"
@@ -97,36 +97,14 @@ async def report(client: httpx.AsyncClient, instance_id: str, state: str, **extr
     assert response.status_code == 204, response.text
 
 
-async def get_version(client: httpx.AsyncClient, fn: dict[str, Any]) -> dict[str, Any]:
-    response = await client.get(f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}")
-    assert response.status_code == 200, response.text
-    return response.json()["function"]
-
-
 async def wait_for(predicate: Any, timeout_s: float = 3.0, interval_s: float = 0.05) -> Any:
-    """Poll an async predicate until it returns something truthy; fail with the last value."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = await predicate()
-        if last:
-            return last
-        await asyncio.sleep(interval_s)
-    pytest.fail(f"condition not met within {timeout_s} s (last value: {last!r})")
+    return await polling.wait_for(predicate, timeout_s, interval_s)
 
 
 async def wait_status(
     client: httpx.AsyncClient, fn: dict[str, Any], status: str, timeout_s: float = 2.0
-) -> None:
-    async def check() -> bool:
-        return (await get_version(client, fn))["status"] == status
-
-    try:
-        await wait_for(check, timeout_s)
-    except pytest.fail.Exception:
-        pytest.fail(
-            f"status {status} not reached within {timeout_s} s: {(await get_version(client, fn))['status']}"
-        )
+) -> dict[str, Any]:
+    return await polling.wait_status(client, fn, status, timeout_s)
 
 
 async def wait_live(client: httpx.AsyncClient, count: int, cluster: str = "local") -> list[dict[str, Any]]:

@@ -11,12 +11,12 @@ from functions_helpers import (
     assignments,
     create_function,
     deploy,
-    get_version,
     register_cluster,
     spec,
 )
 
 from fnplane.shared.scopes import DEPLOY_FUNCTION, LIST_FUNCTIONS
+from polling import get_version
 
 
 async def test_deploy_returns_200_and_places_min_instances(admin_client: httpx.AsyncClient) -> None:

@@ -14,7 +14,6 @@ from functions_helpers import (
     assignments,
     create_function,
     deploy,
-    get_version,
     reconciler,  # noqa: F401 - fixture
     register_cluster,
     report,
@@ -27,6 +26,7 @@ from functions_helpers import (
 from fnplane.control.services.deployments import set_target_instances
 from fnplane.control.settings import ControlSettings
 from fnplane.shared.scopes import LIST_FUNCTIONS
+from polling import get_version
 
 pytestmark = pytest.mark.usefixtures("reconciler")
 
