@@ -22,6 +22,7 @@ from fnplane.control.reconciler import Reconciler
 from fnplane.control.routes import include_all
 from fnplane.control.services.access import ControlAccessAuthority
 from fnplane.control.services.notify import no_notify
+from fnplane.control.services.secret_box import SecretBox
 from fnplane.control.settings import ControlSettings
 from fnplane.shared.errors import FnplaneError
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
@@ -96,6 +97,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: ControlSettings, engine: AsyncEngine) -> FastAPI:
+    """The app; MissingKeyHashSecretError (naming FNPLANE_CONTROL_KEY_HASH_SECRET) without a secret."""
+    key_hash_secret = settings.require_key_hash_secret()
     app = FastAPI(
         title="fnplane control plane",
         version="0.1.0",
@@ -109,6 +112,8 @@ def create_app(settings: ControlSettings, engine: AsyncEngine) -> FastAPI:
     # authentication: API keys and JWTs (fnplane.control.auth); the AccessAuthority uses it too
     app.state.auth = create_auth(engine, settings)
     app.state.authenticator = app.state.auth.authenticator
+    # function secret values are stored sealed; opened only for the agents' instance assignments
+    app.state.secret_box = SecretBox(key_hash_secret)
     _install_functions_plane(app, settings, engine)
     install_problem_handlers(app)
     app.add_middleware(JsonBodyMiddleware)

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# the former default of key_hash_secret, published in docs/settings.md: never accepted
+_PUBLIC_SECRETS = frozenset({"change-me"})
+
+
+class MissingKeyHashSecretError(RuntimeError):
+    """The control plane was configured without a key-hash secret of its own."""
+
 
 class ControlSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FNPLANE_CONTROL_")
 
     database_url: str = "sqlite:///fnplane.db"
-    # secret for the keyed hash of API keys and service-account secrets, and from which the key that
-    # encrypts the stored JWT signing keys is derived; `fnplane up` keeps one in its home directory
-    key_hash_secret: str = "change-me"
+    # secret for the keyed hash of API keys and service-account secrets, and from which the keys that
+    # encrypt the stored JWT signing keys and function secrets are derived; required (the control
+    # plane refuses to start without it); `fnplane up` keeps one in its home directory
+    key_hash_secret: str | None = None
     jwt_issuer: str = "fnplane"
     jwt_ttl_s: int = 3600
     # how long a resolved credential is cached by the control plane and the gateway
@@ -31,3 +39,14 @@ class ControlSettings(BaseSettings):
     instance_failure_window_s: float = 600.0
     # the AccessAuthority caches a function's visible versions (with their status) this long
     access_versions_cache_ttl_s: float = 0.5
+
+    def require_key_hash_secret(self) -> str:
+        """The key-hash secret; MissingKeyHashSecretError if it is unset, blank or a known public value."""
+        secret = self.key_hash_secret
+        if secret is None or not secret.strip() or secret in _PUBLIC_SECRETS:
+            raise MissingKeyHashSecretError(
+                "the control plane needs a key-hash secret of its own: set FNPLANE_CONTROL_KEY_HASH_SECRET "
+                "to a long random string (python -c 'import secrets; print(secrets.token_urlsafe(48))') and "
+                "keep it: API keys, signing keys and function secrets depend on it"
+            )
+        return secret

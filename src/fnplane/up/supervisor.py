@@ -101,7 +101,7 @@ class Platform:
 
         control_settings = ControlSettings()
         overrides: dict[str, Any] = {"database_url": self.database_url}
-        if control_settings.key_hash_secret == ControlSettings.model_fields["key_hash_secret"].default:
+        if not (control_settings.key_hash_secret or "").strip():
             overrides["key_hash_secret"] = self.home.key_hash_secret()
         control_settings = control_settings.model_copy(update=overrides)
 

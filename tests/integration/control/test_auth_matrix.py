@@ -96,6 +96,11 @@ def _bodies(world: dict[str, str]) -> dict[tuple[str, str], Any]:
         ("PATCH", "/v2/nvcf/accounts/{nca_id}"): {"name": "matrix-renamed"},
         ("POST", "/v1/fnplane/instances/{instanceId}/reports"): {"state": "starting"},
         ("POST", "/v1/fnplane/access"): {"scope": INVOKE_FUNCTION, "functionId": world["functionId"]},
+        # the world's version is deployed without secrets: the owner gets 400 (only INACTIVE ones may get
+        # their first secrets), which still shows the caller passed authentication and authorization
+        ("PUT", "/v2/nvcf/secrets/functions/{functionId}/versions/{versionId}"): {
+            "secrets": [{"name": "MATRIX", "value": "x"}]
+        },
     }
 
 

@@ -37,18 +37,17 @@ class AuthComponents:
 
 
 def create_auth(engine: AsyncEngine, settings: ControlSettings) -> AuthComponents:
-    signer = TokenSigner(
-        SigningKeyRepository(engine), issuer=settings.jwt_issuer, key_hash_secret=settings.key_hash_secret
-    )
+    secret = settings.require_key_hash_secret()
+    signer = TokenSigner(SigningKeyRepository(engine), issuer=settings.jwt_issuer, key_hash_secret=secret)
     clients = ClientRepository(engine)
     keys = ApiKeyRepository(engine)
     authenticator = DatabaseAuthenticator(
-        keys, clients, signer, key_hash_secret=settings.key_hash_secret, cache_ttl_s=settings.auth_cache_ttl_s
+        keys, clients, signer, key_hash_secret=secret, cache_ttl_s=settings.auth_cache_ttl_s
     )
     api_keys = ApiKeyService(
         keys,
         authenticator,
-        key_hash_secret=settings.key_hash_secret,
+        key_hash_secret=secret,
         max_keys_per_owner=settings.max_api_keys_per_owner,
         max_ttl_days=settings.max_api_key_ttl_days,
         max_authz_size_chars=settings.max_authz_size_chars,
@@ -57,7 +56,7 @@ def create_auth(engine: AsyncEngine, settings: ControlSettings) -> AuthComponent
         clients,
         signer,
         authenticator,
-        key_hash_secret=settings.key_hash_secret,
+        key_hash_secret=secret,
         token_ttl_s=settings.jwt_ttl_s,
     )
     accounts = AccountRepository(engine)

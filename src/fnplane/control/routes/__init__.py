@@ -26,4 +26,5 @@ ROUTE_MODULES: list[str] = [
     "access",
     "instance_logs",
     "scaling",
+    "secrets",
 ]

@@ -53,7 +53,8 @@ async def cluster_instances(
     request: Request,
     principal: Principal = requires(CLUSTER_MANAGEMENT),
 ) -> InstanceAssignments:
-    return await instances_service.assignments(request.app.state.engine, clusterName)
+    state = request.app.state
+    return await instances_service.assignments(state.engine, clusterName, state.secret_box)
 
 
 @router.post("/v1/fnplane/instances/{instanceId}/reports", status_code=204)

@@ -30,7 +30,10 @@ router = APIRouter(tags=["functions"])
 async def create_function(
     body: CreateFunctionRequest, request: Request, principal: Principal = requires(REGISTER_FUNCTION)
 ) -> FunctionResponse:
-    return FunctionResponse(function=await service.create_function(request.app.state.engine, principal, body))
+    state = request.app.state
+    return FunctionResponse(
+        function=await service.create_function(state.engine, principal, body, state.secret_box)
+    )
 
 
 @router.post(
@@ -44,7 +47,8 @@ async def create_version(
     request: Request,
     principal: Principal = requires(REGISTER_FUNCTION),
 ) -> FunctionResponse:
-    dto = await service.create_version(request.app.state.engine, principal, functionId, body)
+    state = request.app.state
+    dto = await service.create_version(state.engine, principal, functionId, body, state.secret_box)
     return FunctionResponse(function=dto)
 
 

@@ -17,6 +17,7 @@ from fnplane.control.db.repositories.functions import VersionRecord
 from fnplane.control.db.repositories.transactions import Connection, Engine, reading, transaction
 from fnplane.control.services import instances as instances_service
 from fnplane.control.services.notify import Notify, notify_clusters
+from fnplane.control.services.secret_box import SecretBox
 from fnplane.control.services.visibility import (
     SeenVersion,
     function_not_found,
@@ -105,7 +106,7 @@ def to_dto(
 
 
 def _version_values(
-    request: CreateFunctionRequest, function_id: str, version_id: str, nca_id: str
+    request: CreateFunctionRequest, function_id: str, version_id: str, nca_id: str, box: SecretBox
 ) -> dict[str, Any]:
     now = now_utc()
     return {
@@ -129,9 +130,10 @@ def _version_values(
         "function_type": request.function_type.value,
         "tags": request.tags,
         "rate_limit": _dump(request.rate_limit),
+        # values are sealed before they are stored (services.secret_box)
         "secrets": None
         if request.secrets is None
-        else [{"name": s.name, "value": s.as_text()} for s in request.secrets],
+        else box.seal_all(version_id, [(s.name, s.as_text()) for s in request.secrets]),
         "llm_invocation_config": _dump(request.llm_invocation_config),
         "telemetries": _dump(request.telemetries),
         "created_at": now,
@@ -151,7 +153,7 @@ def _require_runnable(request: CreateFunctionRequest) -> None:
 
 
 async def create_function(
-    engine: Engine, principal: Principal, request: CreateFunctionRequest
+    engine: Engine, principal: Principal, request: CreateFunctionRequest, box: SecretBox
 ) -> FunctionDto:
     if not principal.may_create_functions():
         raise ForbiddenError("The API key's resources do not include account-functions/*")
@@ -166,7 +168,7 @@ async def create_function(
                 f"Account '{principal.nca_id}' already has the maximum number of functions "
                 f"({account.max_functions_allowed})"
             )
-        values = _version_values(request, function_id, version_id, principal.nca_id)
+        values = _version_values(request, function_id, version_id, principal.nca_id, box)
         await functions_repo.insert_function(
             conn, function_id, principal.nca_id, request.name, values["created_at"]
         )
@@ -177,7 +179,7 @@ async def create_function(
 
 
 async def create_version(
-    engine: Engine, principal: Principal, function_id: str, request: CreateFunctionRequest
+    engine: Engine, principal: Principal, function_id: str, request: CreateFunctionRequest, box: SecretBox
 ) -> FunctionDto:
     _require_runnable(request)
     version_id = str(uuid.uuid4())
@@ -202,7 +204,7 @@ async def create_version(
                 rule="same LLM-ness as the existing versions",
             )
         await functions_repo.insert_version(
-            conn, _version_values(request, function_id, version_id, principal.nca_id)
+            conn, _version_values(request, function_id, version_id, principal.nca_id, box)
         )
         record = await functions_repo.get_version(conn, version_id)
     assert record is not None

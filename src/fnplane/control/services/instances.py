@@ -1,6 +1,7 @@
 """Instance records as the agents see them (shared.models.compute) and as users see them (InstanceDto).
 
-* `assignments(cluster)`: every live instance placed on the cluster, with what the agent needs to run it;
+* `assignments(cluster, box)`: every live instance placed on the cluster, with what the agent needs to run
+  it (secret values opened with the SecretBox);
 * `apply_report(instance, report)`: the agent's state change; failed/terminated are final;
 * `active_instances(version)`: `activeInstances` of GET version (requested/starting/running);
 * `health_info(deployment)`: the deployment's `healthInfo`, one entry per failed instance.
@@ -19,6 +20,7 @@ from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.clusters import ClusterRow
 from fnplane.control.db.repositories.instances import LIVE_STATES, InstanceRow
 from fnplane.control.db.repositories.transactions import Connection, Engine, reading, transaction
+from fnplane.control.services.secret_box import SecretBox
 from fnplane.shared.errors import NotFoundError
 from fnplane.shared.models.compute import (
     HealthCheck,
@@ -66,13 +68,16 @@ def _health(raw: dict[str, Any] | None, inference_port: int | None) -> HealthChe
     )
 
 
-async def _assignment(conn: Connection, cluster: ClusterRow, row: InstanceRow) -> InstanceAssignment:
+async def _assignment(
+    conn: Connection, cluster: ClusterRow, row: InstanceRow, box: SecretBox
+) -> InstanceAssignment:
     version = await functions_repo.get_version(conn, row.version_id)
     spec = await deployments_repo.spec_by_id(conn, row.gpu_specification_id)
     environment: dict[str, str] = {}
     if version is not None:
         environment = {e["key"]: e["value"] for e in version.container_environment or ()}
-        environment.update({s["name"]: s["value"] for s in version.secrets or ()})
+        # the only place secret values are opened: they go to the agent, which sets them on the process
+        environment.update(box.open_all(version.version_id, version.secrets))
     return InstanceAssignment(
         instanceId=row.instance_id,
         functionId=row.function_id,
@@ -96,13 +101,13 @@ async def _assignment(conn: Connection, cluster: ClusterRow, row: InstanceRow) -
     )
 
 
-async def assignments(engine: Engine, cluster_name: str) -> InstanceAssignments:
+async def assignments(engine: Engine, cluster_name: str, box: SecretBox) -> InstanceAssignments:
     async with reading(engine) as conn:
         cluster = await clusters_repo.by_name(conn, cluster_name)
         if cluster is None:
             raise cluster_not_found(cluster_name)
         rows = await instances_repo.live_on_cluster(conn, cluster.cluster_id)
-        return InstanceAssignments(instances=[await _assignment(conn, cluster, row) for row in rows])
+        return InstanceAssignments(instances=[await _assignment(conn, cluster, row, box) for row in rows])
 
 
 async def apply_report(engine: Engine, instance_id: str, report: InstanceReport) -> InstanceRow:

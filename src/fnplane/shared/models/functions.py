@@ -135,6 +135,27 @@ class SecretDto(ApiModel):
         return self.value if isinstance(self.value, str) else json.dumps(self.value)
 
 
+def _unique_secret_names(value: list[SecretDto] | None) -> list[SecretDto] | None:
+    names = [secret.name for secret in value or ()]
+    if len(names) != len(set(names)):
+        raise invalid("secret names must be unique")
+    return value
+
+
+class UpdateSecretsRequest(ApiModel):
+    """Body of PUT /v2/nvcf/secrets/functions/{functionId}/versions/{versionId} (nvcf-api.md 1.7)."""
+
+    secrets: list[SecretDto]
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: list[SecretDto]) -> list[SecretDto]:
+        if not value:
+            raise invalid("must not be empty")
+        _unique_secret_names(value)
+        return value
+
+
 def _check_rate(value: str | None) -> str | None:
     if value is not None and not RATE_LIMIT_PATTERN.match(value):
         raise invalid(f"must match {RATE_LIMIT_PATTERN.pattern} (e.g. 100-S or 10-M,5-S)")
@@ -283,13 +304,7 @@ class CreateFunctionRequest(ApiModel):
             raise invalid(f"must match {NAME_PATTERN.pattern}")
         return value
 
-    @field_validator("secrets")
-    @classmethod
-    def _unique_secrets(cls, value: list[SecretDto] | None) -> list[SecretDto] | None:
-        names = [secret.name for secret in value or ()]
-        if len(names) != len(set(names)):
-            raise invalid("secret names must be unique")
-        return value
+    _secrets = field_validator("secrets")(_unique_secret_names)
 
     @field_validator("models")
     @classmethod
