@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Callable
 
+from fnplane.shared import loop as event_loop
 from fnplane.shared.errors import FnplaneError
 from fnplane.up.asgi import LifespanError
 from fnplane.up.settings import UpSettings
@@ -34,6 +35,7 @@ async def serve(settings: UpSettings, *, out: Callable[[str], None] = print) -> 
         except (LifespanError, OSError) as error:
             logger.error("fnplane up failed to start: %s", error)
             return 1
+        event_loop.freeze_startup_objects()
         out(
             f"fnplane is up: API and gateway at {platform.url} (GET /health), "
             f"NATS at {platform.nats_url}, database {_redact(platform.database_url or '')}. "
@@ -58,7 +60,7 @@ async def serve(settings: UpSettings, *, out: Callable[[str], None] = print) -> 
 
 
 def run_up(settings: UpSettings, *, out: Callable[[str], None] = print) -> int:
-    return asyncio.run(serve(settings, out=out))
+    return event_loop.run(serve(settings, out=out))
 
 
 def _redact(url: str) -> str:

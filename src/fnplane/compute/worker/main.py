@@ -18,6 +18,7 @@ from fnplane.compute.worker.events import EventWriter
 from fnplane.compute.worker.health import HealthMonitor, make_health_check
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.compute.worker.slots import Slots
+from fnplane.shared import loop as event_loop
 from fnplane.shared.models.compute import InstanceAssignment
 
 log = logging.getLogger("fnplane.worker")
@@ -123,6 +124,7 @@ async def run_worker(settings: WorkerSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.request_stop)
     await worker.start()
+    event_loop.freeze_startup_objects()
     try:
         await worker.serve()
     finally:
@@ -132,7 +134,7 @@ async def run_worker(settings: WorkerSettings) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     try:
-        asyncio.run(run_worker(WorkerSettings()))
+        event_loop.run(run_worker(WorkerSettings()))
     except BrokenPipeError:
         # the agent is gone; nothing left to report to
         pass
