@@ -39,7 +39,6 @@ from fnplane.shared.models.invocation import (
     InvocationEnvelope,
     InvocationMode,
     RequestStatus,
-    ResponseHead,
     StatusRecord,
 )
 
@@ -123,7 +122,8 @@ class ResponseChannel:
         hdrs = {
             subjects.HDR_KIND: subjects.KIND_HEAD,
             subjects.HDR_ATTEMPT: self._attempt,
-            subjects.HDR_HEAD: ResponseHead(status=status, headers=headers).model_dump_json(),
+            # ResponseHead's JSON, written directly (this runs once per request)
+            subjects.HDR_HEAD: json.dumps({"status": status, "headers": headers}, separators=(",", ":")),
         }
         if end:
             hdrs[subjects.HDR_END] = "1"
@@ -202,6 +202,9 @@ class Forwarder:
         self._settings = settings
         self._output_root = output_root
         self._asset_root = asset_root
+        # per-request dirs are joined as strings; Path objects only where files are touched (hot path)
+        self._output_root_s = str(output_root)
+        self._asset_root_s = str(asset_root)
         self._channels: dict[str, ResponseChannel] = {}
         self._detached: set[str] = set()
 
@@ -228,35 +231,40 @@ class Forwarder:
         )
         self._channels[rid] = channel
         compat = envelope.mode is InvocationMode.PEXEC and not wants_stream(envelope)
-        output_dir = self._output_root / rid
-        asset_dir = self._asset_root / rid
+        output_dir_s = os.path.join(self._output_root_s, rid)
+        asset_dir_s = os.path.join(self._asset_root_s, rid)
+        output_dir = Path(output_dir_s) if compat or envelope.assets else None
+        asset_dir = Path(asset_dir_s) if compat or envelope.assets else None
         writer = ResultWriter(self._stores, envelope, s.inline_result_bytes)
         try:
             if attempt > 1 and compat and await writer.exists():
                 # an earlier delivery already answered 202: this one works detached from the start
                 self._detached.add(rid)
             if compat:
+                assert output_dir is not None
                 await asyncio.to_thread(output_dir.mkdir, parents=True, exist_ok=True)
             if envelope.assets:
+                assert asset_dir is not None
                 try:
                     await self._stores.download_assets(envelope.assets, asset_dir)
                 except (OSError, NatsError) as exc:
                     headers, body = problem(500, f"asset download failed: {exc}", "nvcf-worker-service")
                     await self._finish(channel, writer, rid, 500, headers, body)
                     return
-            headers = self._request_headers(envelope, output_dir, asset_dir)
+            headers = self._request_headers(envelope, output_dir_s, asset_dir_s)
             if compat:
+                assert output_dir is not None
                 await self._run_compat(envelope, inline, headers, channel, writer, output_dir)
             else:
                 await self._run_passthrough(envelope, inline, headers, channel)
         finally:
             self._channels.pop(rid, None)
             self._detached.discard(rid)
-            if compat or envelope.assets:
+            if output_dir is not None and asset_dir is not None:
                 await asyncio.to_thread(_remove_dirs, output_dir, asset_dir)
 
     def _request_headers(
-        self, env: InvocationEnvelope, output_dir: Path, asset_dir: Path
+        self, env: InvocationEnvelope, output_dir: str, asset_dir: str
     ) -> list[tuple[str, str]]:
         a = self._assignment
         remaining = max(1, int(env.request_time + env.poll_s - time.time()))
@@ -274,8 +282,8 @@ class Forwarder:
             ("NVCF-FUNCTION-NAME", env.function_name or a.function_name),
             ("NVCF-FUNCTION-ID", env.function_id),
             ("NVCF-FUNCTION-VERSION-ID", env.version_id),
-            ("NVCF-ASSET-DIR", str(asset_dir)),
-            ("NVCF-LARGE-OUTPUT-DIR", str(output_dir)),
+            ("NVCF-ASSET-DIR", asset_dir),
+            ("NVCF-LARGE-OUTPUT-DIR", output_dir),
             ("NVCF-MAX-RESPONSE-SIZE-BYTES", str(env.max_response_bytes)),
             ("NVCF-NSPECTID", self._settings.nspect_id),
             ("NVCF-BACKEND", a.backend),

@@ -10,8 +10,13 @@ slots: it publishes `$JS.API.CONSUMER.MSG.NEXT` pull requests (batch = newly fre
 a request never waits in a worker that has no slot for it, and a freed slot is re-offered at once.
 
 While it handles a request it sends `in_progress` acks (JetStream redelivers the message to another
-instance if this process dies) and `alive` messages to the gateway; it acks at the end, even on failure,
-so abandoned work is never run twice. Cancel broadcasts (`cancel_subject(vid)`) stop a request.
+instance if this process dies) and `alive` messages to the gateway (one timer for all requests); it acks
+at the end, even on failure, so abandoned work is never run twice. Cancel broadcasts
+(`cancel_subject(vid)`) stop a request.
+
+Cost per request matters here (issue 4 item 10): the end of a request publishes its last response
+message, its ack and the pull that re-offers the freed slot in the same event-loop step, so the NATS
+client writes them to the socket together (one system call and one wake-up of the server, not three).
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import tempfile
 import time
@@ -88,6 +92,15 @@ class _Pull:
         self.expires_at = expires_at
 
 
+class _Running:
+    __slots__ = ("alive", "msg", "reply_to")
+
+    def __init__(self, msg: Msg, reply_to: str, attempt: int) -> None:
+        self.msg = msg
+        self.reply_to = reply_to
+        self.alive = {subjects.HDR_KIND: subjects.KIND_ALIVE, subjects.HDR_ATTEMPT: str(attempt)}
+
+
 class RequestPuller:
     def __init__(
         self,
@@ -110,7 +123,9 @@ class RequestPuller:
         self._outstanding = 0
         self._wake = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, _Running] = {}
         self._pull_task: asyncio.Task[None] | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
         self._subs: list[object] = []
         self._session: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
@@ -153,6 +168,7 @@ class RequestPuller:
             await self._nc.subscribe(subjects.worker_credits(self._worker_id), cb=self._forwarder.on_credit)
         )
         self._pull_task = asyncio.create_task(self._pull_loop(), name=f"pull-{self._version_id}")
+        self._keepalive_task = asyncio.create_task(self._keepalive_loop(), name="keepalive")
 
     async def _ensure_queue(self, js: object) -> None:
         s = self._settings
@@ -189,6 +205,10 @@ class RequestPuller:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2.0)
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive_task
         if self._session is not None:
             await self._session.close()
 
@@ -201,21 +221,30 @@ class RequestPuller:
             # a pull whose expiry status never came (reconnect, server restart) is forgotten
             while self._pulls and self._pulls[0].expires_at + 2.0 < now:
                 self._outstanding -= self._pulls.popleft().remaining
-            want = self._slots.free - self._outstanding
-            if self._ready and want > 0 and self._nc.is_connected:
-                request = {"batch": want, "expires": int(s.pull_expires_s * 1e9)}
-                try:
-                    await self._nc.publish(
-                        self._pull_subject, json.dumps(request).encode(), reply=self._inbox
-                    )
-                except Exception:  # supervisor: a failed publish is retried on the next turn
-                    log.exception("pull request failed")
-                else:
-                    self._pulls.append(_Pull(want, now + s.pull_expires_s))
-                    self._outstanding += want
+            await self._top_up()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=s.pull_expires_s / 2)
+
+    async def _top_up(self) -> None:
+        """Ask the server for as many messages as there are free slots not yet offered."""
+        want = self._slots.free - self._outstanding
+        if not (self._ready and want > 0 and not self._closing and self._nc.is_connected):
+            return
+        s = self._settings
+        # counted before the publish: a concurrent top-up while this one waits must not ask again
+        pull = _Pull(want, time.monotonic() + s.pull_expires_s)
+        self._pulls.append(pull)
+        self._outstanding += want
+        request = b'{"batch":%d,"expires":%d}' % (want, int(s.pull_expires_s * 1e9))
+        try:
+            await self._nc.publish(self._pull_subject, request, reply=self._inbox)
+        except Exception:  # supervisor: a failed publish is retried on the pull loop's next turn
+            log.exception("pull request failed")
+            with contextlib.suppress(ValueError):
+                self._pulls.remove(pull)
+                self._outstanding -= pull.remaining
+            self._wake.set()
 
     def _take_one(self) -> None:
         if self._pulls:
@@ -258,7 +287,7 @@ class RequestPuller:
         assert self._forwarder is not None
         rid = envelope.request_id
         attempt = msg.metadata.num_delivered or 1
-        keepalive = asyncio.create_task(self._keepalive(msg, envelope, attempt))
+        self._running[rid] = _Running(msg, envelope.reply_to, attempt)
         try:
             await self._forwarder.run(envelope, msg.data, attempt)
         except asyncio.CancelledError:
@@ -269,21 +298,23 @@ class RequestPuller:
         except Exception:  # supervisor of one request: log it, ack below, keep the worker serving
             log.exception("request %s failed", rid)
         finally:
-            keepalive.cancel()
+            self._running.pop(rid, None)
             self._tasks.pop(rid, None)
             self._slots.release()
-            self._wake.set()
             with contextlib.suppress(Exception):  # connection gone: the server redelivers or drops it
                 await msg.ack()
+            # same event-loop step as the last response message and the ack: one socket write
+            await self._top_up()
 
-    async def _keepalive(self, msg: Msg, envelope: InvocationEnvelope, attempt: int) -> None:
+    async def _keepalive_loop(self) -> None:
+        """`in_progress` acks and `alive` messages for every running request, every interval."""
         interval = self._settings.progress_interval_s
-        alive = {subjects.HDR_KIND: subjects.KIND_ALIVE, subjects.HDR_ATTEMPT: str(attempt)}
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):  # a missed keepalive is retried next interval
-                await msg.in_progress()
-                await self._nc.publish(envelope.reply_to, b"", headers=alive)
+            for running in list(self._running.values()):
+                with contextlib.suppress(Exception):  # a missed keepalive is retried next interval
+                    await running.msg.in_progress()
+                    await self._nc.publish(running.reply_to, b"", headers=running.alive)
 
     async def _on_cancel(self, msg: Msg) -> None:
         rid = msg.data.decode(errors="replace")
