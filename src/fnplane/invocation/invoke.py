@@ -145,17 +145,23 @@ class Invocation:
         # the JetStream ack is awaited beside the response, not before it: the worker usually has the
         # request by the time the ack arrives, and a refused publish (429) still ends up in the queue
         bus.spawn(self._publish(bus, envelope, inline, exchange))
-        self._watcher = asyncio.create_task(watch_disconnect(exchange, self.request.receive))
         loop = asyncio.get_running_loop()
         self._deadline_at = loop.time() + self.poll_s + s.poll_grace_s - (time.time() - started)
         wake_at: float | None = loop.time() + s.wake_after_s
+        # most answers come back within a few milliseconds: the task that watches for the client going
+        # away (one more task and one more pending ASGI receive per request) starts only after this
+        watch_at: float | None = loop.time() + s.disconnect_watch_after_s
         while True:
-            limit = self._deadline_at if wake_at is None else min(wake_at, self._deadline_at)
+            limit = min(t for t in (wake_at, watch_at, self._deadline_at) if t is not None)
             try:
                 async with asyncio.timeout_at(limit):
                     item = await exchange.queue.get()
             except TimeoutError:
-                if wake_at is not None and limit < self._deadline_at:
+                if watch_at is not None and limit == watch_at:
+                    self._watch()
+                    watch_at = None
+                    continue
+                if wake_at is not None and limit == wake_at and limit < self._deadline_at:
                     # still not picked up: maybe no instance runs (scale from zero)
                     gw.wake_hint(self.version_id, self.request.bearer())
                     wake_at = None
@@ -190,10 +196,16 @@ class Invocation:
         except errors.FnplaneError as exc:
             exchange.queue.put_nowait(_PublishFailed(exc))
 
+    def _watch(self) -> None:
+        """Start watching for the client going away (once)."""
+        if self._watcher is None and not self._finished and self._exchange is not None:
+            self._watcher = asyncio.create_task(watch_disconnect(self._exchange, self.request.receive))
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body chunks after the head; raises ClientGone / errors.UnavailableError when it breaks off."""
         exchange = self._exchange
         assert exchange is not None
+        self._watch()
         bus = self.gateway.bus
         silence = self.gateway.settings.worker_silence_s
         pending_credit: Msg | None = None

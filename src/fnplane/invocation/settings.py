@@ -34,6 +34,9 @@ class GatewaySettings(BaseSettings):
     queue_limits: dict[str, int] = Field(default_factory=dict)
     # JetStream max_msg_size of the request queues (a queued request: envelope + inline body)
     max_message_bytes: int = 8 * 1024 * 1024
+    # a request not answered this soon starts watching for its client to disconnect (cancel on the
+    # worker); quicker answers never need the watcher
+    disconnect_watch_after_s: float = 0.05
     # seconds the gateway waits beyond NVCF-POLL-SECONDS for the worker's first answer
     poll_grace_s: float = 2.0
     # one JetStream publish (waits for the ack), and how often a timed-out publish is retried
