@@ -32,6 +32,7 @@ from fnplane.invocation.assets import AssetService
 from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.http import (
     EXPOSE,
+    Message,
     Receive,
     Request,
     Scope,
@@ -51,8 +52,11 @@ __all__ = ["Gateway", "GatewaySettings", "create_gateway_app", "is_gateway_reque
 
 log = logging.getLogger(__name__)
 
+# NVCF's path router is fully permissive CORS: every answer (success or error) allows any origin and
+# exposes nvcf-reqid, a preflight is answered by the gateway; host-routed requests, OPTIONS included, go
+# to the function unchanged
+ALLOW_ORIGIN = (b"access-control-allow-origin", b"*")
 CORS_HEADERS = [
-    (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"GET, POST, PUT, DELETE, OPTIONS"),
     (b"access-control-allow-headers", b"*"),
     (b"access-control-max-age", b"86400"),
@@ -138,16 +142,19 @@ class Gateway:
         if scope["type"] != "http":
             return
         request = Request(scope, receive, send)
+        target = direct_target(request.headers, self.settings.host_label)
+        if target is None:
+            request.send = _with_cors(send)
         try:
-            await self._route(request)
+            await self._route(request, target)
         except errors.FnplaneError as exc:
-            await send_error(send, exc, request.path, self._error_headers(request))
+            await send_error(request.send, exc, request.path, self._error_headers(request, target))
 
-    def _error_headers(self, request: Request) -> list[tuple[bytes, bytes]]:
+    def _error_headers(
+        self, request: Request, target: tuple[str, str | None] | None
+    ) -> list[tuple[bytes, bytes]]:
         """NVCF-STATUS and the CORS expose header also on invocation errors raised before a request id."""
-        if request.path.startswith(INVOCATION_PREFIXES) or direct_target(
-            request.headers, self.settings.host_label
-        ):
+        if target is not None or request.path.startswith(INVOCATION_PREFIXES):
             return [(b"nvcf-status", b"errored"), EXPOSE]
         return []
 
@@ -166,10 +173,9 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _route(self, request: Request) -> None:
+    async def _route(self, request: Request, target: tuple[str, str | None] | None) -> None:
         if not self._started:
             raise errors.UnavailableError("the gateway is starting")
-        target = direct_target(request.headers, self.settings.host_label)
         if target is not None:
             await handlers.direct(self, request, target[0], target[1])
             return
@@ -254,6 +260,21 @@ class Gateway:
 
     async def _no_route(self, request: Request) -> None:
         await send_problem(request.send, 404, f"no route for {request.method} {request.path}", request.path)
+
+
+def _with_cors(send: Send) -> Send:
+    """`send` that adds Allow-Origin (and the nvcf-reqid expose header when missing) to the response head."""
+
+    async def send_cors(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers") or ())
+            headers.append(ALLOW_ORIGIN)
+            if not any(name == EXPOSE[0] for name, _ in headers):
+                headers.append(EXPOSE)
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_cors
 
 
 def create_gateway_app(settings: GatewaySettings, nats_url: str, authority: AccessAuthority) -> Gateway:
