@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 PREFIX = "fnplane"
 
 
@@ -12,7 +14,12 @@ def cluster_changed(cluster_name: str) -> str:
 
 def _token(value: str) -> str:
     """A subject token: NATS forbids '.', '*', '>' and whitespace inside one."""
+    if _SAFE_TOKEN.fullmatch(value):  # ids (UUIDs, hex) are already tokens: the per-request fast path
+        return value
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in value)
+
+
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
 # --- invocation plane: request path (gateway <-> worker) -------------------------------------------
