@@ -140,9 +140,10 @@ class RequestBus:
         if exchange is not None:
             await self._reply(msg, f"{exchange.version_id} {exchange.function_id}".encode(), {})
 
-    async def grant_credit(self, msg: Msg) -> None:
+    async def grant_credit(self, msg: Msg, chunks: int = 1) -> None:
+        """Grant the worker `chunks` more response chunks (a reply to its latest data message)."""
         if msg.reply and self.nc is not None:
-            await self.nc.publish(msg.reply, b"")
+            await self.nc.publish(msg.reply, b"" if chunks == 1 else str(chunks).encode())
 
     # --- publishing --------------------------------------------------------------------------------
 
@@ -152,7 +153,10 @@ class RequestBus:
     async def ensure_stream(self, version_id: str) -> None:
         assert self.js is not None
         config = request_stream_config(
-            version_id, self._queue_limit(version_id), self._settings.max_message_bytes
+            version_id,
+            self._queue_limit(version_id),
+            self._settings.max_message_bytes,
+            self._settings.request_ttl_s,
         )
         try:
             await self.js.add_stream(**config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fnplane.shared.models.invocation import OBJECT_TTL_S
+from fnplane.shared.models.invocation import OBJECT_TTL_S, REQUEST_TTL_S, STATUS_TTL_S
 
 
 class GatewaySettings(BaseSettings):
@@ -34,6 +34,9 @@ class GatewaySettings(BaseSettings):
     queue_limits: dict[str, int] = Field(default_factory=dict)
     # JetStream max_msg_size of the request queues (a queued request: envelope + inline body)
     max_message_bytes: int = 8 * 1024 * 1024
+    # a queued request is dropped this long after it was queued, picked up or not (NVCF REQUEST_TTL:
+    # 60 min): the max age of every version's queue. At most the status records' 1 h lifetime
+    request_ttl_s: float = Field(REQUEST_TTL_S, gt=0, le=STATUS_TTL_S)
     # a request not answered this soon starts watching for its client to disconnect (cancel on the
     # worker); quicker answers never need the watcher
     disconnect_watch_after_s: float = 0.05

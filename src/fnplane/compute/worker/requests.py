@@ -35,6 +35,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.errors import BadRequestError as JsBadRequestError
 from nats.js.errors import NotFoundError as JsNotFoundError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fnplane.compute.worker.forwarding import Forwarder, WorkerStores
@@ -42,6 +43,8 @@ from fnplane.compute.worker.slots import Slots
 from fnplane.shared import subjects
 from fnplane.shared.models.compute import InstanceAssignment
 from fnplane.shared.models.invocation import (
+    REQUEST_TTL_S,
+    STATUS_TTL_S,
     InvocationEnvelope,
     request_consumer_config,
     request_stream_config,
@@ -68,6 +71,8 @@ class WorkerRequestSettings(BaseSettings):
     # used only when the worker has to create its version's queue (normally the gateway's values)
     max_queued_requests: int = 100_000
     max_message_bytes: int = 8 * 1024 * 1024
+    # the queue's max age when the worker creates it (FNPLANE_GATEWAY_REQUEST_TTL_S, NVCF: 60 min)
+    request_ttl_s: float = Field(REQUEST_TTL_S, gt=0, le=STATUS_TTL_S)
     # per-request NVCF-LARGE-OUTPUT-DIR and NVCF-ASSET-DIR live under these (default: temp dir)
     large_output_root: str = ""
     asset_root: str = ""
@@ -176,7 +181,9 @@ class RequestPuller:
         try:
             await js.stream_info(stream)  # type: ignore[attr-defined]
         except JsNotFoundError:
-            config = request_stream_config(self._version_id, s.max_queued_requests, s.max_message_bytes)
+            config = request_stream_config(
+                self._version_id, s.max_queued_requests, s.max_message_bytes, s.request_ttl_s
+            )
             with contextlib.suppress(JsBadRequestError):  # created meanwhile by a gateway or a peer
                 await js.add_stream(**config)  # type: ignore[attr-defined]
         with contextlib.suppress(JsBadRequestError):  # exists with another ack wait: keep it

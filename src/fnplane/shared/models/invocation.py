@@ -11,8 +11,10 @@
    payload: the first body bytes, `Fnplane-End: 1` when that is all), then `data` messages, then an
    `end` message (`Fnplane-Error` when the response broke off). Every `data` message carries a reply
    subject; the gateway answers it once the chunk went to the client, which grants one more chunk
-   (credit-based flow control: at most `window` chunks in flight). `alive` messages tell the gateway
-   the worker still works on a long request. Every message carries `Fnplane-Attempt`.
+   (credit-based flow control: at most `window` chunks in flight). The head carries the window
+   (`Fnplane-Window`); the gateway then answers every `window // 4`-th chunk with the count it grants
+   as payload (an empty answer grants one). `alive` messages tell the gateway the worker still works
+   on a long request. Every message carries `Fnplane-Attempt`.
 4. Cancellation: the gateway publishes the request id on `cancel_subject(vid)` and purges the queued
    message.
 """
@@ -34,6 +36,10 @@ POLL_GRACE_S = 2.0
 MAX_DIRECT_RESPONSE_BYTES = 5 * 1024 * 1024
 # detached results and their status records (NVCF keeps its tracker 1 h); large results live 24 h
 STATUS_TTL_S = 3600.0
+# a queued request is dropped this long after it was queued, even if no worker ever finished it
+# (NVCF REQUEST_TTL: 60 min). At most STATUS_TTL_S: a status record is written after the request was
+# queued and lives STATUS_TTL_S from its last write, so it outlives every (re)delivery of its request.
+REQUEST_TTL_S = 3600.0
 OBJECT_TTL_S = 24 * 3600.0
 ASSET_TTL_S = 24 * 3600.0
 PROGRESS_FILE = "progress"
@@ -134,10 +140,14 @@ class AssetRecord(WireModel):
     size: int | None = None
 
 
-def request_stream_config(version_id: str, max_messages: int, max_message_bytes: int) -> dict[str, Any]:
+def request_stream_config(
+    version_id: str, max_messages: int, max_message_bytes: int, max_age_s: float = REQUEST_TTL_S
+) -> dict[str, Any]:
     """The JetStream config of a version's request queue (NVCF's `rq_{region}_{fvid}`), as plain data.
 
-    Both planes create it when missing (the gateway on publish, the worker on start).
+    Both planes create it when missing (the gateway on publish, the worker on start). `max_age_s` drops
+    a request that waited (or was redelivered) that long, so work whose every worker died is not run
+    again hours later.
     """
     from fnplane.shared import subjects
 
@@ -150,7 +160,9 @@ def request_stream_config(version_id: str, max_messages: int, max_message_bytes:
         "max_msgs_per_subject": 1,
         "discard": "new",
         "discard_new_per_subject": True,
-        "duplicate_window": 5.0,
+        # JetStream refuses a duplicate window longer than the max age
+        "duplicate_window": min(5.0, max_age_s),
+        "max_age": max_age_s,
         "max_msg_size": max_message_bytes,
         "allow_direct": True,
     }
