@@ -75,7 +75,7 @@ class BodyReader:
 
 
 class Exchange:
-    __slots__ = ("attempt", "body", "function_id", "queue", "request_id", "version_id")
+    __slots__ = ("attempt", "body", "credit_batch", "function_id", "queue", "request_id", "version_id")
 
     def __init__(self, request_id: str, function_id: str, version_id: str, body: BodyReader | None) -> None:
         self.request_id = request_id
@@ -85,6 +85,8 @@ class Exchange:
         # bounded by the worker's credit window (+ head, end and keepalives)
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.attempt: str | None = None
+        # response chunks granted per credit reply (from the worker's window on its head message)
+        self.credit_batch = 1
 
 
 async def watch_disconnect(exchange: Exchange, receive: Receive) -> None:

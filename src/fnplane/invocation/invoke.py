@@ -181,6 +181,10 @@ class Invocation:
             if kind != subjects.KIND_HEAD:
                 continue  # alive / stray messages of an earlier attempt
             exchange.attempt = item.headers.get(subjects.HDR_ATTEMPT)
+            window = item.headers.get(subjects.HDR_WINDOW, "")
+            # credits go back in batches of a quarter of the worker's window: the worker always keeps
+            # at least three quarters of its window, and a fast stream costs a quarter of the replies
+            exchange.credit_batch = max(1, int(window) // 4) if window.isdigit() else 1
             head = ResponseHead.model_validate_json(item.headers[subjects.HDR_HEAD])
             end = item.headers.get(subjects.HDR_END) == "1"
             if end:
@@ -209,9 +213,13 @@ class Invocation:
         bus = self.gateway.bus
         silence = self.gateway.settings.worker_silence_s
         pending_credit: Msg | None = None
+        ungranted = 0
         while True:
             if pending_credit is not None:
-                await bus.grant_credit(pending_credit)
+                ungranted += 1
+                if ungranted >= exchange.credit_batch:
+                    await bus.grant_credit(pending_credit, ungranted)
+                    ungranted = 0
                 pending_credit = None
             try:
                 async with asyncio.timeout(silence):

@@ -131,6 +131,9 @@ HDR_HEAD = "Fnplane-Head"  # ResponseHead JSON on a head message
 HDR_END = "Fnplane-End"  # "1": this message also ends the response
 HDR_ERROR = "Fnplane-Error"  # on end: the response broke off (detail)
 HDR_ATTEMPT = "Fnplane-Attempt"  # JetStream delivery count of the worker's copy
+# on a head message: the worker's credit window in chunks. A gateway that knows it may grant credits
+# in batches (a credit reply whose payload is a number grants that many chunks; empty grants one)
+HDR_WINDOW = "Fnplane-Window"
 HDR_OFFSET = "Fnplane-Offset"  # body pull: bytes the worker already holds
 HDR_EOF = "Fnplane-Eof"  # body pull reply: "1" when this chunk is the last
 # on a worker's 302 head: the result is the zip object of this request id; the gateway signs the Location

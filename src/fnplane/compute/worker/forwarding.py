@@ -109,12 +109,14 @@ class ResponseChannel:
         self._to = envelope.reply_to
         self._credit_to = credit_to
         self._credits = asyncio.Semaphore(window)
+        self._window = str(window)
         self._credit_timeout_s = credit_timeout_s
         self._attempt = str(attempt)
         self.head_sent = False
 
-    def grant(self) -> None:
-        self._credits.release()
+    def grant(self, chunks: int = 1) -> None:
+        for _ in range(chunks):
+            self._credits.release()
 
     async def head(
         self, status: int, headers: list[tuple[str, str]], body: bytes = b"", end: bool = False
@@ -122,6 +124,7 @@ class ResponseChannel:
         hdrs = {
             subjects.HDR_KIND: subjects.KIND_HEAD,
             subjects.HDR_ATTEMPT: self._attempt,
+            subjects.HDR_WINDOW: self._window,
             # ResponseHead's JSON, written directly (this runs once per request)
             subjects.HDR_HEAD: json.dumps({"status": status, "headers": headers}, separators=(",", ":")),
         }
@@ -214,7 +217,9 @@ class Forwarder:
     async def on_credit(self, msg: Msg) -> None:
         channel = self._channels.get(subjects.last_token(msg.subject))
         if channel is not None:
-            channel.grant()
+            # a batched grant carries its chunk count; an empty reply grants one chunk
+            chunks = int(msg.data) if msg.data and msg.data.isdigit() else 1
+            channel.grant(chunks)
 
     # --- one request -------------------------------------------------------------------------------
 
