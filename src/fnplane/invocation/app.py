@@ -10,10 +10,11 @@ It serves direct invocation (Host `{fid}.invocation.{domain}` / `{vid}.{fid}.inv
 signed large-result downloads, assets and queues. `is_gateway_request(scope)` tells a composing server
 which requests are the gateway's. Every FnplaneError becomes problem+json.
 
-Scale-from-zero: when a request has not been picked up after `wake_after_s`, the gateway calls
-`authority.wake(version_id)` if the authority has such a coroutine, or POSTs
-`{control_url}/v1/fnplane/versions/{vid}/wake` with the caller's bearer when `control_url` is set (at most
-once per 5 s per version).
+Scale-from-zero: when a request arrives for a version whose queue no worker pulls and none holds a
+request of (`wake_if_idle`, at once), or when a request has not been picked up after `wake_after_s`
+(instances busy or gone), the gateway calls `authority.wake(version_id)` if the authority has such a
+coroutine, or POSTs `{control_url}/v1/fnplane/versions/{vid}/wake` with the caller's bearer when
+`control_url` is set (at most once per 5 s per version).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Gateway:
         self.assets = AssetService(self)
         self._started = False
         self._woken: dict[str, float] = {}
+        self._probed: dict[str, float] = {}
         self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -101,6 +103,24 @@ class Gateway:
         return self._started and self.bus.connected
 
     # --- scale-from-zero hint ----------------------------------------------------------------------
+
+    def wake_if_idle(self, version_id: str, bearer: str) -> None:
+        """Scale from zero at once: wake the version now if no worker pulls its queue or runs its work.
+
+        Costs one JetStream consumer lookup per version per `wake_probe_interval_s` at most, in the
+        background; nothing when a wake was just sent or no wake route is configured.
+        """
+        now = time.monotonic()
+        if self._woken.get(version_id, 0.0) > now or self._probed.get(version_id, 0.0) > now:
+            return
+        if getattr(self.authority, "wake", None) is None and not self.settings.control_url:
+            return
+        self._probed[version_id] = now + self.settings.wake_probe_interval_s
+        self.bus.spawn(self._wake_if_no_workers(version_id, bearer))
+
+    async def _wake_if_no_workers(self, version_id: str, bearer: str) -> None:
+        if not await self.bus.has_workers(version_id):
+            self.wake_hint(version_id, bearer)
 
     def wake_hint(self, version_id: str, bearer: str) -> None:
         now = time.monotonic()

@@ -238,6 +238,26 @@ class RequestBus:
             return 0
         return int(sinfo.state.messages or 0)
 
+    async def has_workers(self, version_id: str) -> bool:
+        """Whether a worker pulls this version's queue or holds one of its requests.
+
+        No queue or consumer yet, or a consumer with no open pull request and nothing in flight: no
+        instance serves the version (or none is ready). When the server does not answer in time: True
+        (the caller's delayed hint still covers it).
+        """
+        assert self.js is not None
+        try:
+            info = await asyncio.wait_for(
+                self.js.consumer_info(subjects.request_stream(version_id), subjects.REQUEST_CONSUMER),
+                timeout=self._settings.wake_timeout_s,
+            )
+        except JsNotFoundError:
+            return False
+        except (TimeoutError, NatsError) as exc:
+            log.debug("queue of version %s not inspected: %r", version_id, exc)
+            return True
+        return bool(info.num_waiting or info.num_ack_pending)
+
     async def locate(self, request_id: str) -> tuple[str, str] | None:
         """(versionId, functionId) of a request some gateway still waits for, or None."""
         if (exchange := self._exchanges.get(request_id)) is not None:

@@ -64,5 +64,9 @@ class GatewaySettings(BaseSettings):
     control_url: str = ""
     # deadline of one wake call
     wake_timeout_s: float = 2.0
-    # a request not answered this soon triggers the wake hint
+    # a request not answered this soon triggers the wake hint (instances exist but are busy, or died)
     wake_after_s: float = 1.0
+    # scale from zero at once: a request for a version whose queue has no worker pulling and nothing in
+    # flight sends the wake hint without waiting wake_after_s; the queue is looked at this often at most
+    # per version
+    wake_probe_interval_s: float = 1.0

@@ -2,7 +2,8 @@
 
 * scale from zero: a version deployed with minInstances 0 is ACTIVE with no instance; a pexec call makes
   the gateway's wake hint start one (the autoscaler is off, so nothing else could) and is answered 200
-  within its poll window;
+  within its poll window. The delayed hint (FNPLANE_GATEWAY_WAKE_AFTER_S) is set beyond the poll window,
+  so the answer proves the wake was sent at once, because no worker pulled the version's queue;
 * a function process killed mid-request: the caller gets a problem+json 500 from the worker, the agent
   restarts the process and the next call is answered by the new one.
 """
@@ -64,7 +65,9 @@ def start(tmp_path: Path, start_up: type[UpProcess], **env: str) -> tuple[UpProc
 
 
 def test_scale_from_zero_through_the_gateway_wake_hint(tmp_path: Path, start_up: type[UpProcess]) -> None:
-    up, auth = start(tmp_path, start_up, FNPLANE_AUTOSCALER_ENABLED="false")
+    up, auth = start(
+        tmp_path, start_up, FNPLANE_AUTOSCALER_ENABLED="false", FNPLANE_GATEWAY_WAKE_AFTER_S="3600"
+    )
     fn = deploy(up, auth, min_instances=0)
     with httpx.Client(base_url=up.url, headers=auth, timeout=90) as client:
         d = client.get(f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}")
