@@ -140,6 +140,8 @@ class Invocation:
             assets=self._assets,
             invocationRegion=s.region,
             maxResponseBytes=MAX_DIRECT_RESPONSE_BYTES,
+            # the worker's own interval may be set longer than this gateway's silence timeout
+            heartbeatSeconds=s.worker_silence_s / 3,
         )
         bus.open(exchange)
         # the JetStream ack is awaited beside the response, not before it: the worker usually has the

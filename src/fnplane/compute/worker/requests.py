@@ -97,13 +97,19 @@ class _Pull:
         self.expires_at = expires_at
 
 
-class _Running:
-    __slots__ = ("alive", "msg", "reply_to")
+# a gateway asking for heartbeats more often than this gets them this often
+MIN_HEARTBEAT_S = 0.05
 
-    def __init__(self, msg: Msg, reply_to: str, attempt: int) -> None:
+
+class _Running:
+    __slots__ = ("alive", "due", "interval", "msg", "reply_to")
+
+    def __init__(self, msg: Msg, reply_to: str, attempt: int, interval: float, now: float) -> None:
         self.msg = msg
         self.reply_to = reply_to
         self.alive = {subjects.HDR_KIND: subjects.KIND_ALIVE, subjects.HDR_ATTEMPT: str(attempt)}
+        self.interval = interval
+        self.due = now + interval
 
 
 class RequestPuller:
@@ -131,6 +137,7 @@ class RequestPuller:
         self._running: dict[str, _Running] = {}
         self._pull_task: asyncio.Task[None] | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
+        self._keepalive_wake = asyncio.Event()
         self._subs: list[object] = []
         self._session: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
@@ -294,7 +301,15 @@ class RequestPuller:
         assert self._forwarder is not None
         rid = envelope.request_id
         attempt = msg.metadata.num_delivered or 1
-        self._running[rid] = _Running(msg, envelope.reply_to, attempt)
+        interval = self._settings.progress_interval_s
+        if envelope.heartbeat_s is not None:
+            # the gateway's silence timeout lives in another process: it tells each request's pace
+            interval = max(MIN_HEARTBEAT_S, min(interval, envelope.heartbeat_s))
+        self._running[rid] = _Running(
+            msg, envelope.reply_to, attempt, interval, asyncio.get_running_loop().time()
+        )
+        if interval < self._settings.progress_interval_s:
+            self._keepalive_wake.set()  # the loop may sleep longer than this request's first beat
         try:
             await self._forwarder.run(envelope, msg.data, attempt)
         except asyncio.CancelledError:
@@ -314,14 +329,26 @@ class RequestPuller:
             await self._top_up()
 
     async def _keepalive_loop(self) -> None:
-        """`in_progress` acks and `alive` messages for every running request, every interval."""
-        interval = self._settings.progress_interval_s
+        """`in_progress` acks and `alive` messages for every running request, each at its interval.
+
+        Requests due within half their interval beat together with the one that woke the loop, so a
+        busy worker wakes a few times per interval, not once per request.
+        """
+        loop = asyncio.get_running_loop()
+        wake = self._keepalive_wake
         while True:
-            await asyncio.sleep(interval)
+            now = loop.time()
+            next_due = now + self._settings.progress_interval_s
             for running in list(self._running.values()):
-                with contextlib.suppress(Exception):  # a missed keepalive is retried next interval
-                    await running.msg.in_progress()
-                    await self._nc.publish(running.reply_to, b"", headers=running.alive)
+                if running.due - running.interval / 2 <= now:
+                    running.due = now + running.interval
+                    with contextlib.suppress(Exception):  # a missed keepalive is retried next interval
+                        await running.msg.in_progress()
+                        await self._nc.publish(running.reply_to, b"", headers=running.alive)
+                next_due = min(next_due, running.due)
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(0.0, next_due - loop.time()))
 
     async def _on_cancel(self, msg: Msg) -> None:
         rid = msg.data.decode(errors="replace")

@@ -96,6 +96,10 @@ class InvocationEnvelope(WireModel):
     assets: list[AssetReference] = Field(default_factory=list)
     max_response_bytes: int = Field(MAX_DIRECT_RESPONSE_BYTES, alias="maxResponseBytes")
     invocation_region: str = Field("local", alias="invocationRegion")
+    # the worker sends `alive` at least this often while it works on the request (the gateway cuts a
+    # response after its worker-silence timeout; it sends a third of it): min(this, the worker's own
+    # progress interval). None: the worker's setting alone
+    heartbeat_s: float | None = Field(None, alias="heartbeatSeconds")
 
 
 class ResponseHead(WireModel):
