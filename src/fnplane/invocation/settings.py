@@ -36,7 +36,7 @@ class GatewaySettings(BaseSettings):
     max_message_bytes: int = 8 * 1024 * 1024
     # a queued request is dropped this long after it was queued, picked up or not (NVCF REQUEST_TTL:
     # 60 min): the max age of every version's queue. At most the status records' 1 h lifetime
-    request_ttl_s: float = Field(REQUEST_TTL_S, gt=0, le=STATUS_TTL_S)
+    request_ttl_s: float = Field(default=REQUEST_TTL_S, gt=0, le=STATUS_TTL_S)
     # a request not answered this soon starts watching for its client to disconnect (cancel on the
     # worker); quicker answers never need the watcher
     disconnect_watch_after_s: float = 0.05

@@ -72,7 +72,7 @@ class WorkerRequestSettings(BaseSettings):
     max_queued_requests: int = 100_000
     max_message_bytes: int = 8 * 1024 * 1024
     # the queue's max age when the worker creates it (FNPLANE_GATEWAY_REQUEST_TTL_S, NVCF: 60 min)
-    request_ttl_s: float = Field(REQUEST_TTL_S, gt=0, le=STATUS_TTL_S)
+    request_ttl_s: float = Field(default=REQUEST_TTL_S, gt=0, le=STATUS_TTL_S)
     # per-request NVCF-LARGE-OUTPUT-DIR and NVCF-ASSET-DIR live under these (default: temp dir)
     large_output_root: str = ""
     asset_root: str = ""
