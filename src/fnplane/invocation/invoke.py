@@ -224,8 +224,11 @@ class Invocation:
                     ungranted = 0
                 pending_credit = None
             try:
-                async with asyncio.timeout(silence):
-                    item = await exchange.queue.get()
+                if exchange.queue.empty():
+                    async with asyncio.timeout(silence):
+                        item = await exchange.queue.get()
+                else:
+                    item = exchange.queue.get_nowait()  # already here: no timer to arm and cancel
             except TimeoutError:
                 await self.abandon()
                 raise errors.UnavailableError(

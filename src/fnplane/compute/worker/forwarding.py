@@ -134,10 +134,14 @@ class ResponseChannel:
         await self._nc.publish(self._to, body, headers=hdrs)
 
     async def data(self, chunk: bytes) -> None:
-        try:
-            await asyncio.wait_for(self._credits.acquire(), self._credit_timeout_s)
-        except TimeoutError:
-            raise BodyError("the gateway stopped granting credit (client gone)") from None
+        if self._credits.locked():
+            try:
+                await asyncio.wait_for(self._credits.acquire(), self._credit_timeout_s)
+            except TimeoutError:
+                raise BodyError("the gateway stopped granting credit (client gone)") from None
+        else:
+            # a credit is there: take it without wait_for's task and timer (once per chunk)
+            await self._credits.acquire()
         hdrs = {subjects.HDR_KIND: subjects.KIND_DATA, subjects.HDR_ATTEMPT: self._attempt}
         await self._nc.publish(self._to, chunk, reply=self._credit_to, headers=hdrs)
 
