@@ -53,6 +53,19 @@ def find_nats_server(explicit: Path | None = None) -> Path:
     )
 
 
+def server_environment() -> dict[str, str]:
+    """Our environment, with the Go scheduler of the embedded server held to a quarter of the CPUs.
+
+    The embedded server shares the host with the gateway, the workers and the functions. With one
+    Go thread per CPU, every message hops between OS threads inside nats-server (a thread wake-up
+    each); on a small host a quarter of the CPUs (at least one) cut its CPU per invocation by about
+    30 % in the invocation benchmark, with no loss of latency. A GOMAXPROCS of the user's wins.
+    """
+    env = dict(os.environ)
+    env.setdefault("GOMAXPROCS", str(max(1, (os.cpu_count() or 1) // 4)))
+    return env
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
@@ -112,6 +125,7 @@ class EmbeddedNats:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            env=server_environment(),
             start_new_session=True,
             preexec_fn=_die_with_parent(),
         )  # fmt: skip
