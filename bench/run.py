@@ -27,6 +27,7 @@ TABLE_HEAD = (
 )
 DURATION_S = int(os.environ.get("FNPLANE_BENCH_DURATION_S", "8"))
 MiB = 1024 * 1024
+KEPT_SECTIONS = ("What we changed on the request path and what it bought", "Cold start")
 
 
 def machine() -> str:
@@ -166,9 +167,13 @@ def main() -> None:
 
 def write_doc(rows: list[str], large_row: str, sse_rows: list[str], hold_row: str, notes: list[str]) -> None:
     old = DOC.read_text() if DOC.exists() else ""
-    cold = ""
-    if (m := re.search(r"^## Cold start.*?(?=^## |\Z)", old, flags=re.S | re.M)) is not None:
-        cold = m.group(0).rstrip() + "\n"
+    # hand-written sections survive a re-run: the cold-start numbers (bench/cold_start.py) and the
+    # history of what was changed on the request path and what it bought
+    kept = ""
+    for heading in KEPT_SECTIONS:
+        pattern = rf"^## {re.escape(heading)}.*?(?=^## |\Z)"
+        if (m := re.search(pattern, old, flags=re.S | re.M)) is not None:
+            kept += m.group(0).rstrip() + "\n\n"
     generator = "wrk" if loadgen.have_wrk() else "an asyncio client (wrk not installed)"
     text = f"""# Benchmarks
 
@@ -210,7 +215,7 @@ measured by the client from the first to the last of 1 s worth of events.
 {hold_row}
 
 """
-    DOC.write_text(text + cold)
+    DOC.write_text(text + kept.rstrip() + "\n" if kept else text)
     print(f"wrote {DOC}")
 
 
