@@ -12,9 +12,8 @@ The second number is the same for scale-from-zero: an ACTIVE minInstances=0 vers
 instance.
 The third goes through the real gateway: a pexec request (`POST /v2/nvcf/pexec/functions/{fid}`) to an
 ACTIVE minInstances=0 version with no instance -> the first byte of its response (the response head,
-sent when the worker has the function's answer). The gateway wakes the version when the request has not
-been picked up after `FNPLANE_GATEWAY_WAKE_AFTER_S`; that wait is part of the number and also shown
-subtracted. `--write` replaces the "Cold start" section of docs/benchmarks.md.
+sent when the worker has the function's answer). The gateway sends the wake itself, at once, because no
+worker pulls from the version's queue. `--write` replaces the "Cold start" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -34,13 +33,9 @@ from pathlib import Path
 
 import httpx
 
-from fnplane.invocation.settings import GatewaySettings
-
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = f"{sys.executable} examples/echo_server.py"
 SPEC = {"gpu": "L40S", "instanceType": "LOCAL.GPU.L40S_1x"}
-# how long the probe request waits for the gateway to wake a scaled-to-zero version by itself
-PROBE_POLL_S = 15
 
 
 def free_port() -> int:
@@ -137,14 +132,8 @@ async def measure(client: httpx.AsyncClient, *, scale_from_zero: bool) -> float:
     return done - started
 
 
-async def first_byte_from_zero(
-    client: httpx.AsyncClient, *, client_wakes: bool, poll_s: int = 60
-) -> float | None:
-    """pexec to an ACTIVE version with no instance -> first byte of the response, through the gateway.
-
-    `client_wakes`: the bench itself POSTs the wake right after sending the request (what the gateway's
-    hint does, minus its `wake_after_s` wait). None when the request was not answered (no wake came).
-    """
+async def first_byte_from_zero(client: httpx.AsyncClient, *, poll_s: int = 60) -> float:
+    """pexec to an ACTIVE version with no instance -> first byte of the response, through the gateway."""
     body = {"name": f"cold-{uuid.uuid4().hex[:8]}", "inferenceUrl": "/echo", "containerArgs": COMMAND}
     fn = (await client.post("/v2/nvcf/functions", json=body)).raise_for_status().json()["function"]
     path = f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}"
@@ -171,12 +160,11 @@ async def first_byte_from_zero(
             return response.status_code, first_byte
 
     started = time.perf_counter()
-    request = asyncio.create_task(invoke())
-    if client_wakes:
-        (await client.post(f"/v1/fnplane/versions/{fn['versionId']}/wake")).raise_for_status()
-    status, first_byte = await request
+    status, first_byte = await invoke()
     (await client.delete(deploy_path)).raise_for_status()
-    return first_byte - started if status == 200 else None
+    if status != 200:
+        raise RuntimeError(f"pexec to a scaled-to-zero version answered {status}: no wake from the gateway")
+    return first_byte - started
 
 
 def _summary(values: list[float]) -> str:
@@ -197,58 +185,20 @@ async def main(runs: int, write: bool) -> None:
             ) as c:
                 deploy = [await measure(c, scale_from_zero=False) for _ in range(runs)]
                 wake = [await measure(c, scale_from_zero=True) for _ in range(runs)]
-                # does the gateway itself wake a scaled-to-zero version? one probe with a short poll
-                probe = await first_byte_from_zero(c, client_wakes=False, poll_s=PROBE_POLL_S)
-                gateway_wakes = probe is not None
-                request = [
-                    value
-                    for _ in range(runs)
-                    if (value := await first_byte_from_zero(c, client_wakes=not gateway_wakes)) is not None
-                ]
-                if not request:
-                    raise RuntimeError("no pexec to a scaled-to-zero function was answered")
+                request = [await first_byte_from_zero(c) for _ in range(runs)]
         finally:
             up.terminate()
             await asyncio.wait_for(up.wait(), 120)
     own_median = statistics.median(own)
-    # the gateway wakes a version only for a request not picked up this soon (GatewaySettings)
-    wake_after_s = GatewaySettings().wake_after_s
     rows = [
         ("function's own start (spawn -> port open)", _summary(own)),
         ("deploy -> ACTIVE (raw)", _summary(deploy)),
         ("deploy -> ACTIVE minus own start", _summary([d - own_median for d in deploy])),
         ("wake (scaled to zero) -> RUNNING (raw)", _summary(wake)),
         ("wake -> RUNNING minus own start", _summary([w - own_median for w in wake])),
+        ("pexec to a scaled-to-zero function -> first byte (raw, the gateway wakes it)", _summary(request)),
+        ("pexec from zero -> first byte minus own start", _summary([r - own_median for r in request])),
     ]
-    if gateway_wakes:
-        rows += [
-            ("pexec to a scaled-to-zero function -> first byte (raw, gateway wakes)", _summary(request)),
-            ("pexec from zero -> first byte minus own start", _summary([r - own_median for r in request])),
-            (
-                f"the same minus the gateway's {wake_after_s:g} s wake delay",
-                _summary([r - own_median - wake_after_s for r in request]),
-            ),
-        ]
-        how = (
-            "The gateway woke the version itself (after `FNPLANE_GATEWAY_WAKE_AFTER_S`, "
-            f"{wake_after_s:g} s, without an answer)."
-        )
-    else:
-        rows += [
-            (
-                "pexec to a scaled-to-zero function -> first byte (raw, bench sends the wake)",
-                _summary(request),
-            ),
-            ("pexec from zero -> first byte minus own start", _summary([r - own_median for r in request])),
-        ]
-        how = (
-            f"**The gateway did not wake the version**: a probe request waited {PROBE_POLL_S} s and got no "
-            "answer (504). Its wake hint (`invocation/app.py` `_post_wake`) POSTs the wake "
-            "without the caller's bearer, so the control plane refuses it (401, suppressed). Until that is "
-            "fixed the bench sends the wake itself right after the request (the same call, with the "
-            "caller's key): these numbers are the gateway + wake + queue path without the gateway's "
-            f"{wake_after_s:g} s wake delay, which a gateway-triggered wake would add."
-        )
     section = "\n".join(
         [
             "## Cold start",
@@ -265,10 +215,10 @@ async def main(runs: int, write: bool) -> None:
             "importing aiohttp/pydantic) before its first health check, plus the report -> reconcile -> "
             "status path; a function slower than the worker start is found by the next health poll "
             "(`FNPLANE_AGENT_HEALTH_POLL_INTERVAL_S`, 1 s). Wake includes the placement and the agent kick. "
-            "A request to a scaled-to-zero function waits `FNPLANE_GATEWAY_WAKE_AFTER_S` "
-            f"({wake_after_s:g} s) in the gateway before the wake is sent (the gateway wakes a version only "
-            "for a request that nobody picked up), then the wake path, then the worker's pull of the queued "
-            "request and the function's answer. " + how,
+            "A request to a scaled-to-zero function makes the gateway send the wake at once (no worker "
+            "pulls from the version's queue), then waits for the wake path, the worker's pull of the queued "
+            "request and the function's answer; the first byte can come before RUNNING shows in the API, "
+            "because the worker takes the request as soon as the function is healthy.",
             "",
         ]
     )
