@@ -53,12 +53,13 @@ def direct_target(headers: dict[str, str], host_label: str = "invocation") -> tu
 
     Headers `function-id` / `function-version-id` take precedence over the Host forms
     `{fid}.{label}.{domain}` and `{vid}.{fid}.{label}.{domain}` (version first); the domain may be an
-    address and port.
+    address and port. Host names are case-insensitive (RFC 9110 4.2.3) and ids are stored in lower
+    case, so both are compared in lower case.
     """
     fid = headers.get("function-id")
     if fid:
-        return fid.strip(), (headers.get("function-version-id") or "").strip() or None
-    host = headers.get("host") or headers.get(":authority") or ""
+        return fid.strip().lower(), (headers.get("function-version-id") or "").strip().lower() or None
+    host = (headers.get("host") or headers.get(":authority") or "").lower()
     labels = host.split(".", 3)
     if len(labels) >= 3 and labels[1] == host_label and is_uuid(labels[0]):
         return labels[0], None

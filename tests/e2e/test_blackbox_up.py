@@ -1,0 +1,106 @@
+"""Black-box checks of `fnplane up` as an NVCF client sees it (reference/nvcf-api.md, invocation.md).
+
+One platform, one deployed examples/inv_function.py; each assertion is an expectation a client written
+against NVCF relies on, in the order `nvcf-cli` uses the API (create, deploy, poll until ACTIVE,
+`deploy update` by deploymentId + gpuSpecificationId, host-routed invoke, undeploy, delete).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from up_process import UpProcess
+
+FUNCTION = Path(__file__).resolve().parents[2] / "examples" / "inv_function.py"
+SPEC = {"gpu": "L40S", "instanceType": "LOCAL.GPU.L40S_1x", "minInstances": 1, "maxInstances": 1}
+
+
+def _wait_active(client: httpx.Client, fid: str, vid: str) -> None:
+    deadline = time.monotonic() + 60
+    status = ""
+    while time.monotonic() < deadline:
+        status = client.get(f"/v2/nvcf/functions/{fid}/versions/{vid}").json()["function"]["status"]
+        if status in ("ACTIVE", "ERROR"):
+            break
+        time.sleep(0.2)
+    assert status == "ACTIVE"
+
+
+def test_nvcf_client_flow_through_fnplane_up(tmp_path: Path, start_up: type[UpProcess]) -> None:
+    key = "nvapi-" + secrets.token_urlsafe(32)
+    up = start_up(tmp_path / "home", env={"FNPLANE_ADMIN_KEY": key})
+    up.wait_healthy()
+    domain = up.url.split("://", 1)[1]
+    with httpx.Client(base_url=up.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        # malformed JSON: 400 naming the body, not a character offset
+        r = client.post(
+            "/v2/nvcf/functions", content=b'{"name": ', headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+        assert r.json()["field"] == "body" and r.json()["type"] == "urn:nv-boot:problem-details:bad-request"
+
+        body = {
+            "name": "blackbox",
+            "inferenceUrl": "/echo",
+            "inferencePort": 8000,
+            "containerImage": "example/inv:1",
+            "containerArgs": f"{sys.executable} {FUNCTION} $(PORT)",
+            "description": "ignored on update",
+        }
+        r = client.post("/v2/nvcf/functions", json=body)
+        assert r.status_code == 200, r.text  # the CLI fails on 201
+        fn = r.json()["function"]
+        fid, vid = fn["id"], fn["versionId"]
+        assert fn["status"] == "INACTIVE" and fn["health"]["protocol"] == "HTTP"
+
+        r = client.post(
+            f"/v2/nvcf/deployments/functions/{fid}/versions/{vid}", json={"deploymentSpecifications": [SPEC]}
+        )
+        assert r.status_code == 200 and r.json()["deployment"]["functionStatus"] in ("DEPLOYING", "ACTIVE")
+        _wait_active(client, fid, vid)
+
+        # nvcf-cli `deploy update`: GET the deployment, pick the spec by gpu + instanceType, PATCH by ids
+        dep = client.get(f"/v2/nvcf/deployments/functions/{fid}/versions/{vid}").json()["deployment"]
+        (spec,) = [
+            s
+            for s in dep["deploymentSpecifications"]
+            if s["gpu"] == SPEC["gpu"] and s["instanceType"] == SPEC["instanceType"]
+        ]
+        r = client.patch(
+            f"/v2/nvcf/deployments/{dep['deploymentId']}/gpu-specifications/{spec['gpuSpecificationId']}",
+            json={"maxInstances": 2},
+        )
+        assert r.status_code == 200 and r.json()["gpuSpecification"]["maxInstances"] == 2
+
+        # host names are case-insensitive: an upper-case Host (or function-id header) still routes
+        for headers in (
+            {"Host": f"{fid}.invocation.{domain}"},
+            {"Host": f"{vid}.{fid}.invocation.{domain}"},
+            {"Host": f"{fid.upper()}.INVOCATION.{domain}"},
+            {"Host": f"{vid.upper()}.{fid.upper()}.Invocation.{domain}"},
+            {"function-id": fid.upper(), "function-version-id": vid.upper()},
+        ):
+            r = client.post("/echo?x=1", headers={**headers, "NVCF-POLL-SECONDS": "20"}, json={"a": 1})
+            assert r.status_code == 200, (headers, r.text)
+            assert r.json() == {"a": 1} and r.headers["nvcf-status"] == "fulfilled"
+            assert r.headers["nvcf-reqid"]
+
+        # exec envelope: a bad pollDurationSeconds names that field
+        r = client.post(
+            f"/v2/nvcf/exec/functions/{fid}",
+            json={"requestHeader": {"pollDurationSeconds": 5000}, "requestBody": {}},
+        )
+        assert r.status_code == 400 and r.json()["field"] == "requestHeader.pollDurationSeconds"
+        r = client.post(f"/v2/nvcf/exec/functions/{fid}", json={"requestBody": {"b": 2}})
+        assert r.status_code == 200
+        assert r.json()["status"] == "fulfilled" and r.json()["response"] == {"b": 2}
+
+        r = client.delete(f"/v2/nvcf/deployments/functions/{fid}/versions/{vid}")
+        assert r.status_code == 200 and r.json()["function"]["status"] == "INACTIVE"
+        r = client.delete(f"/v2/nvcf/functions/{fid}/versions/{vid}")
+        assert r.status_code == 204 and r.content == b""
+    assert up.stop() == 0
