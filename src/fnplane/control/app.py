@@ -49,8 +49,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> ProblemResponse:
         first = error.errors()[0] if error.errors() else {}
-        field = _field_path(tuple(first.get("loc", ())))
-        rule = str(first.get("msg", "invalid value"))
+        if first.get("type") == "json_invalid":
+            # the loc of a JSON syntax error is the character offset, not a field
+            field, rule = "body", f"must be valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
+        else:
+            field = _field_path(tuple(first.get("loc", ())))
+            rule = str(first.get("msg", "invalid value"))
         detail = f"Validation failed: field '{field}': {rule}"
         body = problem(400, detail, request.url.path)
         body["field"] = field
