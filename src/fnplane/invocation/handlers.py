@@ -171,7 +171,15 @@ async def exec_(gw: Gateway, request: Request, function_id: str, version_id: str
     headers = dict(request.headers)
     if poll_raw is not None:
         headers["nvcf-poll-seconds"] = str(poll_raw)
-    poll_s = poll_seconds(headers, sse_default=False)
+    try:
+        poll_s = poll_seconds(headers, sse_default=False)
+    except errors.BadRequestError as error:
+        if poll_raw is None:
+            raise
+        # name the field the client actually sent
+        field = "requestHeader.pollDurationSeconds"
+        detail = str(error).replace("NVCF-POLL-SECONDS", field)
+        raise errors.BadRequestError(detail, field=field, rule=error.rule) from None
     refs = header.get("inputAssetReferences") or []
     if not isinstance(refs, list):
         raise errors.BadRequestError(
