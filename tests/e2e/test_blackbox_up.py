@@ -35,6 +35,18 @@ def test_nvcf_client_flow_through_fnplane_up(tmp_path: Path, start_up: type[UpPr
     up = start_up(tmp_path / "home", env={"FNPLANE_ADMIN_KEY": key})
     up.wait_healthy()
     domain = up.url.split("://", 1)[1]
+    # the OpenAPI document is public and covers the API and the path-routed invocation endpoints
+    paths = httpx.get(f"{up.url}/v3/openapi").json()["paths"]
+    for path in (
+        "/v2/nvcf/functions",
+        "/v2/nvcf/deployments/{deploymentId}/gpu-specifications/{gpuSpecificationId}",
+        "/v2/nvcf/pexec/functions/{functionId}",
+        "/v2/nvcf/pexec/status/{requestId}",
+        "/v2/nvcf/exec/functions/{functionId}",
+        "/v2/nvcf/queues/{requestId}/position",
+        "/v2/nvcf/assets",
+    ):
+        assert path in paths, path
     with httpx.Client(base_url=up.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
         # malformed JSON: 400 naming the body, not a character offset
         r = client.post(

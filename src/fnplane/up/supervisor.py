@@ -28,6 +28,7 @@ from fnplane.control.auth.bootstrap import bootstrap
 from fnplane.control.auth.credentials import new_api_key
 from fnplane.control.db.engine import open_database
 from fnplane.control.settings import ControlSettings
+from fnplane.invocation import openapi as gateway_openapi
 from fnplane.invocation.app import Gateway, create_gateway_app, is_gateway_request
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import subjects
@@ -120,6 +121,8 @@ class Platform:
         control_app.state.notify = self._notify_cluster_changed
         # instance logs: the control plane asks the agents over NATS
         control_app.state.nats = self._nats
+        # one port, one document: GET /v3/openapi also lists the gateway's pexec/exec/queues/assets paths
+        gateway_openapi.merge_into(control_app.openapi())
         self._control = Lifespan(control_app, "control")
         await self._control.startup(s.stop_timeout_s)
         self._push("control", lambda: self._shutdown_lifespan(self._control))

@@ -1,0 +1,169 @@
+"""OpenAPI descriptions of the gateway's path-routed endpoints (nvcf-api.md 1.4, 1.5, 4.3).
+
+The gateway is a plain ASGI app, so it has no generated document; a composing server (`fnplane up`)
+merges these paths into the control plane's `GET /v3/openapi`, as NVCF's API documents pexec, exec,
+queues and assets in its own OpenAPI. Host-routed (direct) invocation has no fixed path and is not listed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_UUID = {"type": "string", "format": "uuid"}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _UUID}
+
+
+_POLL_HEADER = {
+    "name": "NVCF-POLL-SECONDS",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 3600},
+}
+_ASSETS_HEADER = {
+    "name": "NVCF-INPUT-ASSET-REFERENCES",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "comma-separated asset ids",
+}
+_INVOKE_RESPONSES = {
+    "200": {"description": "the function's response; NVCF-REQID and NVCF-STATUS headers"},
+    "202": {"description": "pending: poll the status endpoint with NVCF-REQID"},
+    "302": {"description": "a result over 5 MiB: fetch it from Location"},
+    "400": {"description": "bad input or only DEGRADED versions"},
+    "401": {"description": "missing or invalid credential"},
+    "403": {"description": "no invoke_function scope or resource"},
+    "404": {"description": "unknown function or no ACTIVE version"},
+    "429": {"description": "queue full or rate limited"},
+    "504": {"description": "no worker picked the request up in time (empty body)"},
+}
+_EXEC_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["requestBody"],
+                "properties": {
+                    "requestHeader": {
+                        "type": "object",
+                        "properties": {
+                            "inputAssetReferences": {"type": "array", "items": _UUID},
+                            "pollDurationSeconds": {"type": "integer"},
+                        },
+                    },
+                    "requestBody": {},
+                },
+            }
+        }
+    },
+}
+
+
+def _op(
+    summary: str, scope: str, params: list[dict[str, Any]], responses: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    return {
+        "tags": ["invocation"],
+        "summary": summary,
+        "security": [{"fnplane": [scope]}],
+        "parameters": params,
+        "responses": responses,
+        **extra,
+    }
+
+
+def _pexec(params: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "post": _op(
+            "Invoke a function (pass-through body to its inferenceUrl)",
+            "invoke_function",
+            [*params, _POLL_HEADER, _ASSETS_HEADER],
+            _INVOKE_RESPONSES,
+            requestBody={"content": {"*/*": {"schema": {}}}},
+        )
+    }
+
+
+def _exec(params: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "post": _op(
+            "Invoke a function with the legacy JSON envelope",
+            "invoke_function",
+            [*params, _POLL_HEADER],
+            _INVOKE_RESPONSES,
+            requestBody=_EXEC_BODY,
+        )
+    }
+
+
+_FID = _path_param("functionId")
+_VID = _path_param("functionVersionId")
+_RID = _path_param("requestId")
+_AID = _path_param("assetId")
+_OK = {"200": {"description": "OK"}, "404": {"description": "not found"}}
+
+GATEWAY_OPENAPI_PATHS: dict[str, dict[str, Any]] = {
+    "/v2/nvcf/pexec/functions/{functionId}": _pexec([_FID]),
+    "/v2/nvcf/pexec/functions/{functionId}/versions/{functionVersionId}": _pexec([_FID, _VID]),
+    "/v2/nvcf/pexec/status/{requestId}": {
+        "get": _op("Poll a pending invocation", "invoke_function", [_RID, _POLL_HEADER], _INVOKE_RESPONSES)
+    },
+    "/v2/nvcf/exec/functions/{functionId}": _exec([_FID]),
+    "/v2/nvcf/exec/functions/{functionId}/versions/{functionVersionId}": _exec([_FID, _VID]),
+    "/v2/nvcf/exec/status/{requestId}": {
+        "get": _op(
+            "Poll a pending exec invocation", "invoke_function", [_RID, _POLL_HEADER], _INVOKE_RESPONSES
+        )
+    },
+    "/v2/nvcf/queues/functions/{functionId}": {
+        "get": _op("Queue depth of a function's versions", "queue_details", [_FID], _OK)
+    },
+    "/v2/nvcf/queues/functions/{functionId}/versions/{functionVersionId}": {
+        "get": _op("Queue depth of one version", "queue_details", [_FID, _VID], _OK)
+    },
+    "/v2/nvcf/queues/{requestId}/position": {
+        "get": _op("Estimated position of a request in its queue", "queue_details", [_RID], _OK)
+    },
+    "/v2/nvcf/assets": {
+        "post": _op(
+            "Create an asset and get its upload URL",
+            "invoke_function",
+            [],
+            {"200": {"description": "{assetId, uploadUrl, contentType, description}"}},
+            requestBody={
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["contentType", "description"],
+                            "properties": {
+                                "contentType": {"type": "string"},
+                                "description": {"type": "string"},
+                            },
+                        }
+                    }
+                },
+            },
+        ),
+        "get": _op("List the account's assets", "invoke_function", [], {"200": {"description": "{assets}"}}),
+    },
+    "/v2/nvcf/assets/{assetId}": {
+        "get": _op("Get an asset", "invoke_function", [_AID], _OK),
+        "delete": _op(
+            "Delete an asset", "invoke_function", [_AID], {"204": {"description": "deleted"}, **_OK}
+        ),
+    },
+}
+
+
+def merge_into(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` (an OpenAPI dict) with the gateway's paths added; existing paths win."""
+    paths = document.setdefault("paths", {})
+    for path, item in GATEWAY_OPENAPI_PATHS.items():
+        paths.setdefault(path, item)
+    return document
