@@ -266,3 +266,26 @@ async def test_a_plaintext_key_planted_in_the_table_never_signs_or_verifies(
     assert jwt.get_unverified_header(token)["kid"] != "planted"
     jwks = (await http.get("/.well-known/jwks.json")).json()
     assert "planted" not in {k["kid"] for k in jwks["keys"]}
+
+
+async def test_super_admin_hands_out_the_first_credential_of_a_new_account(
+    admin_client: httpx.AsyncClient, make_client: Any, http: httpx.AsyncClient
+) -> None:
+    created = await admin_client.post(
+        "/v2/nvcf/accounts/tenant-b", json={"name": "tenant-b", "adminClientId": "tenant-b-admin"}
+    )
+    assert created.status_code == 200, created.text
+    # the admin client has no secret until a super admin sets one; then it is a working OAuth2 client
+    assert (await _token(http, "tenant-b-admin", "x")).status_code == 401
+    rotated = await admin_client.post("/v2/nvcf/service-accounts/tenant-b-admin/rotate-secret")
+    assert rotated.status_code == 200, rotated.text
+    sa = rotated.json()["serviceAccount"]
+    assert sa["ncaId"] == "tenant-b" and sa["clientSecret"]
+    token = (await _token(http, "tenant-b-admin", sa["clientSecret"])).json()["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    listed = await http.get("/v2/nvcf/service-accounts", headers=bearer)
+    assert listed.status_code == 200 and listed.json()["serviceAccounts"][0]["ncaId"] == "tenant-b"
+    # an account's own key manager still cannot touch another account's clients
+    other = await make_client([MANAGE_KEYS], nca_id="other-account")
+    assert (await other.post("/v2/nvcf/service-accounts/tenant-b-admin/rotate-secret")).status_code == 404
+    assert (await admin_client.post("/v2/nvcf/service-accounts/nobody/rotate-secret")).status_code == 404

@@ -20,6 +20,7 @@ from fnplane.control.auth.signing import MintedToken, TokenSigner
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.clients import ClientRecord, ClientRepository
 from fnplane.shared.errors import BadRequestError, ForbiddenError, NotFoundError
+from fnplane.shared.scopes import ACCOUNT_SETUP
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,127}$")
 _NAME_MAX = 128
@@ -99,11 +100,21 @@ class ServiceAccountService:
         return record
 
     async def rotate(self, caller: Principal, client_id: str) -> tuple[ClientRecord, str]:
-        await self.get(caller, client_id)
+        """A new secret. A super admin (`account_setup`) may set one for any client of any account,
+        including the admin client an account was created with (`adminClientId`, no secret yet): that
+        is how the first credential of a new account is handed out."""
+        if caller.has_any_scope(ACCOUNT_SETUP):
+            if await self._repository.get(client_id) is None:
+                raise NotFoundError(f"Service account '{client_id}' not found")
+        else:
+            await self.get(caller, client_id)
         secret = new_client_secret()
         await self._repository.set_secret(client_id, keyed_hash(self._secret, secret), now_utc())
         self._authenticator.invalidate(client_id)
-        return await self.get(caller, client_id), secret
+        record = await self._repository.get(client_id)
+        if record is None:  # deleted concurrently
+            raise NotFoundError(f"Service account '{client_id}' not found")
+        return record, secret
 
     async def delete(self, caller: Principal, client_id: str) -> None:
         await self.get(caller, client_id)
