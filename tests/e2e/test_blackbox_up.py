@@ -101,6 +101,14 @@ def test_nvcf_client_flow_through_fnplane_up(tmp_path: Path, start_up: type[UpPr
             assert r.json() == {"a": 1} and r.headers["nvcf-status"] == "fulfilled"
             assert r.headers["nvcf-reqid"]
 
+        # ids in paths parse in any case, as NVCF's UUID path variables do
+        r = client.get(f"/v2/nvcf/functions/{fid.upper()}/versions/{vid.upper()}")
+        assert r.status_code == 200 and r.json()["function"]["versionId"] == vid
+        r = client.post(f"/v2/nvcf/pexec/functions/{fid.upper()}/versions/{vid.upper()}", json={"c": 3})
+        assert r.status_code == 200 and r.json() == {"c": 3}
+        r = client.get(f"/v2/nvcf/queues/functions/{fid.upper()}")
+        assert r.status_code == 200 and r.json()["queues"][0]["functionVersionId"] == vid
+
         # exec envelope: a bad pollDurationSeconds names that field
         r = client.post(
             f"/v2/nvcf/exec/functions/{fid}",

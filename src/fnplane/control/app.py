@@ -24,6 +24,7 @@ from fnplane.control.services.access import ControlAccessAuthority
 from fnplane.control.services.notify import no_notify
 from fnplane.control.services.secret_box import SecretBox
 from fnplane.control.settings import ControlSettings
+from fnplane.control.uuid_paths import UuidPathMiddleware
 from fnplane.shared.errors import FnplaneError
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
 
@@ -121,5 +122,6 @@ def create_app(settings: ControlSettings, engine: AsyncEngine) -> FastAPI:
     _install_functions_plane(app, settings, engine)
     install_problem_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(UuidPathMiddleware)
     include_all(app)
     return app

@@ -42,7 +42,7 @@ from fnplane.invocation.http import (
     send_error,
     send_problem,
 )
-from fnplane.invocation.routing import direct_target, is_gateway_request
+from fnplane.invocation.routing import direct_target, is_gateway_request, is_uuid
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
 from fnplane.invocation.stores import GatewayStores
@@ -200,7 +200,8 @@ class Gateway:
             await handlers.direct(self, request, target[0], target[1])
             return
         method = request.method
-        parts = request.path.rstrip("/").split("/")[1:]  # ["v2", "nvcf", ...]
+        # ids in any case, as NVCF parses them as UUIDs (ours are stored lower-case)
+        parts = [p.lower() if is_uuid(p) else p for p in request.path.rstrip("/").split("/")[1:]]
         if len(parts) < 3 or parts[0] != "v2" or parts[1] != "nvcf":
             raise errors.NotFoundError(f"no route for {method} {request.path}")
         if method == "OPTIONS":
