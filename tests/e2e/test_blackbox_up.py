@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -123,4 +124,49 @@ def test_nvcf_client_flow_through_fnplane_up(tmp_path: Path, start_up: type[UpPr
         assert r.status_code == 200 and r.json()["function"]["status"] == "INACTIVE"
         r = client.delete(f"/v2/nvcf/functions/{fid}/versions/{vid}")
         assert r.status_code == 204 and r.content == b""
+    assert up.stop() == 0
+
+
+ABRUPT = Path(__file__).resolve().parent / "abrupt_function.py"
+
+
+def test_undeploy_lets_requests_a_worker_holds_finish(tmp_path: Path, start_up: type[UpProcess]) -> None:
+    """The worker stops before its function: what it already pulled is answered, not cut into a 500."""
+    key = "nvapi-" + secrets.token_urlsafe(32)
+    up = start_up(tmp_path / "home", env={"FNPLANE_ADMIN_KEY": key})
+    up.wait_healthy()
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=up.url, headers=auth, timeout=30) as client:
+        body = {
+            "name": "abrupt",
+            "inferenceUrl": "/slow",
+            "inferencePort": 8000,
+            "containerImage": "example/abrupt:1",
+            "containerArgs": f"{sys.executable} {ABRUPT}",
+        }
+        fn = client.post("/v2/nvcf/functions", json=body).json()["function"]
+        fid, vid = fn["id"], fn["versionId"]
+        spec = {**SPEC, "maxRequestConcurrency": 2}
+        r = client.post(
+            f"/v2/nvcf/deployments/functions/{fid}/versions/{vid}", json={"deploymentSpecifications": [spec]}
+        )
+        assert r.status_code == 200, r.text
+        _wait_active(client, fid, vid)
+        assert client.post(f"/v2/nvcf/pexec/functions/{fid}", json={"seconds": 0}).status_code == 200
+
+        results: list[httpx.Response] = []
+        call = threading.Thread(
+            target=lambda: results.append(
+                httpx.post(
+                    f"{up.url}/v2/nvcf/pexec/functions/{fid}", headers=auth, json={"seconds": 2}, timeout=30
+                )
+            )
+        )
+        call.start()
+        time.sleep(0.7)  # the worker holds it now
+        r = client.delete(f"/v2/nvcf/deployments/functions/{fid}/versions/{vid}")
+        assert r.status_code == 200 and r.json()["function"]["status"] == "INACTIVE"
+        call.join(30)
+        assert results and results[0].status_code == 200, results[0].text if results else "no answer"
+        assert results[0].json() == {"slept": 2.0}
     assert up.stop() == 0

@@ -110,7 +110,11 @@ class InstanceSupervisor:
     async def _stop_processes(self) -> None:
         if self._exit_task is not None:
             self._exit_task.cancel()
-        await asyncio.gather(self._stop_worker(), self.backend.stop(self.instance_id), return_exceptions=True)
+        # the worker first: it stops pulling at once and finishes the requests it holds, which need the
+        # function alive (stopping both together turned those requests, and any pulled in the race, into
+        # 500 connection errors instead of answers)
+        await asyncio.gather(self._stop_worker(), return_exceptions=True)
+        await asyncio.gather(self.backend.stop(self.instance_id), return_exceptions=True)
 
     # ---- the supervision loop -----------------------------------------------------------------------
 
