@@ -6,6 +6,7 @@ a test can always clean up by process group) and waits for `GET /health`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -91,7 +92,9 @@ class UpProcess:
         """Safety net for a failing test: nothing this test started survives it."""
         if self.process.poll() is None:
             for child in self.descendants():
-                child.kill()
+                # a child may exit between the listing and the kill (its parent was just killed)
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
             self.process.kill()
             self.process.wait(10)
         try:
