@@ -170,3 +170,39 @@ def test_undeploy_lets_requests_a_worker_holds_finish(tmp_path: Path, start_up: 
         assert results and results[0].status_code == 200, results[0].text if results else "no answer"
         assert results[0].json() == {"slept": 2.0}
     assert up.stop() == 0
+
+
+def test_function_rate_limit_answers_429(tmp_path: Path, start_up: type[UpProcess]) -> None:
+    key = "nvapi-" + secrets.token_urlsafe(32)
+    up = start_up(tmp_path / "home", env={"FNPLANE_ADMIN_KEY": key})
+    up.wait_healthy()
+    domain = up.url.split("://", 1)[1]
+    with httpx.Client(base_url=up.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        body = {
+            "name": "limited",
+            "inferenceUrl": "/slow",
+            "inferencePort": 8000,
+            "containerImage": "example/abrupt:1",
+            "containerArgs": f"{sys.executable} {ABRUPT}",
+            "rateLimit": {"rateLimit": "2-M"},
+        }
+        fn = client.post("/v2/nvcf/functions", json=body).json()["function"]
+        fid, vid = fn["id"], fn["versionId"]
+        r = client.post(
+            f"/v2/nvcf/deployments/functions/{fid}/versions/{vid}", json={"deploymentSpecifications": [SPEC]}
+        )
+        assert r.status_code == 200, r.text
+        _wait_active(client, fid, vid)
+        assert client.post(f"/v2/nvcf/pexec/functions/{fid}", json={"seconds": 0}).status_code == 200
+        host = {"Host": f"{fid}.invocation.{domain}"}
+        assert client.post("/slow", headers=host, json={"seconds": 0}).status_code == 200
+        # the third request in the minute: 429 problem+json, on every invocation path
+        for r in (
+            client.post(f"/v2/nvcf/pexec/functions/{fid}", json={"seconds": 0}),
+            client.post("/slow", headers=host, json={"seconds": 0}),
+            client.post(f"/v2/nvcf/exec/functions/{fid}", json={"requestBody": {"seconds": 0}}),
+        ):
+            assert r.status_code == 429, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.headers["nvcf-status"] == "errored"
+    assert up.stop() == 0

@@ -42,6 +42,7 @@ from fnplane.invocation.http import (
     send_error,
     send_problem,
 )
+from fnplane.invocation.rate_limit import RateLimiter
 from fnplane.invocation.routing import direct_target, is_gateway_request, is_uuid
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
@@ -71,6 +72,7 @@ class Gateway:
         self.settings = settings
         self.authority = authority
         self.access = CachedAccess(authority, settings.auth_cache_ttl_s)
+        self.rate_limiter = RateLimiter()
         self.bus = RequestBus(nats_url, settings)
         self.stores: GatewayStores = None  # type: ignore[assignment]  # set by start()
         self.signer: UrlSigner = None  # type: ignore[assignment]

@@ -76,6 +76,7 @@ async def direct(gw: Gateway, request: Request, function_id: str, version_id: st
     bearer = request.bearer()
     grant = await gw.access.grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
     target = choose_version(grant, version_id)
+    gw.rate_limiter.check(grant, target)
     gw.wake_if_idle(target.version_id, bearer)
     inv = Invocation(
         gw,
@@ -113,6 +114,7 @@ async def pexec(gw: Gateway, request: Request, function_id: str, version_id: str
     ids = asset_ids(request.headers.get("nvcf-input-asset-references"))
     grant = await gw.access.grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
     target = choose_version(grant, version_id)
+    gw.rate_limiter.check(grant, target)
     gw.wake_if_idle(target.version_id, bearer)
     assets = await _asset_references(gw, grant.nca_id, ids) if ids else []
     inv = Invocation(
@@ -190,6 +192,7 @@ async def exec_(gw: Gateway, request: Request, function_id: str, version_id: str
     ids = asset_ids(",".join(str(r) for r in refs))
     grant = await gw.access.grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
     target = choose_version(grant, version_id)
+    gw.rate_limiter.check(grant, target)
     gw.wake_if_idle(target.version_id, bearer)
     assets = await _asset_references(gw, grant.nca_id, ids) if ids else []
     body = json.dumps(document["requestBody"]).encode()

@@ -121,4 +121,5 @@ async def _target(conn: Connection, seen: SeenVersion) -> VersionTarget:
         inferenceUrl=v.inference_url,
         functionType=v.function_type,
         maxRequestConcurrency=concurrency,
+        rateLimit=v.rate_limit,
     )

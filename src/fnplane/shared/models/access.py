@@ -9,6 +9,8 @@ control plane's own implementation, in process; a gateway on another host uses t
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from fnplane.shared.models.compute import WireModel
@@ -30,6 +32,8 @@ class VersionTarget(WireModel):
     function_type: str = Field(alias="functionType")
     # sum over the version's GPU specifications; the gateway sizes nothing from it, it is informative
     max_request_concurrency: int = Field(1, alias="maxRequestConcurrency")
+    # the version's rateLimit object as stored (camelCase keys of nvcf-api.md 2.2), or None
+    rate_limit: dict[str, Any] | None = Field(None, alias="rateLimit")
 
 
 class AccessGrant(WireModel):
