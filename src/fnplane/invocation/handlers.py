@@ -10,6 +10,7 @@ from fnplane.invocation.http import Request, invocation_headers, send_json
 from fnplane.invocation.invoke import ClientGone, Head, Invocation
 from fnplane.invocation.routing import HOP_BY_HOP_RESPONSE, asset_ids, poll_seconds
 from fnplane.shared import errors, scopes, subjects
+from fnplane.shared.models.access import AccessGrant, VersionTarget
 from fnplane.shared.models.invocation import AssetReference, InvocationMode, nvcf_status
 
 if TYPE_CHECKING:
@@ -72,12 +73,20 @@ async def respond(gw: Gateway, request: Request, inv: Invocation) -> None:
         await inv.aclose()
 
 
-async def direct(gw: Gateway, request: Request, function_id: str, version_id: str | None) -> None:
-    bearer = request.bearer()
+async def admit(
+    gw: Gateway, bearer: str, function_id: str, version_id: str | None
+) -> tuple[AccessGrant, VersionTarget]:
+    """Every invocation's gate: access, version choice, rate limits, and a wake for an idle version."""
     grant = await gw.access.grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
     target = choose_version(grant, version_id)
     gw.rate_limiter.check(grant, target)
     gw.wake_if_idle(target.version_id, bearer)
+    return grant, target
+
+
+async def direct(gw: Gateway, request: Request, function_id: str, version_id: str | None) -> None:
+    bearer = request.bearer()
+    grant, target = await admit(gw, bearer, function_id, version_id)
     inv = Invocation(
         gw,
         request,
@@ -112,10 +121,7 @@ async def pexec(gw: Gateway, request: Request, function_id: str, version_id: str
     bearer = request.bearer()
     poll_s = poll_seconds(request.headers, sse_default=True)
     ids = asset_ids(request.headers.get("nvcf-input-asset-references"))
-    grant = await gw.access.grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
-    target = choose_version(grant, version_id)
-    gw.rate_limiter.check(grant, target)
-    gw.wake_if_idle(target.version_id, bearer)
+    grant, target = await admit(gw, bearer, function_id, version_id)
     assets = await _asset_references(gw, grant.nca_id, ids) if ids else []
     inv = Invocation(
         gw,
@@ -190,10 +196,7 @@ async def exec_(gw: Gateway, request: Request, function_id: str, version_id: str
             rule="list of UUIDs",
         )
     ids = asset_ids(",".join(str(r) for r in refs))
-    grant = await gw.access.grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
-    target = choose_version(grant, version_id)
-    gw.rate_limiter.check(grant, target)
-    gw.wake_if_idle(target.version_id, bearer)
+    grant, target = await admit(gw, bearer, function_id, version_id)
     assets = await _asset_references(gw, grant.nca_id, ids) if ids else []
     body = json.dumps(document["requestBody"]).encode()
     inv = Invocation(
