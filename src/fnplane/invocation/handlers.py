@@ -121,9 +121,24 @@ async def pexec(gw: Gateway, request: Request, function_id: str, version_id: str
     bearer = request.bearer()
     poll_s = poll_seconds(request.headers, sse_default=True)
     ids = asset_ids(request.headers.get("nvcf-input-asset-references"))
+    inv = await _inference_call(gw, request, bearer, function_id, version_id, poll_s, ids)
+    await respond(gw, request, inv)
+
+
+async def _inference_call(
+    gw: Gateway,
+    request: Request,
+    bearer: str,
+    function_id: str,
+    version_id: str | None,
+    poll_s: float,
+    ids: list[str],
+    body: bytes | None = None,
+) -> Invocation:
+    """pexec and exec: a POST to the chosen version's inferenceUrl, with the referenced input assets."""
     grant, target = await admit(gw, bearer, function_id, version_id)
     assets = await _asset_references(gw, grant.nca_id, ids) if ids else []
-    inv = Invocation(
+    return Invocation(
         gw,
         request,
         grant=grant,
@@ -134,8 +149,8 @@ async def pexec(gw: Gateway, request: Request, function_id: str, version_id: str
         path=target.inference_url or "/",
         poll_s=poll_s,
         assets=assets,
+        body=body,
     )
-    await respond(gw, request, inv)
 
 
 def exec_document(
@@ -196,22 +211,8 @@ async def exec_(gw: Gateway, request: Request, function_id: str, version_id: str
             rule="list of UUIDs",
         )
     ids = asset_ids(",".join(str(r) for r in refs))
-    grant, target = await admit(gw, bearer, function_id, version_id)
-    assets = await _asset_references(gw, grant.nca_id, ids) if ids else []
     body = json.dumps(document["requestBody"]).encode()
-    inv = Invocation(
-        gw,
-        request,
-        grant=grant,
-        target=target,
-        function_id=function_id,
-        mode=InvocationMode.PEXEC,
-        method="POST",
-        path=target.inference_url or "/",
-        poll_s=poll_s,
-        assets=assets,
-        body=body,
-    )
+    inv = await _inference_call(gw, request, bearer, function_id, version_id, poll_s, ids, body)
     try:
         head = await inv.begin()
     except ClientGone:

@@ -113,13 +113,13 @@ async def get_version(
     return FunctionResponse(function=dto)
 
 
-async def _update(
-    request: Request, principal: Principal, function_id: str, version_id: str, body: UpdateFunctionRequest
-) -> FunctionResponse:
-    dto = await service.update_version(request.app.state.engine, principal, function_id, version_id, body)
-    return FunctionResponse(function=dto)
-
-
+@router.put(
+    "/v2/nvcf/metadata/functions/{functionId}/versions/{functionVersionId}",
+    response_model=FunctionResponse,
+    deprecated=True,
+    response_model_exclude_none=True,
+    name="update_version_metadata",
+)
 @router.put(
     "/v2/nvcf/functions/{functionId}/versions/{functionVersionId}",
     response_model=FunctionResponse,
@@ -132,23 +132,10 @@ async def update_version(
     request: Request,
     principal: Principal = requires(UPDATE_FUNCTION),
 ) -> FunctionResponse:
-    return await _update(request, principal, functionId, functionVersionId, body)
-
-
-@router.put(
-    "/v2/nvcf/metadata/functions/{functionId}/versions/{functionVersionId}",
-    response_model=FunctionResponse,
-    deprecated=True,
-    response_model_exclude_none=True,
-)
-async def update_version_metadata(
-    functionId: str,
-    functionVersionId: str,
-    body: UpdateFunctionRequest,
-    request: Request,
-    principal: Principal = requires(UPDATE_FUNCTION),
-) -> FunctionResponse:
-    return await _update(request, principal, functionId, functionVersionId, body)
+    """Tags and rate limit; the `/metadata/...` path is NVCF's deprecated alias of the same update."""
+    engine = request.app.state.engine
+    dto = await service.update_version(engine, principal, functionId, functionVersionId, body)
+    return FunctionResponse(function=dto)
 
 
 @router.delete("/v2/nvcf/functions/{functionId}/versions/{functionVersionId}", status_code=204)
