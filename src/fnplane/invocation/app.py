@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from fnplane.bus.buckets import Buckets
 from fnplane.invocation import handlers, queues, status
 from fnplane.invocation.access import CachedAccess
 from fnplane.invocation.assets import AssetService
@@ -46,7 +47,6 @@ from fnplane.invocation.rate_limit import RateLimiter
 from fnplane.invocation.routing import direct_target, is_gateway_request, is_uuid
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
-from fnplane.invocation.stores import GatewayStores
 from fnplane.shared import errors
 from fnplane.shared.contracts import AccessAuthority
 
@@ -74,7 +74,7 @@ class Gateway:
         self.access = CachedAccess(authority, settings.auth_cache_ttl_s)
         self.rate_limiter = RateLimiter()
         self.bus = RequestBus(nats_url, settings)
-        self.stores: GatewayStores = None  # type: ignore[assignment]  # set by start()
+        self.stores: Buckets = None  # type: ignore[assignment]  # set by start()
         self.signer: UrlSigner = None  # type: ignore[assignment]
         self.assets = AssetService(self)
         self._started = False
@@ -86,9 +86,8 @@ class Gateway:
         if self._started:
             return
         await self.bus.start()
-        assert self.bus.js is not None
-        self.stores = GatewayStores(self.bus.js, self.settings.object_ttl_s)
-        await self.stores.start()
+        assert self.bus.buckets is not None
+        self.stores = self.bus.buckets
         self.signer = UrlSigner(await self.stores.signing_key())
         self._started = True
 

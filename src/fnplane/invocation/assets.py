@@ -16,10 +16,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
-
 from fnplane.invocation.http import Request, send_bytes, send_json
 from fnplane.invocation.routing import is_uuid
 from fnplane.shared import errors, scopes, subjects
@@ -44,22 +40,20 @@ class AssetService:
         self._gw = gateway
 
     async def get_record(self, nca_id: str, asset_id: str) -> AssetRecord | None:
-        kv = self._gw.stores.assets
-        assert kv is not None
-        try:
-            entry = await kv.get(subjects.asset_key(nca_id, asset_id))
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        return AssetRecord.model_validate_json(entry.value)
+        value = await self._gw.stores.get_asset(subjects.asset_key(nca_id, asset_id))
+        return AssetRecord.model_validate_json(value) if value else None
 
     async def _put_record(self, record: AssetRecord) -> None:
-        kv = self._gw.stores.assets
-        assert kv is not None
-        await kv.put(
-            subjects.asset_key(record.nca_id, record.asset_id), record.model_dump_json(by_alias=True).encode()
-        )
+        key = subjects.asset_key(record.nca_id, record.asset_id)
+        await self._gw.stores.put_asset(key, record.model_dump_json(by_alias=True).encode())
+
+    async def _record_by_id(self, asset_id: str) -> AssetRecord:
+        """The record of an asset of any account (signed URLs carry no account)."""
+        keys = await self._gw.stores.asset_keys(f"*.{asset_id}")
+        value = await self._gw.stores.get_asset(keys[0]) if keys else None
+        if value is None:
+            raise errors.NotFoundError(f"asset {asset_id} not found")
+        return AssetRecord.model_validate_json(value)
 
     async def _nca(self, request: Request) -> str:
         grant = await self._gw.access.grant(request.bearer(), scopes.INVOKE_FUNCTION)
@@ -105,14 +99,7 @@ class AssetService:
 
     async def upload(self, request: Request, asset_id: str) -> None:
         self._gw.signer.verify("PUT", request.path, request.query())
-        kv = self._gw.stores.assets
-        assert kv is not None
-        keys = await _keys(kv, f"*.{asset_id}")
-        if not keys:
-            raise errors.NotFoundError(f"asset {asset_id} not found")
-        entry = await kv.get(keys[0])
-        assert entry.value is not None
-        record = AssetRecord.model_validate_json(entry.value)
+        record = await self._record_by_id(asset_id)
         limit = self._gw.settings.max_request_body_bytes
 
         async def body() -> AsyncIterator[bytes]:
@@ -139,9 +126,7 @@ class AssetService:
 
     async def list(self, request: Request) -> None:
         nca_id = await self._nca(request)
-        kv = self._gw.stores.assets
-        assert kv is not None
-        keys = await _keys(kv, subjects.asset_keys(nca_id))
+        keys = await self._gw.stores.asset_keys(subjects.asset_keys(nca_id))
         await send_json(
             request.send, 200, {"assets": [{"assetId": k.split(".", 1)[1]} for k in sorted(keys)]}
         )
@@ -169,16 +154,8 @@ class AssetService:
 
     async def content(self, request: Request, asset_id: str) -> None:
         self._gw.signer.verify("GET", request.path, request.query())
-        kv = self._gw.stores.assets
-        assert kv is not None
-        keys = await _keys(kv, f"*.{asset_id}")
-        if not keys:
-            raise errors.NotFoundError(f"asset {asset_id} not found")
-        nca_id = keys[0].split(".", 1)[0]
-        entry = await kv.get(keys[0])
-        assert entry.value is not None
-        record = AssetRecord.model_validate_json(entry.value)
-        info = await self._gw.stores.object_info(subjects.asset_object(nca_id, asset_id))
+        record = await self._record_by_id(asset_id)
+        info = await self._gw.stores.object_info(subjects.asset_object(record.nca_id, asset_id))
         headers = [
             (b"content-type", record.content_type.encode()),
             (b"content-length", str(info.size).encode()),
@@ -190,26 +167,6 @@ class AssetService:
 
     async def delete(self, request: Request, asset_id: str) -> None:
         record = await self._owned(request, asset_id)
-        kv = self._gw.stores.assets
-        assert kv is not None
-        await kv.purge(subjects.asset_key(record.nca_id, asset_id))
+        await self._gw.stores.delete_asset(subjects.asset_key(record.nca_id, asset_id))
         await self._gw.stores.delete_object(subjects.asset_object(record.nca_id, asset_id))
         await send_bytes(request.send, 204, b"")
-
-
-async def _keys(kv: KeyValue, pattern: str) -> list[str]:
-    """Keys matching a subject pattern, filtered by the server (nats-py's keys() scans the bucket)."""
-    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
-    keys = []
-    try:
-        while True:
-            try:
-                entry = await watcher.updates(timeout=5.0)
-            except NatsTimeoutError:
-                break
-            if entry is None:
-                break
-            keys.append(entry.key)
-    finally:
-        await watcher.stop()
-    return keys

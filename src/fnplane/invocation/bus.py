@@ -1,5 +1,5 @@
-"""The gateway's side of the request bus (NATS JetStream); the only gateway module that talks to NATS
-for the request path. Wire protocol: shared/models/invocation.py.
+"""The gateway's side of the request bus (NATS JetStream); the only gateway module that talks to NATS.
+Messages: shared/wire.py; streams and buckets: shared/topology.py.
 
 * `publish()` puts a request on its version's WorkQueue stream (created on first use), de-duplicated by
   `Nats-Msg-Id`; "maximum messages exceeded" -> TooManyRequestsError (429).
@@ -17,21 +17,20 @@ import logging
 import uuid
 from typing import Any
 
-import nats
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError
-from nats.js.errors import BadRequestError as JsBadRequestError
 from nats.js.errors import NotFoundError as JsNotFoundError
 
-from fnplane.invocation.exchange import Exchange
+from fnplane.bus.buckets import Buckets
+from fnplane.bus.connection import Client, connect
+from fnplane.bus.topology import ensure_queue
+from fnplane.invocation.exchange import DISCONNECTED, Exchange
 from fnplane.invocation.settings import GatewaySettings
-from fnplane.shared import errors, subjects
-from fnplane.shared.models.invocation import InvocationEnvelope, request_stream_config
+from fnplane.shared import errors, subjects, topology, wire
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +44,34 @@ class RequestBus:
         self._url = nats_url
         self._settings = settings
         self.gateway_id = settings.gateway_id or uuid.uuid4().hex[:12]
-        self.nc: NATS | None = None
+        self.nc: Client | None = None
         self.js: JetStreamContext | None = None
+        self.buckets: Buckets | None = None
         self._exchanges: dict[str, Exchange] = {}
         self._known_streams: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        self._subs: list[Any] = []
 
     async def start(self) -> None:
         s = self._settings
-        self.nc = await nats.connect(
+        self.nc = await connect(
             self._url,
-            connect_timeout=s.nats_connect_timeout_s,
-            max_reconnect_attempts=-1,
-            name=f"fnplane-gateway-{self.gateway_id}",
+            f"fnplane-gateway-{self.gateway_id}",
+            connect_timeout_s=s.nats_connect_timeout_s,
+            on_reconnected=self._on_reconnected,
         )
         self.js = self.nc.jetstream(timeout=s.publish_timeout_s)
-        self._subs.append(
-            await self.nc.subscribe(subjects.gateway_responses(self.gateway_id), cb=self._on_response)
+        # the gateway owns the topology: it creates the buckets (and each version's queue on first use)
+        self.buckets = Buckets(self.js)
+        await self.buckets.open(
+            topology.buckets(status_ttl_s=s.status_ttl_s, object_ttl_s=s.object_ttl_s), create=True
         )
-        self._subs.append(
-            await self.nc.subscribe(subjects.gateway_bodies(self.gateway_id), cb=self._on_body_pull)
-        )
-        self._subs.append(await self.nc.subscribe(subjects.LOCATE_SUBJECT, cb=self._on_locate))
+        await self.nc.subscribe(subjects.gateway_responses(self.gateway_id), cb=self._on_response)
+        await self.nc.subscribe(subjects.gateway_bodies(self.gateway_id), cb=self._on_body_pull)
+        await self.nc.subscribe(subjects.LOCATE_SUBJECT, cb=self._on_locate)
+
+    async def _on_reconnected(self) -> None:
+        # a restarted server keeps its file-stored queues, but check them again on the next publish
+        self._known_streams.clear()
 
     async def aclose(self) -> None:
         for task in list(self._background):
@@ -100,83 +104,84 @@ class RequestBus:
 
     async def _on_response(self, msg: Msg) -> None:
         exchange = self._exchanges.get(subjects.last_token(msg.subject))
-        if exchange is not None:
-            exchange.queue.put_nowait(msg)
+        if exchange is None:
+            return
+        try:
+            message = wire.decode_response(msg.headers, msg.data)
+        except wire.WireError as exc:
+            log.warning("dropping a response message of request %s: %s", exchange.request_id, exc)
+            return
+        if type(message) is wire.ChunkMessage:
+            exchange.credit_to = msg.reply
+        exchange.queue.put_nowait(message)
 
     async def _on_body_pull(self, msg: Msg) -> None:
         exchange = self._exchanges.get(subjects.last_token(msg.subject))
         if exchange is None or exchange.body is None:
-            await self._reply(msg, b"", {subjects.HDR_ERROR: "request unknown or already answered"})
+            await self._reply(msg, *wire.encode_body_refusal("request unknown or already answered"))
             return
         self.spawn(self._serve_body(exchange, msg))
 
     async def _serve_body(self, exchange: Exchange, msg: Msg) -> None:
         body = exchange.body
         assert body is not None
-        offset = int((msg.headers or {}).get(subjects.HDR_OFFSET, "0"))
+        try:
+            offset = wire.decode_body_pull(msg.headers)
+        except wire.WireError as exc:
+            await self._reply(msg, *wire.encode_body_refusal(exc.detail))
+            return
         if offset != body.consumed:
             # an earlier delivery of this request already consumed the body (worker died meanwhile)
-            await self._reply(
-                msg, b"", {subjects.HDR_ERROR: "request body already consumed by an earlier attempt"}
-            )
+            refusal = wire.encode_body_refusal("request body already consumed by an earlier attempt")
+            await self._reply(msg, *refusal)
             return
         try:
             chunk, eof = await body.read(self._settings.body_chunk_bytes)
         except errors.FnplaneError as exc:
-            from fnplane.invocation.exchange import DISCONNECTED
-
             exchange.queue.put_nowait(exc if body.too_large else DISCONNECTED)
-            await self._reply(msg, b"", {subjects.HDR_ERROR: exc.detail})
+            await self._reply(msg, *wire.encode_body_refusal(exc.detail))
             return
-        await self._reply(msg, chunk, {subjects.HDR_EOF: "1"} if eof else {})
+        await self._reply(msg, *wire.encode_body_chunk(chunk, eof))
 
-    async def _reply(self, msg: Msg, data: bytes, headers: dict[str, str]) -> None:
+    async def _reply(self, msg: Msg, headers: dict[str, str] | None, data: bytes) -> None:
         if msg.reply and self.nc is not None:
             with contextlib.suppress(NatsError):
-                await self.nc.publish(msg.reply, data, headers=headers or None)
+                await self.nc.publish(msg.reply, data, headers=headers)
 
     async def _on_locate(self, msg: Msg) -> None:
         exchange = self._exchanges.get(msg.data.decode(errors="replace"))
         if exchange is not None:
-            await self._reply(msg, f"{exchange.version_id} {exchange.function_id}".encode(), {})
+            await self._reply(msg, None, f"{exchange.version_id} {exchange.function_id}".encode())
 
-    async def grant_credit(self, msg: Msg, chunks: int = 1) -> None:
-        """Grant the worker `chunks` more response chunks (a reply to its latest data message)."""
-        if msg.reply and self.nc is not None:
-            await self.nc.publish(msg.reply, b"" if chunks == 1 else str(chunks).encode())
+    async def grant_credit(self, exchange: Exchange, chunks: int) -> None:
+        """Grant the worker `chunks` more response chunks."""
+        if exchange.credit_to and self.nc is not None:
+            await self.nc.publish(exchange.credit_to, wire.encode_credit(chunks))
 
     # --- publishing --------------------------------------------------------------------------------
 
-    def _queue_limit(self, version_id: str) -> int:
-        return self._settings.queue_limits.get(version_id, self._settings.max_queued_requests)
+    def queue_spec(self, version_id: str) -> topology.QueueSpec:
+        s = self._settings
+        limits = topology.QueueLimits(
+            max_messages=s.queue_limits.get(version_id, s.max_queued_requests),
+            max_message_bytes=s.max_message_bytes,
+            max_age_s=s.request_ttl_s,
+        )
+        return topology.request_queue(version_id, limits)
 
     async def ensure_stream(self, version_id: str) -> None:
         assert self.js is not None
-        config = request_stream_config(
-            version_id,
-            self._queue_limit(version_id),
-            self._settings.max_message_bytes,
-            self._settings.request_ttl_s,
-        )
-        try:
-            await self.js.add_stream(**config)
-        except JsBadRequestError:
-            # exists with other limits (a worker made it, or the bound changed): apply ours
-            with contextlib.suppress(JsBadRequestError):
-                await self.js.update_stream(**config)
+        await ensure_queue(self.js, self.queue_spec(version_id))
         self._known_streams.add(version_id)
 
-    async def publish(self, envelope: InvocationEnvelope, inline: bytes) -> None:
+    async def publish(self, envelope: wire.Envelope, inline: bytes) -> None:
         """Queue the request; JetStream's ack confirms it is stored (retries are de-duplicated)."""
         assert self.js is not None
         vid = envelope.version_id
         if vid not in self._known_streams:
             await self.ensure_stream(vid)
         subject = subjects.request_subject(vid, envelope.request_id)
-        headers = {
-            subjects.HDR_MSG_ID: envelope.request_id,
-            subjects.HDR_ENVELOPE: envelope.model_dump_json(by_alias=True),
-        }
+        headers = wire.encode_request(envelope)
         s = self._settings
         for attempt in range(s.publish_attempts):
             try:
@@ -205,7 +210,7 @@ class RequestBus:
         """Stop the request wherever it is: a worker running it, or the queue still holding it."""
         assert self.nc is not None and self.js is not None
         with contextlib.suppress(NatsError):
-            await self.nc.publish(subjects.cancel_subject(version_id), request_id.encode())
+            await self.nc.publish(subjects.cancel_subject(version_id), wire.encode_cancel(request_id))
         await self.purge(version_id, request_id)
 
     async def purge(self, version_id: str, request_id: str) -> None:

@@ -2,7 +2,7 @@
 
 The body is read from the ASGI `receive` channel only as fast as the worker asks for it (request/reply
 per chunk), so a large upload never sits in gateway memory. The response messages land in a small
-queue that cannot grow beyond the worker's credit window; the consumer grants one credit per chunk it
+queue that cannot grow beyond the worker's credit window; the consumer grants credits for the chunks it
 has written to the client.
 """
 
@@ -75,18 +75,31 @@ class BodyReader:
 
 
 class Exchange:
-    __slots__ = ("attempt", "body", "credit_batch", "function_id", "queue", "request_id", "version_id")
+    __slots__ = (
+        "attempt",
+        "body",
+        "credit_batch",
+        "credit_to",
+        "function_id",
+        "queue",
+        "request_id",
+        "version_id",
+    )
 
     def __init__(self, request_id: str, function_id: str, version_id: str, body: BodyReader | None) -> None:
         self.request_id = request_id
         self.function_id = function_id
         self.version_id = version_id
         self.body = body
-        # bounded by the worker's credit window (+ head, end and keepalives)
+        # decoded response messages (shared.wire), bounded by the worker's credit window (+ head, end
+        # and heartbeats), and the sentinels above
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        # the delivery attempt whose head was taken; messages of other attempts are ignored
         self.attempt: str | None = None
         # response chunks granted per credit reply (from the worker's window on its head message)
         self.credit_batch = 1
+        # where credits go: the reply subject of the worker's chunks
+        self.credit_to: str | None = None
 
 
 async def watch_disconnect(exchange: Exchange, receive: Receive) -> None:

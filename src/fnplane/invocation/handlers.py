@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 from fnplane.invocation.access import choose_version
 from fnplane.invocation.http import Request, invocation_headers, send_json
 from fnplane.invocation.invoke import ClientGone, Head, Invocation
-from fnplane.invocation.routing import HOP_BY_HOP_RESPONSE, asset_ids, poll_seconds
+from fnplane.invocation.routing import asset_ids, poll_seconds
 from fnplane.shared import errors, scopes, subjects
+from fnplane.shared.headers import HOP_BY_HOP
 from fnplane.shared.models.access import AccessGrant, VersionTarget
-from fnplane.shared.models.invocation import AssetReference, InvocationMode, nvcf_status
+from fnplane.shared.wire import AssetReference, InvocationMode, nvcf_status
 
 if TYPE_CHECKING:
     from fnplane.invocation.app import Gateway
@@ -27,18 +28,14 @@ def _encode_headers(gw: Gateway, request: Request, inv_id: str, head: Head) -> l
     out: list[tuple[bytes, bytes]] = []
     for name, value in head.headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP_RESPONSE:
-            continue
-        if lname == subjects.HDR_LARGE_RESULT.lower():
-            url = gw.signer.sign(
-                request.base_url(gw.settings.public_url),
-                "GET",
-                result_path(value),
-                gw.settings.result_url_ttl_s,
-            )
-            out.append((b"location", url.encode()))
+        if lname in HOP_BY_HOP:
             continue
         out.append((lname.encode("latin-1"), value.encode("latin-1")))
+    if head.large_result:
+        url = gw.signer.sign(
+            request.base_url(gw.settings.public_url), "GET", result_path(inv_id), gw.settings.result_url_ttl_s
+        )
+        out.append((b"location", url.encode()))
     out += invocation_headers(inv_id, head.status)
     return out
 
@@ -109,9 +106,9 @@ async def _asset_references(gw: Gateway, nca_id: str, ids: list[str]) -> list[As
             raise errors.NotFoundError(f"asset {asset_id} not found")
         refs.append(
             AssetReference(
-                assetId=asset_id,
-                objectName=subjects.asset_object(nca_id, asset_id),
-                contentType=record.content_type,
+                asset_id=asset_id,
+                object_name=subjects.asset_object(nca_id, asset_id),
+                content_type=record.content_type,
             )
         )
     return refs

@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fnplane.shared import errors
-from fnplane.shared.models.invocation import nvcf_status
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
+from fnplane.shared.wire import nvcf_status
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

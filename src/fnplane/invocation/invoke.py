@@ -17,20 +17,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from nats.aio.msg import Msg
-
 from fnplane.invocation.exchange import DISCONNECTED, BodyReader, Exchange, watch_disconnect
 from fnplane.invocation.http import Request
 from fnplane.invocation.routing import forwarded_headers
-from fnplane.shared import errors, subjects
+from fnplane.shared import errors, subjects, wire
 from fnplane.shared.models.access import AccessGrant, VersionTarget
-from fnplane.shared.models.invocation import (
-    MAX_DIRECT_RESPONSE_BYTES,
-    AssetReference,
-    InvocationEnvelope,
-    InvocationMode,
-    ResponseHead,
-)
+from fnplane.shared.models.invocation import MAX_DIRECT_RESPONSE_BYTES
 from fnplane.shared.problems import problem_for
 
 if TYPE_CHECKING:
@@ -50,15 +42,24 @@ class _PublishFailed:
 
 
 class Head:
-    __slots__ = ("body", "end", "headers", "status")
+    """The start of the answer to the client: status, headers, first body bytes, and whether that is all."""
+
+    __slots__ = ("body", "end", "headers", "large_result", "status")
 
     def __init__(
-        self, status: int, headers: list[tuple[str, str]], body: bytes = b"", end: bool = True
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes = b"",
+        end: bool = True,
+        large_result: bool = False,
     ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
         self.end = end
+        # the result is this request's zip in the object store (302 with a signed Location)
+        self.large_result = large_result
 
 
 class Invocation:
@@ -70,11 +71,11 @@ class Invocation:
         grant: AccessGrant,
         target: VersionTarget,
         function_id: str,
-        mode: InvocationMode,
+        mode: wire.InvocationMode,
         method: str,
         path: str,
         poll_s: float,
-        assets: list[AssetReference] | None = None,
+        assets: list[wire.AssetReference] | None = None,
         body: bytes | None = None,
     ) -> None:
         self.gateway = gateway
@@ -120,28 +121,30 @@ class Invocation:
                 length = len(inline)
         exchange = Exchange(self.request_id, self._function_id, self.version_id, body_reader)
         self._exchange = exchange
-        envelope = InvocationEnvelope(
-            requestId=self.request_id,
-            functionId=self._function_id,
-            functionVersionId=self.version_id,
-            functionName=self._target.function_name,
-            ncaId=self._grant.nca_id,
+        envelope = wire.Envelope(
+            request_id=self.request_id,
+            function_id=self._function_id,
+            version_id=self.version_id,
+            function_name=self._target.function_name,
+            nca_id=self._grant.nca_id,
             subject=self._grant.subject,
             mode=self._mode,
             method=self._method,
             path=self._path,
             headers=forwarded_headers(self.request.raw_headers),
-            replyTo=subjects.gateway_response_inbox(bus.gateway_id, self.request_id),
-            bodyFrom=subjects.gateway_body_inbox(bus.gateway_id, self.request_id),
-            requestTime=started,
-            pollSeconds=self.poll_s,
-            bodyLength=length,
-            bodyMore=more,
+            reply_to=subjects.gateway_response_inbox(bus.gateway_id, self.request_id),
+            body_from=subjects.gateway_body_inbox(bus.gateway_id, self.request_id),
+            request_time=started,
+            poll_s=self.poll_s,
+            # nobody waits for a result longer than a queued request may live (NVCF: an hour)
+            expires_at=started + s.request_ttl_s,
+            body_length=length,
+            body_more=more,
             assets=self._assets,
-            invocationRegion=s.region,
-            maxResponseBytes=MAX_DIRECT_RESPONSE_BYTES,
+            invocation_region=s.region,
+            max_response_bytes=MAX_DIRECT_RESPONSE_BYTES,
             # the worker's own interval may be set longer than this gateway's silence timeout
-            heartbeatSeconds=s.worker_silence_s / 3,
+            heartbeat_s=s.worker_silence_s / 3,
         )
         bus.open(exchange)
         # the JetStream ack is awaited beside the response, not before it: the worker usually has the
@@ -179,24 +182,17 @@ class Invocation:
             if isinstance(item, errors.FnplaneError):
                 await self.abandon()
                 return self._problem(item)
-            kind = item.headers.get(subjects.HDR_KIND) if item.headers else None
-            if kind != subjects.KIND_HEAD:
-                continue  # alive / stray messages of an earlier attempt
-            exchange.attempt = item.headers.get(subjects.HDR_ATTEMPT)
-            window = item.headers.get(subjects.HDR_WINDOW, "")
-            # credits go back in batches of a quarter of the worker's window: the worker always keeps
-            # at least three quarters of its window, and a fast stream costs a quarter of the replies
-            exchange.credit_batch = max(1, int(window) // 4) if window.isdigit() else 1
-            head = ResponseHead.model_validate_json(item.headers[subjects.HDR_HEAD])
-            end = item.headers.get(subjects.HDR_END) == "1"
-            if end:
+            if type(item) is not wire.HeadMessage:
+                continue  # heartbeats, stray messages of an earlier attempt
+            exchange.attempt = item.attempt
+            head = item.head
+            exchange.credit_batch = wire.credit_batch(head.window)
+            if head.end:
                 self.finish()
-            return Head(head.status, head.headers, item.data, end)
+            return Head(head.status, head.headers, item.body, head.end, head.large_result)
 
     @staticmethod
-    async def _publish(
-        bus: RequestBus, envelope: InvocationEnvelope, inline: bytes, exchange: Exchange
-    ) -> None:
+    async def _publish(bus: RequestBus, envelope: wire.Envelope, inline: bytes, exchange: Exchange) -> None:
         try:
             await bus.publish(envelope, inline)
         except errors.FnplaneError as exc:
@@ -214,15 +210,15 @@ class Invocation:
         self._watch()
         bus = self.gateway.bus
         silence = self.gateway.settings.worker_silence_s
-        pending_credit: Msg | None = None
+        sent = False
         ungranted = 0
         while True:
-            if pending_credit is not None:
+            if sent:  # the last chunk went to the client: it earns its credit
                 ungranted += 1
                 if ungranted >= exchange.credit_batch:
-                    await bus.grant_credit(pending_credit, ungranted)
+                    await bus.grant_credit(exchange, ungranted)
                     ungranted = 0
-                pending_credit = None
+                sent = False
             try:
                 if exchange.queue.empty():
                     async with asyncio.timeout(silence):
@@ -240,18 +236,16 @@ class Invocation:
             if isinstance(item, errors.FnplaneError):
                 await self.abandon()
                 raise item
-            headers = item.headers or {}
-            if headers.get(subjects.HDR_ATTEMPT) != exchange.attempt:
+            if item.attempt != exchange.attempt:
                 continue
-            kind = headers.get(subjects.HDR_KIND)
-            if kind == subjects.KIND_DATA:
-                pending_credit = item
+            if type(item) is wire.ChunkMessage:
+                sent = True
                 yield item.data
                 continue
-            if kind == subjects.KIND_END:
+            if type(item) is wire.EndMessage:
                 self.finish()
-                if subjects.HDR_ERROR in headers:
-                    raise errors.UnavailableError(headers[subjects.HDR_ERROR])
+                if item.error is not None:
+                    raise errors.UnavailableError(item.error)
                 return
 
     async def abandon(self) -> None:

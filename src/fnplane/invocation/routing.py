@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from fnplane.shared import errors
+from fnplane.shared.headers import HOP_BY_HOP
 from fnplane.shared.models.invocation import DEFAULT_POLL_S, DEFAULT_SSE_POLL_S, MAX_POLL_S
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -19,18 +20,9 @@ GATEWAY_PREFIXES = (
 
 # removed before the request goes to the worker (invocation.md 3.1 step 3); Authorization is the
 # caller's credential and never reaches the function
-DROPPED_REQUEST_HEADERS = frozenset(
+DROPPED_REQUEST_HEADERS = HOP_BY_HOP | frozenset(
     {
         "authorization",
-        "connection",
-        "proxy-connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
         "host",
         "content-length",
         "function-id",
@@ -38,9 +30,6 @@ DROPPED_REQUEST_HEADERS = frozenset(
         "nvcf-input-asset-references",
         "http2-settings",
     }
-)
-HOP_BY_HOP_RESPONSE = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"}
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fnplane.shared.models.invocation import OBJECT_TTL_S, REQUEST_TTL_S, STATUS_TTL_S
+from fnplane.shared.topology import OBJECT_TTL_S, REQUEST_TTL_S, STATUS_TTL_S
 
 
 class GatewaySettings(BaseSettings):
@@ -37,6 +37,9 @@ class GatewaySettings(BaseSettings):
     # a queued request is dropped this long after it was queued, picked up or not (NVCF REQUEST_TTL:
     # 60 min): the max age of every version's queue. At most the status records' 1 h lifetime
     request_ttl_s: float = Field(default=REQUEST_TTL_S, gt=0, le=STATUS_TTL_S)
+    # a detached request's status record lives this long after its last write (the worker rewrites it
+    # while the request runs); the TTL of the status bucket the gateway creates
+    status_ttl_s: float = Field(default=STATUS_TTL_S, gt=0)
     # a request not answered this soon starts watching for its client to disconnect (cancel on the
     # worker); quicker answers never need the watcher
     disconnect_watch_after_s: float = 0.05
@@ -55,7 +58,7 @@ class GatewaySettings(BaseSettings):
     upload_url_ttl_s: float = 35 * 60.0
     result_url_ttl_s: float = 24 * 3600.0
     # assets (records and content) and large results are deleted this long after they were stored
-    # (NVCF: 24 h); the TTL of the NATS buckets, fixed by whoever creates them first
+    # (NVCF: 24 h); the TTL of the buckets the gateway creates (shared/topology.py)
     object_ttl_s: float = OBJECT_TTL_S
     # "which gateway holds request X" broadcast, for queue positions
     locate_timeout_s: float = 0.5

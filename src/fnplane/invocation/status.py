@@ -3,24 +3,25 @@
 Detached requests live in the status bucket, written by the worker: in-progress records (with the
 last progress) and then the final result. A status call long-polls the record for NVCF-POLL-SECONDS:
 the final result (200 / 302 / problem) ends it, a progress change answers 202 at once, the window's
-end answers 202. A delivered final result is removed, as NVCF does (later polls get 404).
+end answers 202. A delivered final result is removed, as NVCF does (later polls get 404), except
+one stored as an object (over the worker's inline limit): the gateway cannot tell a complete download
+from one the client cut off halfway, so such a result stays (record and object) until the status
+record expires, and a client whose download broke off polls again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
 from typing import TYPE_CHECKING
 
-from nats.errors import TimeoutError as NatsTimeoutError
-
 from fnplane.invocation.handlers import exec_document, result_path
 from fnplane.invocation.http import Request, invocation_headers, send_bytes, send_json
-from fnplane.invocation.routing import HOP_BY_HOP_RESPONSE, is_uuid, poll_seconds
+from fnplane.invocation.routing import is_uuid, poll_seconds
 from fnplane.shared import errors, scopes, subjects
-from fnplane.shared.models.invocation import RequestStatus, StatusRecord
+from fnplane.shared.headers import HOP_BY_HOP
+from fnplane.shared.wire import RequestStatus, StatusRecord
 
 if TYPE_CHECKING:
     from fnplane.invocation.app import Gateway
@@ -43,29 +44,13 @@ async def _wait(gw: Gateway, record: StatusRecord, poll_s: float) -> StatusRecor
     """The record once it is final or its progress changed, or as it is when the window ends."""
     if record.status is not RequestStatus.IN_PROGRESS:
         return record
-    assert gw.stores.status is not None
-    watcher = await gw.stores.status.watch(subjects.status_key(record.request_id))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + poll_s
-    try:
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                return record
-            try:
-                entry = await watcher.updates(timeout=left)
-            except NatsTimeoutError:
-                return record
-            if entry is None or not entry.value:
-                continue
-            current = StatusRecord.model_validate_json(entry.value)
+    async with contextlib.aclosing(gw.stores.watch_status(record.request_id, poll_s)) as updates:
+        async for current in updates:
             if current.status is not RequestStatus.IN_PROGRESS:
                 return current
             if current.percent_complete != record.percent_complete:
                 return current
-    finally:
-        with contextlib.suppress(Exception):  # the watcher's consumer may already be gone
-            await watcher.stop()
+    return record
 
 
 async def pexec_status(gw: Gateway, request: Request, request_id: str) -> None:
@@ -86,7 +71,7 @@ async def pexec_status(gw: Gateway, request: Request, request_id: str) -> None:
     headers = [
         (k.lower().encode("latin-1"), v.encode("latin-1"))
         for k, v in response.headers
-        if k.lower() not in HOP_BY_HOP_RESPONSE and k.lower() != "content-length"
+        if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"
     ]
     headers += invocation_headers(request_id, response.status)
     if record.percent_complete is not None:
@@ -111,7 +96,7 @@ async def pexec_status(gw: Gateway, request: Request, request_id: str) -> None:
         async for chunk in gw.stores.iter_object(info):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
-        await gw.stores.delete_object(response.object_name)
+        return  # kept for a retried download (see the module docstring); both expire
     await gw.stores.delete_status(request_id)
 
 

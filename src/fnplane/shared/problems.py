@@ -33,17 +33,27 @@ def status_for(error: errors.FnplaneError) -> int:
     return 500
 
 
-def problem(status: int, detail: str | None, instance: str, *, kind: str | None = None) -> dict[str, Any]:
-    """A problem document; `kind` defaults to the kebab-case reason phrase of `status`."""
-    phrase = HTTPStatus(status).phrase
+def problem(
+    status: int,
+    detail: str | None,
+    instance: str | None = None,
+    *,
+    kind: str | None = None,
+    source: str = "nv-boot",
+) -> dict[str, Any]:
+    """A problem document `urn:<source>:problem-details:<kind>`; `kind` defaults to the kebab-case
+    reason phrase of `status`. The worker's own documents name their source as NVCF's utils does
+    (`nvcf-worker-service`, `inference-service`, `inference-connection`) and have no `instance`."""
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     kind = kind or phrase.lower().replace(" ", "-")
     body: dict[str, Any] = {
-        "type": f"urn:nv-boot:problem-details:{kind}",
+        "type": f"urn:{source}:problem-details:{kind}",
         "title": phrase,
         "status": status,
         "detail": detail or phrase,
-        "instance": instance,
     }
+    if instance is not None:
+        body["instance"] = instance
     return body
 
 

@@ -1,4 +1,5 @@
-"""Every NATS subject, stream, bucket and header name, built here and nowhere else."""
+"""Every NATS subject, stream and bucket name, built here and nowhere else (the headers of the request
+path's messages belong to shared/wire.py, the streams' and buckets' settings to shared/topology.py)."""
 
 from __future__ import annotations
 
@@ -92,11 +93,11 @@ def last_token(subject: str) -> str:
     return subject.rsplit(".", 1)[-1]
 
 
-# Key-value bucket of detached (202) requests: status, progress and small results (file storage).
+# Key-value bucket of detached (202) requests: status, progress and small results.
 STATUS_BUCKET = "fnplane_requests"
-# Object store bucket of assets and large or detached results (file storage, 24 h).
+# Object store bucket of assets and large or detached results.
 OBJECT_BUCKET = "fnplane_objects"
-# Key-value bucket of asset metadata, keyed "<account>.<assetId>" (24 h).
+# Key-value bucket of asset metadata, keyed "<account>.<assetId>".
 ASSET_BUCKET = "fnplane_assets"
 # Key-value bucket of gateway-wide state (the URL-signing key), shared by every gateway.
 GATEWAY_BUCKET = "fnplane_gateway"
@@ -121,30 +122,6 @@ def asset_object(nca_id: str, asset_id: str) -> str:
 
 def result_object(request_id: str) -> str:
     return f"results/{_token(request_id)}"
-
-
-# NATS message headers of the request path
-HDR_MSG_ID = "Nats-Msg-Id"  # JetStream de-duplication of a retried publish
-HDR_ENVELOPE = "Fnplane-Envelope"  # InvocationEnvelope JSON on a queued request
-HDR_KIND = "Fnplane-Kind"  # response stream message kind: head | data | end | alive
-HDR_HEAD = "Fnplane-Head"  # ResponseHead JSON on a head message
-HDR_END = "Fnplane-End"  # "1": this message also ends the response
-HDR_ERROR = "Fnplane-Error"  # on end: the response broke off (detail)
-HDR_ATTEMPT = "Fnplane-Attempt"  # JetStream delivery count of the worker's copy
-# on a head message: the worker's credit window in chunks. A gateway that knows it may grant credits
-# in batches (a credit reply whose payload is a number grants that many chunks; empty grants one)
-HDR_WINDOW = "Fnplane-Window"
-HDR_OFFSET = "Fnplane-Offset"  # body pull: bytes the worker already holds
-HDR_EOF = "Fnplane-Eof"  # body pull reply: "1" when this chunk is the last
-# on a worker's 302 head: the result is the zip object of this request id; the gateway signs the Location
-HDR_LARGE_RESULT = "Fnplane-Large-Result"
-HDR_STATUS = "Status"  # JetStream status code on pull responses (100, 404, 408, 409)
-HDR_PENDING_MESSAGES = "Nats-Pending-Messages"
-
-KIND_HEAD = "head"
-KIND_DATA = "data"
-KIND_END = "end"
-KIND_ALIVE = "alive"
 
 
 def instance_logs(cluster_name: str) -> str:

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import pytest
 
-from fnplane.compute.worker.requests import RequestPuller, WorkerRequestSettings
+from fnplane.compute.worker.bus import WorkerBus
+from fnplane.compute.worker.requests import RequestPuller, worker_id
+from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.compute.worker.slots import Slots
 from fnplane.control.app import create_app
 from fnplane.control.auth.bootstrap import bootstrap
@@ -87,7 +88,7 @@ class InvocationStack:
         self.tmp = tmp
         self.processes: list[subprocess.Popen[bytes]] = []
         self.pullers: list[RequestPuller] = []
-        self.worker_ncs: list[Any] = []
+        self.worker_buses: list[WorkerBus] = []
         self.nats_url = ""
         self.url = ""
         self.admin_key = ""
@@ -215,8 +216,6 @@ class InvocationStack:
         )
 
     async def worker(self, fn: dict, port: int, max_concurrency: int = 1, **settings: Any) -> RequestPuller:
-        nc = await nats.connect(self.nats_url)
-        self.worker_ncs.append(nc)
         base = {
             "ack_wait_s": 5.0,
             "progress_interval_s": 1.0,
@@ -224,12 +223,14 @@ class InvocationStack:
             "asset_root": str(self.tmp / "assets"),
         }
         base.update(settings)
+        worker_settings = WorkerSettings(**base)
+        assignment = self.assignment(fn, port, max_concurrency)
+        bus = await WorkerBus.connect(
+            self.nats_url, assignment.version_id, worker_id(assignment), worker_settings
+        )
+        self.worker_buses.append(bus)
         puller = RequestPuller(
-            nc,
-            self.assignment(fn, port, max_concurrency),
-            f"http://127.0.0.1:{port}",
-            Slots(max_concurrency),
-            WorkerRequestSettings(**base),
+            bus, assignment, f"http://127.0.0.1:{port}", Slots(max_concurrency), worker_settings
         )
         await puller.start()
         puller.set_ready(True)
@@ -262,8 +263,8 @@ class InvocationStack:
     async def aclose(self) -> None:
         for puller in self.pullers:
             await puller.aclose()
-        for nc in self.worker_ncs:
-            await nc.close()
+        for bus in self.worker_buses:
+            await bus.close_connection()
         if self.client is not None:
             await self.client.aclose()
         if self._server is not None:

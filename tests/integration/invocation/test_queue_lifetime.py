@@ -13,7 +13,7 @@ from invocation_stack import PYTHON, REPO, free_port, spawn, wait_port
 
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import subjects
-from fnplane.shared.models.invocation import STATUS_TTL_S
+from fnplane.shared.topology import STATUS_TTL_S
 
 FAULT_FUNCTION = Path(__file__).with_name("fault_function.py")
 

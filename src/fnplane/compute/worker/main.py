@@ -12,25 +12,18 @@ import contextlib
 import logging
 import signal
 import time
-from typing import Any
 
+from fnplane.compute.worker.bus import WorkerBus
 from fnplane.compute.worker.events import EventWriter
 from fnplane.compute.worker.health import HealthMonitor, make_health_check
+from fnplane.compute.worker.requests import RequestPuller, worker_id
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.compute.worker.slots import Slots
+from fnplane.shared import errors
 from fnplane.shared import loop as event_loop
 from fnplane.shared.models.compute import InstanceAssignment
 
 log = logging.getLogger("fnplane.worker")
-
-
-def _puller_class() -> Any | None:
-    """The request puller of worker/requests.py, if that module exists in this build."""
-    try:
-        from fnplane.compute.worker import requests
-    except ImportError:
-        return None
-    return getattr(requests, "RequestPuller", None)
 
 
 class Worker:
@@ -42,8 +35,8 @@ class Worker:
         self.function_url = f"http://{settings.function_host}:{settings.function_port}"
         self.check = make_health_check(settings.function_host, settings.function_port, self.assignment.health)
         self.monitor = HealthMonitor(self.check, settings, self._on_health)
-        self.nc: Any = None
-        self.puller: Any = None
+        self.bus: WorkerBus | None = None
+        self.puller: RequestPuller | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
 
@@ -55,28 +48,22 @@ class Worker:
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self.monitor.run(), name="health"))
         self._tasks.append(asyncio.create_task(self._report_metrics(), name="metrics"))
-        puller_class = _puller_class()
-        if puller_class is not None and self.settings.nats_url:
-            self._tasks.append(asyncio.create_task(self._start_puller(puller_class), name="puller"))
+        if self.settings.nats_url:
+            self._tasks.append(asyncio.create_task(self._start_puller(), name="puller"))
 
-    async def _start_puller(self, puller_class: Any) -> None:
-        import nats
-
-        while self.nc is None:
+    async def _start_puller(self) -> None:
+        s = self.settings
+        a = self.assignment
+        while self.bus is None:
             try:
-                self.nc = await nats.connect(
-                    self.settings.nats_url,
-                    connect_timeout=self.settings.nats_connect_timeout_s,
-                    max_reconnect_attempts=-1,
-                    name=f"fnplane-worker-{self.assignment.instance_id}",
-                )
-            except (OSError, TimeoutError, nats.errors.Error) as error:
-                log.warning("worker cannot reach NATS at %s: %s", self.settings.nats_url, error)
-                await asyncio.sleep(self.settings.health_poll_interval_s)
-        # the puller reads its own FNPLANE_WORKER_* settings (WorkerRequestSettings) from the environment
-        self.puller = puller_class(self.nc, self.assignment, self.function_url, self.slots)
-        await self.puller.start()
-        self.puller.set_ready(self.monitor.healthy)
+                self.bus = await WorkerBus.connect(s.nats_url, a.version_id, worker_id(a), s)
+            except errors.UnavailableError as error:
+                log.warning("worker cannot reach NATS at %s: %s", s.nats_url, error)
+                await asyncio.sleep(s.health_poll_interval_s)
+        puller = RequestPuller(self.bus, a, self.function_url, self.slots, s)
+        await puller.start()
+        self.puller = puller
+        puller.set_ready(self.monitor.healthy)
 
     async def _report_metrics(self) -> None:
         last = time.monotonic()
@@ -110,9 +97,8 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.nc is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.nc.close(), 5.0)
+        if self.bus is not None:
+            await self.bus.close_connection()
         aclose = getattr(self.check, "aclose", None)
         if aclose is not None:
             await aclose()

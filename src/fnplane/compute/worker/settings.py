@@ -1,7 +1,5 @@
-"""Settings of the worker process beside each instance (environment prefix FNPLANE_WORKER_).
-
-The agent sets them when it starts the worker; the request puller (worker/requests.py) reads its own
-fields from the same object.
+"""Settings of the worker process beside each instance (environment prefix FNPLANE_WORKER_), built once
+in worker/main.py and handed to every part. The agent sets them when it starts the worker.
 """
 
 from __future__ import annotations
@@ -33,3 +31,37 @@ class WorkerSettings(BaseSettings):
     # after SIGTERM the worker's whole shutdown, the puller's drain (FNPLANE_WORKER_DRAIN_TIMEOUT_S)
     # included, is cut after this long; the agent sets its own stop grace period
     stop_timeout_s: float = 30.0
+
+    # --- requests ---------------------------------------------------------------------------------
+    # JetStream redelivers a request whose worker went silent for this long (NVCF: 30 s)
+    ack_wait_s: float = 30.0
+    # in-progress acks to JetStream and heartbeats to the gateway, this often
+    progress_interval_s: float = 5.0
+    # a pull request stays open on the server this long before it is renewed
+    pull_expires_s: float = 5.0
+    # response chunks in flight to the gateway before the worker waits for credit
+    response_window_chunks: int = 16
+    # no credit from the gateway for this long: the client is gone, stop
+    credit_timeout_s: float = 60.0
+    # one chunk of a large request body from the gateway
+    body_pull_timeout_s: float = 10.0
+    # per-request NVCF-LARGE-OUTPUT-DIR and NVCF-ASSET-DIR live under these (default: temp dir)
+    large_output_root: str = ""
+    asset_root: str = ""
+    # detached results up to this size go inline into the status bucket, bigger ones to the object store
+    inline_result_bytes: int = 256 * 1024
+    # how often the progress file is looked at while a pexec request runs
+    progress_poll_s: float = 0.1
+    # a detached request's status record is rewritten this often while it runs, so it never expires
+    # before its request ends (0: a third of the status bucket's TTL)
+    status_refresh_s: float = 0.0
+    # telling the caller a request failed (the error head, or an errored status record) is tried this
+    # often before the request is left to JetStream's redelivery instead of being acked
+    failure_report_attempts: int = 3
+    # on aclose, in-flight requests get this long to finish before they are cancelled
+    drain_timeout_s: float = 10.0
+    # connecting to the function and to JetStream's API
+    connect_timeout_s: float = 5.0
+    # NVCF-ENV / NVCF-NSPECTID values given to the function
+    environment: str = "local"
+    nspect_id: str = ""

@@ -1,0 +1,54 @@
+"""One way to connect to NATS: reconnect forever, with the same options in every component.
+
+A component that has to re-arm something after the server came back (a worker's pull bookkeeping)
+passes `on_reconnected`; subscriptions and JetStream state survive by themselves (the embedded server
+keeps its store on disk and `fnplane up` restarts it on the same port).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+
+__all__ = ["Client", "NatsError", "connect"]
+
+log = logging.getLogger(__name__)
+
+# how long a disconnected client waits between attempts to reach the server again
+RECONNECT_WAIT_S = 0.5
+
+
+async def connect(
+    url: str,
+    name: str,
+    *,
+    connect_timeout_s: float = 5.0,
+    on_reconnected: Callable[[], Awaitable[None]] | None = None,
+) -> Client:
+    """A client that reconnects forever; OSError / TimeoutError / NatsError when the first try fails."""
+
+    async def disconnected() -> None:
+        log.warning("%s lost its NATS connection; reconnecting", name)
+
+    async def reconnected() -> None:
+        log.info("%s reconnected to NATS", name)
+        if on_reconnected is not None:
+            await on_reconnected()
+
+    async def error(exc: Exception) -> None:
+        log.debug("%s NATS error: %r", name, exc)
+
+    return await nats.connect(
+        url,
+        name=name,
+        connect_timeout=connect_timeout_s,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=RECONNECT_WAIT_S,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        error_cb=error,
+    )

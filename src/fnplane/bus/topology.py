@@ -1,0 +1,77 @@
+"""The one owner of the bus topology: makes the server's streams, consumers and buckets match
+`shared/topology.py`. Idempotent; every component calls it with the same declaration.
+
+* `ensure_queue(spec)` creates a version's work queue, or updates it to `spec` (the gateway owns the
+  limits; a worker that starts before any gateway published creates the queue with the declared
+  defaults and never updates it, `update=False`).
+* `ensure_consumer(stream, spec)` creates the durable consumer of the instances (kept if it exists).
+* `ensure_buckets(specs)` creates the KV and object-store buckets (the gateway, at start) and
+  `bind_buckets(specs)` only opens them (workers: a request reaches a worker only after a gateway
+  started, so its buckets exist).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from fnplane.shared.topology import BucketKind, BucketSpec, ConsumerSpec, QueueSpec
+
+
+async def ensure_queue(js: JetStreamContext, spec: QueueSpec, *, update: bool = True) -> None:
+    config = spec.stream_config()
+    try:
+        await js.add_stream(**config)
+    except BadRequestError:
+        # it exists with other settings (another component's limits, or changed settings)
+        if update:
+            with contextlib.suppress(BadRequestError):  # e.g. storage cannot change in place
+                await js.update_stream(**config)
+
+
+async def queue_exists(js: JetStreamContext, name: str) -> bool:
+    try:
+        await js.stream_info(name)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, spec: ConsumerSpec) -> None:
+    with contextlib.suppress(BadRequestError):  # exists with another ack wait: keep it
+        await js.add_consumer(stream, **spec.consumer_config())
+
+
+async def ensure_buckets(js: JetStreamContext, specs: tuple[BucketSpec, ...]) -> dict[str, object]:
+    """Every bucket of `specs`, created when missing: {name: KeyValue | ObjectStore}."""
+    return {spec.name: await _bucket(js, spec, create=True) for spec in specs}
+
+
+async def bind_buckets(js: JetStreamContext, specs: tuple[BucketSpec, ...]) -> dict[str, object]:
+    """Every bucket of `specs`, opened; created only when missing (nobody owns them yet)."""
+    return {spec.name: await _bucket(js, spec, create=False) for spec in specs}
+
+
+async def _bucket(js: JetStreamContext, spec: BucketSpec, *, create: bool) -> KeyValue | ObjectStore:
+    storage = api.StorageType(str(spec.storage))
+    if spec.kind is BucketKind.KEY_VALUE:
+        if not create:
+            with contextlib.suppress(BucketNotFoundError):
+                return await js.key_value(spec.name)
+        kv_config = api.KeyValueConfig(bucket=spec.name, ttl=spec.ttl_s, storage=storage)
+        try:
+            return await js.create_key_value(kv_config)
+        except BadRequestError:  # exists (with its creator's TTL): open it
+            return await js.key_value(spec.name)
+    if not create:
+        with contextlib.suppress(BucketNotFoundError):
+            return await js.object_store(spec.name)
+    os_config = api.ObjectStoreConfig(bucket=spec.name, ttl=spec.ttl_s, storage=storage)
+    try:
+        return await js.create_object_store(spec.name, os_config)
+    except BadRequestError:
+        return await js.object_store(spec.name)

@@ -1,0 +1,308 @@
+"""The worker's side of the request bus (NATS JetStream); the only worker module that talks to NATS.
+Messages: shared/wire.py; streams and buckets: shared/topology.py (ensured by fnplane.bus.topology).
+
+* Pulls (NVCF's utils, reference/invocation.md 6.2): every instance of a version shares one durable
+  pull consumer. `top_up(free)` keeps exactly as many messages requested from the server as the
+  worker has free slots: `$JS.API.CONSUMER.MSG.NEXT` pull requests (batch = newly free slots, expiring
+  after `pull_expires_s`) to one inbox, accounting for each delivered message and each expiry (status
+  408), so a request never waits in a worker that has no slot for it.
+* Each delivered request reaches the puller as a `Delivery` (envelope decoded, ack/nak/term, the
+  keepalive that tells JetStream and the gateway the worker still works on it).
+* `ResponseChannel` streams one response to its gateway: head -> chunks -> end, with credits.
+* `pull_body()` fetches the rest of a large request body from the gateway, chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+
+from fnplane.bus.buckets import Buckets
+from fnplane.bus.connection import Client, connect
+from fnplane.bus.topology import ensure_consumer, ensure_queue, queue_exists
+from fnplane.compute.worker.settings import WorkerSettings
+from fnplane.shared import errors, subjects, topology, wire
+
+log = logging.getLogger(__name__)
+
+# a pull whose expiry status never came (lost in a reconnect) is forgotten this long after it expired
+PULL_EXPIRY_GRACE_S = 2.0
+
+
+class BodyError(Exception):
+    """The rest of the request body could not be fetched from the gateway."""
+
+
+class CreditTimeout(Exception):
+    """The gateway stopped granting credit: its client is gone."""
+
+
+class Delivery:
+    """One request message delivered to this worker."""
+
+    __slots__ = ("_alive", "_msg", "attempt", "envelope")
+
+    def __init__(self, msg: Msg, envelope: wire.Envelope) -> None:
+        self._msg = msg
+        self.envelope = envelope
+        self.attempt = msg.metadata.num_delivered or 1
+        self._alive = wire.kind_header(wire.Kind.ALIVE, self.attempt)
+
+    @property
+    def inline(self) -> bytes:
+        """The first body bytes, carried by the queued message."""
+        return self._msg.data
+
+    async def keepalive(self, nc: Client) -> None:
+        """JetStream must not redeliver it yet, and the gateway must not give up on it."""
+        await self._msg.in_progress()
+        await nc.publish(self.envelope.reply_to, b"", headers=self._alive)
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def nak(self, delay_s: float | None = None) -> None:
+        await self._msg.nak(delay=delay_s)
+
+    async def term(self) -> None:
+        await self._msg.term()
+
+
+class _Pull:
+    __slots__ = ("expires_at", "remaining")
+
+    def __init__(self, remaining: int, expires_at: float) -> None:
+        self.remaining = remaining
+        self.expires_at = expires_at
+
+
+class ResponseChannel:
+    """The response stream of one request to its gateway: head -> chunk* -> end, with credits."""
+
+    def __init__(
+        self, nc: Client, envelope: wire.Envelope, attempt: int, credit_to: str, settings: WorkerSettings
+    ):
+        self._nc = nc
+        self._to = envelope.reply_to
+        self._credit_to = credit_to
+        self._window = settings.response_window_chunks
+        self._credits = asyncio.Semaphore(self._window)
+        self._credit_timeout_s = settings.credit_timeout_s
+        self._attempt = attempt
+        self._chunk = wire.kind_header(wire.Kind.DATA, attempt)
+        self.head_sent = False
+
+    def grant(self, chunks: int) -> None:
+        for _ in range(chunks):
+            self._credits.release()
+
+    async def head(
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes = b"",
+        *,
+        end: bool = False,
+        large_result: bool = False,
+    ) -> None:
+        head = wire.Head(status, headers, window=self._window, end=end, large_result=large_result)
+        self.head_sent = True
+        await self._nc.publish(self._to, body, headers=wire.encode_head(head, self._attempt))
+
+    async def data(self, chunk: bytes) -> None:
+        if self._credits.locked():
+            try:
+                await asyncio.wait_for(self._credits.acquire(), self._credit_timeout_s)
+            except TimeoutError:
+                raise CreditTimeout("the gateway stopped granting credit (client gone)") from None
+        else:
+            # a credit is there: take it without wait_for's task and timer (once per chunk)
+            await self._credits.acquire()
+        await self._nc.publish(self._to, chunk, reply=self._credit_to, headers=self._chunk)
+
+    async def end(self, error: str | None = None) -> None:
+        await self._nc.publish(self._to, b"", headers=wire.encode_end(self._attempt, error))
+
+
+DeliveryHandler = Callable[[Delivery], Awaitable[None]]
+CancelHandler = Callable[[str], None]
+
+
+class WorkerBus:
+    """The worker's NATS connection for one function version."""
+
+    def __init__(self, nc: Client, version_id: str, worker_id: str, settings: WorkerSettings) -> None:
+        self.nc = nc
+        self._version_id = version_id
+        self._worker_id = worker_id
+        self._settings = settings
+        self.buckets = Buckets(nc.jetstream(timeout=settings.connect_timeout_s))
+        self._pull_subject = subjects.pull_request_subject(version_id)
+        self._inbox = subjects.worker_pull_inbox(worker_id)
+        self._pulls: collections.deque[_Pull] = collections.deque()
+        self._outstanding = 0
+        self._channels: dict[str, ResponseChannel] = {}
+        self._subs: list[object] = []
+        self.on_pull_state_changed: Callable[[], None] = lambda: None
+
+    @classmethod
+    async def connect(cls, url: str, version_id: str, worker_id: str, settings: WorkerSettings) -> WorkerBus:
+        bus: WorkerBus | None = None
+
+        async def reconnected() -> None:
+            if bus is not None:
+                bus.forget_pulls()
+
+        try:
+            nc = await connect(
+                url,
+                f"fnplane-worker-{worker_id}",
+                connect_timeout_s=settings.nats_connect_timeout_s,
+                on_reconnected=reconnected,
+            )
+        except (OSError, TimeoutError, NatsError) as exc:
+            raise errors.UnavailableError(f"cannot reach NATS at {url}: {exc!r}") from exc
+        bus = cls(nc, version_id, worker_id, settings)
+        return bus
+
+    @property
+    def connected(self) -> bool:
+        return self.nc.is_connected
+
+    async def start(self, on_delivery: DeliveryHandler, on_cancel: CancelHandler) -> None:
+        """Make sure the queue and its consumer exist, open the buckets, and listen."""
+        s = self._settings
+        js = self.nc.jetstream(timeout=s.connect_timeout_s)
+        spec = topology.request_queue(self._version_id)
+        if not await queue_exists(js, spec.name):
+            # no gateway has queued a request yet: create it with the declared defaults; the gateway
+            # owns the limits and applies its own on its first publish
+            await ensure_queue(js, spec, update=False)
+        await ensure_consumer(js, spec.name, topology.request_consumer(s.ack_wait_s))
+        await self.buckets.open(topology.buckets(), create=False)
+
+        async def deliveries(msg: Msg) -> None:
+            await self._on_message(msg, on_delivery)
+
+        async def cancels(msg: Msg) -> None:
+            on_cancel(wire.decode_cancel(msg.data))
+
+        self._subs.append(await self.nc.subscribe(self._inbox, cb=deliveries))
+        self._subs.append(await self.nc.subscribe(subjects.cancel_subject(self._version_id), cb=cancels))
+        self._subs.append(
+            await self.nc.subscribe(subjects.worker_credits(self._worker_id), cb=self._on_credit)
+        )
+
+    async def aclose(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):  # the connection may already be closed
+                await sub.unsubscribe()  # type: ignore[attr-defined]
+        self._subs.clear()
+
+    async def close_connection(self) -> None:
+        with contextlib.suppress(TimeoutError, NatsError):
+            await asyncio.wait_for(self.nc.close(), 5.0)
+
+    # --- pulls -------------------------------------------------------------------------------------
+
+    def forget_pulls(self) -> None:
+        """Pull requests the server may no longer hold (it restarted): ask again."""
+        self._pulls.clear()
+        self._outstanding = 0
+        self.on_pull_state_changed()
+
+    def forget_expired_pulls(self) -> None:
+        now = time.monotonic()
+        while self._pulls and self._pulls[0].expires_at + PULL_EXPIRY_GRACE_S < now:
+            self._outstanding -= self._pulls.popleft().remaining
+
+    async def top_up(self, free: int) -> None:
+        """Ask the server for as many messages as there are free slots not yet offered."""
+        want = free - self._outstanding
+        if want <= 0 or not self.nc.is_connected:
+            return
+        s = self._settings
+        # counted before the publish: a concurrent top-up while this one waits must not ask again
+        pull = _Pull(want, time.monotonic() + s.pull_expires_s)
+        self._pulls.append(pull)
+        self._outstanding += want
+        request = b'{"batch":%d,"expires":%d}' % (want, int(s.pull_expires_s * 1e9))
+        try:
+            await self.nc.publish(self._pull_subject, request, reply=self._inbox)
+        except Exception:  # supervisor: a failed publish is retried on the pull loop's next turn
+            log.exception("pull request failed")
+            with contextlib.suppress(ValueError):
+                self._pulls.remove(pull)
+                self._outstanding -= pull.remaining
+            self.on_pull_state_changed()
+
+    def _take_one(self) -> None:
+        if self._pulls:
+            head = self._pulls[0]
+            head.remaining -= 1
+            self._outstanding -= 1
+            if head.remaining <= 0:
+                self._pulls.popleft()
+
+    async def _on_message(self, msg: Msg, on_delivery: DeliveryHandler) -> None:
+        headers = msg.headers
+        if not msg.data and headers and wire.HDR_STATUS in headers:
+            status = headers[wire.HDR_STATUS]
+            if status == "100":
+                return  # idle heartbeat
+            if status in ("408", "404") and self._pulls:
+                pull = self._pulls.popleft()
+                self._outstanding -= pull.remaining
+            elif status == "409":
+                self._pulls.clear()
+                self._outstanding = 0
+            self.on_pull_state_changed()
+            return
+        self._take_one()
+        try:
+            envelope = wire.decode_request(headers)
+        except wire.WireError as exc:
+            log.warning("dropping request message %s: %s", msg.subject, exc)
+            await msg.term()
+            return
+        await on_delivery(Delivery(msg, envelope))
+
+    # --- responses ---------------------------------------------------------------------------------
+
+    def open_channel(self, envelope: wire.Envelope, attempt: int) -> ResponseChannel:
+        rid = envelope.request_id
+        channel = ResponseChannel(
+            self.nc, envelope, attempt, subjects.worker_credit_inbox(self._worker_id, rid), self._settings
+        )
+        self._channels[rid] = channel
+        return channel
+
+    def close_channel(self, request_id: str) -> None:
+        self._channels.pop(request_id, None)
+
+    async def _on_credit(self, msg: Msg) -> None:
+        channel = self._channels.get(subjects.last_token(msg.subject))
+        if channel is not None:
+            channel.grant(wire.decode_credit(msg.data))
+
+    async def pull_body(self, envelope: wire.Envelope, offset: int) -> wire.BodyChunk:
+        """The next chunk of the request body after `offset` bytes."""
+        try:
+            reply = await self.nc.request(
+                envelope.body_from,
+                b"",
+                timeout=self._settings.body_pull_timeout_s,
+                headers=wire.encode_body_pull(offset),
+            )
+            return wire.decode_body_reply(reply.headers, reply.data)
+        except (TimeoutError, NatsError) as exc:
+            raise BodyError(f"request body unavailable: {exc!r}") from exc
+        except wire.WireError as exc:
+            raise BodyError(exc.detail) from None

@@ -1,0 +1,194 @@
+"""One request on the worker, start to end: call the function and give the caller its answer.
+
+Two modes (reference/invocation.md 3.1, 3.4):
+
+* direct (Host-header invocation) and SSE: pure pass-through. Head as soon as the function answers,
+  then every chunk as the function writes it (an SSE event is never held back), with credit-based flow
+  control towards the gateway.
+* pexec ("compatibility mode", compat.py): 202 after the poll window, progress, status records,
+  problem+json for container errors, 302 for large results.
+
+Two rules hold whatever fails:
+
+* The caller is always told. A failure of the worker itself (a status-bucket write, the result zip,
+  an asset download) becomes an `errored` answer at once: an error head to a waiting client, the end of
+  a broken stream, or an errored status record for a detached request. Only when even that cannot be
+  delivered does `run()` return False, and the puller leaves the message to JetStream's redelivery
+  instead of acking it.
+* A request ends at its envelope's `expiresAt` (NVCF: an hour after it was queued): a detached call
+  still running then is stopped, answered `errored` (504) and its slot freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from fnplane.compute.worker.bus import BodyError, CreditTimeout, Delivery, ResponseChannel, WorkerBus
+from fnplane.compute.worker.compat import CompatRequest, fail_stream
+from fnplane.compute.worker.function_client import FunctionClient, is_stream, response_headers, wants_stream
+from fnplane.compute.worker.problems import (
+    ASSET_DOWNLOAD_ERROR,
+    LARGE_RESPONSE_UPLOAD_ERROR,
+    UNKNOWN_ERROR,
+    WORKER_SOURCE,
+    problem,
+)
+from fnplane.compute.worker.results import ResultUploadError, ResultWriter, download_assets
+from fnplane.compute.worker.settings import WorkerSettings
+from fnplane.shared import errors, wire
+
+log = logging.getLogger(__name__)
+
+# pause between attempts to tell the caller about a failure
+REPORT_RETRY_S = 0.2
+
+
+class Forwarder:
+    """Runs the requests of one instance; shared by every request the puller hands it."""
+
+    def __init__(self, bus: WorkerBus, client: FunctionClient, settings: WorkerSettings) -> None:
+        self._bus = bus
+        self._client = client
+        self._settings = settings
+        root = Path(tempfile.gettempdir()) / "fnplane"
+        # per-request dirs are joined as strings; Path objects only where files are touched (hot path)
+        self._output_root = settings.large_output_root or str(root / "response")
+        self._asset_root = settings.asset_root or str(root / "inputAssets")
+        self._compat: dict[str, CompatRequest] = {}
+
+    def is_detached(self, request_id: str) -> bool:
+        request = self._compat.get(request_id)
+        return request is not None and request.detached
+
+    def _status_refresh_s(self) -> float:
+        return self._settings.status_refresh_s or self._bus.buckets.status_ttl_s / 3
+
+    async def run(self, delivery: Delivery) -> bool:
+        """Run one request; True once its caller has its answer (the message is then acked)."""
+        env = delivery.envelope
+        rid = env.request_id
+        channel = self._bus.open_channel(env, delivery.attempt)
+        writer = ResultWriter(self._bus.buckets, env, self._settings.inline_result_bytes)
+        compat = env.mode is wire.InvocationMode.PEXEC and not wants_stream(env)
+        output_dir_s = os.path.join(self._output_root, rid)
+        asset_dir_s = os.path.join(self._asset_root, rid)
+        files = compat or bool(env.assets)
+        deadline = asyncio.timeout_at(asyncio.get_running_loop().time() + env.expires_at - time.time())
+        try:
+            async with deadline:
+                await self._run(delivery, channel, writer, compat, output_dir_s, asset_dir_s)
+            return True
+        except Exception as exc:  # supervisor of one request: whatever broke, the caller is told
+            if deadline.expired():
+                detail = "the request ran past its deadline and was stopped"
+                return await self._report(rid, channel, writer, 504, detail, UNKNOWN_ERROR)
+            log.exception("request %s failed", rid)
+            code = LARGE_RESPONSE_UPLOAD_ERROR if isinstance(exc, ResultUploadError) else UNKNOWN_ERROR
+            return await self._report(rid, channel, writer, 500, f"the worker failed: {exc!r}", code)
+        finally:
+            self._compat.pop(rid, None)
+            self._bus.close_channel(rid)
+            if files:
+                await asyncio.to_thread(_remove_dirs, output_dir_s, asset_dir_s)
+
+    async def _run(
+        self,
+        delivery: Delivery,
+        channel: ResponseChannel,
+        writer: ResultWriter,
+        compat: bool,
+        output_dir_s: str,
+        asset_dir_s: str,
+    ) -> None:
+        env = delivery.envelope
+        # an earlier delivery already answered 202: this one works detached from the start
+        detached = delivery.attempt > 1 and compat and await writer.exists()
+        if compat:
+            await asyncio.to_thread(os.makedirs, output_dir_s, exist_ok=True)
+        if env.assets:
+            try:
+                await download_assets(self._bus.buckets, env.assets, Path(asset_dir_s))
+            except (OSError, errors.FnplaneError) as exc:
+                headers, body = problem(
+                    500, f"asset download failed: {exc}", WORKER_SOURCE, ASSET_DOWNLOAD_ERROR
+                )
+                if detached:
+                    await writer.store_body(500, headers, body)
+                else:
+                    await channel.head(500, headers, body, end=True)
+                return
+        headers = self._client.request_headers(env, output_dir_s, asset_dir_s)
+        if not compat:
+            await self._pass_through(env, delivery.inline, headers, channel)
+            return
+        request = CompatRequest(
+            env,
+            delivery.inline,
+            headers,
+            client=self._client,
+            channel=channel,
+            writer=writer,
+            output_dir=Path(output_dir_s),
+            progress_poll_s=self._settings.progress_poll_s,
+            status_refresh_s=self._status_refresh_s(),
+            detached=detached,
+        )
+        self._compat[env.request_id] = request
+        await request.run()
+
+    async def _pass_through(
+        self, env: wire.Envelope, inline: bytes, headers: list[tuple[str, str]], channel: ResponseChannel
+    ) -> None:
+        try:
+            async with self._client.call(env, inline, headers) as resp:
+                out = response_headers(resp)
+                if is_stream(resp):
+                    await channel.head(resp.status, out)  # SSE: headers reach the client at once
+                else:
+                    first = await resp.content.readany()
+                    if resp.content.at_eof():
+                        await channel.head(resp.status, out, first, end=True)
+                        return
+                    await channel.head(resp.status, out, first)
+                while chunk := await resp.content.readany():
+                    await channel.data(chunk)
+                await channel.end()
+        except (aiohttp.ClientError, BodyError, CreditTimeout, OSError) as exc:
+            await fail_stream(channel, exc)
+
+    async def _report(
+        self, rid: str, channel: ResponseChannel, writer: ResultWriter, status: int, detail: str, code: int
+    ) -> bool:
+        """Tell the caller the request failed; False if that could not be delivered either."""
+        headers, body = problem(status, detail, WORKER_SOURCE, code)
+        attempts = max(1, self._settings.failure_report_attempts)
+        for attempt in range(attempts):
+            try:
+                if self.is_detached(rid):
+                    await writer.store_body(status, headers, body)
+                elif channel.head_sent:
+                    await channel.end(error=detail)
+                else:
+                    await channel.head(status, headers, body, end=True)
+                return True
+            except Exception:  # supervisor: retried, then left to redelivery
+                log.exception("could not report the failure of request %s (attempt %d)", rid, attempt + 1)
+                await asyncio.sleep(REPORT_RETRY_S * 2**attempt)
+        return False
+
+
+def _remove_dirs(*dirs: str) -> None:
+    for d in dirs:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(d)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{d}.response")

@@ -1,0 +1,135 @@
+"""The worker's HTTP client towards its function on 127.0.0.1:<port>: the request as the function sees
+it (client headers plus the NVCF-* headers, reference/invocation.md 7.3) and the response's headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from fnplane.compute.worker.bus import WorkerBus
+from fnplane.compute.worker.settings import WorkerSettings
+from fnplane.shared import wire
+from fnplane.shared.headers import HOP_BY_HOP
+from fnplane.shared.models.compute import InstanceAssignment
+
+# set by the worker; client-supplied copies are dropped (invocation.md 7.3)
+RESERVED = frozenset(
+    {
+        "nvcf-reqid",
+        "nvcf-sub",
+        "nvcf-ncaid",
+        "nvcf-function-name",
+        "nvcf-function-id",
+        "nvcf-function-version-id",
+        "nvcf-asset-dir",
+        "nvcf-function-asset-ids",
+        "nvcf-large-output-dir",
+        "nvcf-max-response-size-bytes",
+        "nvcf-nspectid",
+        "nvcf-backend",
+        "nvcf-instancetype",
+        "nvcf-region",
+        "nvcf-env",
+        "nvcf-invocation-region",
+        "nvcf-poll-seconds",
+        "host",
+        "authorization",
+        "content-length",
+    }
+)
+DROPPED = RESERVED | HOP_BY_HOP
+STREAM_TYPE = "text/event-stream"
+
+
+def wants_stream(envelope: wire.Envelope) -> bool:
+    return any(k.lower() == "accept" and STREAM_TYPE in v.lower() for k, v in envelope.headers)
+
+
+def is_stream(resp: aiohttp.ClientResponse) -> bool:
+    return STREAM_TYPE in (resp.headers.get("Content-Type") or "")
+
+
+def response_headers(resp: aiohttp.ClientResponse) -> list[tuple[str, str]]:
+    out = []
+    for k, v in resp.raw_headers:
+        name = k.decode("latin-1")
+        if name.lower() not in HOP_BY_HOP:
+            out.append((name, v.decode("latin-1")))
+    return out
+
+
+class FunctionClient:
+    def __init__(
+        self, function_url: str, assignment: InstanceAssignment, bus: WorkerBus, settings: WorkerSettings
+    ) -> None:
+        self._url = function_url.rstrip("/")
+        self._assignment = assignment
+        self._bus = bus
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0),
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._settings.connect_timeout_s),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def request_headers(self, env: wire.Envelope, output_dir: str, asset_dir: str) -> list[tuple[str, str]]:
+        a = self._assignment
+        remaining = max(1, int(env.request_time + env.poll_s - time.time()))
+        headers = [(k, v) for k, v in env.headers if k.lower() not in DROPPED]
+        if env.body_length is not None and env.body_more:
+            headers.append(("Content-Length", str(env.body_length)))
+        if env.mode is wire.InvocationMode.PEXEC and not any(k.lower() == "content-type" for k, _ in headers):
+            headers.append(("Content-Type", "application/json"))
+        headers += [
+            ("NVCF-REQID", env.request_id),
+            ("NVCF-SUB", env.subject),
+            ("NVCF-NCAID", env.nca_id),
+            ("NVCF-FUNCTION-NAME", env.function_name or a.function_name),
+            ("NVCF-FUNCTION-ID", env.function_id),
+            ("NVCF-FUNCTION-VERSION-ID", env.version_id),
+            ("NVCF-ASSET-DIR", asset_dir),
+            ("NVCF-LARGE-OUTPUT-DIR", output_dir),
+            ("NVCF-MAX-RESPONSE-SIZE-BYTES", str(env.max_response_bytes)),
+            ("NVCF-NSPECTID", self._settings.nspect_id),
+            ("NVCF-BACKEND", a.backend),
+            ("NVCF-INSTANCETYPE", a.instance_type),
+            ("NVCF-REGION", a.region),
+            ("NVCF-ENV", self._settings.environment),
+            ("NVCF-INVOCATION-REGION", env.invocation_region),
+            ("NVCF-POLL-SECONDS", str(remaining)),
+        ]
+        if env.assets:
+            headers.append(("NVCF-FUNCTION-ASSET-IDS", ",".join(x.asset_id for x in env.assets)))
+        return headers
+
+    def call(self, env: wire.Envelope, inline: bytes, headers: list[tuple[str, str]]) -> Any:
+        """The function's response (an aiohttp request context); the body streams from the gateway."""
+        assert self._session is not None
+        data: Any = self._body(env, inline) if env.body_more else inline
+        url = URL(self._url + env.path, encoded=True)
+        return self._session.request(env.method, url, headers=headers, data=data, allow_redirects=False)
+
+    async def _body(self, env: wire.Envelope, inline: bytes) -> AsyncIterator[bytes]:
+        if inline:
+            yield inline
+        offset = len(inline)
+        while True:
+            chunk = await self._bus.pull_body(env, offset)
+            if chunk.data:
+                offset += len(chunk.data)
+                yield chunk.data
+            if chunk.eof:
+                return
