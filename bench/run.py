@@ -275,10 +275,12 @@ point. Load generator: {generator}, {DURATION_S} s per point. Invocation through
 
 Microseconds of CPU per request (equally ms per 1,000 requests): user + system time of each process
 from `/proc/<pid>/stat` (psutil), read immediately before and after each measured load above and divided
-by the requests it completed (wrk's count), which holds far better than throughput on a busy machine.
+by the requests it completed (wrk's count). It moves less than throughput when other work shares the
+machine, but it moves (see the section on CPU before the second edition).
 Gateway process: `fnplane up` (gateway, control plane and agent). Worker, function: every worker and
 function process under it (the idle long-poll function's pair included). Platform total: gateway process
-+ worker + nats-server; idle, these processes use {idle_ms_per_s:.1f} ms of CPU per second, included here.
++ worker + nats-server. Idle, `fnplane up` and everything under it use
+{idle_ms_per_s:.1f} ms of CPU per second, which the figures include.
 Function, direct call: the bench's own copy of the function under the same load. In the SSE row the
 function busy-waits between events, so its columns are mostly that wait.
 
