@@ -25,6 +25,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int = 0
+    requests: int = 0  # completed in the measured time (what CPU per request divides by)
 
 
 def have_wrk() -> bool:
@@ -72,12 +73,13 @@ def wrk(
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = 0
     if m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
         errors += int(m.group(1))
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(x) for x in m.groups())
-    return LoadResult(rps, p50, p99, errors)
+    return LoadResult(rps, p50, p99, errors, requests)
 
 
 async def closed_loop(
@@ -106,6 +108,7 @@ async def closed_loop(
         latencies[len(latencies) // 2],
         latencies[int(len(latencies) * 0.99)],
         errors,
+        len(latencies),
     )
 
 

@@ -1,5 +1,6 @@
 """`make bench`: invocation benchmarks through a real `fnplane up`, each against the direct call in the
-same run, written to docs/benchmarks.md (the "Cold start" section there is kept as it is).
+same run, with the CPU each process spends per request (bench/cpu.py), written to docs/benchmarks.md
+(the hand-written sections named in KEPT_SECTIONS are kept as they are).
 
 Scenarios mirror NVCF's load tests (reference/invocation.md 8.3-8.7): small echo at 1 and 32 clients,
 4 KiB responses, 2 MB requests, 10 MB responses via 302, SSE at 500-2,500 events/s, 1,000 held long polls.
@@ -12,12 +13,14 @@ import os
 import platform as pyplatform
 import re
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 
 from bench import loadgen
+from bench.cpu import FUNCTION, CpuMeter, CpuUse
 from bench.platform import REPO, Platform
 
 DOC = REPO / "docs" / "benchmarks.md"
@@ -25,9 +28,18 @@ TABLE_HEAD = (
     "| scenario | clients | direct rps | gateway rps | ratio | direct p50 / p99 ms | gateway p50 / p99 ms "
     "| added p50 / p99 ms | gateway errors |"
 )
+CPU_TABLE_HEAD = (
+    "| scenario | clients | gateway process | worker | nats-server | platform total | function "
+    "| function, direct call |"
+)
 DURATION_S = int(os.environ.get("FNPLANE_BENCH_DURATION_S", "8"))
+IDLE_S = 5  # the platform's idle CPU is read over this long (clock ticks are 10 ms)
 MiB = 1024 * 1024
-KEPT_SECTIONS = ("What we changed on the request path and what it bought", "Cold start")
+KEPT_SECTIONS = (
+    "What we changed on the request path and what it bought",
+    "CPU per request before the second edition of the request path",
+    "Cold start",
+)
 
 
 def machine() -> str:
@@ -54,14 +66,27 @@ def load(url: str, connections: int, headers: dict[str, str], body: bytes) -> lo
     )
 
 
+def cpu_row(name: str, clients: int, gateway: dict[str, float], direct: dict[str, float] | None) -> str:
+    cells = [gateway[c] for c in ("gateway", "worker", "nats", "platform", "function")]
+    direct_cell = f"{direct['function']:,.0f}" if direct is not None else "-"
+    return f"| {name} | {clients} | " + " | ".join(f"{v:,.0f}" for v in cells) + f" | {direct_cell} |"
+
+
 def main() -> None:
     p = Platform()
     rows: list[str] = []
+    cpu_rows: list[str] = []
     notes: list[str] = []
     try:
         p.start()
         echo = p.deploy("bench-echo", "/supreme", concurrency=64)
         hold = p.deploy("bench-hold", "/slow", concurrency=1000)
+        assert p.proc is not None and p.direct_proc is not None
+        meter = CpuMeter(p.proc.pid)
+        direct_meter = CpuMeter(p.direct_proc.pid, FUNCTION)
+        before = meter.read()
+        time.sleep(IDLE_S)
+        idle_ms_per_s = sum(meter.since(before).seconds.values()) * 1000 / IDLE_S
         gw_headers = {
             **p.auth,
             "Host": p.host(echo),
@@ -73,9 +98,14 @@ def main() -> None:
 
         def compare(
             name: str, connections: int, body: bytes
-        ) -> tuple[loadgen.LoadResult, loadgen.LoadResult]:
+        ) -> tuple[loadgen.LoadResult, loadgen.LoadResult, dict[str, float]]:
+            before = direct_meter.read()
             direct = load(fn_url, connections, fn_headers, body)
+            direct_cpu = direct_meter.since(before).per_request_us(direct.requests)
+            before = meter.read()
             gateway = load(gw_url, connections, gw_headers, body)
+            gateway_cpu = meter.since(before).per_request_us(gateway.requests)
+            cpu_rows.append(cpu_row(name, connections, gateway_cpu, direct_cpu))
             rows.append(
                 f"| {name} | {connections} | {direct.rps:,.0f} | {gateway.rps:,.0f} | "
                 f"{gateway.rps / direct.rps:.0%} | {direct.p50_ms:.2f} / {direct.p99_ms:.2f} | "
@@ -83,18 +113,21 @@ def main() -> None:
                 f"+{gateway.p50_ms - direct.p50_ms:.2f} / +{gateway.p99_ms - direct.p99_ms:.2f} | "
                 f"{gateway.errors} |"
             )
-            print(rows[-1], flush=True)
-            return direct, gateway
+            print(rows[-1], cpu_rows[-1], sep="\n", flush=True)
+            return direct, gateway, gateway_cpu
 
         small = loadgen.json_body("hello", 1)
-        d1, g1 = compare("small echo (32 B)", 1, small)
-        d32, g32 = compare("small echo (32 B)", 32, small)
+        d1, g1, _ = compare("small echo (32 B)", 1, small)
+        d32, g32, cpu32 = compare("small echo (32 B)", 32, small)
         compare("4 KiB responses", 32, loadgen.json_body("x" * 32, 128))
         compare("2 MB requests", 8, loadgen.json_body("x" * 2_000_000, 0))
 
         # 10 MB responses: pexec answers 302 + signed Location (the k6 large-response test)
         big = loadgen.json_body("x" * 10_000, 1000)
+        before = direct_meter.read()
         d_t, d_mb = asyncio.run(loadgen.large_results(fn_url, fn_headers, big, 4, 5, follow=False))
+        direct_cpu = direct_meter.since(before).per_request_us(4 * 5)
+        before = meter.read()
         g_t, g_mb = asyncio.run(
             loadgen.large_results(
                 f"{p.url}/v2/nvcf/pexec/functions/{echo['id']}",
@@ -105,6 +138,14 @@ def main() -> None:
                 follow=True,
             )
         )
+        cpu_rows.append(
+            cpu_row(
+                "10 MB responses (pexec 302 + download)",
+                4,
+                meter.since(before).per_request_us(4 * 5),
+                direct_cpu,
+            )
+        )
         large_row = (
             f"| 10 MB responses (pexec 302 + download) | 4 | {d_t * 1000:.0f} ms, {d_mb:.0f} MB/s | "
             f"{g_t * 1000:.0f} ms, {g_mb:.0f} MB/s | {d_mb and g_mb / d_mb:.0%} |"
@@ -112,19 +153,34 @@ def main() -> None:
         print(large_row, flush=True)
 
         sse_rows = []
+        sse_direct_cpu = sse_gateway_cpu = CpuUse({})
+        sse_events = 0
         for rate in (500, 1000, 1500, 2000, 2500):
             events = rate  # one second of events per stream
             body = {"message": "x" * 128, "repeats": events, "delay": 1 / rate, "stream": True}
+            before = direct_meter.read()
             direct = asyncio.run(loadgen.sse_rate(fn_url, {}, body, events))
+            sse_direct_cpu += direct_meter.since(before)
+            before = meter.read()
             gateway = asyncio.run(loadgen.sse_rate(gw_url, {**p.auth, "Host": p.host(echo)}, body, events))
+            sse_gateway_cpu += meter.since(before)
+            sse_events += events
             sse_rows.append(
                 f"| {rate:,} | {direct:,.0f} ({direct / rate:.0%}) | {gateway:,.0f} ({gateway / rate:.0%}) |"
             )
             print(sse_rows[-1], flush=True)
+        cpu_rows.append(
+            cpu_row(
+                "SSE, per event (500-2,500 events/s, one stream)",
+                1,
+                sse_gateway_cpu.per_request_us(sse_events),
+                sse_direct_cpu.per_request_us(sse_events),
+            )
+        )
 
-        assert p.proc is not None
         up = psutil.Process(p.proc.pid)
         base_rss = up.memory_info().rss / MiB
+        before = meter.read()
         ok, peak = asyncio.run(
             loadgen.hold_long_polls(
                 f"{p.url}/v2/nvcf/pexec/functions/{hold['id']}",
@@ -134,6 +190,8 @@ def main() -> None:
                 lambda: up.memory_info().rss / MiB,
             )
         )
+        cpu_rows.append(cpu_row("pexec call held 8 s", 1000, meter.since(before).per_request_us(ok), None))
+        print(*cpu_rows[-2:], sep="\n", flush=True)
         hold_row = (
             f"| 1,000 concurrent pexec calls held 8 s | {ok} / 1000 | {base_rss:.0f} MiB | {peak:.0f} MiB |"
         )
@@ -151,6 +209,12 @@ def main() -> None:
             f"* throughput through the gateway at 32 clients: **{ratio32:.0%}** of the direct call "
             f"(target >= 50 %: {'met' if ratio32 >= 0.5 else 'NOT met'})"
         )
+        notes.append(
+            f"* platform CPU per small request at 32 clients: **{cpu32['platform']:.0f} us** (`fnplane up` "
+            f"{cpu32['gateway']:.0f}, worker {cpu32['worker']:.0f}, nats-server {cpu32['nats']:.0f}; the "
+            f"function {cpu32['function']:.0f}) (design target <= 220 us: "
+            f"{'met' if cpu32['platform'] <= 220 else 'NOT met'})"
+        )
         sse_2500 = float(re.search(r"\(([\d]+)%\) \|$", sse_rows[-1]).group(1))  # type: ignore[union-attr]
         notes.append(
             f"* SSE at 2,500 events/s: **{sse_2500:.0f} %** of the target rate through the gateway "
@@ -162,13 +226,21 @@ def main() -> None:
         )
     finally:
         p.stop()
-    write_doc(rows, large_row, sse_rows, hold_row, notes)
+    write_doc(rows, large_row, sse_rows, hold_row, notes, cpu_rows, idle_ms_per_s)
 
 
-def write_doc(rows: list[str], large_row: str, sse_rows: list[str], hold_row: str, notes: list[str]) -> None:
+def write_doc(
+    rows: list[str],
+    large_row: str,
+    sse_rows: list[str],
+    hold_row: str,
+    notes: list[str],
+    cpu_rows: list[str],
+    idle_ms_per_s: float,
+) -> None:
     old = DOC.read_text() if DOC.exists() else ""
-    # hand-written sections survive a re-run: the cold-start numbers (bench/cold_start.py) and the
-    # history of what was changed on the request path and what it bought
+    # hand-written sections survive a re-run: the cold-start numbers (bench/cold_start.py), the
+    # history of what was changed on the request path and what it bought, and the CPU table it started from
     kept = ""
     for heading in KEPT_SECTIONS:
         pattern = rf"^## {re.escape(heading)}.*?(?=^## |\Z)"
@@ -198,6 +270,23 @@ point. Load generator: {generator}, {DURATION_S} s per point. Invocation through
 | scenario | clients | direct (mean per request, throughput) | gateway | throughput ratio |
 | --- | ---: | --- | --- | ---: |
 {large_row}
+
+## Platform CPU per request
+
+Microseconds of CPU per request (equally ms per 1,000 requests): user + system time of each process
+from `/proc/<pid>/stat` (psutil), read immediately before and after each measured load above and divided
+by the requests it completed (wrk's count). It moves less than throughput when other work shares the
+machine, but it moves (see the section on CPU before the second edition).
+Gateway process: `fnplane up` (gateway, control plane and agent). Worker, function: every worker and
+function process under it (the idle long-poll function's pair included). Platform total: gateway process
++ worker + nats-server. Idle, `fnplane up` and everything under it use
+{idle_ms_per_s:.1f} ms of CPU per second, which the figures include.
+Function, direct call: the bench's own copy of the function under the same load. In the SSE row the
+function busy-waits between events, so its columns are mostly that wait.
+
+{CPU_TABLE_HEAD}
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+{chr(10).join(cpu_rows)}
 
 ## SSE event rate, one stream (k6_sse_streaming_test_config)
 
