@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from fnplane.bus.connection import NatsError, connect
 from fnplane.compute.backends.local import LocalProcessBackend
 from fnplane.compute.control_client import ControlPlaneClient, ControlPlaneError
 from fnplane.compute.settings import AgentSettings
@@ -122,16 +123,13 @@ class Agent:
     # ---- NATS ---------------------------------------------------------------------------------------
 
     async def _connect_nats(self) -> None:
-        import nats
-
         try:
-            self.nc = await nats.connect(
+            self.nc = await connect(
                 self.settings.nats_url,
-                connect_timeout=self.settings.nats_connect_timeout_s,
-                max_reconnect_attempts=-1,
-                name=f"fnplane-agent-{self.name}",
+                f"fnplane-agent-{self.name}",
+                connect_timeout_s=self.settings.nats_connect_timeout_s,
             )
-        except (OSError, TimeoutError, nats.errors.Error) as error:
+        except (OSError, TimeoutError, NatsError) as error:
             # polling still works; instance logs do not until NATS is back on the next start
             log.error("agent %s cannot reach NATS at %s: %s", self.name, self.settings.nats_url, error)
             return

@@ -19,8 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import nats
-
+from fnplane.bus.connection import connect
 from fnplane.compute.agent import Agent
 from fnplane.compute.settings import AgentSettings
 from fnplane.control.app import create_app
@@ -108,13 +107,7 @@ class Platform:
 
         await self._bootstrap_admin_key(control_settings)
 
-        self._nats = await nats.connect(
-            self.nats_url,
-            connect_timeout=s.nats_start_timeout_s,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            name="fnplane-up",
-        )
+        self._nats = await connect(self.nats_url, "fnplane-up", connect_timeout_s=s.nats_start_timeout_s)
         self._push("nats-client", self._close_nats)
 
         control_app = create_app(control_settings, self._engine)
