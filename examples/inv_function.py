@@ -9,7 +9,7 @@ Routes (any method unless noted):
                           SSE (one event per repeat) when stream is true and Accept is text/event-stream
     /sse?events=N&interval=S     N SSE events, S seconds apart
     /slow?seconds=S       answers after S seconds
-    /large?bytes=N        N deterministic bytes (pattern(N) below), streamed in 64 KiB writes
+    /large?bytes=N    /large?bytes=N        N deterministic bytes (pattern(N) below), streamed in 64 KiB writesdelay=S  N deterministic bytes (pattern(N) below) after S seconds, in 64 KiB writes
     /status?code=N        that status with {"error": "..."}
     /progress?steps=N&interval=S  writes the NVCF progress file N times, then answers {"done": true}
     /files?name=F         writes F into NVCF-LARGE-OUTPUT-DIR (forces the 302 large-result path)
@@ -147,6 +147,7 @@ async def slow(request: web.Request) -> web.Response:
 async def large(request: web.Request) -> web.StreamResponse:
     q = await params(request)
     size = int(q.get("bytes", str(6 * 1024 * 1024)))
+    await asyncio.sleep(float(q.get("delay", "0")))
     data = pattern(size)
     resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     if q.get("length", "1") == "1":

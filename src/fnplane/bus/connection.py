@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-import nats
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
@@ -30,9 +29,11 @@ async def connect(
     on_reconnected: Callable[[], Awaitable[None]] | None = None,
 ) -> Client:
     """A client that reconnects forever; OSError / TimeoutError / NatsError when the first try fails."""
+    nc = Client()
 
     async def disconnected() -> None:
-        log.warning("%s lost its NATS connection; reconnecting", name)
+        if not nc.is_closed:  # not our own close()
+            log.warning("%s lost its NATS connection; reconnecting", name)
 
     async def reconnected() -> None:
         log.info("%s reconnected to NATS", name)
@@ -42,7 +43,7 @@ async def connect(
     async def error(exc: Exception) -> None:
         log.debug("%s NATS error: %r", name, exc)
 
-    return await nats.connect(
+    await nc.connect(
         url,
         name=name,
         connect_timeout=connect_timeout_s,
@@ -52,3 +53,4 @@ async def connect(
         reconnected_cb=reconnected,
         error_cb=error,
     )
+    return nc

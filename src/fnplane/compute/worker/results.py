@@ -64,7 +64,10 @@ class ResultWriter:
             response = wire.StoredResponse(status, headers, body_b64=base64.b64encode(body).decode())
         else:
             name = subjects.result_object(self._env.request_id)
-            await self._buckets.put_bytes(name, body)
+            try:
+                await self._buckets.put_bytes(name, body)
+            except errors.FnplaneError as exc:
+                raise ResultUploadError(f"response upload failed: {exc.detail}") from exc
             response = wire.StoredResponse(status, headers, object_name=name)
         await self._store_final(response)
 

@@ -1,0 +1,198 @@
+"""The wire contract: the gateway's real sender and receiver (invocation/bus.py) against the worker's
+(compute/worker/bus.py) over a real nats-server, message by message: the queued request, body pulls,
+head -> chunks -> end with credit flow control, heartbeats, cancel, and the status record."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from invocation_stack import NATS_SERVER, free_port, spawn, stop_process, wait_port
+
+from fnplane.compute.worker.bus import BodyError, Delivery, WorkerBus
+from fnplane.compute.worker.settings import WorkerSettings
+from fnplane.invocation.bus import RequestBus
+from fnplane.invocation.exchange import BodyReader, Exchange
+from fnplane.invocation.settings import GatewaySettings
+from fnplane.shared import subjects, wire
+
+VERSION = "0b9c8f9e-7a53-4d5e-8c43-3b1e2f6d7a10"
+WINDOW = 8
+
+
+class Pair:
+    """A gateway bus and a worker bus of one version on one nats-server."""
+
+    def __init__(self, gateway: RequestBus, worker: WorkerBus) -> None:
+        self.gateway = gateway
+        self.worker = worker
+        self.deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.cancels: asyncio.Queue[str] = asyncio.Queue()
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+    port = free_port()
+    server = spawn(
+        [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"nats://127.0.0.1:{port}"
+    gateway: RequestBus | None = None
+    worker: WorkerBus | None = None
+    try:
+        await wait_port(port)
+        gateway = RequestBus(url, GatewaySettings(body_chunk_bytes=1000))
+        await gateway.start()
+        settings = WorkerSettings(response_window_chunks=WINDOW, credit_timeout_s=5.0, pull_expires_s=2.0)
+        worker = await WorkerBus.connect(url, VERSION, "worker-1", settings)
+        p = Pair(gateway, worker)
+
+        async def on_delivery(delivery: Delivery) -> None:
+            await p.deliveries.put(delivery)
+
+        await worker.start(on_delivery, p.cancels.put_nowait)
+        yield p
+    finally:
+        if worker is not None:
+            await worker.aclose()
+            await worker.close_connection()
+        if gateway is not None:
+            await gateway.aclose()
+        stop_process(server)
+
+
+def envelope(gateway: RequestBus, request_id: str, *, body_more: bool = False) -> wire.Envelope:
+    now = time.time()
+    return wire.Envelope(
+        request_id=request_id,
+        function_id="fn",
+        version_id=VERSION,
+        nca_id="nca",
+        mode=wire.InvocationMode.DIRECT,
+        method="PUT",
+        path="/any/path?q=1",
+        headers=[("X-Repeated", "1"), ("X-Repeated", "2")],
+        reply_to=subjects.gateway_response_inbox(gateway.gateway_id, request_id),
+        body_from=subjects.gateway_body_inbox(gateway.gateway_id, request_id),
+        request_time=now,
+        poll_s=60.0,
+        expires_at=now + 3600,
+        body_more=body_more,
+    )
+
+
+def chunked_receive(chunks: list[bytes]):
+    """An ASGI receive channel handing out `chunks` (the client side of an HTTP server, not ours)."""
+    messages = [
+        {"type": "http.request", "body": c, "more_body": i + 1 < len(chunks)} for i, c in enumerate(chunks)
+    ]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    return receive
+
+
+async def next_item(exchange: Exchange):
+    return await asyncio.wait_for(exchange.queue.get(), 5.0)
+
+
+async def test_request_response_and_credits_over_a_real_server(pair: Pair):
+    gateway, worker = pair.gateway, pair.worker
+    rid = "5a1c7d3e-0f6b-4c2a-9d8e-1b2c3d4e5f60"
+    exchange = Exchange(rid, "fn", VERSION, None)
+    gateway.open(exchange)
+    sent = envelope(gateway, rid)
+    await gateway.publish(sent, b"first body bytes")
+    await worker.top_up(1)
+    delivery = await asyncio.wait_for(pair.deliveries.get(), 5.0)
+    assert delivery.envelope == sent
+    assert delivery.inline == b"first body bytes"
+    assert delivery.attempt == 1
+
+    channel = worker.open_channel(delivery.envelope, delivery.attempt)
+    await channel.head(207, [("X-Out", "a"), ("X-Out", "b")], b"h")
+    head = await next_item(exchange)
+    assert head == wire.HeadMessage(
+        "1", wire.Head(207, [("X-Out", "a"), ("X-Out", "b")], window=WINDOW), b"h"
+    )
+
+    # the worker sends its whole window, then waits: the gateway's credits let the rest through
+    chunks = [str(i).encode() for i in range(20)]
+    sender = asyncio.create_task(_send_all(channel, chunks))
+    received = [await _chunk(exchange) for _ in range(WINDOW)]
+    await asyncio.sleep(0.2)
+    assert exchange.queue.empty() and not sender.done()  # no credit yet: nothing more came
+    batch = wire.credit_batch(WINDOW)
+    while len(received) < len(chunks):
+        await gateway.grant_credit(exchange, batch)
+        received += [await _chunk(exchange) for _ in range(min(batch, len(chunks) - len(received)))]
+    await asyncio.wait_for(sender, 5.0)
+    assert received == chunks
+    assert await next_item(exchange) == wire.EndMessage("1", "stopped\nhere".replace("\n", " "))
+
+    await delivery.keepalive(worker.nc)
+    assert await next_item(exchange) == wire.AliveMessage("1")
+    await delivery.ack()
+
+
+async def _chunk(exchange: Exchange) -> bytes:
+    item = await next_item(exchange)
+    assert isinstance(item, wire.ChunkMessage) and item.attempt == "1"
+    return item.data
+
+
+async def _send_all(channel, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        await channel.data(chunk)
+    await channel.end(error="stopped\nhere")
+
+
+async def test_the_worker_pulls_a_large_body_chunk_by_chunk(pair: Pair):
+    gateway, worker = pair.gateway, pair.worker
+    rid = "6b2d8e4f-1a7c-4d3b-8e9f-2c3d4e5f6a71"
+    body = BodyReader(
+        chunked_receive([b"a" * 700, b"b" * 700, b"c" * 700]), limit=10_000, content_length=None
+    )
+    inline, eof = await body.read(500)
+    assert not eof
+    exchange = Exchange(rid, "fn", VERSION, body)
+    gateway.open(exchange)
+    sent = envelope(gateway, rid, body_more=True)
+    offset = len(inline)
+    pulled = bytearray(inline)
+    while True:
+        chunk = await worker.pull_body(sent, offset)
+        pulled += chunk.data
+        offset += len(chunk.data)
+        if chunk.eof:
+            break
+    assert bytes(pulled) == b"a" * 700 + b"b" * 700 + b"c" * 700
+    # a second delivery after a worker died cannot read the body again from the start
+    with pytest.raises(BodyError, match="already consumed"):
+        await worker.pull_body(sent, 0)
+
+
+async def test_cancel_reaches_the_worker_and_the_status_record_is_shared(pair: Pair):
+    gateway, worker = pair.gateway, pair.worker
+    rid = "7c3e9f5a-2b8d-4e4c-9f0a-3d4e5f6a7b82"
+    await gateway.cancel(VERSION, rid)
+    assert await asyncio.wait_for(pair.cancels.get(), 5.0) == rid
+
+    record = wire.StatusRecord(
+        request_id=rid,
+        function_id="fn",
+        version_id=VERSION,
+        nca_id="nca",
+        status=wire.RequestStatus.IN_PROGRESS,
+        percent_complete=40,
+    )
+    await worker.buckets.put_status(record)
+    assert gateway.buckets is not None
+    assert await gateway.buckets.get_status(rid) == record

@@ -1,0 +1,118 @@
+"""shared/wire.py: every message of the request path survives its own encoding, and malformed input is
+refused with WireError (never a crash deeper in the gateway or the worker)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fnplane.shared import wire
+
+
+def envelope(**overrides) -> wire.Envelope:
+    fields = {
+        "request_id": "6f2c0a4e-3b1d-4a59-9b7e-2d0c8c1f0a11",
+        "function_id": "fid",
+        "version_id": "vid",
+        "nca_id": "nca",
+        "mode": wire.InvocationMode.PEXEC,
+        "method": "POST",
+        "path": "/echo?x=1",
+        "headers": [("Content-Type", "application/json"), ("X-Repeated", "a"), ("X-Repeated", "b")],
+        "reply_to": "fnplane.gw.g.r.rid",
+        "body_from": "fnplane.gw.g.b.rid",
+        "request_time": 1700000000.25,
+        "poll_s": 60.0,
+        "expires_at": 1700003600.25,
+        "assets": [wire.AssetReference("a1", "assets/nca/a1", "image/png")],
+        "heartbeat_s": 6.5,
+        "body_length": 40000,
+        "body_more": True,
+    }
+    fields.update(overrides)
+    return wire.Envelope(**fields)
+
+
+def test_the_envelope_round_trips_with_repeated_headers_and_assets():
+    original = envelope()
+    headers = wire.encode_request(original)
+    assert headers[wire.HDR_MSG_ID] == original.request_id  # JetStream de-duplicates by request id
+    assert wire.decode_request(headers) == original
+
+
+@pytest.mark.parametrize(
+    "headers", [None, {}, {wire.HDR_ENVELOPE: "{"}, {wire.HDR_ENVELOPE: '{"requestId": 1}'}]
+)
+def test_a_malformed_envelope_is_a_wire_error(headers):
+    with pytest.raises(wire.WireError):
+        wire.decode_request(headers)
+
+
+def test_response_messages_carry_their_kind_and_attempt():
+    head = wire.Head(200, [("Content-Type", "text/plain")], window=16, end=False)
+    decoded = wire.decode_response(wire.encode_head(head, 2), b"first")
+    assert decoded == wire.HeadMessage("2", head, b"first")
+    assert wire.decode_response(wire.kind_header(wire.Kind.DATA, 2), b"x") == wire.ChunkMessage("2", b"x")
+    assert wire.decode_response(wire.kind_header(wire.Kind.ALIVE, 3), b"") == wire.AliveMessage("3")
+    assert wire.decode_response(wire.encode_end(2), b"") == wire.EndMessage("2", None)
+    broken = wire.decode_response(wire.encode_end(2, "cut\r\noff"), b"")
+    assert broken == wire.EndMessage("2", "cut  off")  # header values hold no line breaks
+
+
+def test_a_large_result_is_a_head_field_not_a_header_the_function_could_send():
+    head = wire.Head(302, [("Fnplane-Large-Result", "someone-else")], end=True, large_result=True)
+    decoded = wire.decode_response(wire.encode_head(head, 1), b"")
+    assert isinstance(decoded, wire.HeadMessage) and decoded.head.large_result
+
+
+@pytest.mark.parametrize(
+    "headers", [None, {"Fnplane-Kind": "nonsense 1"}, {"Fnplane-Kind": "head 1", "Fnplane-Head": "[]"}]
+)
+def test_a_malformed_response_message_is_a_wire_error(headers):
+    with pytest.raises(wire.WireError):
+        wire.decode_response(headers, b"")
+
+
+def test_credits_batch_a_quarter_of_the_window():
+    assert wire.credit_batch(16) == 4
+    assert wire.credit_batch(1) == 1
+    assert wire.decode_credit(wire.encode_credit(1)) == 1
+    assert wire.decode_credit(wire.encode_credit(4)) == 4
+    assert wire.decode_credit(b"junk") == 1
+
+
+def test_body_pulls_and_refusals():
+    assert wire.decode_body_pull(wire.encode_body_pull(32768)) == 32768
+    with pytest.raises(wire.WireError):
+        wire.decode_body_pull({wire.HDR_OFFSET: "-1"})
+    assert wire.decode_body_reply(*wire.encode_body_chunk(b"abc", eof=True)) == wire.BodyChunk(b"abc", True)
+    assert wire.decode_body_reply(*wire.encode_body_chunk(b"abc", eof=False)) == wire.BodyChunk(b"abc", False)
+    with pytest.raises(wire.WireError, match="client gone"):
+        wire.decode_body_reply(*wire.encode_body_refusal("client gone"))
+
+
+def test_the_status_record_round_trips():
+    record = wire.StatusRecord(
+        request_id="r",
+        function_id="f",
+        version_id="v",
+        nca_id="n",
+        status=wire.RequestStatus.FULFILLED,
+        percent_complete=100,
+        partial_response={"step": 3},
+        response=wire.StoredResponse(200, [("content-type", "application/json")], body_b64="e30="),
+    )
+    assert wire.decode_status(wire.encode_status(record)) == record
+    with pytest.raises(wire.WireError):
+        wire.decode_status(b'{"requestId": "r"}')
+
+
+def test_cancel_names_the_request():
+    assert wire.decode_cancel(wire.encode_cancel("rid")) == "rid"
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [(200, "fulfilled"), (302, "fulfilled"), (202, "in-progress"), (404, "errored"), (500, "errored")],
+)
+def test_nvcf_status(code, status):
+    assert wire.nvcf_status(code).value == status
