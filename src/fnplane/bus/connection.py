@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -43,14 +44,15 @@ async def connect(
     async def error(exc: Exception) -> None:
         log.debug("%s NATS error: %r", name, exc)
 
+    # nats-py annotates the timeouts as int; it takes seconds as float
+    timeouts: dict[str, Any] = {"connect_timeout": connect_timeout_s, "reconnect_time_wait": RECONNECT_WAIT_S}
     await nc.connect(
         url,
         name=name,
-        connect_timeout=connect_timeout_s,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=RECONNECT_WAIT_S,
         disconnected_cb=disconnected,
         reconnected_cb=reconnected,
         error_cb=error,
+        **timeouts,
     )
     return nc
