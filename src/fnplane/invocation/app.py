@@ -1,4 +1,4 @@
-"""The gateway ASGI application (invocation plane).
+"""The gateway ASGI application (invocation plane), wired in one place.
 
     gateway = create_gateway_app(settings, nats_url, authority)
     await gateway.start()        # or let the ASGI lifespan protocol start it
@@ -8,45 +8,36 @@
 It serves direct invocation (Host `{fid}.invocation.{domain}` / `{vid}.{fid}.invocation.{domain}` or the
 `function-id` / `function-version-id` headers, any method and path), pexec/exec and their status,
 signed large-result downloads, assets and queues. `is_gateway_request(scope)` tells a composing server
-which requests are the gateway's. Every FnplaneError becomes problem+json.
+which requests are the gateway's. Every FnplaneError becomes problem+json (http.error_answer).
 
-Scale-from-zero: when a request arrives for a version whose queue no worker pulls and none holds a
-request of (`wake_if_idle`, at once), or when a request has not been picked up after `wake_after_s`
-(instances busy or gone), the gateway calls `authority.wake(version_id)` if the authority has such a
-coroutine, or POSTs `{control_url}/v1/fnplane/versions/{vid}/wake` with the caller's bearer when
-`control_url` is set (at most once per 5 s per version).
+Parts, each built once here and handed to the parts that use it:
+
+    RequestBus (bus.py) -> Buckets, UrlSigner           NATS: queues, responses, buckets
+    CachedAccess, RateLimiter, Waker                     admission and scale from zero
+    InvocationService (service.py)                       every invocation's decisions
+    endpoints: invocations.py, status.py, queues.py, assets.py
+    Router (router.py)                                   the path table
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-import aiohttp
-
-from fnplane.bus.buckets import Buckets
-from fnplane.invocation import handlers, queues, status
+from fnplane.invocation import invocations
 from fnplane.invocation.access import CachedAccess
-from fnplane.invocation.assets import AssetService
+from fnplane.invocation.assets import AssetEndpoints
 from fnplane.invocation.bus import RequestBus
-from fnplane.invocation.http import (
-    EXPOSE,
-    Message,
-    Receive,
-    Request,
-    Scope,
-    Send,
-    send_bytes,
-    send_error,
-    send_problem,
-)
+from fnplane.invocation.http import EXPOSE, Message, Receive, Request, Scope, Send, send_bytes, send_error
+from fnplane.invocation.queues import QueueEndpoints
 from fnplane.invocation.rate_limit import RateLimiter
-from fnplane.invocation.routing import direct_target, is_gateway_request, is_uuid
+from fnplane.invocation.router import Endpoint, Route, Router
+from fnplane.invocation.routing import direct_target, is_gateway_request
+from fnplane.invocation.service import InvocationService
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
+from fnplane.invocation.status import StatusEndpoints
+from fnplane.invocation.waker import Waker
 from fnplane.shared import errors
 from fnplane.shared.contracts import AccessAuthority
 
@@ -63,96 +54,83 @@ CORS_HEADERS = [
     (b"access-control-allow-headers", b"*"),
     (b"access-control-max-age", b"86400"),
 ]
-WAKE_INTERVAL_S = 5.0
 INVOCATION_PREFIXES = ("/v2/nvcf/pexec/", "/v2/nvcf/exec/")
+
+
+def routes(
+    service: InvocationService, status: StatusEndpoints, queues: QueueEndpoints, assets: AssetEndpoints
+) -> list[Route]:
+    def invoke(
+        endpoint: Callable[[InvocationService, Request, str, str | None], Awaitable[None]],
+    ) -> Endpoint:
+        async def call(request: Request, function_id: str, version_id: str | None = None) -> None:
+            await endpoint(service, request, function_id, version_id)
+
+        return call
+
+    return [
+        Route("POST", "pexec/functions/{fid}", invoke(invocations.pexec)),
+        Route("POST", "pexec/functions/{fid}/versions/{vid}", invoke(invocations.pexec)),
+        Route("POST", "exec/functions/{fid}", invoke(invocations.exec_)),
+        Route("POST", "exec/functions/{fid}/versions/{vid}", invoke(invocations.exec_)),
+        Route("GET", "pexec/status/{rid}", status.pexec_status),
+        Route("GET", "exec/status/{rid}", status.exec_status),
+        Route("GET", "pexec/results/{rid}", status.download_result),
+        Route("POST", "assets", assets.create),
+        Route("GET", "assets", assets.list),
+        Route("GET", "assets/{id}", assets.get),
+        Route("DELETE", "assets/{id}", assets.delete),
+        Route("PUT", "assets/{id}/upload", assets.upload),
+        Route("GET", "assets/{id}/content", assets.content),
+        Route("GET", "assets/{id}/content-redirect", assets.content_redirect),
+        Route("GET", "queues/functions/{fid}", queues.depth),
+        Route("GET", "queues/functions/{fid}/versions/{vid}", queues.depth),
+        Route("GET", "queues/{rid}/position", queues.position),
+    ]
 
 
 class Gateway:
     def __init__(self, settings: GatewaySettings, nats_url: str, authority: AccessAuthority) -> None:
         self.settings = settings
-        self.authority = authority
-        self.access = CachedAccess(authority, settings.auth_cache_ttl_s)
-        self.rate_limiter = RateLimiter()
         self.bus = RequestBus(nats_url, settings)
-        self.stores: Buckets = None  # type: ignore[assignment]  # set by start()
-        self.signer: UrlSigner = None  # type: ignore[assignment]
-        self.assets = AssetService(self)
-        self._started = False
-        self._woken: dict[str, float] = {}
-        self._probed: dict[str, float] = {}
-        self._http: aiohttp.ClientSession | None = None
+        self._access = CachedAccess(authority, settings.auth_cache_ttl_s)
+        self._rate_limiter = RateLimiter()
+        self._waker = Waker(settings, self.bus.has_workers)
+        self._service: InvocationService | None = None
+        self._router: Router | None = None
 
     async def start(self) -> None:
-        if self._started:
+        if self._router is not None:
             return
         await self.bus.start()
-        assert self.bus.buckets is not None
-        self.stores = self.bus.buckets
-        self.signer = UrlSigner(await self.stores.signing_key())
-        self._started = True
+        stores = self.bus.buckets
+        assert stores is not None
+        signer = UrlSigner(await stores.signing_key())
+        s = self.settings
+        self._service = InvocationService(
+            s,
+            access=self._access,
+            rate_limiter=self._rate_limiter,
+            bus=self.bus,
+            waker=self._waker,
+            stores=stores,
+            signer=signer,
+        )
+        status = StatusEndpoints(s, access=self._access, stores=stores, signer=signer)
+        queues = QueueEndpoints(access=self._access, bus=self.bus, stores=stores)
+        assets = AssetEndpoints(s, access=self._access, stores=stores, signer=signer)
+        self._router = Router(routes(self._service, status, queues, assets))
 
     async def aclose(self) -> None:
-        if not self._started:
+        if self._router is None:
             return
-        self._started = False
+        self._router = None
+        await self._waker.aclose()
         await self.bus.aclose()
-        if self._http is not None:
-            await self._http.close()
 
     @property
     def ready(self) -> bool:
-        return self._started and self.bus.connected
-
-    # --- scale-from-zero hint ----------------------------------------------------------------------
-
-    def wake_if_idle(self, version_id: str, bearer: str) -> None:
-        """Scale from zero at once: wake the version now if no worker pulls its queue or runs its work.
-
-        Costs one JetStream consumer lookup per version per `wake_probe_interval_s` at most, in the
-        background; nothing when a wake was just sent or no wake route is configured.
-        """
-        now = time.monotonic()
-        if self._woken.get(version_id, 0.0) > now or self._probed.get(version_id, 0.0) > now:
-            return
-        if getattr(self.authority, "wake", None) is None and not self.settings.control_url:
-            return
-        self._probed[version_id] = now + self.settings.wake_probe_interval_s
-        self.bus.spawn(self._wake_if_no_workers(version_id, bearer))
-
-    async def _wake_if_no_workers(self, version_id: str, bearer: str) -> None:
-        if not await self.bus.has_workers(version_id):
-            self.wake_hint(version_id, bearer)
-
-    def wake_hint(self, version_id: str, bearer: str) -> None:
-        now = time.monotonic()
-        if self._woken.get(version_id, 0.0) > now:
-            return
-        self._woken[version_id] = now + WAKE_INTERVAL_S
-        wake = getattr(self.authority, "wake", None)
-        if wake is not None:
-            self.bus.spawn(self._call_wake(wake(version_id)))
-        elif self.settings.control_url:
-            self.bus.spawn(self._post_wake(version_id, bearer))
-
-    async def _call_wake(self, coro: Any) -> None:
-        try:
-            await asyncio.wait_for(coro, self.settings.wake_timeout_s)
-        except (errors.FnplaneError, TimeoutError) as exc:
-            log.debug("wake hint failed: %r", exc)
-
-    async def _post_wake(self, version_id: str, bearer: str) -> None:
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
-        url = f"{self.settings.control_url.rstrip('/')}/v1/fnplane/versions/{version_id}/wake"
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with self._http.post(
-                url,
-                # aiohttp would label the empty body application/octet-stream, which the API refuses
-                headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=self.settings.wake_timeout_s),
-            ) as resp:
-                if resp.status >= 400:
-                    log.warning("wake hint for version %s answered %d", version_id, resp.status)
+        return self._router is not None and self.bus.connected
 
     # --- ASGI --------------------------------------------------------------------------------------
 
@@ -169,15 +147,8 @@ class Gateway:
         try:
             await self._route(request, target)
         except errors.FnplaneError as exc:
-            await send_error(request.send, exc, request.path, self._error_headers(request, target))
-
-    def _error_headers(
-        self, request: Request, target: tuple[str, str | None] | None
-    ) -> list[tuple[bytes, bytes]]:
-        """NVCF-STATUS and the CORS expose header also on invocation errors raised before a request id."""
-        if target is not None or request.path.startswith(INVOCATION_PREFIXES):
-            return [(b"nvcf-status", b"errored"), EXPOSE]
-        return []
+            invocation = target is not None or request.path.startswith(INVOCATION_PREFIXES)
+            await send_error(request.send, exc, request.path, invocation=invocation)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -195,93 +166,19 @@ class Gateway:
                 return
 
     async def _route(self, request: Request, target: tuple[str, str | None] | None) -> None:
-        if not self._started:
+        if self._router is None or self._service is None:
             raise errors.UnavailableError("the gateway is starting")
         if target is not None:
-            await handlers.direct(self, request, target[0], target[1])
+            await invocations.direct(self._service, request, target[0], target[1])
             return
-        method = request.method
-        # ids in any case, as NVCF parses them as UUIDs (ours are stored lower-case)
-        parts = [p.lower() if is_uuid(p) else p for p in request.path.rstrip("/").split("/")[1:]]
-        if len(parts) < 3 or parts[0] != "v2" or parts[1] != "nvcf":
-            raise errors.NotFoundError(f"no route for {method} {request.path}")
-        if method == "OPTIONS":
+        if request.method == "OPTIONS" and request.path.startswith("/v2/nvcf/"):
             await send_bytes(request.send, 204, b"", CORS_HEADERS)
             return
-        area, rest = parts[2], parts[3:]
-        if area in ("pexec", "exec"):
-            await self._route_invoke(request, area, rest)
-        elif area == "assets":
-            await self._route_assets(request, rest)
-        elif area == "queues":
-            await self._route_queues(request, rest)
-        else:
-            raise errors.NotFoundError(f"no route for {method} {request.path}")
-
-    async def _route_invoke(self, request: Request, area: str, rest: list[str]) -> None:
-        method = request.method
-        if rest and rest[0] == "functions" and method == "POST" and len(rest) in (2, 4):
-            function_id = rest[1]
-            version_id = rest[3] if len(rest) == 4 and rest[2] == "versions" else None
-            if len(rest) == 4 and rest[2] != "versions":
-                raise errors.NotFoundError(f"no route for {method} {request.path}")
-            if area == "pexec":
-                await handlers.pexec(self, request, function_id, version_id)
-            else:
-                await handlers.exec_(self, request, function_id, version_id)
-            return
-        if len(rest) == 2 and rest[0] == "status" and method == "GET":
-            if area == "pexec":
-                await status.pexec_status(self, request, rest[1])
-            else:
-                await status.exec_status(self, request, rest[1])
-            return
-        if area == "pexec" and len(rest) == 2 and rest[0] == "results" and method == "GET":
-            await status.download_result(self, request, rest[1])
-            return
-        await self._no_route(request)
-
-    async def _route_assets(self, request: Request, rest: list[str]) -> None:
-        method = request.method
-        svc = self.assets
-        if not rest:
-            if method == "POST":
-                await svc.create(request)
-                return
-            if method == "GET":
-                await svc.list(request)
-                return
-        elif len(rest) == 1:
-            if method == "GET":
-                await svc.get(request, rest[0])
-                return
-            if method == "DELETE":
-                await svc.delete(request, rest[0])
-                return
-        elif len(rest) == 2:
-            if rest[1] == "upload" and method == "PUT":
-                await svc.upload(request, rest[0])
-                return
-            if rest[1] == "content" and method == "GET":
-                await svc.content(request, rest[0])
-                return
-            if rest[1] == "content-redirect" and method == "GET":
-                await svc.content_redirect(request, rest[0])
-                return
-        await self._no_route(request)
-
-    async def _route_queues(self, request: Request, rest: list[str]) -> None:
-        if request.method == "GET":
-            if len(rest) in (2, 4) and rest[0] == "functions" and (len(rest) == 2 or rest[2] == "versions"):
-                await queues.depth(self, request, rest[1], rest[3] if len(rest) == 4 else None)
-                return
-            if len(rest) == 2 and rest[1] == "position":
-                await queues.position(self, request, rest[0])
-                return
-        await self._no_route(request)
-
-    async def _no_route(self, request: Request) -> None:
-        await send_problem(request.send, 404, f"no route for {request.method} {request.path}", request.path)
+        resolved = self._router.resolve(request.method, request.path)
+        if resolved is None:
+            raise errors.NotFoundError(f"no route for {request.method} {request.path}")
+        endpoint, params = resolved
+        await endpoint(request, *params)
 
 
 def _with_cors(send: Send) -> Send:

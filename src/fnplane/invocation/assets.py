@@ -14,15 +14,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
+from fnplane.bus.buckets import Buckets
+from fnplane.invocation.access import CachedAccess
 from fnplane.invocation.http import Request, send_bytes, send_json
 from fnplane.invocation.routing import is_uuid
+from fnplane.invocation.settings import GatewaySettings
+from fnplane.invocation.signing import UrlSigner
 from fnplane.shared import errors, scopes, subjects
 from fnplane.shared.models.invocation import AssetRecord
-
-if TYPE_CHECKING:
-    from fnplane.invocation.app import Gateway
 
 MAX_ASSET_REQUEST_BYTES = 64 * 1024
 
@@ -35,33 +35,39 @@ def content_path(asset_id: str) -> str:
     return f"/v2/nvcf/assets/{asset_id}/content"
 
 
-class AssetService:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gw = gateway
+async def asset_record(stores: Buckets, nca_id: str, asset_id: str) -> AssetRecord | None:
+    value = await stores.get_asset(subjects.asset_key(nca_id, asset_id))
+    return AssetRecord.model_validate_json(value) if value else None
 
-    async def get_record(self, nca_id: str, asset_id: str) -> AssetRecord | None:
-        value = await self._gw.stores.get_asset(subjects.asset_key(nca_id, asset_id))
-        return AssetRecord.model_validate_json(value) if value else None
+
+class AssetEndpoints:
+    def __init__(
+        self, settings: GatewaySettings, *, access: CachedAccess, stores: Buckets, signer: UrlSigner
+    ) -> None:
+        self._settings = settings
+        self._access = access
+        self._stores = stores
+        self._signer = signer
 
     async def _put_record(self, record: AssetRecord) -> None:
         key = subjects.asset_key(record.nca_id, record.asset_id)
-        await self._gw.stores.put_asset(key, record.model_dump_json(by_alias=True).encode())
+        await self._stores.put_asset(key, record.model_dump_json(by_alias=True).encode())
 
     async def _record_by_id(self, asset_id: str) -> AssetRecord:
         """The record of an asset of any account (signed URLs carry no account)."""
-        keys = await self._gw.stores.asset_keys(f"*.{asset_id}")
-        value = await self._gw.stores.get_asset(keys[0]) if keys else None
+        keys = await self._stores.asset_keys(f"*.{asset_id}")
+        value = await self._stores.get_asset(keys[0]) if keys else None
         if value is None:
             raise errors.NotFoundError(f"asset {asset_id} not found")
         return AssetRecord.model_validate_json(value)
 
     async def _nca(self, request: Request) -> str:
-        grant = await self._gw.access.grant(request.bearer(), scopes.INVOKE_FUNCTION)
+        grant = await self._access.grant(request.bearer(), scopes.INVOKE_FUNCTION)
         return grant.nca_id
 
     async def _owned(self, request: Request, asset_id: str) -> AssetRecord:
         nca_id = await self._nca(request)
-        record = await self.get_record(nca_id, asset_id) if is_uuid(asset_id) else None
+        record = await asset_record(self._stores, nca_id, asset_id) if is_uuid(asset_id) else None
         if record is None:
             raise errors.NotFoundError(f"asset {asset_id} not found")
         return record
@@ -82,10 +88,8 @@ class AssetService:
             createdAt=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         )
         await self._put_record(record)
-        base = request.base_url(self._gw.settings.public_url)
-        url = self._gw.signer.sign(
-            base, "PUT", upload_path(record.asset_id), self._gw.settings.upload_url_ttl_s
-        )
+        base = request.base_url(self._settings.public_url)
+        url = self._signer.sign(base, "PUT", upload_path(record.asset_id), self._settings.upload_url_ttl_s)
         await send_json(
             request.send,
             200,
@@ -98,9 +102,9 @@ class AssetService:
         )
 
     async def upload(self, request: Request, asset_id: str) -> None:
-        self._gw.signer.verify("PUT", request.path, request.query())
+        self._signer.verify("PUT", request.path, request.query())
         record = await self._record_by_id(asset_id)
-        limit = self._gw.settings.max_request_body_bytes
+        limit = self._settings.max_request_body_bytes
 
         async def body() -> AsyncIterator[bytes]:
             size = 0
@@ -118,7 +122,7 @@ class AssetService:
                     return
 
         name = subjects.asset_object(record.nca_id, asset_id)
-        size = await self._gw.stores.put_stream(name, body())
+        size = await self._stores.put_stream(name, body())
         record.uploaded = True
         record.size = size
         await self._put_record(record)
@@ -126,7 +130,7 @@ class AssetService:
 
     async def list(self, request: Request) -> None:
         nca_id = await self._nca(request)
-        keys = await self._gw.stores.asset_keys(subjects.asset_keys(nca_id))
+        keys = await self._stores.asset_keys(subjects.asset_keys(nca_id))
         await send_json(
             request.send, 200, {"assets": [{"assetId": k.split(".", 1)[1]} for k in sorted(keys)]}
         )
@@ -148,25 +152,25 @@ class AssetService:
 
     async def content_redirect(self, request: Request, asset_id: str) -> None:
         await self._owned(request, asset_id)
-        base = request.base_url(self._gw.settings.public_url)
-        url = self._gw.signer.sign(base, "GET", content_path(asset_id), self._gw.settings.upload_url_ttl_s)
+        base = request.base_url(self._settings.public_url)
+        url = self._signer.sign(base, "GET", content_path(asset_id), self._settings.upload_url_ttl_s)
         await send_json(request.send, 200, {"presignedUrl": url})
 
     async def content(self, request: Request, asset_id: str) -> None:
-        self._gw.signer.verify("GET", request.path, request.query())
+        self._signer.verify("GET", request.path, request.query())
         record = await self._record_by_id(asset_id)
-        info = await self._gw.stores.object_info(subjects.asset_object(record.nca_id, asset_id))
+        info = await self._stores.object_info(subjects.asset_object(record.nca_id, asset_id))
         headers = [
             (b"content-type", record.content_type.encode()),
             (b"content-length", str(info.size).encode()),
         ]
         await request.send({"type": "http.response.start", "status": 200, "headers": headers})
-        async for chunk in self._gw.stores.iter_object(info):
+        async for chunk in self._stores.iter_object(info):
             await request.send({"type": "http.response.body", "body": chunk, "more_body": True})
         await request.send({"type": "http.response.body", "body": b""})
 
     async def delete(self, request: Request, asset_id: str) -> None:
         record = await self._owned(request, asset_id)
-        await self._gw.stores.delete_asset(subjects.asset_key(record.nca_id, asset_id))
-        await self._gw.stores.delete_object(subjects.asset_object(record.nca_id, asset_id))
+        await self._stores.delete_asset(subjects.asset_key(record.nca_id, asset_id))
+        await self._stores.delete_object(subjects.asset_object(record.nca_id, asset_id))
         await send_bytes(request.send, 204, b"")

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fnplane.shared import errors
-from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
+from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem_for
 from fnplane.shared.wire import nvcf_status
 
 Scope = MutableMapping[str, Any]
@@ -128,21 +128,24 @@ async def send_json(
     await send_bytes(send, status, body, headers, b"application/json")
 
 
-async def send_problem(
-    send: Send, status: int, detail: str | None, instance: str, headers: Iterable[tuple[bytes, bytes]] = ()
-) -> None:
-    body = json.dumps(problem(status, detail, instance)).encode()
-    await send_bytes(send, status, body, headers, PROBLEM_CONTENT_TYPE.encode())
+def error_answer(
+    error: errors.FnplaneError, instance: str, *, invocation: bool = False
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and problem+json body of an error; on invocation routes the answer also carries
+    `NVCF-STATUS: errored` and the CORS expose header, as NVCF's own errors do."""
+    status, document = problem_for(error, instance)
+    headers = [(b"content-type", PROBLEM_CONTENT_TYPE.encode())]
+    if invocation:
+        headers += [(b"nvcf-status", b"errored"), EXPOSE]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    if isinstance(error, errors.TooManyRequestsError) and error.retry_after_s:
+        headers.append((b"retry-after", str(error.retry_after_s).encode()))
+    return status, headers, json.dumps(document).encode()
 
 
 async def send_error(
-    send: Send, error: errors.FnplaneError, instance: str, headers: Iterable[tuple[bytes, bytes]] = ()
+    send: Send, error: errors.FnplaneError, instance: str, *, invocation: bool = False
 ) -> None:
-    status, document = problem_for(error, instance)
-    hdrs = list(headers)
-    if status == 401:
-        hdrs.append((b"www-authenticate", b"Bearer"))
-    if isinstance(error, errors.TooManyRequestsError) and error.retry_after_s:
-        hdrs.append((b"retry-after", str(error.retry_after_s).encode()))
-    body = json.dumps(document).encode()
-    await send_bytes(send, status, body, hdrs, PROBLEM_CONTENT_TYPE.encode())
+    status, headers, body = error_answer(error, instance, invocation=invocation)
+    await send_bytes(send, status, body, headers)

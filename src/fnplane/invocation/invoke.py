@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
+from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.exchange import DISCONNECTED, BodyReader, Exchange, watch_disconnect
 from fnplane.invocation.http import Request
 from fnplane.invocation.routing import forwarded_headers
+from fnplane.invocation.settings import GatewaySettings
+from fnplane.invocation.waker import Waker
 from fnplane.shared import errors, subjects, wire
 from fnplane.shared.models.access import AccessGrant, VersionTarget
 from fnplane.shared.models.invocation import MAX_DIRECT_RESPONSE_BYTES
-from fnplane.shared.problems import problem_for
-
-if TYPE_CHECKING:
-    from fnplane.invocation.app import Gateway
-    from fnplane.invocation.bus import RequestBus
+from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem_for
 
 
 class ClientGone(Exception):
@@ -65,7 +64,9 @@ class Head:
 class Invocation:
     def __init__(
         self,
-        gateway: Gateway,
+        bus: RequestBus,
+        settings: GatewaySettings,
+        waker: Waker,
         request: Request,
         *,
         grant: AccessGrant,
@@ -78,7 +79,9 @@ class Invocation:
         assets: list[wire.AssetReference] | None = None,
         body: bytes | None = None,
     ) -> None:
-        self.gateway = gateway
+        self._bus = bus
+        self._settings = settings
+        self._waker = waker
         self.request = request
         self.request_id = str(uuid.uuid4())
         self.version_id = target.version_id
@@ -97,15 +100,12 @@ class Invocation:
         self._deadline_at = 0.0
 
     def _problem(self, error: errors.FnplaneError) -> Head:
-        import json
-
         status, doc = problem_for(error, self.request.path)
-        return Head(status, [("content-type", "application/problem+json")], json.dumps(doc).encode())
+        return Head(status, [("content-type", PROBLEM_CONTENT_TYPE)], json.dumps(doc).encode())
 
     async def begin(self) -> Head:
-        gw = self.gateway
-        s = gw.settings
-        bus = gw.bus
+        s = self._settings
+        bus = self._bus
         started = time.time()
         length: int | None
         if self._fixed_body is not None:
@@ -168,7 +168,7 @@ class Invocation:
                     continue
                 if wake_at is not None and limit == wake_at and limit < self._deadline_at:
                     # still not picked up: maybe no instance runs (scale from zero)
-                    gw.wake_hint(self.version_id, self.request.bearer())
+                    self._waker.wake(self.version_id, self.request.bearer())
                     wake_at = None
                     continue
                 await self.abandon()
@@ -208,8 +208,8 @@ class Invocation:
         exchange = self._exchange
         assert exchange is not None
         self._watch()
-        bus = self.gateway.bus
-        silence = self.gateway.settings.worker_silence_s
+        bus = self._bus
+        silence = self._settings.worker_silence_s
         sent = False
         ungranted = 0
         while True:
@@ -253,13 +253,13 @@ class Invocation:
         if self._finished:
             return
         self.finish()
-        await self.gateway.bus.cancel(self.version_id, self.request_id)
+        await self._bus.cancel(self.version_id, self.request_id)
 
     def finish(self) -> None:
         if self._finished:
             return
         self._finished = True
-        self.gateway.bus.close(self.request_id)
+        self._bus.close(self.request_id)
         if self._watcher is not None and self._watcher is not asyncio.current_task():
             self._watcher.cancel()
 

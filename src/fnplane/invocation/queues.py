@@ -7,60 +7,62 @@ some gateway is found with a `locate` broadcast, that of a detached one in the s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from fnplane.invocation.access import QUEUE_VISIBLE
+from fnplane.bus.buckets import Buckets
+from fnplane.invocation.access import QUEUE_VISIBLE, CachedAccess
+from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.http import Request, send_json
 from fnplane.invocation.routing import is_uuid
 from fnplane.shared import errors, scopes
 
-if TYPE_CHECKING:
-    from fnplane.invocation.app import Gateway
-
 MAX_POSITION = 1000
 
 
-async def depth(gw: Gateway, request: Request, function_id: str, version_id: str | None) -> None:
-    grant = await gw.access.grant(request.bearer(), scopes.QUEUE_DETAILS, function_id, version_id)
-    versions = [v for v in grant.versions if version_id is None or v.version_id == version_id]
-    versions = [v for v in versions if v.status in QUEUE_VISIBLE]
-    if not versions:
-        raise errors.NotFoundError("Queue not found - Function is likely not deployed")
-    queues = []
-    for v in versions:
-        queues.append(
-            {
-                "functionVersionId": v.version_id,
-                "functionName": v.function_name,
-                "functionStatus": v.status,
-                "queueDepth": await gw.bus.queue_depth(v.version_id),
-            }
-        )
-    await send_json(request.send, 200, {"functionId": function_id, "queues": queues})
+class QueueEndpoints:
+    def __init__(self, *, access: CachedAccess, bus: RequestBus, stores: Buckets) -> None:
+        self._access = access
+        self._bus = bus
+        self._stores = stores
 
+    async def depth(self, request: Request, function_id: str, version_id: str | None = None) -> None:
+        grant = await self._access.grant(request.bearer(), scopes.QUEUE_DETAILS, function_id, version_id)
+        versions = [v for v in grant.versions if version_id is None or v.version_id == version_id]
+        versions = [v for v in versions if v.status in QUEUE_VISIBLE]
+        if not versions:
+            raise errors.NotFoundError("Queue not found - Function is likely not deployed")
+        queues = []
+        for v in versions:
+            queues.append(
+                {
+                    "functionVersionId": v.version_id,
+                    "functionName": v.function_name,
+                    "functionStatus": v.status,
+                    "queueDepth": await self._bus.queue_depth(v.version_id),
+                }
+            )
+        await send_json(request.send, 200, {"functionId": function_id, "queues": queues})
 
-async def position(gw: Gateway, request: Request, request_id: str) -> None:
-    bearer = request.bearer()
-    if not is_uuid(request_id):
-        raise errors.NotFoundError(f"request {request_id} not found")
-    located = await gw.bus.locate(request_id)
-    if located is None:
-        record = await gw.stores.get_status(request_id)
-        if record is None:
+    async def position(self, request: Request, request_id: str) -> None:
+        bearer = request.bearer()
+        if not is_uuid(request_id):
             raise errors.NotFoundError(f"request {request_id} not found")
-        located = (record.version_id, record.function_id)
-    version_id, function_id = located
-    # 404 unless the caller may see the request's function
-    await gw.access.grant(bearer, scopes.QUEUE_DETAILS, function_id, version_id)
-    pos = await gw.bus.queue_position(version_id, request_id)
-    if pos is None:
-        raise errors.NotFoundError(f"request {request_id} is no longer queued")
-    await send_json(
-        request.send,
-        200,
-        {
-            "functionId": function_id,
-            "functionVersionId": version_id,
-            "positionInQueue": min(pos, MAX_POSITION),
-        },
-    )
+        located = await self._bus.locate(request_id)
+        if located is None:
+            record = await self._stores.get_status(request_id)
+            if record is None:
+                raise errors.NotFoundError(f"request {request_id} not found")
+            located = (record.version_id, record.function_id)
+        version_id, function_id = located
+        # 404 unless the caller may see the request's function
+        await self._access.grant(bearer, scopes.QUEUE_DETAILS, function_id, version_id)
+        pos = await self._bus.queue_position(version_id, request_id)
+        if pos is None:
+            raise errors.NotFoundError(f"request {request_id} is no longer queued")
+        await send_json(
+            request.send,
+            200,
+            {
+                "functionId": function_id,
+                "functionVersionId": version_id,
+                "positionInQueue": min(pos, MAX_POSITION),
+            },
+        )

@@ -33,6 +33,11 @@ DROPPED_REQUEST_HEADERS = HOP_BY_HOP | frozenset(
 )
 
 
+def result_path(request_id: str) -> str:
+    """Where the signed Location of a large result points."""
+    return f"/v2/nvcf/pexec/results/{request_id}"
+
+
 def is_uuid(value: str) -> bool:
     return UUID_RE.match(value) is not None
 

@@ -11,6 +11,7 @@ import hmac
 import time
 from urllib.parse import urlencode
 
+from fnplane.invocation.routing import result_path
 from fnplane.shared import errors
 
 
@@ -26,6 +27,10 @@ class UrlSigner:
         expires = int(time.time() + ttl_s)
         query = urlencode({"expires": expires, "signature": self._mac(method, path, expires)})
         return f"{base_url}{path}?{query}"
+
+    def result_url(self, base_url: str, request_id: str, ttl_s: float) -> str:
+        """The signed Location of a large result."""
+        return self.sign(base_url, "GET", result_path(request_id), ttl_s)
 
     def verify(self, method: str, path: str, query: dict[str, str]) -> None:
         """Raise ForbiddenError unless the query carries a valid, unexpired signature for method+path."""

@@ -14,131 +14,136 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from typing import TYPE_CHECKING
 
-from fnplane.invocation.handlers import exec_document, result_path
+from fnplane.bus.buckets import Buckets
+from fnplane.invocation.access import CachedAccess
+from fnplane.invocation.exec_envelope import exec_document
 from fnplane.invocation.http import Request, invocation_headers, send_bytes, send_json
 from fnplane.invocation.routing import is_uuid, poll_seconds
+from fnplane.invocation.settings import GatewaySettings
+from fnplane.invocation.signing import UrlSigner
 from fnplane.shared import errors, scopes, subjects
 from fnplane.shared.headers import HOP_BY_HOP
 from fnplane.shared.wire import RequestStatus, StatusRecord
 
-if TYPE_CHECKING:
-    from fnplane.invocation.app import Gateway
 
+class StatusEndpoints:
+    def __init__(
+        self, settings: GatewaySettings, *, access: CachedAccess, stores: Buckets, signer: UrlSigner
+    ) -> None:
+        self._settings = settings
+        self._access = access
+        self._stores = stores
+        self._signer = signer
 
-async def _authorized_record(gw: Gateway, request: Request, request_id: str) -> StatusRecord:
-    bearer = request.bearer()
-    if not is_uuid(request_id):
-        raise errors.NotFoundError(f"request {request_id} not found")
-    record = await gw.stores.get_status(request_id)
-    if record is None:
-        raise errors.NotFoundError(f"request {request_id} not found")
-    grant = await gw.access.grant(bearer, scopes.INVOKE_FUNCTION, record.function_id, record.version_id)
-    if grant.nca_id != record.nca_id:
-        raise errors.NotFoundError(f"request {request_id} not found")
-    return record
+    def _location(self, request: Request, request_id: str) -> str:
+        s = self._settings
+        return self._signer.result_url(request.base_url(s.public_url), request_id, s.result_url_ttl_s)
 
-
-async def _wait(gw: Gateway, record: StatusRecord, poll_s: float) -> StatusRecord:
-    """The record once it is final or its progress changed, or as it is when the window ends."""
-    if record.status is not RequestStatus.IN_PROGRESS:
+    async def _authorized_record(self, request: Request, request_id: str) -> StatusRecord:
+        bearer = request.bearer()
+        if not is_uuid(request_id):
+            raise errors.NotFoundError(f"request {request_id} not found")
+        record = await self._stores.get_status(request_id)
+        if record is None:
+            raise errors.NotFoundError(f"request {request_id} not found")
+        grant = await self._access.grant(
+            bearer, scopes.INVOKE_FUNCTION, record.function_id, record.version_id
+        )
+        if grant.nca_id != record.nca_id:
+            raise errors.NotFoundError(f"request {request_id} not found")
         return record
-    async with contextlib.aclosing(gw.stores.watch_status(record.request_id, poll_s)) as updates:
-        async for current in updates:
-            if current.status is not RequestStatus.IN_PROGRESS:
-                return current
-            if current.percent_complete != record.percent_complete:
-                return current
-    return record
 
+    async def _wait(self, record: StatusRecord, poll_s: float) -> StatusRecord:
+        """The record once it is final or its progress changed, or as it is when the window ends."""
+        if record.status is not RequestStatus.IN_PROGRESS:
+            return record
+        async with contextlib.aclosing(self._stores.watch_status(record.request_id, poll_s)) as updates:
+            async for current in updates:
+                if current.status is not RequestStatus.IN_PROGRESS:
+                    return current
+                if current.percent_complete != record.percent_complete:
+                    return current
+        return record
 
-async def pexec_status(gw: Gateway, request: Request, request_id: str) -> None:
-    record = await _authorized_record(gw, request, request_id)
-    record = await _wait(gw, record, poll_seconds(request.headers, sse_default=False))
-    send = request.send
-    if record.status is RequestStatus.IN_PROGRESS or record.response is None:
-        headers = invocation_headers(request_id, 202)
-        body = b""
+    async def pexec_status(self, request: Request, request_id: str) -> None:
+        record = await self._authorized_record(request, request_id)
+        record = await self._wait(record, poll_seconds(request.headers, sse_default=False))
+        send = request.send
+        if record.status is RequestStatus.IN_PROGRESS or record.response is None:
+            headers = invocation_headers(request_id, 202)
+            body = b""
+            if record.percent_complete is not None:
+                headers.append((b"nvcf-percent-complete", str(record.percent_complete).encode()))
+            if record.partial_response is not None:
+                body = json.dumps(record.partial_response).encode()
+                headers.append((b"content-type", b"application/json"))
+            await send_bytes(send, 202, body, headers)
+            return
+        response = record.response
+        headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in response.headers
+            if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"
+        ]
+        headers += invocation_headers(request_id, response.status)
         if record.percent_complete is not None:
             headers.append((b"nvcf-percent-complete", str(record.percent_complete).encode()))
-        if record.partial_response is not None:
-            body = json.dumps(record.partial_response).encode()
-            headers.append((b"content-type", b"application/json"))
-        await send_bytes(send, 202, body, headers)
-        return
-    response = record.response
-    headers = [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in response.headers
-        if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"
-    ]
-    headers += invocation_headers(request_id, response.status)
-    if record.percent_complete is not None:
-        headers.append((b"nvcf-percent-complete", str(record.percent_complete).encode()))
-    if response.large:
-        url = gw.signer.sign(
-            request.base_url(gw.settings.public_url),
-            "GET",
-            result_path(request_id),
-            gw.settings.result_url_ttl_s,
-        )
-        headers.append((b"location", url.encode()))
-        await send_bytes(send, 302, b"", headers)
-        await gw.stores.delete_status(request_id)
-        return
-    if response.body_b64 is not None:
-        await send_bytes(send, response.status, base64.b64decode(response.body_b64), headers)
-    elif response.object_name is not None:
-        info = await gw.stores.object_info(response.object_name)
-        headers.append((b"content-length", str(info.size).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        async for chunk in gw.stores.iter_object(info):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-        return  # kept for a retried download (see the module docstring); both expire
-    await gw.stores.delete_status(request_id)
-
-
-async def exec_status(gw: Gateway, request: Request, request_id: str) -> None:
-    record = await _authorized_record(gw, request, request_id)
-    record = await _wait(gw, record, poll_seconds(request.headers, sse_default=False))
-    response = record.response
-    if record.status is RequestStatus.IN_PROGRESS or response is None:
-        headers = [("NVCF-PERCENT-COMPLETE", str(record.percent_complete))] if record.percent_complete else []
-        body = json.dumps(record.partial_response).encode() if record.partial_response is not None else b""
-        status, doc = exec_document(request_id, 202, headers, body, None)
-    elif response.large:
-        url = gw.signer.sign(
-            request.base_url(gw.settings.public_url),
-            "GET",
-            result_path(request_id),
-            gw.settings.result_url_ttl_s,
-        )
-        status, doc = exec_document(request_id, 302, [], b"", url)
-    else:
+        if response.large:
+            url = self._location(request, request_id)
+            headers.append((b"location", url.encode()))
+            await send_bytes(send, 302, b"", headers)
+            await self._stores.delete_status(request_id)
+            return
         if response.body_b64 is not None:
-            body = base64.b64decode(response.body_b64)
+            await send_bytes(send, response.status, base64.b64decode(response.body_b64), headers)
+        elif response.object_name is not None:
+            info = await self._stores.object_info(response.object_name)
+            headers.append((b"content-length", str(info.size).encode()))
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            async for chunk in self._stores.iter_object(info):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return  # kept for a retried download (see the module docstring); both expire
+        await self._stores.delete_status(request_id)
+
+    async def exec_status(self, request: Request, request_id: str) -> None:
+        record = await self._authorized_record(request, request_id)
+        record = await self._wait(record, poll_seconds(request.headers, sse_default=False))
+        response = record.response
+        if record.status is RequestStatus.IN_PROGRESS or response is None:
+            headers = (
+                [("NVCF-PERCENT-COMPLETE", str(record.percent_complete))] if record.percent_complete else []
+            )
+            body = (
+                json.dumps(record.partial_response).encode() if record.partial_response is not None else b""
+            )
+            status, doc = exec_document(request_id, 202, headers, body, None)
+        elif response.large:
+            url = self._location(request, request_id)
+            status, doc = exec_document(request_id, 302, [], b"", url)
         else:
-            assert response.object_name is not None
-            info = await gw.stores.object_info(response.object_name)
-            body = b"".join([c async for c in gw.stores.iter_object(info)])
-        status, doc = exec_document(request_id, response.status, response.headers, body, None)
-    if status != 202:
-        await gw.stores.delete_status(request_id)
-    await send_json(request.send, status, doc, invocation_headers(request_id, status))
+            if response.body_b64 is not None:
+                body = base64.b64decode(response.body_b64)
+            else:
+                assert response.object_name is not None
+                info = await self._stores.object_info(response.object_name)
+                body = b"".join([c async for c in self._stores.iter_object(info)])
+            status, doc = exec_document(request_id, response.status, response.headers, body, None)
+        if status != 202:
+            await self._stores.delete_status(request_id)
+        await send_json(request.send, status, doc, invocation_headers(request_id, status))
 
-
-async def download_result(gw: Gateway, request: Request, request_id: str) -> None:
-    """The signed Location of a large result: the zip NVCF's worker would have uploaded."""
-    gw.signer.verify("GET", request.path, request.query())
-    info = await gw.stores.object_info(subjects.result_object(request_id))
-    headers = [
-        (b"content-type", b"application/zip"),
-        (b"content-disposition", f'attachment; filename="{request_id}.zip"'.encode()),
-        (b"content-length", str(info.size).encode()),
-    ]
-    await request.send({"type": "http.response.start", "status": 200, "headers": headers})
-    async for chunk in gw.stores.iter_object(info):
-        await request.send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await request.send({"type": "http.response.body", "body": b""})
+    async def download_result(self, request: Request, request_id: str) -> None:
+        """The signed Location of a large result: the zip NVCF's worker would have uploaded."""
+        self._signer.verify("GET", request.path, request.query())
+        info = await self._stores.object_info(subjects.result_object(request_id))
+        headers = [
+            (b"content-type", b"application/zip"),
+            (b"content-disposition", f'attachment; filename="{request_id}.zip"'.encode()),
+            (b"content-length", str(info.size).encode()),
+        ]
+        await request.send({"type": "http.response.start", "status": 200, "headers": headers})
+        async for chunk in self._stores.iter_object(info):
+            await request.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await request.send({"type": "http.response.body", "body": b""})

@@ -93,6 +93,7 @@ class InvocationStack:
         self.url = ""
         self.admin_key = ""
         self.gateway: Any = None
+        self.authority: Any = None
         self.control: httpx.AsyncClient | None = None
         self.client: httpx.AsyncClient | None = None
         self._server: HttpServer | None = None
@@ -135,7 +136,8 @@ class InvocationStack:
         }
         r = await self.control.put("/v1/fnplane/clusters/local", json=body)
         assert r.status_code == 200, r.text
-        self.gateway = create_gateway_app(gateway_settings, self.nats_url, control_app.state.access_authority)
+        self.authority = control_app.state.access_authority
+        self.gateway = create_gateway_app(gateway_settings, self.nats_url, self.authority)
         await self.gateway.start()
         http_port = free_port()
         self._server = HttpServer(self.gateway, host="127.0.0.1", port=http_port)

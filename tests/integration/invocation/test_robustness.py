@@ -56,7 +56,7 @@ async def test_detached_results_survive_a_gateway_restart(stack):
     assert r.status_code == 202
     rid = r.headers["nvcf-reqid"]
     await stack.gateway.aclose()  # the gateway that answered 202 is gone
-    other = create_gateway_app(GatewaySettings(), stack.nats_url, stack.gateway.authority)
+    other = create_gateway_app(GatewaySettings(), stack.nats_url, stack.authority)
     await other.start()
     from invocation_stack import free_port
 

@@ -1,30 +1,28 @@
-"""Invocation routes: direct (Host header / function-id header), pexec and the legacy exec envelope."""
+"""Invocation endpoints: direct (Host header / function-id header), pexec and the legacy exec envelope.
+
+Raw ASGI: the answer streams to the client as the worker sends it (invoke.py), so these take the
+request's own `send`. Each endpoint takes only the InvocationService.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
 
-from fnplane.invocation.access import choose_version
+from fnplane.invocation.exec_envelope import exec_document
 from fnplane.invocation.http import Request, invocation_headers, send_json
 from fnplane.invocation.invoke import ClientGone, Head, Invocation
 from fnplane.invocation.routing import asset_ids, poll_seconds
-from fnplane.shared import errors, scopes, subjects
+from fnplane.invocation.service import InvocationService
+from fnplane.shared import errors
 from fnplane.shared.headers import HOP_BY_HOP
-from fnplane.shared.models.access import AccessGrant, VersionTarget
-from fnplane.shared.wire import AssetReference, InvocationMode, nvcf_status
-
-if TYPE_CHECKING:
-    from fnplane.invocation.app import Gateway
+from fnplane.shared.wire import InvocationMode
 
 NO_BODY_STATUSES = frozenset({204, 304})
 
 
-def result_path(request_id: str) -> str:
-    return f"/v2/nvcf/pexec/results/{request_id}"
-
-
-def _encode_headers(gw: Gateway, request: Request, inv_id: str, head: Head) -> list[tuple[bytes, bytes]]:
+def _encode_headers(
+    service: InvocationService, request: Request, inv_id: str, head: Head
+) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
     for name, value in head.headers:
         lname = name.lower()
@@ -32,22 +30,19 @@ def _encode_headers(gw: Gateway, request: Request, inv_id: str, head: Head) -> l
             continue
         out.append((lname.encode("latin-1"), value.encode("latin-1")))
     if head.large_result:
-        url = gw.signer.sign(
-            request.base_url(gw.settings.public_url), "GET", result_path(inv_id), gw.settings.result_url_ttl_s
-        )
-        out.append((b"location", url.encode()))
+        out.append((b"location", service.result_location(request, inv_id).encode()))
     out += invocation_headers(inv_id, head.status)
     return out
 
 
-async def respond(gw: Gateway, request: Request, inv: Invocation) -> None:
+async def respond(service: InvocationService, request: Request, inv: Invocation) -> None:
     """Run the invocation and stream its answer to the client as it arrives."""
     send = request.send
     try:
         head = await inv.begin()
     except ClientGone:
         return
-    headers = _encode_headers(gw, request, inv.request_id, head)
+    headers = _encode_headers(service, request, inv.request_id, head)
     if head.end:
         if head.status not in NO_BODY_STATUSES and not any(k == b"content-length" for k, _ in headers):
             headers.append((b"content-length", str(len(head.body)).encode()))
@@ -70,22 +65,11 @@ async def respond(gw: Gateway, request: Request, inv: Invocation) -> None:
         await inv.aclose()
 
 
-async def admit(
-    gw: Gateway, bearer: str, function_id: str, version_id: str | None
-) -> tuple[AccessGrant, VersionTarget]:
-    """Every invocation's gate: access, version choice, rate limits, and a wake for an idle version."""
-    grant = await gw.access.grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
-    target = choose_version(grant, version_id)
-    gw.rate_limiter.check(grant, target)
-    gw.wake_if_idle(target.version_id, bearer)
-    return grant, target
-
-
-async def direct(gw: Gateway, request: Request, function_id: str, version_id: str | None) -> None:
-    bearer = request.bearer()
-    grant, target = await admit(gw, bearer, function_id, version_id)
-    inv = Invocation(
-        gw,
+async def direct(
+    service: InvocationService, request: Request, function_id: str, version_id: str | None
+) -> None:
+    grant, target = await service.admit(request.bearer(), function_id, version_id)
+    inv = service.invocation(
         request,
         grant=grant,
         target=target,
@@ -95,35 +79,21 @@ async def direct(gw: Gateway, request: Request, function_id: str, version_id: st
         path=request.path_and_query,
         poll_s=poll_seconds(request.headers, sse_default=False),
     )
-    await respond(gw, request, inv)
+    await respond(service, request, inv)
 
 
-async def _asset_references(gw: Gateway, nca_id: str, ids: list[str]) -> list[AssetReference]:
-    refs = []
-    for asset_id in ids:
-        record = await gw.assets.get_record(nca_id, asset_id)
-        if record is None or not record.uploaded:
-            raise errors.NotFoundError(f"asset {asset_id} not found")
-        refs.append(
-            AssetReference(
-                asset_id=asset_id,
-                object_name=subjects.asset_object(nca_id, asset_id),
-                content_type=record.content_type,
-            )
-        )
-    return refs
-
-
-async def pexec(gw: Gateway, request: Request, function_id: str, version_id: str | None) -> None:
+async def pexec(
+    service: InvocationService, request: Request, function_id: str, version_id: str | None
+) -> None:
     bearer = request.bearer()
     poll_s = poll_seconds(request.headers, sse_default=True)
     ids = asset_ids(request.headers.get("nvcf-input-asset-references"))
-    inv = await _inference_call(gw, request, bearer, function_id, version_id, poll_s, ids)
-    await respond(gw, request, inv)
+    inv = await _inference_call(service, request, bearer, function_id, version_id, poll_s, ids)
+    await respond(service, request, inv)
 
 
 async def _inference_call(
-    gw: Gateway,
+    service: InvocationService,
     request: Request,
     bearer: str,
     function_id: str,
@@ -133,10 +103,9 @@ async def _inference_call(
     body: bytes | None = None,
 ) -> Invocation:
     """pexec and exec: a POST to the chosen version's inferenceUrl, with the referenced input assets."""
-    grant, target = await admit(gw, bearer, function_id, version_id)
-    assets = await _asset_references(gw, grant.nca_id, ids) if ids else []
-    return Invocation(
-        gw,
+    grant, target = await service.admit(bearer, function_id, version_id)
+    assets = await service.asset_references(grant.nca_id, ids) if ids else []
+    return service.invocation(
         request,
         grant=grant,
         target=target,
@@ -150,36 +119,12 @@ async def _inference_call(
     )
 
 
-def exec_document(
-    request_id: str, head_status: int, headers: list[tuple[str, str]], body: bytes, location: str | None
-) -> tuple[int, dict[str, Any]]:
-    """NVCF's legacy wrapper: {reqId, status, responseReference?, percentComplete?, errorCode?, response?}."""
-    doc: dict[str, Any] = {"reqId": request_id, "status": nvcf_status(head_status).value}
-    percent = next((v for k, v in headers if k.lower() == "nvcf-percent-complete"), None)
-    if head_status == 302 and location:
-        doc["status"] = "fulfilled"
-        doc["responseReference"] = location
-        doc["percentComplete"] = 100
-        return 200, doc
-    if body:
-        try:
-            doc["response"] = json.loads(body)
-        except ValueError:
-            doc["response"] = body.decode("utf-8", errors="replace")
-    if head_status == 202:
-        if percent is not None and percent.isdigit():
-            doc["percentComplete"] = int(percent)
-        return 202, doc
-    if head_status < 400:
-        doc["percentComplete"] = 100
-        return 200, doc
-    doc["errorCode"] = head_status
-    return head_status, doc
-
-
-async def exec_(gw: Gateway, request: Request, function_id: str, version_id: str | None) -> None:
+async def exec_(
+    service: InvocationService, request: Request, function_id: str, version_id: str | None
+) -> None:
     bearer = request.bearer()
-    document = await request.json_body(gw.settings.max_exec_body_bytes)
+    limit = service.settings.max_exec_body_bytes
+    document = await request.json_body(limit)
     if not isinstance(document, dict) or "requestBody" not in document:
         raise errors.BadRequestError(
             "the exec body must be {requestHeader?, requestBody}", field="requestBody", rule="required"
@@ -209,7 +154,7 @@ async def exec_(gw: Gateway, request: Request, function_id: str, version_id: str
         )
     ids = asset_ids(",".join(str(r) for r in refs))
     body = json.dumps(document["requestBody"]).encode()
-    inv = await _inference_call(gw, request, bearer, function_id, version_id, poll_s, ids, body)
+    inv = await _inference_call(service, request, bearer, function_id, version_id, poll_s, ids, body)
     try:
         head = await inv.begin()
     except ClientGone:
@@ -219,13 +164,12 @@ async def exec_(gw: Gateway, request: Request, function_id: str, version_id: str
         if not head.end:
             async for chunk in inv.chunks():
                 data += chunk
-                if len(data) > gw.settings.max_exec_body_bytes * 4:
+                if len(data) > limit * 4:
                     raise errors.PayloadTooLargeError("the exec response is too large; use pexec")
     except ClientGone:
         return
     finally:
         await inv.aclose()
-    encoded = _encode_headers(gw, request, inv.request_id, head)
-    location = next((v.decode() for k, v in encoded if k == b"location"), None)
+    location = service.result_location(request, inv.request_id) if head.large_result else None
     status, doc = exec_document(inv.request_id, head.status, head.headers, bytes(data), location)
     await send_json(request.send, status, doc, invocation_headers(inv.request_id, status))

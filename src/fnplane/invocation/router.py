@@ -1,0 +1,52 @@
+"""The gateway's path routes (`/v2/nvcf/...`), as a table: method, path pattern, endpoint.
+
+The gateway is raw ASGI (invocation answers stream from the bus straight into `send`), so it matches
+paths itself: split into segments, `{name}` segments capture (UUIDs lower-cased, as NVCF parses ids
+as java.util.UUID and ours are stored in lower case), literal segments must match. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fnplane.invocation.routing import is_uuid
+
+Endpoint = Callable[..., Awaitable[None]]
+PREFIX = ("v2", "nvcf")
+
+
+class Route:
+    __slots__ = ("endpoint", "method", "segments")
+
+    def __init__(self, method: str, pattern: str, endpoint: Endpoint) -> None:
+        self.method = method
+        self.segments = tuple(pattern.strip("/").split("/"))
+        self.endpoint = endpoint
+
+    def match(self, parts: list[str]) -> list[str] | None:
+        if len(parts) != len(self.segments):
+            return None
+        params = []
+        for segment, part in zip(self.segments, parts, strict=True):
+            if segment.startswith("{"):
+                params.append(part)
+            elif segment != part:
+                return None
+        return params
+
+
+class Router:
+    def __init__(self, routes: list[Route]) -> None:
+        self._routes = routes
+
+    def resolve(self, method: str, path: str) -> tuple[Endpoint, list[Any]] | None:
+        """The endpoint and its path parameters for `method path`, or None (404)."""
+        parts = [p.lower() if is_uuid(p) else p for p in path.rstrip("/").split("/")[1:]]
+        if tuple(parts[:2]) != PREFIX:
+            return None
+        parts = parts[2:]
+        for route in self._routes:
+            if route.method == method and (params := route.match(parts)) is not None:
+                return route.endpoint, params
+        return None

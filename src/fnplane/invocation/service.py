@@ -1,0 +1,99 @@
+"""The invocation service: every decision an invocation takes before and around the request bus, with
+its collaborators handed in (access cache, rate limiter, request bus, waker, buckets, URL signer).
+
+    admit()        access (scope `invoke_function`, visibility), version choice, rate limit, wake
+    invocation()   one request through the bus (invoke.py), ready to `begin()`
+    result_location()  the signed Location of a large result
+"""
+
+from __future__ import annotations
+
+from fnplane.bus.buckets import Buckets
+from fnplane.invocation.access import CachedAccess, choose_version
+from fnplane.invocation.assets import asset_record
+from fnplane.invocation.bus import RequestBus
+from fnplane.invocation.http import Request
+from fnplane.invocation.invoke import Invocation
+from fnplane.invocation.rate_limit import RateLimiter
+from fnplane.invocation.settings import GatewaySettings
+from fnplane.invocation.signing import UrlSigner
+from fnplane.invocation.waker import Waker
+from fnplane.shared import errors, scopes, subjects, wire
+from fnplane.shared.models.access import AccessGrant, VersionTarget
+
+
+class InvocationService:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        access: CachedAccess,
+        rate_limiter: RateLimiter,
+        bus: RequestBus,
+        waker: Waker,
+        stores: Buckets,
+        signer: UrlSigner,
+    ) -> None:
+        self.settings = settings
+        self._access = access
+        self._rate_limiter = rate_limiter
+        self._bus = bus
+        self._waker = waker
+        self._stores = stores
+        self._signer = signer
+
+    async def admit(
+        self, bearer: str, function_id: str, version_id: str | None
+    ) -> tuple[AccessGrant, VersionTarget]:
+        """Every invocation's gate: access, version choice, rate limits, and a wake for an idle version."""
+        grant = await self._access.grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
+        target = choose_version(grant, version_id)
+        self._rate_limiter.check(grant, target)
+        self._waker.wake_if_idle(target.version_id, bearer)
+        return grant, target
+
+    async def asset_references(self, nca_id: str, ids: list[str]) -> list[wire.AssetReference]:
+        """The input assets a request names (NVCF-INPUT-ASSET-REFERENCES), uploaded by its account."""
+        refs = []
+        for asset_id in ids:
+            record = await asset_record(self._stores, nca_id, asset_id)
+            if record is None or not record.uploaded:
+                raise errors.NotFoundError(f"asset {asset_id} not found")
+            refs.append(
+                wire.AssetReference(asset_id, subjects.asset_object(nca_id, asset_id), record.content_type)
+            )
+        return refs
+
+    def invocation(
+        self,
+        request: Request,
+        *,
+        grant: AccessGrant,
+        target: VersionTarget,
+        function_id: str,
+        mode: wire.InvocationMode,
+        method: str,
+        path: str,
+        poll_s: float,
+        assets: list[wire.AssetReference] | None = None,
+        body: bytes | None = None,
+    ) -> Invocation:
+        return Invocation(
+            self._bus,
+            self.settings,
+            self._waker,
+            request,
+            grant=grant,
+            target=target,
+            function_id=function_id,
+            mode=mode,
+            method=method,
+            path=path,
+            poll_s=poll_s,
+            assets=assets,
+            body=body,
+        )
+
+    def result_location(self, request: Request, request_id: str) -> str:
+        s = self.settings
+        return self._signer.result_url(request.base_url(s.public_url), request_id, s.result_url_ttl_s)
