@@ -9,7 +9,7 @@ Routes (any method unless noted):
                           SSE (one event per repeat) when stream is true and Accept is text/event-stream
     /sse?events=N&interval=S     N SSE events, S seconds apart
     /slow?seconds=S       answers after S seconds
-    /large?bytes=N    /large?bytes=N        N deterministic bytes (pattern(N) below), streamed in 64 KiB writesdelay=S  N deterministic bytes (pattern(N) below) after S seconds, in 64 KiB writes
+    /large?bytes=N&delay=S  N deterministic bytes (pattern(N) below) after S s, in 64 KiB writes
     /status?code=N        that status with {"error": "..."}
     /progress?steps=N&interval=S  writes the NVCF progress file N times, then answers {"done": true}
     /files?name=F         writes F into NVCF-LARGE-OUTPUT-DIR (forces the 302 large-result path)
