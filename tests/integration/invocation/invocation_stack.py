@@ -134,7 +134,8 @@ class InvocationStack:
         }
         r = await self.control.put("/v1/fnplane/clusters/local", json=body)
         assert r.status_code == 200, r.text
-        self.gateway = create_gateway_app(gateway_settings, self.nats_url, control_app.state.access_authority)
+        access_authority = control_app.components.access_authority
+        self.gateway = create_gateway_app(gateway_settings, self.nats_url, access_authority)
         await self.gateway.start()
         http_port = free_port()
         self._server = HttpServer(self.gateway, host="127.0.0.1", port=http_port)
