@@ -27,8 +27,8 @@ from fnplane.control.services.instance_logs import NatsConnection
 from fnplane.control.services.notify import NotifyClusterChanged
 from fnplane.control.settings import ControlSettings
 from fnplane.control.uuid_paths import UuidPathMiddleware
-from fnplane.shared.errors import FnplaneError
-from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
+from fnplane.shared.errors import BadRequestError, FnplaneError
+from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for, problem_headers
 
 
 class ProblemResponse(JSONResponse):
@@ -41,13 +41,15 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    """Map every error to a problem document (shared by the control API and the gateway)."""
+    """Map every error to a problem document through the one table (`fnplane.shared.problems`)."""
+
+    def _domain_problem(request: Request, error: FnplaneError) -> ProblemResponse:
+        status, body = problem_for(error, request.url.path)
+        return ProblemResponse(body, status_code=status, headers=dict(problem_headers(error)) or None)
 
     @app.exception_handler(FnplaneError)
     async def _domain_error(request: Request, error: FnplaneError) -> ProblemResponse:
-        status, body = problem_for(error, request.url.path)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return ProblemResponse(body, status_code=status, headers=headers)
+        return _domain_problem(request, error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> ProblemResponse:
@@ -59,10 +61,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             field = _field_path(tuple(first.get("loc", ())))
             rule = str(first.get("msg", "invalid value"))
         detail = f"Validation failed: field '{field}': {rule}"
-        body = problem(400, detail, request.url.path)
-        body["field"] = field
-        body["rule"] = rule
-        return ProblemResponse(body, status_code=400)
+        return _domain_problem(request, BadRequestError(detail, field=field, rule=rule))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> ProblemResponse:
