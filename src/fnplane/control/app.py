@@ -1,4 +1,8 @@
-"""The control-plane ASGI application: `create_app(settings, engine)`.
+"""The control-plane ASGI application: `create_app(settings, engine, *, collaborators) -> ControlApp`.
+
+What the app is made of is built once by `create_components` and kept as `app.components`, typed;
+whoever builds the app hands in its collaborators (the agent kick, the NATS connection) as arguments
+and reads what it needs (the gateway's `access_authority`) from `app.components`.
 
 Every FnplaneError and every request-validation error becomes `application/problem+json`.
 """
@@ -12,21 +16,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fnplane.control.auth.components import create_auth
-from fnplane.control.autoscaler import Autoscaler
+from fnplane.control.autoscaler import AutoscalerSettings
+from fnplane.control.components import ControlComponents, create_components
 from fnplane.control.content_type import JsonBodyMiddleware
-from fnplane.control.reconciler import Reconciler
+from fnplane.control.db.repositories.transactions import Engine
 from fnplane.control.routes import include_all
-from fnplane.control.services.access import ControlAccessAuthority
-from fnplane.control.services.notify import no_notify
-from fnplane.control.services.secret_box import SecretBox
+from fnplane.control.services.instance_logs import NatsConnection
+from fnplane.control.services.notify import NotifyClusterChanged
 from fnplane.control.settings import ControlSettings
 from fnplane.control.uuid_paths import UuidPathMiddleware
-from fnplane.shared.errors import FnplaneError
-from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for
+from fnplane.shared.errors import BadRequestError, FnplaneError
+from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for, problem_headers
 
 
 class ProblemResponse(JSONResponse):
@@ -39,13 +41,15 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    """Map every error to a problem document (shared by the control API and the gateway)."""
+    """Map every error to a problem document through the one table (`fnplane.shared.problems`)."""
+
+    def _domain_problem(request: Request, error: FnplaneError) -> ProblemResponse:
+        status, body = problem_for(error, request.url.path)
+        return ProblemResponse(body, status_code=status, headers=dict(problem_headers(error)) or None)
 
     @app.exception_handler(FnplaneError)
     async def _domain_error(request: Request, error: FnplaneError) -> ProblemResponse:
-        status, body = problem_for(error, request.url.path)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return ProblemResponse(body, status_code=status, headers=headers)
+        return _domain_problem(request, error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> ProblemResponse:
@@ -57,10 +61,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             field = _field_path(tuple(first.get("loc", ())))
             rule = str(first.get("msg", "invalid value"))
         detail = f"Validation failed: field '{field}': {rule}"
-        body = problem(400, detail, request.url.path)
-        body["field"] = field
-        body["rule"] = rule
-        return ProblemResponse(body, status_code=400)
+        return _domain_problem(request, BadRequestError(detail, field=field, rule=rule))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> ProblemResponse:
@@ -69,42 +70,47 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
 
-def _install_functions_plane(app: FastAPI, settings: ControlSettings, engine: AsyncEngine) -> None:
-    """Reconciler, agent kicks, the AccessAuthority and the autoscaler."""
-    # `fnplane up` replaces app.state.notify with a NATS publisher; read at call time so it may
-    app.state.notify = no_notify
+class ControlApp(FastAPI):
+    """The control plane's FastAPI app; `components` is what it was built from."""
 
-    async def notify(cluster_name: str) -> None:
-        await app.state.notify(cluster_name)
-
-    app.state.reconciler = Reconciler(engine, settings, notify)
-    app.state.access_authority = ControlAccessAuthority(
-        engine,
-        app.state.authenticator,
-        auth_ttl_s=settings.auth_cache_ttl_s,
-        versions_ttl_s=settings.access_versions_cache_ttl_s,
-    )
-    # the autoscaler is fed by the agents' metrics; `fnplane up` may set app.state.nats for instance logs
-    app.state.nats = None
-    app.state.autoscaler = Autoscaler(engine)
-    app.state.metrics_sink = app.state.autoscaler.store
+    def __init__(self, components: ControlComponents, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.components = components
 
 
 @asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    await app.state.reconciler.start()
-    await app.state.autoscaler.start()
+async def _lifespan(app: ControlApp) -> AsyncIterator[None]:
+    await app.components.start()
     try:
         yield
     finally:
-        await app.state.autoscaler.aclose()
-        await app.state.reconciler.aclose()
+        await app.components.aclose()
 
 
-def create_app(settings: ControlSettings, engine: AsyncEngine) -> FastAPI:
-    """The app; MissingKeyHashSecretError (naming FNPLANE_CONTROL_KEY_HASH_SECRET) without a secret."""
-    key_hash_secret = settings.require_key_hash_secret()
-    app = FastAPI(
+def create_app(
+    settings: ControlSettings,
+    engine: Engine,
+    *,
+    notify_cluster_changed: NotifyClusterChanged | None = None,
+    nats: NatsConnection | None = None,
+    autoscaler_settings: AutoscalerSettings | None = None,
+) -> ControlApp:
+    """The app; MissingKeyHashSecretError (naming FNPLANE_CONTROL_KEY_HASH_SECRET) without a secret.
+
+    * `notify_cluster_changed(cluster_name)`: kicks that cluster's agent when its assignments change
+      (`fnplane up` publishes `subjects.cluster_changed`); None: agents find changes by polling.
+    * `nats`: the connection instance logs are asked for over; None: instance logs answer 503.
+    * `autoscaler_settings`: default `AutoscalerSettings()` (from FNPLANE_AUTOSCALER_*).
+    """
+    components = create_components(
+        settings,
+        engine,
+        notify_cluster_changed=notify_cluster_changed,
+        nats=nats,
+        autoscaler_settings=autoscaler_settings,
+    )
+    app = ControlApp(
+        components,
         title="fnplane control plane",
         version="0.1.0",
         openapi_url="/v3/openapi",
@@ -112,14 +118,6 @@ def create_app(settings: ControlSettings, engine: AsyncEngine) -> FastAPI:
         redoc_url=None,
         lifespan=_lifespan,
     )
-    app.state.settings = settings
-    app.state.engine = engine
-    # authentication: API keys and JWTs (fnplane.control.auth); the AccessAuthority uses it too
-    app.state.auth = create_auth(engine, settings)
-    app.state.authenticator = app.state.auth.authenticator
-    # function secret values are stored sealed; opened only for the agents' instance assignments
-    app.state.secret_box = SecretBox(key_hash_secret)
-    _install_functions_plane(app, settings, engine)
     install_problem_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(UuidPathMiddleware)

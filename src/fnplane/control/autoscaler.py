@@ -6,12 +6,13 @@
   A version whose GPU spec carries a CUSTOM `autoscalingConfiguration` (PATCH gpu-specifications) uses its
   factors, thresholds and stickiness.
 * `WorkerLoadStore` receives what the agents report (`POST /v1/fnplane/clusters/{name}/metrics`, through
-  `app.state.metrics_sink`) and turns it into one utilisation sample per `sample_step_s`.
+  `Autoscaler.record_metrics`) and turns it into one utilisation sample per `sample_step_s`.
 * `Autoscaler` runs every `scaling_interval_s`: for each ACTIVE deployed version it decides, clamps to
-  [sum of mins, sum of maxes] and spreads the new total over the specs (`set_target_instances`).
+  [sum of mins, sum of maxes] and spreads the new total over the specs
+  (`DeploymentService.set_target_instances`, which wakes the reconciler).
 
-Beyond NVCF: `request_instance_now(engine, version_id)` scales a version from zero at once when a request
-waits for it (the gateway calls `POST /v1/fnplane/versions/{vid}/wake`), instead of after a metrics loop.
+Beyond NVCF: `Autoscaler.wake(version_id)` scales a version from zero at once when a request waits for
+it (the gateway calls `POST /v1/fnplane/versions/{vid}/wake`), instead of after a metrics loop.
 A queue-depth source, when given, counts a waiting request as an invocation too.
 """
 
@@ -32,8 +33,8 @@ from fnplane.control.db.repositories import deployments as deployments_repo
 from fnplane.control.db.repositories import functions as functions_repo
 from fnplane.control.db.repositories import instances as instances_repo
 from fnplane.control.db.repositories.deployments import GpuSpecRecord
-from fnplane.control.db.repositories.transactions import Engine, reading
-from fnplane.control.services.deployments import set_target_instances
+from fnplane.control.db.repositories.transactions import Database
+from fnplane.control.services.deployments import DeploymentService
 from fnplane.shared.models.compute import WorkerMetrics
 from fnplane.shared.models.functions import FunctionStatus
 from fnplane.shared.models.wire import duration_seconds
@@ -175,10 +176,6 @@ class WorkerLoadStore:
         self._reports: dict[str, deque[tuple[float, float, float]]] = defaultdict(deque)
         self._last_invoked: dict[str, float] = {}
 
-    async def __call__(self, cluster_name: str, metrics: WorkerMetrics) -> None:
-        """The control app's `metrics_sink`."""
-        self.record(metrics)
-
     def record(self, metrics: WorkerMetrics) -> None:
         now = self.clock()
         for load in metrics.versions:
@@ -215,42 +212,18 @@ class WorkerLoadStore:
                 del self._reports[version_id]
 
 
-async def request_instance_now(engine: Engine, version_id: str) -> bool:
-    """Scale an ACTIVE version with no live instance to one instance at once; whether it did.
-
-    The gateway calls this (through `POST /v1/fnplane/versions/{vid}/wake`) when a request waits for a
-    version that has no instance, so scale-from-zero does not wait for the next scaling cycle.
-    """
-    async with reading(engine) as conn:
-        version = await functions_repo.get_version(conn, version_id)
-        deployment = await deployments_repo.by_version(conn, version_id)
-        if version is None or deployment is None or version.status != FunctionStatus.ACTIVE.value:
-            return False
-        specs = await deployments_repo.specs_of(conn, deployment.deployment_id)
-        live = [
-            r
-            for r in await instances_repo.of_version(conn, version_id)
-            if r.desired and r.state in instances_repo.LIVE_STATES
-        ]
-    if live or any(spec.target_instances > 0 for spec in specs):
-        return False
-    for spec_id, target in distribute(specs, 1).items():
-        if target > 0:
-            await set_target_instances(engine, spec_id, target)
-            return True
-    return False
-
-
 class Autoscaler:
     def __init__(
         self,
-        engine: Engine,
+        database: Database,
+        deployments: DeploymentService,
         settings: AutoscalerSettings | None = None,
         *,
         store: WorkerLoadStore | None = None,
         queue_depth: QueueDepth | None = None,
     ) -> None:
-        self.engine = engine
+        self._database = database
+        self._deployments = deployments
         self.settings = settings or AutoscalerSettings()
         self.store = store or WorkerLoadStore(self.settings)
         self.queue_depth = queue_depth
@@ -277,10 +250,45 @@ class Autoscaler:
                 # the loop is a supervisor: one bad cycle (database hiccup) must not end autoscaling
                 log.exception("autoscaling cycle failed")
 
+    def record_metrics(self, metrics: WorkerMetrics) -> None:
+        """What an agent reported about its workers' load."""
+        self.store.record(metrics)
+
+    async def wake(self, version_id: str) -> bool:
+        """A request waits for the version: count it as an invocation, so the version is not scaled
+        straight back to zero, and request an instance at once if it has none; whether it did."""
+        self.store.note_invoked(version_id)
+        return await self.request_instance_now(version_id)
+
+    async def request_instance_now(self, version_id: str) -> bool:
+        """Scale an ACTIVE version with no live instance to one instance at once; whether it did.
+
+        `wake` calls this when a request waits for a version that has no instance, so scale-from-zero
+        does not wait for the next scaling cycle.
+        """
+        async with self._database.reading() as conn:
+            version = await functions_repo.get_version(conn, version_id)
+            deployment = await deployments_repo.by_version(conn, version_id)
+            if version is None or deployment is None or version.status != FunctionStatus.ACTIVE.value:
+                return False
+            specs = await deployments_repo.specs_of(conn, deployment.deployment_id)
+            live = [
+                r
+                for r in await instances_repo.of_version(conn, version_id)
+                if r.desired and r.state in instances_repo.LIVE_STATES
+            ]
+        if live or any(spec.target_instances > 0 for spec in specs):
+            return False
+        for spec_id, target in distribute(specs, 1).items():
+            if target > 0:
+                await self._deployments.set_target_instances(spec_id, target)
+                return True
+        return False
+
     async def run_once(self) -> dict[str, int]:
         """One scaling cycle; the new totals of the versions whose target changed."""
         changed: dict[str, int] = {}
-        async with reading(self.engine) as conn:
+        async with self._database.reading() as conn:
             versions = await functions_repo.versions_with_status(conn, [FunctionStatus.ACTIVE.value])
             plans = []
             for version in versions:
@@ -300,8 +308,8 @@ class Autoscaler:
                 continue
             for spec in specs:
                 if targets[spec.gpu_specification_id] != spec.target_instances:
-                    await set_target_instances(
-                        self.engine, spec.gpu_specification_id, targets[spec.gpu_specification_id]
+                    await self._deployments.set_target_instances(
+                        spec.gpu_specification_id, targets[spec.gpu_specification_id]
                     )
             changed[version_id] = sum(targets.values())
             log.info(
@@ -334,9 +342,3 @@ class Autoscaler:
         if desired is not None:
             self._last_requested[version_id] = desired
         return desired
-
-
-async def version_function_id(engine: Engine, version_id: str) -> str | None:
-    async with reading(engine) as conn:
-        version = await functions_repo.get_version(conn, version_id)
-    return None if version is None else version.function_id

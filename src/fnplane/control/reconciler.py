@@ -8,15 +8,15 @@ Level-triggered and idempotent (compute.md 6.0): each pass
    `target_instances` live desired instances (`services.status.instance_delta`),
 4. kicks the agents of every cluster whose assignments changed.
 
-A pass runs every `reconcile_interval_s` and at once after `wake()` (an instance report, a PATCH,
-the autoscaler), so a status follows a report within a second.
+A pass runs every `reconcile_interval_s` and at once after `wake()`, which the services that change
+what should run (an instance report, a deployment, a PATCH, a registered cluster, the autoscaler's
+target) are built with, so a status follows a report within a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from fnplane.control.db.repositories import deployments as deployments_repo
@@ -25,18 +25,16 @@ from fnplane.control.db.repositories import instances as instances_repo
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.deployments import DeploymentRecord
 from fnplane.control.db.repositories.instances import InstanceRow
-from fnplane.control.db.repositories.transactions import Connection, Engine, reading, transaction
+from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services import instances as instances_service
 from fnplane.control.services import placement
-from fnplane.control.services.notify import notify_clusters, register_waker
+from fnplane.control.services.notify import ClusterNotifier
 from fnplane.control.services.status import SpecCounts, instance_delta, next_status
 from fnplane.control.settings import ControlSettings
 from fnplane.shared.models.compute import InstanceState
 from fnplane.shared.models.functions import FunctionStatus
 
 log = logging.getLogger(__name__)
-
-Notify = Callable[[str], Awaitable[None]]
 
 # victims on scale-down: not yet started first, then starting, then the oldest running (NVCF)
 _VICTIM_ORDER = {
@@ -129,10 +127,10 @@ async def _terminate_unclaimed(conn: Connection, settings: ControlSettings, now:
 class Reconciler:
     """Runs reconcile passes: periodically and whenever woken. start() / wake() / aclose()."""
 
-    def __init__(self, engine: Engine, settings: ControlSettings, notify: Notify | None = None) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, settings: ControlSettings, notifier: ClusterNotifier) -> None:
+        self._database = database
         self._settings = settings
-        self._notify = notify
+        self._notifier = notifier
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.passes = 0
@@ -142,11 +140,9 @@ class Reconciler:
 
     async def start(self) -> None:
         if self._task is None:
-            register_waker(self._engine, self.wake)
             self._task = asyncio.create_task(self._run(), name="fnplane-reconciler")
 
     async def aclose(self) -> None:
-        register_waker(self._engine, None)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -173,20 +169,20 @@ class Reconciler:
         """One full pass (also callable directly, e.g. by tests that drive time themselves)."""
         now = now_utc()
         changed: set[str] = set()
-        async with transaction(self._engine) as conn:
+        async with self._database.transaction() as conn:
             lost = await instances_service.fail_instances_of_lost_clusters(
                 conn, now=now, timeout_s=self._settings.agent_heartbeat_timeout_s
             )
             if lost:
                 log.warning("agent lost: %d instance(s) marked failed", len(lost))
             changed |= await _terminate_unclaimed(conn, self._settings, now)
-        async with reading(self._engine) as conn:
+        async with self._database.reading() as conn:
             deployments = await deployments_repo.all_deployments(conn)
         for deployment in deployments:
-            async with transaction(self._engine) as conn:
+            async with self._database.transaction() as conn:
                 # re-read inside the transaction: an API call may have deleted it meanwhile
                 fresh = await deployments_repo.by_id(conn, deployment.deployment_id)
                 if fresh is not None:
                     changed |= await reconcile_deployment(conn, fresh, self._settings, now)
         self.passes += 1
-        await notify_clusters(self._engine, self._notify, changed)
+        await self._notifier.clusters(changed)

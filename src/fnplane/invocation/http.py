@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fnplane.shared import errors
-from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem_for
+from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem_for, problem_headers
 from fnplane.shared.wire import nvcf_status
 
 Scope = MutableMapping[str, Any]
@@ -137,10 +137,7 @@ def error_answer(
     headers = [(b"content-type", PROBLEM_CONTENT_TYPE.encode())]
     if invocation:
         headers += [(b"nvcf-status", b"errored"), EXPOSE]
-    if status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    if isinstance(error, errors.TooManyRequestsError) and error.retry_after_s:
-        headers.append((b"retry-after", str(error.retry_after_s).encode()))
+    headers += [(k.lower().encode(), v.encode()) for k, v in problem_headers(error)]
     return status, headers, json.dumps(document).encode()
 
 

@@ -9,8 +9,8 @@
         response = await client.invoke(function["id"], {"hello": "world"})
 
 Every error answer (`application/problem+json`) becomes the matching `fnplane.shared.errors` class
-(`NotFoundError` for 404, ...) through `error_for`, the SDK's one translation table; its `status` and
-`problem` attributes keep the HTTP details.
+(`NotFoundError` for 404, ...) through `error_for`, which reads the platform's one table
+(`fnplane.shared.problems`) backwards; its `status` and `problem` attributes keep the HTTP details.
 """
 
 from __future__ import annotations
@@ -23,20 +23,9 @@ from typing import Any
 import httpx
 
 from fnplane.shared import errors
+from fnplane.shared.problems import error_from_problem
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
-
-_ERROR_BY_STATUS: dict[int, type[errors.FnplaneError]] = {
-    400: errors.BadRequestError,
-    401: errors.UnauthorizedError,
-    403: errors.ForbiddenError,
-    404: errors.NotFoundError,
-    409: errors.ConflictError,
-    413: errors.PayloadTooLargeError,
-    429: errors.TooManyRequestsError,
-    503: errors.UnavailableError,
-    504: errors.GatewayTimeoutError,
-}
 
 
 class ApiError(errors.FnplaneError):
@@ -51,13 +40,13 @@ def error_for(response: httpx.Response) -> errors.FnplaneError:
         problem = {}
     if not isinstance(problem, dict):
         problem = {}
-    detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase)
-    cls = _ERROR_BY_STATUS.get(response.status_code, ApiError)
-    error: errors.FnplaneError
-    if cls is errors.BadRequestError:
-        error = errors.BadRequestError(detail, field=problem.get("field"), rule=problem.get("rule"))
-    else:
-        error = cls(detail)
+    error = error_from_problem(
+        response.status_code,
+        problem,
+        retry_after=response.headers.get("retry-after"),
+        default=ApiError,
+        fallback_detail=response.reason_phrase,
+    )
     error.status = response.status_code  # type: ignore[attr-defined]
     error.problem = problem  # type: ignore[attr-defined]
     return error

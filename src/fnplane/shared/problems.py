@@ -1,17 +1,26 @@
-"""RFC 7807 problem documents: the one table from FnplaneError to HTTP status.
+"""RFC 7807 problem documents: the one table between FnplaneError and HTTP, read in both directions.
 
 NVCF's control plane answers `application/problem+json` with
 `type: urn:nv-boot:problem-details:<kind>`; we do the same everywhere.
+
+* Serving (control API, gateway, worker): `problem_for(error, instance)` -> (status, document) and
+  `problem_headers(error)` (`WWW-Authenticate` on 401, `Retry-After` on 429); `problem(status, ...)`
+  for an answer without a domain error (a framework 404/405, a container's own error).
+* Receiving (SDK): `error_from_problem(status, document)` -> the FnplaneError the document stands for,
+  with its typed fields (`field`/`rule` of a 400, `retry_after_s` of a 429).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
 from fnplane.shared import errors
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# the namespace of `type`: urn:<namespace>:problem-details:<kind>
+NV_BOOT = "nv-boot"
 
 _STATUS_BY_ERROR: dict[type[errors.FnplaneError], int] = {
     errors.BadRequestError: 400,
@@ -24,6 +33,9 @@ _STATUS_BY_ERROR: dict[type[errors.FnplaneError], int] = {
     errors.UnavailableError: 503,
     errors.GatewayTimeoutError: 504,
 }
+_ERROR_BY_STATUS: dict[int, type[errors.FnplaneError]] = {
+    status: cls for cls, status in _STATUS_BY_ERROR.items()
+}
 
 
 def status_for(error: errors.FnplaneError) -> int:
@@ -33,21 +45,34 @@ def status_for(error: errors.FnplaneError) -> int:
     return 500
 
 
+def error_class_for(status: int) -> type[errors.FnplaneError] | None:
+    """The error class of an HTTP status; None for a status without one (e.g. 500)."""
+    return _ERROR_BY_STATUS.get(status)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # a status without a reason phrase (e.g. a function's 599)
+        return "Error"
+
+
 def problem(
     status: int,
     detail: str | None,
-    instance: str | None = None,
+    instance: str | None,
     *,
     kind: str | None = None,
-    source: str = "nv-boot",
+    namespace: str = NV_BOOT,
 ) -> dict[str, Any]:
-    """A problem document `urn:<source>:problem-details:<kind>`; `kind` defaults to the kebab-case
-    reason phrase of `status`. The worker's own documents name their source as NVCF's utils does
-    (`nvcf-worker-service`, `inference-service`, `inference-connection`) and have no `instance`."""
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    """A problem document; `kind` defaults to the kebab-case reason phrase of `status`.
+
+    `instance` None leaves the member out (the worker's documents have none).
+    """
+    phrase = _phrase(status)
     kind = kind or phrase.lower().replace(" ", "-")
     body: dict[str, Any] = {
-        "type": f"urn:{source}:problem-details:{kind}",
+        "type": f"urn:{namespace}:problem-details:{kind}",
         "title": phrase,
         "status": status,
         "detail": detail or phrase,
@@ -65,3 +90,42 @@ def problem_for(error: errors.FnplaneError, instance: str) -> tuple[int, dict[st
         if error.rule:
             body["rule"] = error.rule
     return status, body
+
+
+def problem_headers(error: errors.FnplaneError) -> list[tuple[str, str]]:
+    """The headers that go with the error's problem document."""
+    headers: list[tuple[str, str]] = []
+    if status_for(error) == 401:
+        headers.append(("WWW-Authenticate", "Bearer"))
+    if isinstance(error, errors.TooManyRequestsError) and error.retry_after_s:
+        headers.append(("Retry-After", str(error.retry_after_s)))
+    return headers
+
+
+def error_from_problem(
+    status: int,
+    document: Mapping[str, Any],
+    *,
+    retry_after: str | None = None,
+    default: type[errors.FnplaneError] = errors.FnplaneError,
+    fallback_detail: str = "",
+) -> errors.FnplaneError:
+    """The error a problem answer stands for (the inverse of `problem_for` and `problem_headers`).
+
+    The class comes from the table (`default` for a status without one); the detail from the
+    document (`detail`, else `title`, else `fallback_detail`); a 400's `field`/`rule` and a 429's
+    `Retry-After` (seconds) become the error's typed fields.
+    """
+    detail = str(document.get("detail") or document.get("title") or fallback_detail)
+    cls = error_class_for(status) or default
+    if issubclass(cls, errors.BadRequestError):
+        field, rule = document.get("field"), document.get("rule")
+        return cls(
+            detail,
+            field=field if isinstance(field, str) else None,
+            rule=rule if isinstance(rule, str) else None,
+        )
+    if issubclass(cls, errors.TooManyRequestsError):
+        seconds = retry_after.strip() if retry_after else ""
+        return cls(detail, retry_after_s=int(seconds) if seconds.isdigit() else None)
+    return cls(detail)

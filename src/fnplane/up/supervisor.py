@@ -22,10 +22,10 @@ from typing import Any
 from fnplane.bus.connection import connect
 from fnplane.compute.agent import Agent
 from fnplane.compute.settings import AgentSettings
-from fnplane.control.app import create_app
+from fnplane.control.app import ControlApp, create_app
 from fnplane.control.auth.bootstrap import bootstrap
 from fnplane.control.auth.credentials import new_api_key
-from fnplane.control.db.engine import open_database
+from fnplane.control.db.engine import check_database, open_database
 from fnplane.control.settings import ControlSettings
 from fnplane.invocation import openapi as gateway_openapi
 from fnplane.invocation.app import Gateway, create_gateway_app, is_gateway_request
@@ -110,10 +110,13 @@ class Platform:
         self._nats = await connect(self.nats_url, "fnplane-up", connect_timeout_s=s.nats_start_timeout_s)
         self._push("nats-client", self._close_nats)
 
-        control_app = create_app(control_settings, self._engine)
-        control_app.state.notify = self._notify_cluster_changed
-        # instance logs: the control plane asks the agents over NATS
-        control_app.state.nats = self._nats
+        control_app = create_app(
+            control_settings,
+            self._engine,
+            notify_cluster_changed=self._notify_cluster_changed,
+            # instance logs: the control plane asks the agents over NATS
+            nats=self._nats,
+        )
         # one port, one document: GET /v3/openapi also lists the gateway's pexec/exec/queues/assets paths
         gateway_openapi.merge_into(control_app.openapi())
         self._control = Lifespan(control_app, "control")
@@ -164,13 +167,14 @@ class Platform:
                 f"Admin API key (shown once; also stored in {self.home.admin_key_path}, mode 0600):\n  {key}"
             )
 
-    async def _start_gateway(self, control_app: Any) -> tuple[Lifespan, Callable[[Any], bool]]:
+    async def _start_gateway(self, control_app: ControlApp) -> tuple[Lifespan, Callable[[Any], bool]]:
         assert self.nats_url is not None
         updates: dict[str, Any] = {"control_url": self.internal_url}
         if self.settings.public_url:
             updates["public_url"] = self.settings.public_url
         gateway_settings = GatewaySettings().model_copy(update=updates)
-        self.gateway = create_gateway_app(gateway_settings, self.nats_url, control_app.state.access_authority)
+        access_authority = control_app.components.access_authority
+        self.gateway = create_gateway_app(gateway_settings, self.nats_url, access_authority)
         lifespan = self._gateway = Lifespan(self.gateway, "gateway")
         await lifespan.startup(self.settings.stop_timeout_s)
         self._push("gateway", lambda: self._shutdown_lifespan(lifespan))
@@ -225,8 +229,7 @@ class Platform:
     async def _check_database(self) -> str:
         if self._engine is None:
             return "not started"
-        async with self._engine.connect() as connection:
-            await connection.exec_driver_sql("SELECT 1")
+        await check_database(self._engine)
         return "ok"
 
     async def _check_nats(self) -> str:

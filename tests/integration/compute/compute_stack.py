@@ -27,8 +27,9 @@ import polling
 from fnplane.compute.agent import Agent
 from fnplane.compute.backends.processes import marked_processes, terminate_processes
 from fnplane.compute.settings import AgentSettings
-from fnplane.control.app import create_app
+from fnplane.control.app import ControlApp, create_app
 from fnplane.control.auth.bootstrap import bootstrap
+from fnplane.control.autoscaler import AutoscalerSettings
 from fnplane.control.db.engine import open_database
 from fnplane.control.settings import ControlSettings
 from fnplane.shared import subjects
@@ -87,7 +88,7 @@ class Platform:
     url: str
     nats_url: str
     admin_key: str
-    app: Any
+    app: ControlApp
     client: httpx.AsyncClient
     home: Path
     agents: list[Agent]
@@ -182,7 +183,9 @@ _AGENT_PROCESS_SETTINGS = (
 
 
 @contextlib.asynccontextmanager
-async def platform(tmp_path: Path, database_url: str | None = None) -> AsyncIterator[Platform]:
+async def platform(
+    tmp_path: Path, database_url: str | None = None, *, autoscaler_settings: AutoscalerSettings | None = None
+) -> AsyncIterator[Platform]:
     """The platform on `database_url` (SQLite in tmp_path when None)."""
     async with nats_server(tmp_path) as nats_url:
         settings = ControlSettings(
@@ -193,14 +196,14 @@ async def platform(tmp_path: Path, database_url: str | None = None) -> AsyncIter
         engine = await open_database(settings.database_url)
         admin_key = await bootstrap(engine, settings, None)
         assert admin_key is not None
-        app = create_app(settings, engine)
         nc = await nats.connect(nats_url, connect_timeout=5)
 
         async def notify(cluster_name: str) -> None:
             await nc.publish(subjects.cluster_changed(cluster_name), b"")
 
-        app.state.notify = notify
-        app.state.nats = nc
+        app = create_app(
+            settings, engine, notify_cluster_changed=notify, nats=nc, autoscaler_settings=autoscaler_settings
+        )
         lifespan = Lifespan(app, "control")
         await lifespan.startup(10)
         port = free_port()

@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-from compute_stack import PY, Platform, create_function, deploy, wait_for, wait_status
+import pytest
+from compute_stack import PY, Platform, create_function, deploy, platform, wait_for, wait_status
 
-from fnplane.control.autoscaler import Autoscaler, AutoscalerSettings
+from fnplane.control.autoscaler import AutoscalerSettings
 from polling import get_version
 
 
-async def test_autoscaler_scales_up_under_load_and_down_to_zero_when_idle(stack: Platform) -> None:
+@pytest.fixture
+async def scaling_stack(tmp_path: Path) -> AsyncIterator[Platform]:
+    """The platform with an autoscaler of 1 s samples and a 1 s idle window, whose cycles the test runs."""
+    settings = AutoscalerSettings(
+        scaling_interval_s=3600, sample_step_s=1.0, lookback_s=3.0, idle_window_s=1.0
+    )
+    async with platform(tmp_path, autoscaler_settings=settings) as running:
+        yield running
+
+
+async def test_autoscaler_scales_up_under_load_and_down_to_zero_when_idle(scaling_stack: Platform) -> None:
+    stack = scaling_stack
     # the test plays the workers' load (no gateway here); the agent's own idle reports would dilute it
     agent = await stack.start_agent(metrics_interval_s=3600)
     fn = await create_function(stack.client, f"{PY} examples/echo_server.py")
     assert (await deploy(stack.client, fn, min_instances=0, max_instances=3)).status_code == 200
     await wait_status(stack.client, fn, "ACTIVE")
-    autoscaler = Autoscaler(
-        stack.app.state.engine,
-        AutoscalerSettings(scaling_interval_s=3600, sample_step_s=1.0, lookback_s=3.0, idle_window_s=1.0),
-    )
-    # this autoscaler (1 s samples, 1 s idle window) receives the metrics route and the wake notes
-    stack.app.state.autoscaler = autoscaler
-    stack.app.state.metrics_sink = autoscaler.store
+    # the app's autoscaler receives the metrics route and the wake notes; the test runs its cycles
+    autoscaler = stack.app.components.autoscaler
     # nothing runs and nobody asked: no decision
     assert await autoscaler.run_once() == {}
     wake = await stack.client.post(f"/v1/fnplane/versions/{fn['versionId']}/wake")

@@ -2,8 +2,8 @@
 
 * `control_settings` — the ControlSettings of the app (database from the `database_url` fixture).
 * `control_engine` — the migrated AsyncEngine (disposed after the test).
-* `control_app` — the FastAPI app from `create_app(control_settings, control_engine)`, bootstrap run
-  (default account `nvcf-default`, signing key, admin key).
+* `control_app` — the ControlApp from `create_app(control_settings, control_engine)`, bootstrap run
+  (default account `nvcf-default`, signing key, admin key); `control_app.components` is what it is made of.
 * `admin_key` — the bootstrap admin API key (ADMIN_SCOPES, account-functions/* + authorized-functions/*).
 * `http` — an httpx.AsyncClient on the app (ASGI transport, base_url http://testserver), no credentials.
 * `admin_client` — like `http`, with `Authorization: Bearer <admin_key>`.
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import httpx
 import pytest
 
-from fnplane.control.app import create_app
+from fnplane.control.app import ControlApp, create_app
 from fnplane.control.auth.api_keys import authorizations_for
 from fnplane.control.auth.bootstrap import bootstrap
 from fnplane.control.auth.components import AuthComponents
@@ -71,14 +71,13 @@ async def admin_key(control_engine: Any, control_settings: ControlSettings) -> s
 
 
 @pytest.fixture
-async def control_app(control_engine: Any, control_settings: ControlSettings, admin_key: str) -> Any:
+async def control_app(control_engine: Any, control_settings: ControlSettings, admin_key: str) -> ControlApp:
     return create_app(control_settings, control_engine)
 
 
 @pytest.fixture
-def auth(control_app: Any) -> AuthComponents:
-    components: AuthComponents = control_app.state.auth
-    return components
+def auth(control_app: ControlApp) -> AuthComponents:
+    return control_app.components.auth
 
 
 class CredentialClient(httpx.AsyncClient):
@@ -110,7 +109,7 @@ async def admin_client(control_app: Any, admin_key: str) -> AsyncIterator[httpx.
 
 @pytest.fixture
 async def make_client(control_app: Any, control_settings: ControlSettings) -> AsyncIterator[MakeClient]:
-    components: AuthComponents = control_app.state.auth
+    components = control_app.components.auth
     clients: list[CredentialClient] = []
     counter = 0
 

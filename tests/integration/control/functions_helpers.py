@@ -127,7 +127,7 @@ async def _none_desired(client: httpx.AsyncClient, cluster: str) -> bool:
 @pytest.fixture
 async def reconciler(control_app: Any) -> AsyncIterator[Any]:
     """The app's reconciler, running (the ASGI test transport does not run the lifespan)."""
-    reconciler = control_app.state.reconciler
+    reconciler = control_app.components.reconciler
     await reconciler.start()
     try:
         yield reconciler

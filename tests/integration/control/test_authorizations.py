@@ -145,7 +145,7 @@ async def test_shared_account_can_list_and_invoke(
         await admin_client.post(f"/v2/nvcf/functions/{fn['id']}/versions", json=function_body("invocable"))
     ).json()["function"]
     guest = await make_client(nca_id="guest")
-    authority = control_app.state.access_authority
+    authority = control_app.components.access_authority
     with pytest.raises(NotFoundError):
         await authority.grant(guest.credential, INVOKE_FUNCTION, fn["id"])
     # share only the second version
@@ -161,7 +161,7 @@ async def test_shared_account_can_list_and_invoke(
     # function-level sharing opens every version
     await admin_client.post(f"{BASE}/{fn['id']}", json=parties("guest"))
     await asyncio.sleep(
-        control_app.state.settings.access_versions_cache_ttl_s + 0.1
+        control_app.components.settings.access_versions_cache_ttl_s + 0.1
     )  # past the versions cache
     grant = await authority.grant(guest.credential, INVOKE_FUNCTION, fn["id"])
     assert {v.version_id for v in grant.versions} == {fn["versionId"], v2["versionId"]}
@@ -172,7 +172,7 @@ async def test_access_authority_errors_and_http_form(
 ) -> None:
     fn = await create_function(admin_client, name="guarded")
     other = await create_function(admin_client, name="other")
-    authority = control_app.state.access_authority
+    authority = control_app.components.access_authority
     with pytest.raises(UnauthorizedError):
         await authority.grant("nvapi-not-a-key", INVOKE_FUNCTION)
     lister = await make_client([LIST_FUNCTIONS])

@@ -7,7 +7,6 @@ from typing import Any
 import httpx
 from functions_helpers import INSTANCE_TYPE, register_cluster
 
-from fnplane.control.services.clusters import register_cluster as register_cluster_service
 from fnplane.shared.models.compute import ClusterRegistration
 from fnplane.shared.scopes import LIST_CLUSTER_GROUPS, LIST_FUNCTIONS, REGISTER_FUNCTION
 
@@ -73,7 +72,7 @@ async def test_register_cluster_service_seeds_the_local_cluster(
             ],
         }
     )
-    record = await register_cluster_service(control_app.state.engine, "local", registration)
+    record = await control_app.components.clusters.register_cluster("local", registration)
     assert record.name == "local" and record.inventory[0].capacity == 8
     assert (await admin_client.get("/v2/nvcf/supportedGpus")).json() == [{"gpu": "L40S", "backend": "local"}]
 

@@ -14,7 +14,6 @@ from functions_helpers import assignments, create_function, deploy, register_clu
 
 from fnplane.control.app import create_app
 from fnplane.control.db.repositories import functions as functions_repo
-from fnplane.control.db.repositories.transactions import reading, transaction
 from fnplane.control.settings import ControlSettings, MissingKeyHashSecretError
 from fnplane.shared.scopes import ACCOUNT_SCOPES, LIST_FUNCTIONS_DETAILS, UPDATE_SECRETS
 
@@ -30,7 +29,7 @@ def _version_path(fn: dict[str, Any]) -> str:
 
 
 async def _stored(engine: Any, version_id: str) -> list[dict[str, str]]:
-    async with reading(engine) as conn:
+    async with engine.connect() as conn:
         record = await functions_repo.get_version(conn, version_id)
     assert record is not None
     return record.secrets or []
@@ -88,7 +87,7 @@ async def test_a_sealed_value_moved_to_another_version_or_name_does_not_open(
     )
     thief = await create_function(admin_client, name="thief", secrets=[{"name": "OWN", "value": "mine"}])
     sealed = (await _stored(control_engine, victim["versionId"]))[0]["sealed"]
-    async with transaction(control_engine) as conn:
+    async with control_engine.begin() as conn:
         # someone who can write the table copies the victim's sealed value into their own version,
         # once under the same name and once renamed, next to a plaintext entry
         await functions_repo.update_version(
@@ -117,7 +116,7 @@ async def test_another_key_hash_secret_cannot_open_the_secrets(
     # app's box is asked directly): the value does not open
     other = create_app(control_settings.model_copy(update={"key_hash_secret": "another"}), control_engine)
     stored = await _stored(control_engine, fn["versionId"])
-    assert other.state.secret_box.open_all(fn["versionId"], stored) == {}
+    assert other.components.secret_box.open_all(fn["versionId"], stored) == {}
 
 
 async def test_put_secrets_merges_by_name_and_the_new_value_wins(

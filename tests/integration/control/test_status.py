@@ -23,7 +23,6 @@ from functions_helpers import (
     wait_status,
 )
 
-from fnplane.control.services.deployments import set_target_instances
 from fnplane.control.settings import ControlSettings
 from fnplane.shared.scopes import LIST_FUNCTIONS
 from polling import get_version
@@ -135,7 +134,7 @@ async def test_agent_lost_degraded_then_recovers(admin_client: httpx.AsyncClient
     await report(admin_client, instance["instanceId"], "running")
     await wait_status(admin_client, fn, "ACTIVE")
     # the agent stops sending heartbeats: after the timeout its instances are failed ("agent lost")
-    control_app.state.settings.agent_heartbeat_timeout_s = 0.5
+    control_app.components.settings.agent_heartbeat_timeout_s = 0.5
     await wait_status(admin_client, fn, "DEGRADED", timeout_s=3.0)
     deployment = (
         await admin_client.get(f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}")
@@ -144,7 +143,7 @@ async def test_agent_lost_degraded_then_recovers(admin_client: httpx.AsyncClient
     # no replacement goes to a silent cluster
     assert await wait_live(admin_client, 0) == []
     # the agent comes back: a replacement is placed, DEGRADING while it starts, ACTIVE when it runs
-    control_app.state.settings.agent_heartbeat_timeout_s = 30.0
+    control_app.components.settings.agent_heartbeat_timeout_s = 30.0
     await register_cluster(admin_client)
     (replacement,) = await wait_live(admin_client, 1)
     await report(admin_client, replacement["instanceId"], "starting")
@@ -163,12 +162,12 @@ async def test_min_zero_stays_active_without_instances(
     ).json()["deployment"]
     spec_id = deployment["deploymentSpecifications"][0]["gpuSpecificationId"]
     # the autoscaler's lever: up to 2 (clamped to max), then back to zero
-    assert await set_target_instances(control_app.state.engine, spec_id, 5) == 2
+    assert await control_app.components.deployments.set_target_instances(spec_id, 5) == 2
     instances = await wait_live(admin_client, 2)
     for instance in instances:
         await report(admin_client, instance["instanceId"], "running")
     await wait_status(admin_client, fn, "ACTIVE")
-    assert await set_target_instances(control_app.state.engine, spec_id, -3) == 0
+    assert await control_app.components.deployments.set_target_instances(spec_id, -3) == 0
     await wait_live(admin_client, 0)
     for instance in instances:
         await report(admin_client, instance["instanceId"], "terminated")
@@ -191,9 +190,9 @@ async def test_scale_down_releases_not_started_first(
         await admin_client.get(f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}")
     ).json()["deployment"]
     spec_id = deployment["deploymentSpecifications"][0]["gpuSpecificationId"]
-    await set_target_instances(control_app.state.engine, spec_id, 3)
+    await control_app.components.deployments.set_target_instances(spec_id, 3)
     await wait_live(admin_client, 3)
-    await set_target_instances(control_app.state.engine, spec_id, 1)
+    await control_app.components.deployments.set_target_instances(spec_id, 1)
     (kept,) = await wait_live(admin_client, 1)
     assert kept["instanceId"] == running["instanceId"]
 

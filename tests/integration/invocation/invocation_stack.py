@@ -136,7 +136,7 @@ class InvocationStack:
         }
         r = await self.control.put("/v1/fnplane/clusters/local", json=body)
         assert r.status_code == 200, r.text
-        self.authority = control_app.state.access_authority
+        self.authority = control_app.components.access_authority
         self.gateway = create_gateway_app(gateway_settings, self.nats_url, self.authority)
         await self.gateway.start()
         http_port = free_port()

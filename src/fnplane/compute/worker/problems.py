@@ -23,7 +23,7 @@ def problem(
     status: int, detail: str, source: str, error_code: int | None = None
 ) -> tuple[list[tuple[str, str]], bytes]:
     """Headers and body of a problem+json answer."""
-    document = problem_document(status, detail, source=source)
+    document = problem_document(status, detail, None, namespace=source)
     if error_code is not None:
         document["errorCode"] = error_code
     return [("Content-Type", PROBLEM_CONTENT_TYPE)], json.dumps(document).encode()

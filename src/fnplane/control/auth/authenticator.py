@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from datetime import datetime
+from typing import Protocol
 
 from fnplane.control.auth.credentials import is_api_key, keyed_hash
 from fnplane.control.auth.principal import Principal, ResourceGrant
@@ -30,6 +31,14 @@ SUSPENDED = "SUSPENDED"
 EXPIRED = "EXPIRED"
 # bounded memory: at most this many resolved bearers are kept
 _MAX_CACHE_ENTRIES = 10_000
+
+
+class Authenticator(Protocol):
+    """The seam the routes and the AccessAuthority authenticate through."""
+
+    async def authenticate(self, bearer: str) -> Principal:
+        """Resolve a bearer string (API key or JWT); raise UnauthorizedError if it is not valid."""
+        ...
 
 
 def key_status(record: ApiKeyRecord, now: datetime | None = None) -> str:

@@ -6,25 +6,22 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from fnplane.control.auth.api_keys import authorizations_for
 from fnplane.control.auth.components import create_auth
 from fnplane.control.auth.credentials import is_api_key
 from fnplane.control.db.repositories._time import now_utc
+from fnplane.control.db.repositories.transactions import Engine
 from fnplane.control.settings import ControlSettings
 from fnplane.shared.errors import BadRequestError
 from fnplane.shared.scopes import ADMIN_SCOPES, DEFAULT_ACCOUNT
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
 ADMIN_OWNER = "admin"
 # the admin key is the operator's root credential: it should not silently lapse after a year
 _ADMIN_KEY_TTL = timedelta(days=365 * 100)
 
 
-async def bootstrap(engine: AsyncEngine, settings: ControlSettings, admin_key: str | None) -> str | None:
+async def bootstrap(engine: Engine, settings: ControlSettings, admin_key: str | None) -> str | None:
     """Create what a fresh installation needs; return a newly created admin key, else None.
 
     With `admin_key` (an `nvapi-` string, e.g. from FNPLANE_ADMIN_KEY) exactly that value is

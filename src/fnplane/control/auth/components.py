@@ -1,15 +1,12 @@
 """Everything authentication needs, built once per app from the engine and the settings.
 
-`create_app` stores the bundle as `app.state.auth` and its authenticator as
-`app.state.authenticator` (what `dependencies.authenticate` and the AccessAuthority use).
+`control.components.create_components` builds it as `ControlComponents.auth`; its authenticator is
+what `dependencies.authenticate` and the AccessAuthority use. `bootstrap` builds one of its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from fastapi import Request
 
 from fnplane.control.auth.accounts import AccountService
 from fnplane.control.auth.api_keys import ApiKeyService
@@ -20,10 +17,8 @@ from fnplane.control.db.repositories.accounts import AccountRepository
 from fnplane.control.db.repositories.api_keys import ApiKeyRepository
 from fnplane.control.db.repositories.clients import ClientRepository
 from fnplane.control.db.repositories.signing_keys import SigningKeyRepository
+from fnplane.control.db.repositories.transactions import Engine
 from fnplane.control.settings import ControlSettings
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @dataclass(frozen=True)
@@ -36,7 +31,7 @@ class AuthComponents:
     account_service: AccountService
 
 
-def create_auth(engine: AsyncEngine, settings: ControlSettings) -> AuthComponents:
+def create_auth(engine: Engine, settings: ControlSettings) -> AuthComponents:
     secret = settings.require_key_hash_secret()
     signer = TokenSigner(SigningKeyRepository(engine), issuer=settings.jwt_issuer, key_hash_secret=secret)
     clients = ClientRepository(engine)
@@ -64,9 +59,3 @@ def create_auth(engine: AsyncEngine, settings: ControlSettings) -> AuthComponent
         accounts, clients, authenticator, default_max_functions=settings.default_max_functions
     )
     return AuthComponents(accounts, signer, authenticator, api_keys, service_accounts, account_service)
-
-
-def auth_components(request: Request) -> AuthComponents:
-    """FastAPI dependency: the app's AuthComponents."""
-    components: AuthComponents = request.app.state.auth
-    return components

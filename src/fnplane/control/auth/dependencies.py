@@ -1,7 +1,7 @@
 """FastAPI dependencies that turn the `Authorization` header into a `Principal` and check scopes.
 
-The resolution itself lives in `Authenticator` (app.state.authenticator); routes only declare
-which scopes they accept:
+The resolution itself lives in the app's `Authenticator` (`ControlComponents.auth.authenticator`);
+routes only declare which scopes they accept:
 
     @router.get("/v2/nvcf/functions")
     async def list_functions(principal: Principal = requires(LIST_FUNCTIONS, LIST_FUNCTIONS_DETAILS)): ...
@@ -14,13 +14,14 @@ sent the same way, as `Authorization: Bearer`. The auth-matrix test reads this t
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2
 
 from fnplane.control.auth.principal import Principal
+from fnplane.control.components import auth_components
 from fnplane.shared import scopes as _scopes
 from fnplane.shared.errors import ForbiddenError, UnauthorizedError
 
@@ -39,12 +40,6 @@ _scheme = OAuth2(
 )
 
 
-class Authenticator(Protocol):
-    async def authenticate(self, bearer: str) -> Principal:
-        """Resolve a bearer string (API key or JWT); raise UnauthorizedError if it is not valid."""
-        ...
-
-
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:
@@ -56,8 +51,7 @@ def bearer_token(request: Request) -> str:
 
 
 async def authenticate(request: Request, _documented: str | None = Depends(_scheme)) -> Principal:
-    authenticator: Authenticator = request.app.state.authenticator
-    return await authenticator.authenticate(bearer_token(request))
+    return await auth_components(request).authenticator.authenticate(bearer_token(request))
 
 
 def requires(*any_of: str) -> Any:

@@ -1,7 +1,7 @@
 """The database engine: one async SQLAlchemy engine for SQLite (embedded) and PostgreSQL.
 
 `open_database(url)` normalises the URL to an async driver, creates the engine and migrates an
-empty (or older) schema to the latest Alembic revision.
+empty (or older) schema to the latest Alembic revision; `check_database(engine)` is the health probe.
 """
 
 from __future__ import annotations
@@ -65,3 +65,9 @@ async def open_database(url: str) -> AsyncEngine:
     engine = create_engine(url)
     await migrate(engine)
     return engine
+
+
+async def check_database(engine: AsyncEngine) -> None:
+    """One round trip (`SELECT 1`); raises if the database cannot be reached."""
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("SELECT 1")

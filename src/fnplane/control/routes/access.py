@@ -5,15 +5,18 @@ See shared.models.access for the contract.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from fnplane.control.auth.dependencies import bearer_token
+from fnplane.control.components import access_authority
+from fnplane.control.services.access import ControlAccessAuthority
 from fnplane.shared.models.access import AccessGrant, AccessRequest
 
 router = APIRouter(tags=["internal"])
 
 
 @router.post("/v1/fnplane/access", response_model=AccessGrant, response_model_by_alias=True)
-async def access(body: AccessRequest, request: Request) -> AccessGrant:
-    authority = request.app.state.access_authority
+async def access(
+    body: AccessRequest, request: Request, authority: ControlAccessAuthority = Depends(access_authority)
+) -> AccessGrant:
     return await authority.grant(bearer_token(request), body.scope, body.function_id, body.version_id)

@@ -1,21 +1,22 @@
 """The agent-facing API of `shared.models.compute` (scope `cluster-management`).
 
 * `PUT  /v1/fnplane/clusters/{clusterName}`            ClusterRegistration -> ClusterRecord
-  (also the heartbeat)
+  (also the heartbeat; wakes the reconciler)
 * `GET  /v1/fnplane/clusters/{clusterName}/instances`  -> InstanceAssignments
 * `POST /v1/fnplane/instances/{instanceId}/reports`    InstanceReport -> 204, wakes the reconciler
-* `POST /v1/fnplane/clusters/{clusterName}/metrics`   WorkerMetrics -> 204, handed to `app.state.metrics_sink`
-  (an async callable `(cluster_name, WorkerMetrics)`, set by the autoscaler; dropped when unset)
+* `POST /v1/fnplane/clusters/{clusterName}/metrics`   WorkerMetrics -> 204, handed to the autoscaler
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Response
 
 from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
-from fnplane.control.services import clusters as clusters_service
-from fnplane.control.services import instances as instances_service
+from fnplane.control.autoscaler import Autoscaler
+from fnplane.control.components import autoscaler, cluster_service, instance_service
+from fnplane.control.services.clusters import ClusterService
+from fnplane.control.services.instances import InstanceService
 from fnplane.shared.models.compute import (
     ClusterRecord,
     ClusterRegistration,
@@ -32,15 +33,10 @@ router = APIRouter(tags=["agents"])
 async def register_cluster(
     clusterName: str,
     body: ClusterRegistration,
-    request: Request,
     principal: Principal = requires(CLUSTER_MANAGEMENT),
+    clusters: ClusterService = Depends(cluster_service),
 ) -> ClusterRecord:
-    record = await clusters_service.register_cluster(
-        request.app.state.engine, clusterName, body, nca_id=principal.nca_id
-    )
-    # a (re-)registered cluster may bring capacity that a waiting deployment needs
-    request.app.state.reconciler.wake()
-    return record
+    return await clusters.register_cluster(clusterName, body, nca_id=principal.nca_id)
 
 
 @router.get(
@@ -50,22 +46,20 @@ async def register_cluster(
 )
 async def cluster_instances(
     clusterName: str,
-    request: Request,
     principal: Principal = requires(CLUSTER_MANAGEMENT),
+    instances: InstanceService = Depends(instance_service),
 ) -> InstanceAssignments:
-    state = request.app.state
-    return await instances_service.assignments(state.engine, clusterName, state.secret_box)
+    return await instances.assignments(clusterName)
 
 
 @router.post("/v1/fnplane/instances/{instanceId}/reports", status_code=204)
 async def report_instance(
     instanceId: str,
     body: InstanceReport,
-    request: Request,
     principal: Principal = requires(CLUSTER_MANAGEMENT),
+    instances: InstanceService = Depends(instance_service),
 ) -> Response:
-    await instances_service.apply_report(request.app.state.engine, instanceId, body)
-    request.app.state.reconciler.wake()
+    await instances.apply_report(instanceId, body)
     return Response(status_code=204)
 
 
@@ -73,10 +67,8 @@ async def report_instance(
 async def cluster_metrics(
     clusterName: str,
     body: WorkerMetrics,
-    request: Request,
     principal: Principal = requires(CLUSTER_MANAGEMENT),
+    scaler: Autoscaler = Depends(autoscaler),
 ) -> Response:
-    sink = getattr(request.app.state, "metrics_sink", None)
-    if sink is not None:
-        await sink(clusterName, body)
+    scaler.record_metrics(body)
     return Response(status_code=204)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
-from fnplane.control.auth.components import AuthComponents, auth_components
+from fnplane.control.auth.components import AuthComponents
 from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
+from fnplane.control.components import auth_components
 from fnplane.shared.models.auth import CreateKeyRequest, KeyDto, UpdateKeyAuthorizationsRequest
 from fnplane.shared.scopes import MANAGE_KEYS
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
-from fnplane.control.services import authorizations as service
+from fnplane.control.components import authorization_service
+from fnplane.control.services.authorizations import AuthorizationService
 from fnplane.shared.models.deployments import (
     AuthorizedPartiesListResponse,
     AuthorizedPartiesRequest,
@@ -49,11 +50,11 @@ def _manage_routes(path: str, level: str, target_of: Callable[..., Target]) -> N
     )
     async def share(
         body: AuthorizedPartiesRequest,
-        request: Request,
         target: Target = Depends(target_of),
         principal: Principal = requires(AUTHORIZE_CLIENTS),
+        service: AuthorizationService = Depends(authorization_service),
     ) -> AuthorizedPartiesResponse:
-        dto = await service.share(request.app.state.engine, principal, *target, body.authorized_parties)
+        dto = await service.share(principal, *target, body.authorized_parties)
         return AuthorizedPartiesResponse(function=dto)
 
     @router.patch(
@@ -64,11 +65,11 @@ def _manage_routes(path: str, level: str, target_of: Callable[..., Target]) -> N
     )
     async def add_party(
         body: AuthorizedPartyRequest,
-        request: Request,
         target: Target = Depends(target_of),
         principal: Principal = requires(AUTHORIZE_CLIENTS),
+        service: AuthorizationService = Depends(authorization_service),
     ) -> AuthorizedPartiesResponse:
-        dto = await service.add_party(request.app.state.engine, principal, *target, body.authorized_party)
+        dto = await service.add_party(principal, *target, body.authorized_party)
         return AuthorizedPartiesResponse(function=dto)
 
     @router.patch(
@@ -79,11 +80,11 @@ def _manage_routes(path: str, level: str, target_of: Callable[..., Target]) -> N
     )
     async def remove_party(
         body: AuthorizedPartyRequest,
-        request: Request,
         target: Target = Depends(target_of),
         principal: Principal = requires(AUTHORIZE_CLIENTS),
+        service: AuthorizationService = Depends(authorization_service),
     ) -> AuthorizedPartiesResponse:
-        dto = await service.remove_party(request.app.state.engine, principal, *target, body.authorized_party)
+        dto = await service.remove_party(principal, *target, body.authorized_party)
         return AuthorizedPartiesResponse(function=dto)
 
     @router.delete(
@@ -93,33 +94,31 @@ def _manage_routes(path: str, level: str, target_of: Callable[..., Target]) -> N
         response_model_exclude_none=True,
     )
     async def clear(
-        request: Request,
         target: Target = Depends(target_of),
         principal: Principal = requires(AUTHORIZE_CLIENTS),
+        service: AuthorizationService = Depends(authorization_service),
     ) -> AuthorizedPartiesResponse:
-        dto = await service.clear(request.app.state.engine, principal, *target)
+        dto = await service.clear(principal, *target)
         return AuthorizedPartiesResponse(function=dto)
 
 
 @router.get(FUNCTION, response_model=AuthorizedPartiesListResponse, response_model_exclude_none=True)
 async def get_function_authorizations(
     functionId: str,
-    request: Request,
     principal: Principal = requires(AUTHORIZE_CLIENTS),
+    service: AuthorizationService = Depends(authorization_service),
 ) -> AuthorizedPartiesListResponse:
-    return AuthorizedPartiesListResponse(
-        functions=await service.get_function(request.app.state.engine, principal, functionId)
-    )
+    return AuthorizedPartiesListResponse(functions=await service.get_function(principal, functionId))
 
 
 @router.get(VERSION, response_model=AuthorizedPartiesResponse, response_model_exclude_none=True)
 async def get_version_authorizations(
     functionId: str,
     functionVersionId: str,
-    request: Request,
     principal: Principal = requires(AUTHORIZE_CLIENTS),
+    service: AuthorizationService = Depends(authorization_service),
 ) -> AuthorizedPartiesResponse:
-    dto = await service.get_version(request.app.state.engine, principal, functionId, functionVersionId)
+    dto = await service.get_version(principal, functionId, functionVersionId)
     return AuthorizedPartiesResponse(function=dto)
 
 

@@ -6,11 +6,12 @@ registered clusters really offer instead of NVCF's static legacy table.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 
 from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
-from fnplane.control.services import clusters as service
+from fnplane.control.components import cluster_service
+from fnplane.control.services.clusters import ClusterService
 from fnplane.shared.models.deployments import ClusterGroupsResponse, SupportedGpuDto
 from fnplane.shared.scopes import LIST_CLUSTER_GROUPS, REGISTER_FUNCTION
 
@@ -19,13 +20,13 @@ router = APIRouter(tags=["clusters"])
 
 @router.get("/v2/nvcf/clusterGroups", response_model=ClusterGroupsResponse, response_model_exclude_none=True)
 async def cluster_groups(
-    request: Request, principal: Principal = requires(LIST_CLUSTER_GROUPS)
+    principal: Principal = requires(LIST_CLUSTER_GROUPS), clusters: ClusterService = Depends(cluster_service)
 ) -> ClusterGroupsResponse:
-    return ClusterGroupsResponse(cluster_groups=await service.cluster_groups(request.app.state.engine))
+    return ClusterGroupsResponse(cluster_groups=await clusters.cluster_groups())
 
 
 @router.get("/v2/nvcf/supportedGpus", response_model=list[SupportedGpuDto], response_model_exclude_none=True)
 async def supported_gpus(
-    request: Request, principal: Principal = requires(REGISTER_FUNCTION)
+    principal: Principal = requires(REGISTER_FUNCTION), clusters: ClusterService = Depends(cluster_service)
 ) -> list[SupportedGpuDto]:
-    return await service.supported_gpus(request.app.state.engine)
+    return await clusters.supported_gpus()

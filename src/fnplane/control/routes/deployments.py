@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
-from fnplane.control.services import deployments as service
+from fnplane.control.components import deployment_service
+from fnplane.control.services.deployments import DeploymentService
 from fnplane.shared.models.deployments import (
     CreateDeploymentRequest,
     DeploymentResponse,
@@ -27,20 +28,10 @@ async def create_deployment(
     functionId: str,
     functionVersionId: str,
     body: CreateDeploymentRequest,
-    request: Request,
     principal: Principal = requires(DEPLOY_FUNCTION),
+    deployments: DeploymentService = Depends(deployment_service),
 ) -> DeploymentResponse:
-    state = request.app.state
-    dto = await service.create_deployment(
-        state.engine,
-        principal,
-        functionId,
-        functionVersionId,
-        body,
-        heartbeat_timeout_s=state.settings.agent_heartbeat_timeout_s,
-        notify=state.notify,
-    )
-    state.reconciler.wake()
+    dto = await deployments.create_deployment(principal, functionId, functionVersionId, body)
     return DeploymentResponse(deployment=dto)
 
 
@@ -48,10 +39,10 @@ async def create_deployment(
 async def get_deployment(
     functionId: str,
     functionVersionId: str,
-    request: Request,
     principal: Principal = requires(DEPLOY_FUNCTION),
+    deployments: DeploymentService = Depends(deployment_service),
 ) -> DeploymentResponse:
-    dto = await service.get_deployment(request.app.state.engine, principal, functionId, functionVersionId)
+    dto = await deployments.get_deployment(principal, functionId, functionVersionId)
     return DeploymentResponse(deployment=dto)
 
 
@@ -60,12 +51,10 @@ async def get_deployment(
 )
 async def get_deployment_by_id(
     deploymentId: str,
-    request: Request,
     principal: Principal = requires(DEPLOY_FUNCTION),
+    deployments: DeploymentService = Depends(deployment_service),
 ) -> DeploymentResponse:
-    return DeploymentResponse(
-        deployment=await service.get_deployment_by_id(request.app.state.engine, principal, deploymentId)
-    )
+    return DeploymentResponse(deployment=await deployments.get_deployment_by_id(principal, deploymentId))
 
 
 @router.put(
@@ -75,12 +64,10 @@ async def update_deployment(
     functionId: str,
     functionVersionId: str,
     body: LegacyUpdateDeploymentRequest,
-    request: Request,
     principal: Principal = requires(DEPLOY_FUNCTION),
+    deployments: DeploymentService = Depends(deployment_service),
 ) -> DeploymentResponse:
-    dto = await service.legacy_update_deployment(
-        request.app.state.engine, principal, functionId, functionVersionId, body
-    )
+    dto = await deployments.legacy_update_deployment(principal, functionId, functionVersionId, body)
     return DeploymentResponse(deployment=dto)
 
 
@@ -93,12 +80,10 @@ async def update_gpu_specification(
     deploymentId: str,
     gpuSpecificationId: str,
     body: UpdateGpuSpecificationRequest,
-    request: Request,
     principal: Principal = requires(DEPLOY_FUNCTION),
+    deployments: DeploymentService = Depends(deployment_service),
 ) -> GpuSpecificationResponse:
-    dto = await service.update_gpu_specification(
-        request.app.state.engine, principal, deploymentId, gpuSpecificationId, body
-    )
+    dto = await deployments.update_gpu_specification(principal, deploymentId, gpuSpecificationId, body)
     return GpuSpecificationResponse(gpu_specification=dto)
 
 
@@ -106,12 +91,9 @@ async def update_gpu_specification(
 async def delete_deployment(
     functionId: str,
     functionVersionId: str,
-    request: Request,
     graceful: bool = Query(False),
     principal: Principal = requires(DEPLOY_FUNCTION),
+    deployments: DeploymentService = Depends(deployment_service),
 ) -> FunctionResponse:
-    state = request.app.state
-    dto = await service.delete_deployment(
-        state.engine, principal, functionId, functionVersionId, graceful=graceful, notify=state.notify
-    )
+    dto = await deployments.delete_deployment(principal, functionId, functionVersionId, graceful=graceful)
     return FunctionResponse(function=dto)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
-from fnplane.control.services import functions as service
+from fnplane.control.components import function_service
+from fnplane.control.services.functions import FunctionService, parse_visibility
 from fnplane.shared.models.functions import (
     CreateFunctionRequest,
     FunctionIdsResponse,
@@ -28,12 +29,11 @@ router = APIRouter(tags=["functions"])
 
 @router.post("/v2/nvcf/functions", response_model=FunctionResponse, response_model_exclude_none=True)
 async def create_function(
-    body: CreateFunctionRequest, request: Request, principal: Principal = requires(REGISTER_FUNCTION)
+    body: CreateFunctionRequest,
+    principal: Principal = requires(REGISTER_FUNCTION),
+    functions: FunctionService = Depends(function_service),
 ) -> FunctionResponse:
-    state = request.app.state
-    return FunctionResponse(
-        function=await service.create_function(state.engine, principal, body, state.secret_box)
-    )
+    return FunctionResponse(function=await functions.create_function(principal, body))
 
 
 @router.post(
@@ -44,35 +44,30 @@ async def create_function(
 async def create_version(
     functionId: str,
     body: CreateFunctionRequest,
-    request: Request,
     principal: Principal = requires(REGISTER_FUNCTION),
+    functions: FunctionService = Depends(function_service),
 ) -> FunctionResponse:
-    state = request.app.state
-    dto = await service.create_version(state.engine, principal, functionId, body, state.secret_box)
-    return FunctionResponse(function=dto)
+    return FunctionResponse(function=await functions.create_version(principal, functionId, body))
 
 
 @router.get("/v2/nvcf/functions", response_model=FunctionListResponse, response_model_exclude_none=True)
 async def list_functions(
-    request: Request,
     visibility: str | None = Query(None, description="comma list of authorized, private, public"),
     principal: Principal = requires(LIST_FUNCTIONS, LIST_FUNCTIONS_DETAILS),
+    functions: FunctionService = Depends(function_service),
 ) -> FunctionListResponse:
-    wanted = service.parse_visibility(visibility)
-    return FunctionListResponse(
-        functions=await service.list_functions(request.app.state.engine, principal, wanted)
-    )
+    wanted = parse_visibility(visibility)
+    return FunctionListResponse(functions=await functions.list_functions(principal, wanted))
 
 
 @router.get("/v2/nvcf/functions/ids", response_model=FunctionIdsResponse, response_model_exclude_none=True)
 async def list_function_ids(
-    request: Request,
     visibility: str | None = Query(None, description="comma list of authorized, private, public"),
     principal: Principal = requires(LIST_FUNCTIONS, LIST_FUNCTIONS_DETAILS),
+    functions: FunctionService = Depends(function_service),
 ) -> FunctionIdsResponse:
-    wanted = service.parse_visibility(visibility)
-    ids = await service.list_function_ids(request.app.state.engine, principal, wanted)
-    return FunctionIdsResponse(function_ids=ids)
+    wanted = parse_visibility(visibility)
+    return FunctionIdsResponse(function_ids=await functions.list_function_ids(principal, wanted))
 
 
 @router.get(
@@ -82,12 +77,10 @@ async def list_function_ids(
 )
 async def list_versions(
     functionId: str,
-    request: Request,
     principal: Principal = requires(LIST_FUNCTIONS, LIST_FUNCTIONS_DETAILS),
+    functions: FunctionService = Depends(function_service),
 ) -> FunctionListResponse:
-    return FunctionListResponse(
-        functions=await service.list_versions(request.app.state.engine, principal, functionId)
-    )
+    return FunctionListResponse(functions=await functions.list_versions(principal, functionId))
 
 
 @router.get(
@@ -98,12 +91,11 @@ async def list_versions(
 async def get_version(
     functionId: str,
     functionVersionId: str,
-    request: Request,
     includeSecrets: bool = Query(True),
     principal: Principal = requires(LIST_FUNCTIONS, LIST_FUNCTIONS_DETAILS),
+    functions: FunctionService = Depends(function_service),
 ) -> FunctionResponse:
-    dto = await service.get_version(
-        request.app.state.engine,
+    dto = await functions.get_version(
         principal,
         functionId,
         functionVersionId,
@@ -129,12 +121,11 @@ async def update_version(
     functionId: str,
     functionVersionId: str,
     body: UpdateFunctionRequest,
-    request: Request,
     principal: Principal = requires(UPDATE_FUNCTION),
+    functions: FunctionService = Depends(function_service),
 ) -> FunctionResponse:
     """Tags and rate limit; the `/metadata/...` path is NVCF's deprecated alias of the same update."""
-    engine = request.app.state.engine
-    dto = await service.update_version(engine, principal, functionId, functionVersionId, body)
+    dto = await functions.update_version(principal, functionId, functionVersionId, body)
     return FunctionResponse(function=dto)
 
 
@@ -142,10 +133,8 @@ async def update_version(
 async def delete_version(
     functionId: str,
     functionVersionId: str,
-    request: Request,
     principal: Principal = requires(DELETE_FUNCTION),
+    functions: FunctionService = Depends(function_service),
 ) -> Response:
-    await service.delete_version(
-        request.app.state.engine, principal, functionId, functionVersionId, notify=request.app.state.notify
-    )
+    await functions.delete_version(principal, functionId, functionVersionId)
     return Response(status_code=204)

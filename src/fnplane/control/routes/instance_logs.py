@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from fnplane.control.auth.dependencies import bearer_token, requires
 from fnplane.control.auth.principal import Principal
-from fnplane.control.services import instance_logs
+from fnplane.control.components import access_authority, instance_log_service
+from fnplane.control.services.access import ControlAccessAuthority
+from fnplane.control.services.instance_logs import InstanceLogService
 from fnplane.shared.errors import NotFoundError
 from fnplane.shared.scopes import LIST_FUNCTIONS_DETAILS
 
@@ -30,19 +32,15 @@ async def instance_log(
     tail: int = Query(100, ge=0, le=100000, description="how many of the last lines"),
     follow: bool = Query(False, description="keep streaming new lines"),
     principal: Principal = requires(LIST_FUNCTIONS_DETAILS),
+    authority: ControlAccessAuthority = Depends(access_authority),
+    logs: InstanceLogService = Depends(instance_log_service),
 ) -> StreamingResponse:
-    grant = await request.app.state.access_authority.grant(
-        bearer_token(request), LIST_FUNCTIONS_DETAILS, functionId, versionId
-    )
+    grant = await authority.grant(bearer_token(request), LIST_FUNCTIONS_DETAILS, functionId, versionId)
     if not grant.versions or grant.versions[0].owner_nca_id != principal.nca_id:
         # logs belong to the owner; a consumer of a shared function does not see its instances
         raise NotFoundError(f"Instance '{instanceId}' not found for function version '{versionId}'")
-    cluster = await instance_logs.instance_cluster(
-        request.app.state.engine, functionId, versionId, instanceId
-    )
-    lines = instance_logs.stream_logs(
-        getattr(request.app.state, "nats", None), cluster, instanceId, tail=tail, follow=follow
-    )
+    cluster = await logs.instance_cluster(functionId, versionId, instanceId)
+    lines = logs.stream_logs(cluster, instanceId, tail=tail, follow=follow)
     # the first answer (or the agent's error) before the 200 is committed
     first: list[str] = []
     try:

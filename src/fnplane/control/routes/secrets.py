@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Response
 
 from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
-from fnplane.control.services import secrets as service
+from fnplane.control.components import secret_service
+from fnplane.control.services.secrets import SecretService
 from fnplane.shared.models.functions import UpdateSecretsRequest
 from fnplane.shared.scopes import UPDATE_SECRETS
 
@@ -18,9 +19,8 @@ async def update_function_secrets(
     functionId: str,
     versionId: str,
     body: UpdateSecretsRequest,
-    request: Request,
     principal: Principal = requires(UPDATE_SECRETS),
+    secrets: SecretService = Depends(secret_service),
 ) -> Response:
-    state = request.app.state
-    await service.update_secrets(state.engine, principal, functionId, versionId, body, state.secret_box)
+    await secrets.update_secrets(principal, functionId, versionId, body)
     return Response(status_code=204)

@@ -15,9 +15,10 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
 from fnplane.control.auth.api_keys import wire_time
-from fnplane.control.auth.components import AuthComponents, auth_components
+from fnplane.control.auth.components import AuthComponents
 from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
+from fnplane.control.components import auth_components
 from fnplane.control.db.repositories.clients import ClientRecord
 from fnplane.shared.models.auth import CreateServiceAccountRequest, ServiceAccountDto
 from fnplane.shared.scopes import MANAGE_KEYS

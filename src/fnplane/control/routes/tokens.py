@@ -16,8 +16,9 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from fnplane.control.auth.components import AuthComponents, auth_components
+from fnplane.control.auth.components import AuthComponents
 from fnplane.control.auth.service_accounts import OAuthError
+from fnplane.control.components import auth_components
 
 router = APIRouter(tags=["auth"])
 

@@ -15,10 +15,10 @@ import time
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
-from fnplane.control.auth.dependencies import Authenticator
+from fnplane.control.auth.authenticator import Authenticator
 from fnplane.control.auth.principal import Principal
 from fnplane.control.db.repositories import deployments as deployments_repo
-from fnplane.control.db.repositories.transactions import Connection, Engine, reading
+from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services.visibility import SeenVersion, visible_version, visible_versions
 from fnplane.shared.errors import ForbiddenError
 from fnplane.shared.models.access import AccessGrant, VersionTarget
@@ -56,9 +56,9 @@ class _TtlCache(Generic[K, T]):
 
 class ControlAccessAuthority:
     def __init__(
-        self, engine: Engine, authenticator: Authenticator, *, auth_ttl_s: float, versions_ttl_s: float
+        self, database: Database, authenticator: Authenticator, *, auth_ttl_s: float, versions_ttl_s: float
     ) -> None:
-        self._engine = engine
+        self._database = database
         self._authenticator = authenticator
         self._principals: _TtlCache[str, Principal] = _TtlCache(auth_ttl_s)
         self._versions: _TtlCache[tuple[str, str, str | None], list[VersionTarget]] = _TtlCache(
@@ -96,7 +96,7 @@ class ControlAccessAuthority:
         cached = self._versions.get(key)
         if cached is not None:
             return cached
-        async with reading(self._engine) as conn:
+        async with self._database.reading() as conn:
             if version_id is None:
                 seen = await visible_versions(conn, principal, function_id)
             else:

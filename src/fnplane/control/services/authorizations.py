@@ -11,7 +11,7 @@ from __future__ import annotations
 from fnplane.control.auth.principal import Principal
 from fnplane.control.db.repositories import authorizations as parties_repo
 from fnplane.control.db.repositories.authorizations import Party
-from fnplane.control.db.repositories.transactions import Connection, Engine, reading, transaction
+from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services.visibility import owned_function, version_not_found
 from fnplane.shared.errors import BadRequestError, ConflictError, NotFoundError
 from fnplane.shared.models.deployments import AuthorizedPartiesDto, AuthorizedPartyDto
@@ -67,91 +67,93 @@ def _check_parties(principal: Principal, parties: list[AuthorizedPartyDto]) -> N
             )
 
 
-async def share(
-    engine: Engine,
-    principal: Principal,
-    function_id: str,
-    version_id: str | None,
-    parties: list[AuthorizedPartyDto],
-) -> AuthorizedPartiesDto:
-    """Replace one level's list (POST)."""
-    _check_parties(principal, parties)
-    async with transaction(engine) as conn:
-        await _manageable(conn, principal, function_id, version_id)
-        await parties_repo.replace(conn, function_id, version_id, [(p.nca_id, p.client_id) for p in parties])
-        return _dto(
-            function_id,
-            principal.nca_id,
-            version_id,
-            await parties_repo.parties(conn, function_id, version_id),
-        )
+class AuthorizationService:
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
-
-async def add_party(
-    engine: Engine, principal: Principal, function_id: str, version_id: str | None, party: AuthorizedPartyDto
-) -> AuthorizedPartiesDto:
-    _check_parties(principal, [party])
-    async with transaction(engine) as conn:
-        await _manageable(conn, principal, function_id, version_id)
-        current = await parties_repo.parties(conn, function_id, version_id)
-        if not current:
-            raise NotFoundError(
-                f"Function '{function_id}' has no authorized parties to add to; use POST to create the list"
+    async def share(
+        self,
+        principal: Principal,
+        function_id: str,
+        version_id: str | None,
+        parties: list[AuthorizedPartyDto],
+    ) -> AuthorizedPartiesDto:
+        """Replace one level's list (POST)."""
+        _check_parties(principal, parties)
+        async with self._database.transaction() as conn:
+            await _manageable(conn, principal, function_id, version_id)
+            await parties_repo.replace(
+                conn, function_id, version_id, [(p.nca_id, p.client_id) for p in parties]
             )
-        if any(p.nca_id == party.nca_id for p in current):
-            raise ConflictError(f"Account '{party.nca_id}' is already an authorized party")
-        if party.nca_id == PUBLIC or any(p.nca_id == PUBLIC for p in current):
-            raise BadRequestError("'*' must be the only authorized party", field="authorizedParty")
-        await parties_repo.add(conn, function_id, version_id, party.nca_id, party.client_id)
-        return _dto(
-            function_id,
-            principal.nca_id,
-            version_id,
-            await parties_repo.parties(conn, function_id, version_id),
-        )
+            return _dto(
+                function_id,
+                principal.nca_id,
+                version_id,
+                await parties_repo.parties(conn, function_id, version_id),
+            )
 
+    async def add_party(
+        self, principal: Principal, function_id: str, version_id: str | None, party: AuthorizedPartyDto
+    ) -> AuthorizedPartiesDto:
+        _check_parties(principal, [party])
+        async with self._database.transaction() as conn:
+            await _manageable(conn, principal, function_id, version_id)
+            current = await parties_repo.parties(conn, function_id, version_id)
+            if not current:
+                raise NotFoundError(
+                    f"Function '{function_id}' has no authorized parties to add to; "
+                    "use POST to create the list"
+                )
+            if any(p.nca_id == party.nca_id for p in current):
+                raise ConflictError(f"Account '{party.nca_id}' is already an authorized party")
+            if party.nca_id == PUBLIC or any(p.nca_id == PUBLIC for p in current):
+                raise BadRequestError("'*' must be the only authorized party", field="authorizedParty")
+            await parties_repo.add(conn, function_id, version_id, party.nca_id, party.client_id)
+            return _dto(
+                function_id,
+                principal.nca_id,
+                version_id,
+                await parties_repo.parties(conn, function_id, version_id),
+            )
 
-async def remove_party(
-    engine: Engine, principal: Principal, function_id: str, version_id: str | None, party: AuthorizedPartyDto
-) -> AuthorizedPartiesDto:
-    async with transaction(engine) as conn:
-        await _manageable(conn, principal, function_id, version_id)
-        if not await parties_repo.remove(conn, function_id, version_id, party.nca_id):
-            raise NotFoundError(f"Account '{party.nca_id}' is not an authorized party")
-        return _dto(
-            function_id,
-            principal.nca_id,
-            version_id,
-            await parties_repo.parties(conn, function_id, version_id),
-        )
+    async def remove_party(
+        self, principal: Principal, function_id: str, version_id: str | None, party: AuthorizedPartyDto
+    ) -> AuthorizedPartiesDto:
+        async with self._database.transaction() as conn:
+            await _manageable(conn, principal, function_id, version_id)
+            if not await parties_repo.remove(conn, function_id, version_id, party.nca_id):
+                raise NotFoundError(f"Account '{party.nca_id}' is not an authorized party")
+            return _dto(
+                function_id,
+                principal.nca_id,
+                version_id,
+                await parties_repo.parties(conn, function_id, version_id),
+            )
 
+    async def clear(
+        self, principal: Principal, function_id: str, version_id: str | None
+    ) -> AuthorizedPartiesDto:
+        async with self._database.transaction() as conn:
+            await _manageable(conn, principal, function_id, version_id)
+            await parties_repo.clear(conn, function_id, version_id)
+        return _dto(function_id, principal.nca_id, version_id, [])
 
-async def clear(
-    engine: Engine, principal: Principal, function_id: str, version_id: str | None
-) -> AuthorizedPartiesDto:
-    async with transaction(engine) as conn:
-        await _manageable(conn, principal, function_id, version_id)
-        await parties_repo.clear(conn, function_id, version_id)
-    return _dto(function_id, principal.nca_id, version_id, [])
+    async def get_function(self, principal: Principal, function_id: str) -> list[AuthorizedPartiesDto]:
+        """One entry per version: its own list plus the inherited function-level list."""
+        async with self._database.reading() as conn:
+            versions = await owned_function(conn, principal, function_id)
+            parties = await parties_repo.all_parties(conn, function_id)
+        out = []
+        for version in versions:
+            mine = [p for p in parties if p.version_id in (None, version.version_id)]
+            out.append(_dto(function_id, principal.nca_id, version.version_id, mine))
+        return out
 
-
-async def get_function(engine: Engine, principal: Principal, function_id: str) -> list[AuthorizedPartiesDto]:
-    """One entry per version: its own list plus the inherited function-level list."""
-    async with reading(engine) as conn:
-        versions = await owned_function(conn, principal, function_id)
-        parties = await parties_repo.all_parties(conn, function_id)
-    out = []
-    for version in versions:
-        mine = [p for p in parties if p.version_id in (None, version.version_id)]
-        out.append(_dto(function_id, principal.nca_id, version.version_id, mine))
-    return out
-
-
-async def get_version(
-    engine: Engine, principal: Principal, function_id: str, version_id: str
-) -> AuthorizedPartiesDto:
-    async with reading(engine) as conn:
-        await _owned(conn, principal, function_id, version_id)
-        parties = await parties_repo.all_parties(conn, function_id)
-    mine = [p for p in parties if p.version_id in (None, version_id)]
-    return _dto(function_id, principal.nca_id, version_id, mine)
+    async def get_version(
+        self, principal: Principal, function_id: str, version_id: str
+    ) -> AuthorizedPartiesDto:
+        async with self._database.reading() as conn:
+            await _owned(conn, principal, function_id, version_id)
+            parties = await parties_repo.all_parties(conn, function_id)
+        mine = [p for p in parties if p.version_id in (None, version_id)]
+        return _dto(function_id, principal.nca_id, version_id, mine)

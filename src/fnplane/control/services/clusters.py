@@ -13,7 +13,8 @@ from datetime import datetime
 from fnplane.control.db.repositories import clusters as clusters_repo
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.clusters import ClusterRow
-from fnplane.control.db.repositories.transactions import Engine, reading, transaction
+from fnplane.control.db.repositories.transactions import Database
+from fnplane.control.services.notify import WakeReconciler
 from fnplane.shared.errors import BadRequestError
 from fnplane.shared.models.compute import ClusterRecord, ClusterRegistration, GpuInventory
 from fnplane.shared.models.deployments import (
@@ -63,86 +64,91 @@ def _check(name: str, registration: ClusterRegistration) -> None:
             )
 
 
-async def register_cluster(
-    engine: Engine,
-    name: str,
-    registration: ClusterRegistration,
-    *,
-    nca_id: str = DEFAULT_ACCOUNT,
-    now: datetime | None = None,
-) -> ClusterRecord:
-    """Register a cluster or refresh its inventory; either way it counts as a heartbeat."""
-    _check(name, registration)
-    now = now or now_utc()
-    inventory = [pool.model_dump(mode="json", by_alias=True) for pool in registration.inventory]
-    async with transaction(engine) as conn:
-        existing = await clusters_repo.by_name(conn, name)
-        if existing is None:
-            row = ClusterRow(
-                cluster_id=str(uuid.uuid4()),
-                name=name,
-                group_name=registration.group,
-                nca_id=nca_id,
-                region=registration.region,
-                inventory=inventory,
-                last_heartbeat_at=now,
-                created_at=now,
+class ClusterService:
+    def __init__(self, database: Database, wake_reconciler: WakeReconciler) -> None:
+        self._database = database
+        self._wake_reconciler = wake_reconciler
+
+    async def register_cluster(
+        self,
+        name: str,
+        registration: ClusterRegistration,
+        *,
+        nca_id: str = DEFAULT_ACCOUNT,
+        now: datetime | None = None,
+    ) -> ClusterRecord:
+        """Register a cluster or refresh its inventory; either way it counts as a heartbeat."""
+        _check(name, registration)
+        now = now or now_utc()
+        inventory = [pool.model_dump(mode="json", by_alias=True) for pool in registration.inventory]
+        async with self._database.transaction() as conn:
+            existing = await clusters_repo.by_name(conn, name)
+            if existing is None:
+                row = ClusterRow(
+                    cluster_id=str(uuid.uuid4()),
+                    name=name,
+                    group_name=registration.group,
+                    nca_id=nca_id,
+                    region=registration.region,
+                    inventory=inventory,
+                    last_heartbeat_at=now,
+                    created_at=now,
+                )
+                await clusters_repo.insert_cluster(conn, row)
+            else:
+                await clusters_repo.update_cluster(
+                    conn,
+                    existing.cluster_id,
+                    group_name=registration.group,
+                    region=registration.region,
+                    inventory=inventory,
+                    last_heartbeat_at=now,
+                )
+            fresh = await clusters_repo.by_name(conn, name)
+        assert fresh is not None
+        # a (re-)registered cluster may bring capacity that a waiting deployment needs
+        self._wake_reconciler()
+        return _record(fresh)
+
+    async def cluster_groups(self) -> list[ClusterGroupDto]:
+        async with self._database.reading() as conn:
+            rows = await clusters_repo.all_clusters(conn)
+        groups: dict[str, list[ClusterRow]] = {}
+        for row in rows:
+            groups.setdefault(row.group_name, []).append(row)
+        out = []
+        for name in sorted(groups):
+            members = groups[name]
+            gpus: dict[str, dict[str, InstanceTypeDto]] = {}
+            for row in members:
+                for pool in row.inventory:
+                    types = gpus.setdefault(pool["gpu"], {})
+                    for t in pool.get("instanceTypes", []):
+                        types.setdefault(
+                            t["name"],
+                            InstanceTypeDto(
+                                name=t["name"],
+                                description=t.get("description", ""),
+                                default=bool(t.get("default")),
+                            ),
+                        )
+            out.append(
+                ClusterGroupDto(
+                    id=group_id(name),
+                    name=name,
+                    nca_id=members[0].nca_id,
+                    authorized_nca_ids=["*"],
+                    gpus=[
+                        ClusterGroupGpuDto(name=g, instance_types=list(t.values()))
+                        for g, t in sorted(gpus.items())
+                    ],
+                    clusters=[ClusterDto(id=row.cluster_id, name=row.name) for row in members],
+                )
             )
-            await clusters_repo.insert_cluster(conn, row)
-        else:
-            await clusters_repo.update_cluster(
-                conn,
-                existing.cluster_id,
-                group_name=registration.group,
-                region=registration.region,
-                inventory=inventory,
-                last_heartbeat_at=now,
-            )
-        fresh = await clusters_repo.by_name(conn, name)
-    assert fresh is not None
-    return _record(fresh)
+        return out
 
-
-async def cluster_groups(engine: Engine) -> list[ClusterGroupDto]:
-    async with reading(engine) as conn:
-        rows = await clusters_repo.all_clusters(conn)
-    groups: dict[str, list[ClusterRow]] = {}
-    for row in rows:
-        groups.setdefault(row.group_name, []).append(row)
-    out = []
-    for name in sorted(groups):
-        members = groups[name]
-        gpus: dict[str, dict[str, InstanceTypeDto]] = {}
-        for row in members:
-            for pool in row.inventory:
-                types = gpus.setdefault(pool["gpu"], {})
-                for t in pool.get("instanceTypes", []):
-                    types.setdefault(
-                        t["name"],
-                        InstanceTypeDto(
-                            name=t["name"],
-                            description=t.get("description", ""),
-                            default=bool(t.get("default")),
-                        ),
-                    )
-        out.append(
-            ClusterGroupDto(
-                id=group_id(name),
-                name=name,
-                nca_id=members[0].nca_id,
-                authorized_nca_ids=["*"],
-                gpus=[
-                    ClusterGroupGpuDto(name=g, instance_types=list(t.values()))
-                    for g, t in sorted(gpus.items())
-                ],
-                clusters=[ClusterDto(id=row.cluster_id, name=row.name) for row in members],
-            )
-        )
-    return out
-
-
-async def supported_gpus(engine: Engine) -> list[SupportedGpuDto]:
-    async with reading(engine) as conn:
-        rows = await clusters_repo.all_clusters(conn)
-    pairs = {(pool["gpu"], row.group_name) for row in rows for pool in row.inventory}
-    return [SupportedGpuDto(gpu=gpu, backend=backend) for gpu, backend in sorted(pairs)]
+    async def supported_gpus(self) -> list[SupportedGpuDto]:
+        async with self._database.reading() as conn:
+            rows = await clusters_repo.all_clusters(conn)
+        pairs = {(pool["gpu"], row.group_name) for row in rows for pool in row.inventory}
+        return [SupportedGpuDto(gpu=gpu, backend=backend) for gpu, backend in sorted(pairs)]

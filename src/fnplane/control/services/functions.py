@@ -1,4 +1,8 @@
-"""Functions and versions: register, list, get, update, delete (nvcf-api.md 1.1, 2.1-2.3, 2.6)."""
+"""Functions and versions: register, list, get, update, delete (nvcf-api.md 1.1, 2.1-2.3, 2.6).
+
+`FunctionService` holds the use cases; `to_dto` and `parse_visibility` are the pure parts the
+deployment service and the routes share.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,13 @@ from fnplane.control.db.repositories import instances as instances_repo
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.accounts import AccountRepository
 from fnplane.control.db.repositories.functions import VersionRecord
-from fnplane.control.db.repositories.transactions import Connection, Engine, reading, transaction
+from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services import instances as instances_service
-from fnplane.control.services.notify import Notify, notify_clusters
+from fnplane.control.services.notify import ClusterNotifier
 from fnplane.control.services.secret_box import SecretBox
 from fnplane.control.services.visibility import (
     SeenVersion,
     function_not_found,
-    owned_function,
     owned_version,
     visible_version,
     visible_versions,
@@ -152,65 +155,6 @@ def _require_runnable(request: CreateFunctionRequest) -> None:
         )
 
 
-async def create_function(
-    engine: Engine, principal: Principal, request: CreateFunctionRequest, box: SecretBox
-) -> FunctionDto:
-    if not principal.may_create_functions():
-        raise ForbiddenError("The API key's resources do not include account-functions/*")
-    _require_runnable(request)
-    account = await AccountRepository(engine).get(principal.nca_id)
-    if account is None:
-        raise NotFoundError(f"Account '{principal.nca_id}' not found")
-    function_id, version_id = str(uuid.uuid4()), str(uuid.uuid4())
-    async with transaction(engine) as conn:
-        if await functions_repo.count_functions(conn, principal.nca_id) >= account.max_functions_allowed:
-            raise BadRequestError(
-                f"Account '{principal.nca_id}' already has the maximum number of functions "
-                f"({account.max_functions_allowed})"
-            )
-        values = _version_values(request, function_id, version_id, principal.nca_id, box)
-        await functions_repo.insert_function(
-            conn, function_id, principal.nca_id, request.name, values["created_at"]
-        )
-        await functions_repo.insert_version(conn, values)
-        record = await functions_repo.get_version(conn, version_id)
-    assert record is not None
-    return to_dto(SeenVersion(record, owned=True, public=False))
-
-
-async def create_version(
-    engine: Engine, principal: Principal, function_id: str, request: CreateFunctionRequest, box: SecretBox
-) -> FunctionDto:
-    _require_runnable(request)
-    version_id = str(uuid.uuid4())
-    async with transaction(engine) as conn:
-        owner = await functions_repo.function_owner(conn, function_id)
-        if owner is None or owner != principal.nca_id:
-            raise function_not_found(function_id)
-        if not (
-            principal.may_create_functions() or principal.may_access_function(function_id, None, owned=True)
-        ):
-            raise ForbiddenError(f"The credential's resources do not cover function '{function_id}'")
-        if await parties_repo.is_public(conn, function_id):
-            raise BadRequestError(
-                f"Function '{function_id}' is public; public functions cannot get new versions"
-            )
-        existing = await functions_repo.versions_of(conn, function_id)
-        is_llm = request.function_type == FunctionType.LLM
-        if existing and any((v.function_type == FunctionType.LLM.value) != is_llm for v in existing):
-            raise BadRequestError(
-                "Validation failed: field 'functionType': LLM and non-LLM versions cannot share a function",
-                field="functionType",
-                rule="same LLM-ness as the existing versions",
-            )
-        await functions_repo.insert_version(
-            conn, _version_values(request, function_id, version_id, principal.nca_id, box)
-        )
-        record = await functions_repo.get_version(conn, version_id)
-    assert record is not None
-    return to_dto(SeenVersion(record, owned=True, public=False))
-
-
 def parse_visibility(raw: str | None) -> set[Visibility]:
     if raw is None or not raw.strip():
         return set(Visibility)
@@ -246,71 +190,6 @@ async def _listed(conn: Connection, principal: Principal, visibility: set[Visibi
     return out
 
 
-async def list_functions(
-    engine: Engine, principal: Principal, visibility: set[Visibility]
-) -> list[FunctionDto]:
-    async with reading(engine) as conn:
-        return [to_dto(seen) for seen in await _listed(conn, principal, visibility)]
-
-
-async def list_function_ids(engine: Engine, principal: Principal, visibility: set[Visibility]) -> list[str]:
-    async with reading(engine) as conn:
-        seen = await _listed(conn, principal, visibility)
-    return list(dict.fromkeys(s.record.function_id for s in seen))
-
-
-async def list_versions(engine: Engine, principal: Principal, function_id: str) -> list[FunctionDto]:
-    async with reading(engine) as conn:
-        return [to_dto(seen) for seen in await visible_versions(conn, principal, function_id)]
-
-
-async def get_version(
-    engine: Engine,
-    principal: Principal,
-    function_id: str,
-    version_id: str,
-    *,
-    details: bool,
-    include_secrets: bool,
-) -> FunctionDto:
-    async with reading(engine) as conn:
-        seen = await visible_version(conn, principal, function_id, version_id)
-        instances = None
-        if details and seen.owned:
-            instances = await instances_service.active_instances(conn, version_id)
-    return to_dto(seen, instances=instances, include_secrets=details and include_secrets)
-
-
-async def update_version(
-    engine: Engine, principal: Principal, function_id: str, version_id: str, request: UpdateFunctionRequest
-) -> FunctionDto:
-    if not request.has_update():
-        raise BadRequestError(
-            "Validation failed: one of tags, rateLimit, modelUpdates or llmInvocationConfig is required",
-            field="body",
-            rule="at least one updatable field",
-        )
-    async with transaction(engine) as conn:
-        seen = await owned_version(conn, principal, function_id, version_id)
-        values: dict[str, Any] = {"updated_at": now_utc()}
-        if request.tags is not None:
-            values["tags"] = request.tags
-        if request.rate_limit is not None:
-            values["rate_limit"] = _dump(request.rate_limit)
-        if request.llm_invocation_config is not None:
-            if seen.record.function_type != FunctionType.LLM.value:
-                raise BadRequestError(
-                    "llmInvocationConfig is only allowed for LLM functions", field="llmInvocationConfig"
-                )
-            values["llm_invocation_config"] = _dump(request.llm_invocation_config)
-        await functions_repo.update_version(conn, version_id, **values)
-        if request.model_updates:
-            await _apply_model_updates(conn, seen.record, request)
-        record = await functions_repo.get_version(conn, version_id)
-    assert record is not None
-    return to_dto(SeenVersion(record, owned=True, public=seen.public))
-
-
 async def _apply_model_updates(
     conn: Connection, record: VersionRecord, request: UpdateFunctionRequest
 ) -> None:
@@ -335,23 +214,146 @@ async def _apply_model_updates(
         await functions_repo.update_version(conn, sibling.version_id, models=models or None)
 
 
-async def delete_version(
-    engine: Engine, principal: Principal, function_id: str, version_id: str, *, notify: Notify | None = None
-) -> None:
-    """Delete a version with its deployment; its instances are stopped (desired=false)."""
-    async with transaction(engine) as conn:
-        await owned_version(conn, principal, function_id, version_id)
-        if await parties_repo.is_public(conn, function_id):
-            raise BadRequestError(f"Function '{function_id}' is public and cannot be deleted")
-        now = now_utc()
-        deployment = await deployments_repo.by_version(conn, version_id)
-        if deployment is not None:
-            await deployments_repo.delete_deployment(conn, deployment.deployment_id)
-        cluster_ids = await instances_repo.release_version(conn, version_id, now)
-        await functions_repo.delete_version(conn, function_id, version_id)
-    await notify_clusters(engine, notify, cluster_ids)
+class FunctionService:
+    def __init__(
+        self, database: Database, accounts: AccountRepository, box: SecretBox, notifier: ClusterNotifier
+    ) -> None:
+        self._database = database
+        self._accounts = accounts
+        self._box = box
+        self._notifier = notifier
 
+    async def create_function(self, principal: Principal, request: CreateFunctionRequest) -> FunctionDto:
+        if not principal.may_create_functions():
+            raise ForbiddenError("The API key's resources do not include account-functions/*")
+        _require_runnable(request)
+        account = await self._accounts.get(principal.nca_id)
+        if account is None:
+            raise NotFoundError(f"Account '{principal.nca_id}' not found")
+        function_id, version_id = str(uuid.uuid4()), str(uuid.uuid4())
+        async with self._database.transaction() as conn:
+            if await functions_repo.count_functions(conn, principal.nca_id) >= account.max_functions_allowed:
+                raise BadRequestError(
+                    f"Account '{principal.nca_id}' already has the maximum number of functions "
+                    f"({account.max_functions_allowed})"
+                )
+            values = _version_values(request, function_id, version_id, principal.nca_id, self._box)
+            await functions_repo.insert_function(
+                conn, function_id, principal.nca_id, request.name, values["created_at"]
+            )
+            await functions_repo.insert_version(conn, values)
+            record = await functions_repo.get_version(conn, version_id)
+        assert record is not None
+        return to_dto(SeenVersion(record, owned=True, public=False))
 
-async def owned_versions(engine: Engine, principal: Principal, function_id: str) -> list[VersionRecord]:
-    async with reading(engine) as conn:
-        return await owned_function(conn, principal, function_id)
+    async def create_version(
+        self, principal: Principal, function_id: str, request: CreateFunctionRequest
+    ) -> FunctionDto:
+        _require_runnable(request)
+        version_id = str(uuid.uuid4())
+        async with self._database.transaction() as conn:
+            owner = await functions_repo.function_owner(conn, function_id)
+            if owner is None or owner != principal.nca_id:
+                raise function_not_found(function_id)
+            if not (
+                principal.may_create_functions()
+                or principal.may_access_function(function_id, None, owned=True)
+            ):
+                raise ForbiddenError(f"The credential's resources do not cover function '{function_id}'")
+            if await parties_repo.is_public(conn, function_id):
+                raise BadRequestError(
+                    f"Function '{function_id}' is public; public functions cannot get new versions"
+                )
+            existing = await functions_repo.versions_of(conn, function_id)
+            is_llm = request.function_type == FunctionType.LLM
+            if existing and any((v.function_type == FunctionType.LLM.value) != is_llm for v in existing):
+                raise BadRequestError(
+                    "Validation failed: field 'functionType': "
+                    "LLM and non-LLM versions cannot share a function",
+                    field="functionType",
+                    rule="same LLM-ness as the existing versions",
+                )
+            await functions_repo.insert_version(
+                conn, _version_values(request, function_id, version_id, principal.nca_id, self._box)
+            )
+            record = await functions_repo.get_version(conn, version_id)
+        assert record is not None
+        return to_dto(SeenVersion(record, owned=True, public=False))
+
+    async def list_functions(self, principal: Principal, visibility: set[Visibility]) -> list[FunctionDto]:
+        async with self._database.reading() as conn:
+            return [to_dto(seen) for seen in await _listed(conn, principal, visibility)]
+
+    async def list_function_ids(self, principal: Principal, visibility: set[Visibility]) -> list[str]:
+        async with self._database.reading() as conn:
+            seen = await _listed(conn, principal, visibility)
+        return list(dict.fromkeys(s.record.function_id for s in seen))
+
+    async def list_versions(self, principal: Principal, function_id: str) -> list[FunctionDto]:
+        async with self._database.reading() as conn:
+            return [to_dto(seen) for seen in await visible_versions(conn, principal, function_id)]
+
+    async def get_version(
+        self,
+        principal: Principal,
+        function_id: str,
+        version_id: str,
+        *,
+        details: bool,
+        include_secrets: bool,
+    ) -> FunctionDto:
+        async with self._database.reading() as conn:
+            seen = await visible_version(conn, principal, function_id, version_id)
+            instances = None
+            if details and seen.owned:
+                instances = await instances_service.active_instances(conn, version_id)
+        return to_dto(seen, instances=instances, include_secrets=details and include_secrets)
+
+    async def update_version(
+        self, principal: Principal, function_id: str, version_id: str, request: UpdateFunctionRequest
+    ) -> FunctionDto:
+        if not request.has_update():
+            raise BadRequestError(
+                "Validation failed: one of tags, rateLimit, modelUpdates or llmInvocationConfig is required",
+                field="body",
+                rule="at least one updatable field",
+            )
+        async with self._database.transaction() as conn:
+            seen = await owned_version(conn, principal, function_id, version_id)
+            values: dict[str, Any] = {"updated_at": now_utc()}
+            if request.tags is not None:
+                values["tags"] = request.tags
+            if request.rate_limit is not None:
+                values["rate_limit"] = _dump(request.rate_limit)
+            if request.llm_invocation_config is not None:
+                if seen.record.function_type != FunctionType.LLM.value:
+                    raise BadRequestError(
+                        "llmInvocationConfig is only allowed for LLM functions", field="llmInvocationConfig"
+                    )
+                values["llm_invocation_config"] = _dump(request.llm_invocation_config)
+            await functions_repo.update_version(conn, version_id, **values)
+            if request.model_updates:
+                await _apply_model_updates(conn, seen.record, request)
+            record = await functions_repo.get_version(conn, version_id)
+        assert record is not None
+        return to_dto(SeenVersion(record, owned=True, public=seen.public))
+
+    async def delete_version(self, principal: Principal, function_id: str, version_id: str) -> None:
+        """Delete a version with its deployment; its instances are stopped (desired=false)."""
+        async with self._database.transaction() as conn:
+            await owned_version(conn, principal, function_id, version_id)
+            if await parties_repo.is_public(conn, function_id):
+                raise BadRequestError(f"Function '{function_id}' is public and cannot be deleted")
+            now = now_utc()
+            deployment = await deployments_repo.by_version(conn, version_id)
+            if deployment is not None:
+                await deployments_repo.delete_deployment(conn, deployment.deployment_id)
+            cluster_ids = await instances_repo.release_version(conn, version_id, now)
+            await functions_repo.delete_version(conn, function_id, version_id)
+        await self._notifier.clusters(cluster_ids)
+
+    async def function_id_of(self, version_id: str) -> str | None:
+        """The function a version belongs to; None for an unknown version (no visibility check)."""
+        async with self._database.reading() as conn:
+            version = await functions_repo.get_version(conn, version_id)
+        return None if version is None else version.function_id

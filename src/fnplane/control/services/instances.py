@@ -1,10 +1,17 @@
 """Instance records as the agents see them (shared.models.compute) and as users see them (InstanceDto).
 
-* `assignments(cluster, box)`: every live instance placed on the cluster, with what the agent needs to run
+`InstanceService`, the agents' use cases:
+
+* `assignments(cluster)`: every live instance placed on the cluster, with what the agent needs to run
   it (secret values opened with the SecretBox);
-* `apply_report(instance, report)`: the agent's state change; failed/terminated are final;
-* `active_instances(version)`: `activeInstances` of GET version (requested/starting/running);
-* `health_info(deployment)`: the deployment's `healthInfo`, one entry per failed instance.
+* `apply_report(instance, report)`: the agent's state change (failed/terminated are final); wakes the
+  reconciler.
+
+Steps of other use cases, on the caller's transaction:
+
+* `active_instances(conn, version)`: `activeInstances` of GET version (requested/starting/running);
+* `health_info(conn, deployment)`: the deployment's `healthInfo`, one entry per failed instance;
+* `fail_instances_of_lost_clusters(conn, ...)`: the reconciler's "agent lost".
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from fnplane.control.db.repositories import instances as instances_repo
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.clusters import ClusterRow
 from fnplane.control.db.repositories.instances import LIVE_STATES, InstanceRow
-from fnplane.control.db.repositories.transactions import Connection, Engine, reading, transaction
+from fnplane.control.db.repositories.transactions import Connection, Database
+from fnplane.control.services.notify import WakeReconciler
 from fnplane.control.services.secret_box import SecretBox
 from fnplane.shared.errors import NotFoundError
 from fnplane.shared.models.compute import (
@@ -101,41 +109,54 @@ async def _assignment(
     )
 
 
-async def assignments(engine: Engine, cluster_name: str, box: SecretBox) -> InstanceAssignments:
-    async with reading(engine) as conn:
-        cluster = await clusters_repo.by_name(conn, cluster_name)
-        if cluster is None:
-            raise cluster_not_found(cluster_name)
-        rows = await instances_repo.live_on_cluster(conn, cluster.cluster_id)
-        return InstanceAssignments(instances=[await _assignment(conn, cluster, row, box) for row in rows])
+class InstanceService:
+    def __init__(self, database: Database, box: SecretBox, wake_reconciler: WakeReconciler) -> None:
+        self._database = database
+        self._box = box
+        self._wake_reconciler = wake_reconciler
 
+    async def assignments(self, cluster_name: str) -> InstanceAssignments:
+        async with self._database.reading() as conn:
+            cluster = await clusters_repo.by_name(conn, cluster_name)
+            if cluster is None:
+                raise cluster_not_found(cluster_name)
+            rows = await instances_repo.live_on_cluster(conn, cluster.cluster_id)
+            return InstanceAssignments(
+                instances=[await _assignment(conn, cluster, row, self._box) for row in rows]
+            )
 
-async def apply_report(engine: Engine, instance_id: str, report: InstanceReport) -> InstanceRow:
-    """Record a state change; reports about a failed or terminated instance change nothing."""
-    now = now_utc()
-    async with transaction(engine) as conn:
-        row = await instances_repo.get(conn, instance_id)
-        if row is None:
-            raise NotFoundError(f"Instance '{instance_id}' not found")
-        if row.state not in LIVE_STATES:
-            return row
-        values: dict[str, Any] = {"updated_at": now}
-        if report.restarts is not None:
-            values["restarts"] = report.restarts
-        if report.state in (InstanceState.STARTING, InstanceState.RUNNING):
-            values["state"] = report.state.value
-            if row.started_at is None:
-                values["started_at"] = now
-        elif report.state in (InstanceState.FAILED, InstanceState.TERMINATED):
-            values.update(state=report.state.value, desired=False, terminated_at=now)
-            if report.cause is not None:
-                values["cause"] = report.cause
-            if report.error_log is not None:
-                values["error_log"] = report.error_log[-MAX_ERROR_LOG_CHARS:]
-        await instances_repo.update_instance(conn, instance_id, **values)
-        updated = await instances_repo.get(conn, instance_id)
-    assert updated is not None
-    return updated
+    async def apply_report(self, instance_id: str, report: InstanceReport) -> InstanceRow:
+        """Record a state change and wake the reconciler; reports about a failed or terminated instance
+        change nothing."""
+        row = await self._record(instance_id, report)
+        self._wake_reconciler()
+        return row
+
+    async def _record(self, instance_id: str, report: InstanceReport) -> InstanceRow:
+        now = now_utc()
+        async with self._database.transaction() as conn:
+            row = await instances_repo.get(conn, instance_id)
+            if row is None:
+                raise NotFoundError(f"Instance '{instance_id}' not found")
+            if row.state not in LIVE_STATES:
+                return row
+            values: dict[str, Any] = {"updated_at": now}
+            if report.restarts is not None:
+                values["restarts"] = report.restarts
+            if report.state in (InstanceState.STARTING, InstanceState.RUNNING):
+                values["state"] = report.state.value
+                if row.started_at is None:
+                    values["started_at"] = now
+            elif report.state in (InstanceState.FAILED, InstanceState.TERMINATED):
+                values.update(state=report.state.value, desired=False, terminated_at=now)
+                if report.cause is not None:
+                    values["cause"] = report.cause
+                if report.error_log is not None:
+                    values["error_log"] = report.error_log[-MAX_ERROR_LOG_CHARS:]
+            await instances_repo.update_instance(conn, instance_id, **values)
+            updated = await instances_repo.get(conn, instance_id)
+        assert updated is not None
+        return updated
 
 
 async def fail_instances_of_lost_clusters(conn: Connection, *, now: datetime, timeout_s: float) -> list[str]:

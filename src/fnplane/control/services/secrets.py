@@ -11,35 +11,39 @@ from __future__ import annotations
 from fnplane.control.auth.principal import Principal
 from fnplane.control.db.repositories import functions as functions_repo
 from fnplane.control.db.repositories._time import now_utc
-from fnplane.control.db.repositories.transactions import Engine, transaction
+from fnplane.control.db.repositories.transactions import Database
 from fnplane.control.services.secret_box import SecretBox
 from fnplane.control.services.visibility import owned_version
 from fnplane.shared.errors import BadRequestError
 from fnplane.shared.models.functions import FunctionStatus, UpdateSecretsRequest
 
 
-async def update_secrets(
-    engine: Engine,
-    principal: Principal,
-    function_id: str,
-    version_id: str,
-    request: UpdateSecretsRequest,
-    box: SecretBox,
-) -> None:
-    async with transaction(engine) as conn:
-        seen = await owned_version(conn, principal, function_id, version_id)
-        existing = seen.record.secrets or []
-        if not existing and seen.record.status != FunctionStatus.INACTIVE.value:
-            raise BadRequestError(
-                f"Function '{function_id}' version '{version_id}' has no secrets and is "
-                f"{seen.record.status}: secrets can only be added to a version without secrets "
-                "while it is INACTIVE",
-                field="secrets",
-                rule="a version without secrets must be INACTIVE",
+class SecretService:
+    def __init__(self, database: Database, box: SecretBox) -> None:
+        self._database = database
+        self._box = box
+
+    async def update_secrets(
+        self,
+        principal: Principal,
+        function_id: str,
+        version_id: str,
+        request: UpdateSecretsRequest,
+    ) -> None:
+        async with self._database.transaction() as conn:
+            seen = await owned_version(conn, principal, function_id, version_id)
+            existing = seen.record.secrets or []
+            if not existing and seen.record.status != FunctionStatus.INACTIVE.value:
+                raise BadRequestError(
+                    f"Function '{function_id}' version '{version_id}' has no secrets and is "
+                    f"{seen.record.status}: secrets can only be added to a version without secrets "
+                    "while it is INACTIVE",
+                    field="secrets",
+                    rule="a version without secrets must be INACTIVE",
+                )
+            merged = {entry["name"]: entry for entry in existing}
+            for secret in request.secrets:
+                merged[secret.name] = self._box.seal(version_id, secret.name, secret.as_text())
+            await functions_repo.update_version(
+                conn, version_id, secrets=list(merged.values()), updated_at=now_utc()
             )
-        merged = {entry["name"]: entry for entry in existing}
-        for secret in request.secrets:
-            merged[secret.name] = box.seal(version_id, secret.name, secret.as_text())
-        await functions_repo.update_version(
-            conn, version_id, secrets=list(merged.values()), updated_at=now_utc()
-        )
