@@ -159,7 +159,7 @@ def request_stream_config(
         "name": subjects.request_stream(version_id),
         "subjects": [subjects.request_subjects(version_id)],
         "retention": "workqueue",
-        "storage": "memory",
+        "storage": "file",
         "max_msgs": max_messages,
         "max_msgs_per_subject": 1,
         "discard": "new",
