@@ -92,6 +92,8 @@ class Platform:
                 executable=s.nats_server_path,
                 start_timeout_s=s.nats_start_timeout_s,
                 stop_timeout_s=s.stop_timeout_s,
+                restart_limit=s.nats_restart_limit,
+                stable_after_s=s.nats_restart_window_s,
             )
             self.nats_url = await self._embedded_nats.start()
             self._push("nats-server", self._embedded_nats.aclose)
@@ -250,9 +252,13 @@ class Platform:
         return "ok" if self.agent.ready else "not registered with the control plane"
 
     def failure(self) -> str | None:
-        """Why the platform can no longer serve (a vital part died), else None."""
-        if self._embedded_nats is not None and not self._embedded_nats.running:
-            return "the embedded nats-server exited"
+        """Why the platform can no longer serve (a vital part died for good), else None.
+
+        An embedded nats-server that exited is being restarted (meanwhile /health answers 503): only
+        one that keeps dying is a failure.
+        """
+        if self._embedded_nats is not None and self._embedded_nats.failure:
+            return self._embedded_nats.failure
         if self._http is not None and not self._http.running:
             return "the HTTP server stopped"
         return None
