@@ -69,6 +69,7 @@ class Worker:
                     connect_timeout=self.settings.nats_connect_timeout_s,
                     max_reconnect_attempts=-1,
                     name=f"fnplane-worker-{self.assignment.instance_id}",
+                    reconnected_cb=self._on_nats_reconnected,
                 )
             except (OSError, TimeoutError, nats.errors.Error) as error:
                 log.warning("worker cannot reach NATS at %s: %s", self.settings.nats_url, error)
@@ -77,6 +78,11 @@ class Worker:
         self.puller = puller_class(self.nc, self.assignment, self.function_url, self.slots)
         await self.puller.start()
         self.puller.set_ready(self.monitor.healthy)
+
+    async def _on_nats_reconnected(self) -> None:
+        log.warning("worker reconnected to NATS")
+        if self.puller is not None:
+            self.puller.reconnected()
 
     async def _report_metrics(self) -> None:
         last = time.monotonic()

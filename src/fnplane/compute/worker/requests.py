@@ -1,13 +1,15 @@
 """The worker's request puller: takes requests of its version from JetStream only while a slot is free.
 
 `RequestPuller(nc, assignment, function_url, slots, settings)` is owned by the worker process
-(compute/worker/main.py): `start()`, `set_ready(ready)`, `aclose()`.
+(compute/worker/main.py): `start()`, `set_ready(ready)`, `reconnected()`, `aclose()`.
 
 Pull model (NVCF's utils, reference/invocation.md 6.2): every instance of a version shares one durable
 pull consumer. The puller keeps exactly as many messages requested from the server as it has free
 slots: it publishes `$JS.API.CONSUMER.MSG.NEXT` pull requests (batch = newly free slots, expiring after
 `pull_expires_s`) to one inbox and accounts for each delivered message and each expiry (status 408), so
 a request never waits in a worker that has no slot for it, and a freed slot is re-offered at once.
+Pull requests live on the server: after a reconnect (a restarted server) `reconnected()` forgets the
+old ones and pulls again at once, after making sure the queue and its consumer still exist.
 
 While it handles a request it sends `in_progress` acks (JetStream redelivers the message to another
 instance if this process dies) and `alive` messages to the gateway (one timer for all requests); it acks
@@ -33,6 +35,8 @@ from pathlib import Path
 import aiohttp
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError as JsBadRequestError
 from nats.js.errors import NotFoundError as JsNotFoundError
 from pydantic import Field
@@ -141,6 +145,8 @@ class RequestPuller:
         self._subs: list[object] = []
         self._session: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
+        self._js: JetStreamContext | None = None
+        self._check_queue = False
         self._pull_subject = subjects.pull_request_subject(self._version_id)
         self._inbox = subjects.worker_pull_inbox(self._worker_id)
 
@@ -150,7 +156,7 @@ class RequestPuller:
 
     async def start(self) -> None:
         s = self._settings
-        js = self._nc.jetstream(timeout=s.connect_timeout_s)
+        js = self._js = self._nc.jetstream(timeout=s.connect_timeout_s)
         await self._ensure_queue(js)
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0)
         self._session = aiohttp.ClientSession(
@@ -196,6 +202,13 @@ class RequestPuller:
         with contextlib.suppress(JsBadRequestError):  # exists with another ack wait: keep it
             await js.add_consumer(stream, **request_consumer_config(s.ack_wait_s))  # type: ignore[attr-defined]
 
+    def reconnected(self) -> None:
+        """NATS is back: the pull requests the server held are gone with the old connection."""
+        self._pulls.clear()
+        self._outstanding = 0
+        self._check_queue = True
+        self._wake.set()
+
     def set_ready(self, ready: bool) -> None:
         """Pull only while the function is healthy; requests delivered while not ready are nak'd."""
         self._ready = ready
@@ -231,6 +244,12 @@ class RequestPuller:
     async def _pull_loop(self) -> None:
         s = self._settings
         while not self._closing:
+            if self._check_queue and self._js is not None and self._nc.is_connected:
+                try:
+                    await self._ensure_queue(self._js)
+                    self._check_queue = False
+                except (TimeoutError, NatsError) as error:  # retried on the next turn
+                    log.warning("cannot check the request queue after a reconnect: %r", error)
             now = time.monotonic()
             # a pull whose expiry status never came (reconnect, server restart) is forgotten
             while self._pulls and self._pulls[0].expires_at + 2.0 < now:
