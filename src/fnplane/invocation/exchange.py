@@ -75,7 +75,16 @@ class BodyReader:
 
 
 class Exchange:
-    __slots__ = ("attempt", "body", "credit_batch", "function_id", "queue", "request_id", "version_id")
+    __slots__ = (
+        "attempt",
+        "body",
+        "credit_batch",
+        "function_id",
+        "queue",
+        "queued",
+        "request_id",
+        "version_id",
+    )
 
     def __init__(self, request_id: str, function_id: str, version_id: str, body: BodyReader | None) -> None:
         self.request_id = request_id
@@ -87,6 +96,8 @@ class Exchange:
         self.attempt: str | None = None
         # response chunks granted per credit reply (from the worker's window on its head message)
         self.credit_batch = 1
+        # JetStream acknowledged the request message (it is, or was, in its version's queue)
+        self.queued = False
 
 
 async def watch_disconnect(exchange: Exchange, receive: Receive) -> None:
