@@ -9,6 +9,10 @@ Stop order is the reverse, with a drain first: new invocations and /health get 5
 invocations get `drain_timeout_s` to finish, then the agent stops every function process and worker
 (while the control API still answers its last reports), then the HTTP port closes, the apps shut down,
 the database closes, and the embedded nats-server stops last.
+
+While the platform runs, an embedded nats-server that dies is restarted on the same port and store
+(up/nats.py); every NATS client here (ours, the gateway's, the agent's, each worker's) reconnects to
+the unchanged URL by itself. Only a server that keeps dying makes `failure()` report the platform dead.
 """
 
 from __future__ import annotations
@@ -242,6 +246,9 @@ class Platform:
         if self._nats is None:
             return "not started"
         if not self._nats.is_connected:
+            embedded = self._embedded_nats
+            if embedded is not None and not embedded.running and embedded.failure is None:
+                return "disconnected: the embedded nats-server is being restarted"
             return "disconnected"
         await self._nats.flush(timeout=self.settings.health_check_timeout_s)
         return "ok"
