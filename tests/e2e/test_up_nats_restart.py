@@ -43,7 +43,7 @@ def nats_servers(up: UpProcess) -> list[psutil.Process]:
     return found
 
 
-def deploy_slow_function(client: httpx.Client) -> str:
+def deploy_slow_function(client: httpx.Client) -> tuple[str, str]:
     created = client.post(
         "/v2/nvcf/functions",
         json={
@@ -71,7 +71,7 @@ def deploy_slow_function(client: httpx.Client) -> str:
     while client.get(f"/v2/nvcf/functions/{fid}/versions/{vid}").json()["function"]["status"] != "ACTIVE":
         assert time.monotonic() < deadline, "the version never became ACTIVE"
         time.sleep(0.2)
-    return str(fid)
+    return str(fid), str(vid)
 
 
 def wait_until(condition: object, timeout_s: float, what: str) -> float:
@@ -102,7 +102,7 @@ def test_queued_requests_survive_a_kill_of_the_embedded_nats_server(
     up.wait_healthy()
     auth = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=up.url, headers=auth, timeout=POLL_S + 30) as client:
-        fid = deploy_slow_function(client)
+        fid, vid = deploy_slow_function(client)
         [server] = nats_servers(up)
 
         markers = [tmp_path / f"started-{n}" for n in range(CALLS)]
@@ -170,6 +170,14 @@ def test_queued_requests_survive_a_kill_of_the_embedded_nats_server(
 
         again = client.post(f"/v2/nvcf/pexec/functions/{fid}", json={"seconds": 0})
         assert again.status_code == 200, again.text
+        # instance logs travel control plane -> agent over NATS: both of their clients are back too
+        version = client.get(f"/v2/nvcf/functions/{fid}/versions/{vid}").json()["function"]
+        [instance] = version["activeInstances"]
+        logs = client.get(
+            f"/v2/nvcf/functions/{fid}/versions/{vid}/instances/{instance['instanceId']}/logs",
+            params={"tail": 5},
+        )
+        assert logs.status_code == 200, logs.text
 
     children = up.descendants()
     assert up.stop() == 0
