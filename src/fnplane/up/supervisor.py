@@ -9,6 +9,10 @@ Stop order is the reverse, with a drain first: new invocations and /health get 5
 invocations get `drain_timeout_s` to finish, then the agent stops every function process and worker
 (while the control API still answers its last reports), then the HTTP port closes, the apps shut down,
 the database closes, and the embedded nats-server stops last.
+
+While the platform runs, an embedded nats-server that dies is restarted on the same port and store
+(up/nats.py); every NATS client here (ours, the gateway's, the agent's, each worker's) reconnects to
+the unchanged URL by itself. Only a server that keeps dying makes `failure()` report the platform dead.
 """
 
 from __future__ import annotations
@@ -91,6 +95,8 @@ class Platform:
                 executable=s.nats_server_path,
                 start_timeout_s=s.nats_start_timeout_s,
                 stop_timeout_s=s.stop_timeout_s,
+                restart_limit=s.nats_restart_limit,
+                stable_after_s=s.nats_restart_window_s,
             )
             self.nats_url = await self._embedded_nats.start()
             self._push("nats-server", self._embedded_nats.aclose)
@@ -236,6 +242,9 @@ class Platform:
         if self._nats is None:
             return "not started"
         if not self._nats.is_connected:
+            embedded = self._embedded_nats
+            if embedded is not None and not embedded.running and embedded.failure is None:
+                return "disconnected: the embedded nats-server is being restarted"
             return "disconnected"
         await self._nats.flush(timeout=self.settings.health_check_timeout_s)
         return "ok"
@@ -246,9 +255,13 @@ class Platform:
         return "ok" if self.agent.ready else "not registered with the control plane"
 
     def failure(self) -> str | None:
-        """Why the platform can no longer serve (a vital part died), else None."""
-        if self._embedded_nats is not None and not self._embedded_nats.running:
-            return "the embedded nats-server exited"
+        """Why the platform can no longer serve (a vital part died for good), else None.
+
+        An embedded nats-server that exited is being restarted (meanwhile /health answers 503): only
+        one that keeps dying is a failure.
+        """
+        if self._embedded_nats is not None and self._embedded_nats.failure:
+            return self._embedded_nats.failure
         if self._http is not None and not self._http.running:
             return "the HTTP server stopped"
         return None

@@ -150,6 +150,8 @@ class WorkerBus:
         self._outstanding = 0
         self._channels: dict[str, ResponseChannel] = {}
         self._subs: list[object] = []
+        # after a reconnect: the server may have come back without its store
+        self._check_topology = False
         self.on_pull_state_changed: Callable[[], None] = lambda: None
 
     @classmethod
@@ -176,8 +178,8 @@ class WorkerBus:
     def connected(self) -> bool:
         return self.nc.is_connected
 
-    async def start(self, on_delivery: DeliveryHandler, on_cancel: CancelHandler) -> None:
-        """Make sure the queue and its consumer exist, open the buckets, and listen."""
+    async def _ensure_topology(self) -> None:
+        """The version's queue and the instances' consumer exist."""
         s = self._settings
         js = self.nc.jetstream(timeout=s.connect_timeout_s)
         spec = topology.request_queue(self._version_id)
@@ -186,6 +188,10 @@ class WorkerBus:
             # owns the limits and applies its own on its first publish
             await ensure_queue(js, spec, update=False)
         await ensure_consumer(js, spec.name, topology.request_consumer(s.ack_wait_s))
+
+    async def start(self, on_delivery: DeliveryHandler, on_cancel: CancelHandler) -> None:
+        """Make sure the queue and its consumer exist, open the buckets, and listen."""
+        await self._ensure_topology()
         await self.buckets.open(topology.buckets(), create=False)
 
         async def deliveries(msg: Msg) -> None:
@@ -199,6 +205,8 @@ class WorkerBus:
         self._subs.append(
             await self.nc.subscribe(subjects.worker_credits(self._worker_id), cb=self._on_credit)
         )
+        # the server knows every subscription before the first pull: no cancel or credit is missed
+        await self.nc.flush(timeout=self._settings.connect_timeout_s)
 
     async def aclose(self) -> None:
         for sub in self._subs:
@@ -213,9 +221,10 @@ class WorkerBus:
     # --- pulls -------------------------------------------------------------------------------------
 
     def forget_pulls(self) -> None:
-        """Pull requests the server may no longer hold (it restarted): ask again."""
+        """After a reconnect: the pull requests the server held are gone; check the queue, ask again."""
         self._pulls.clear()
         self._outstanding = 0
+        self._check_topology = True
         self.on_pull_state_changed()
 
     def forget_expired_pulls(self) -> None:
@@ -225,6 +234,12 @@ class WorkerBus:
 
     async def top_up(self, free: int) -> None:
         """Ask the server for as many messages as there are free slots not yet offered."""
+        if self._check_topology and self.nc.is_connected:
+            try:
+                await self._ensure_topology()
+                self._check_topology = False
+            except (TimeoutError, NatsError) as exc:  # retried on the pull loop's next turn
+                log.warning("cannot check the request queue after a reconnect: %r", exc)
         want = free - self._outstanding
         if want <= 0 or not self.nc.is_connected:
             return
