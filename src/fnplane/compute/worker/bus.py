@@ -206,7 +206,7 @@ class WorkerBus:
             await self.nc.subscribe(subjects.worker_credits(self._worker_id), cb=self._on_credit)
         )
         # the server knows every subscription before the first pull: no cancel or credit is missed
-        await self.nc.flush(timeout=self._settings.connect_timeout_s)
+        await self.nc.flush(timeout=max(1, int(self._settings.connect_timeout_s)))
 
     async def aclose(self) -> None:
         for sub in self._subs:
