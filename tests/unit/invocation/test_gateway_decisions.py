@@ -1,0 +1,204 @@
+"""The gateway's decisions without NATS: poll parsing, routing, version choice, admission (access,
+version, rate limit, wake), and the one mapping from an error to its answer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fnplane.bus.buckets import Buckets
+from fnplane.invocation.access import CachedAccess, choose_version
+from fnplane.invocation.bus import RequestBus
+from fnplane.invocation.exec_envelope import exec_document
+from fnplane.invocation.http import error_answer
+from fnplane.invocation.rate_limit import RateLimiter
+from fnplane.invocation.router import Route, Router
+from fnplane.invocation.routing import direct_target, poll_seconds
+from fnplane.invocation.service import InvocationService
+from fnplane.invocation.settings import GatewaySettings
+from fnplane.invocation.signing import UrlSigner
+from fnplane.invocation.waker import Waker
+from fnplane.shared import errors
+from fnplane.shared.models.access import AccessGrant, VersionTarget
+
+FID = "3f1c9a52-7d4e-4b8a-9c21-5e6f7a8b9c0d"
+V1 = "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9"
+V2 = "9f8e7d6c-5b4a-4392-8180-7f6e5d4c3b2a"
+
+
+def version(version_id: str, status: str, rate_limit: dict | None = None) -> VersionTarget:
+    return VersionTarget(
+        functionVersionId=version_id,
+        functionName="fn",
+        ownerNcaId="owner",
+        status=status,
+        inferenceUrl="/infer",
+        functionType="DEFAULT",
+        rateLimit=rate_limit,
+    )
+
+
+def grant(*versions: VersionTarget) -> AccessGrant:
+    return AccessGrant(
+        ncaId="owner", subject="alice", scopes=["invoke_function"], functionId=FID, versions=list(versions)
+    )
+
+
+# --- NVCF-POLL-SECONDS -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "sse_default", "expected"),
+    [
+        ({}, False, 60.0),
+        ({"accept": "text/event-stream"}, True, 1200.0),
+        ({"accept": "text/event-stream"}, False, 60.0),
+        ({"nvcf-poll-seconds": "0"}, False, 1.0),
+        ({"nvcf-poll-seconds": " 3600 "}, False, 3600.0),
+        ({"nvcf-poll-seconds": ""}, False, 60.0),
+    ],
+)
+def test_poll_seconds(headers, sse_default, expected):
+    assert poll_seconds(headers, sse_default=sse_default) == expected
+
+
+@pytest.mark.parametrize(("raw", "rule"), [("3601", "<= 3600"), ("1.5", "integer"), ("soon", "integer")])
+def test_a_bad_poll_header_names_the_field_and_the_rule(raw, rule):
+    with pytest.raises(errors.BadRequestError) as caught:
+        poll_seconds({"nvcf-poll-seconds": raw}, sse_default=False)
+    assert caught.value.field == "NVCF-POLL-SECONDS" and caught.value.rule == rule
+
+
+# --- routing ---------------------------------------------------------------------------------------
+
+
+def test_host_and_header_routing():
+    assert direct_target({"host": f"{FID}.invocation.example.com"}) == (FID, None)
+    assert direct_target({"host": f"{V1}.{FID.upper()}.INVOCATION.127.0.0.1:8080"}) == (FID, V1)
+    assert direct_target({"function-id": FID.upper(), "host": "api.example.com"}) == (FID, None)
+    assert direct_target({"host": "api.example.com"}) is None
+
+
+async def _endpoint(*args: object) -> None:
+    return None
+
+
+def test_the_route_table_matches_literals_and_captures_ids_in_lower_case():
+    status, pexec, versioned, position = _endpoint, _endpoint, _endpoint, _endpoint
+    router = Router(
+        [
+            Route("GET", "pexec/status/{rid}", status),
+            Route("POST", "pexec/functions/{fid}", pexec),
+            Route("POST", "pexec/functions/{fid}/versions/{vid}", versioned),
+            Route("GET", "queues/{rid}/position", position),
+        ]
+    )
+    assert router.resolve("POST", f"/v2/nvcf/pexec/functions/{FID.upper()}/") == (pexec, [FID])
+    assert router.resolve("POST", f"/v2/nvcf/pexec/functions/{FID}/versions/{V1}") == (versioned, [FID, V1])
+    assert router.resolve("GET", f"/v2/nvcf/queues/{V2}/position") == (position, [V2])
+    assert router.resolve("GET", f"/v2/nvcf/pexec/functions/{FID}") is None  # wrong method
+    assert router.resolve("POST", f"/v3/nvcf/pexec/functions/{FID}") is None
+    assert router.resolve("GET", "/v2/nvcf/pexec/status") is None
+
+
+# --- version choice --------------------------------------------------------------------------------
+
+
+def test_version_choice_follows_nvcf():
+    active, degrading = version(V1, "ACTIVE"), version(V2, "DEGRADING")
+    chosen = {choose_version(grant(active, degrading), None).version_id for _ in range(200)}
+    assert chosen == {V1, V2}  # uniformly among the invocable ones
+    assert choose_version(grant(active, degrading), V2).version_id == V2
+    with pytest.raises(errors.BadRequestError):
+        choose_version(grant(version(V1, "DEGRADED")), None)  # only DEGRADED -> 400
+    with pytest.raises(errors.NotFoundError):
+        choose_version(grant(version(V1, "DEPLOYING")), None)  # none invocable -> 404
+    with pytest.raises(errors.NotFoundError):
+        choose_version(grant(active), V2)  # a version the caller cannot see
+
+
+# --- admission -------------------------------------------------------------------------------------
+
+
+class TableAuthority:
+    """An AccessAuthority answering from a table (the seam's contract: shared/contracts.py)."""
+
+    def __init__(self, grants: dict[str, AccessGrant]) -> None:
+        self.grants = grants
+        self.calls = 0
+
+    async def grant(
+        self, bearer: str, scope: str, function_id: str | None = None, version_id: str | None = None
+    ) -> AccessGrant:
+        self.calls += 1
+        if bearer not in self.grants:
+            raise errors.UnauthorizedError("invalid bearer")
+        return self.grants[bearer]
+
+
+def service(authority: TableAuthority, limiter: RateLimiter | None = None) -> InvocationService:
+    settings = GatewaySettings(auth_cache_ttl_s=60.0)
+    bus = RequestBus("nats://127.0.0.1:1", settings)  # never started: admission needs no bus
+    return InvocationService(
+        settings,
+        access=CachedAccess(authority, settings.auth_cache_ttl_s),
+        rate_limiter=limiter or RateLimiter(),
+        bus=bus,
+        waker=Waker(settings, bus.has_workers),  # no control_url: never wakes
+        stores=Buckets(None),  # type: ignore[arg-type]
+        signer=UrlSigner(b"k" * 32),
+    )
+
+
+async def test_admission_checks_access_then_version_then_rate_limit():
+    now = [0.0]
+    limited = version(V1, "ACTIVE", {"rateLimit": "2-M"})
+    authority = TableAuthority({"good": grant(limited), "degraded": grant(version(V2, "DEGRADED"))})
+    svc = service(authority, RateLimiter(clock=lambda: now[0]))
+    with pytest.raises(errors.UnauthorizedError):
+        await svc.admit("bad", FID, None)
+    with pytest.raises(errors.BadRequestError):
+        await svc.admit("degraded", FID, None)
+    for _ in range(2):
+        _, target = await svc.admit("good", FID, None)
+        assert target.version_id == V1
+    with pytest.raises(errors.TooManyRequestsError):
+        await svc.admit("good", FID, None)
+    now[0] += 61
+    await svc.admit("good", FID, None)
+    assert authority.calls == 3  # a grant is cached; a refusal is not (bad, degraded, good once)
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+def test_error_answers_are_problem_documents_with_their_headers():
+    status, headers, body = error_answer(errors.UnauthorizedError("no"), "/v2/nvcf/pexec/functions/x")
+    assert status == 401
+    assert (b"www-authenticate", b"Bearer") in headers
+    assert (b"content-type", b"application/problem+json") in headers
+    assert json.loads(body)["instance"] == "/v2/nvcf/pexec/functions/x"
+
+    status, headers, body = error_answer(
+        errors.TooManyRequestsError("slow down", retry_after_s=3), "/p", invocation=True
+    )
+    assert status == 429
+    assert (b"retry-after", b"3") in headers
+    assert (b"nvcf-status", b"errored") in headers  # on invocation routes, as NVCF answers
+
+    status, _, body = error_answer(
+        errors.BadRequestError("bad", field="NVCF-POLL-SECONDS", rule="integer"), "/p"
+    )
+    doc = json.loads(body)
+    assert status == 400 and doc["field"] == "NVCF-POLL-SECONDS" and doc["rule"] == "integer"
+
+
+def test_the_exec_envelope_carries_the_workers_error_code():
+    worker_failure = json.dumps({"status": 500, "errorCode": 911, "detail": "upload failed"}).encode()
+    status, doc = exec_document("r", 500, [], worker_failure, None)
+    assert status == 500 and doc["errorCode"] == 911 and doc["status"] == "errored"
+    status, doc = exec_document("r", 404, [], b'{"error": "nope"}', None)
+    assert doc["errorCode"] == 404  # the function's own error: its status
+    status, doc = exec_document("r", 302, [], b"", "https://gw/result")
+    assert status == 200 and doc["responseReference"] == "https://gw/result"
