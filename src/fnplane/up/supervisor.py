@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from fnplane.bus.clusters import cluster_notifier
 from fnplane.bus.connection import connect
 from fnplane.compute.agent import Agent
 from fnplane.compute.settings import AgentSettings
@@ -34,7 +35,6 @@ from fnplane.control.settings import ControlSettings
 from fnplane.invocation import openapi as gateway_openapi
 from fnplane.invocation.app import Gateway, create_gateway_app, is_gateway_request
 from fnplane.invocation.settings import GatewaySettings
-from fnplane.shared import subjects
 from fnplane.up.asgi import Lifespan, PlatformApp
 from fnplane.up.home import PlatformHome
 from fnplane.up.nats import EmbeddedNats
@@ -119,7 +119,7 @@ class Platform:
         control_app = create_app(
             control_settings,
             self._engine,
-            notify_cluster_changed=self._notify_cluster_changed,
+            notify_cluster_changed=cluster_notifier(self._nats),
             # instance logs: the control plane asks the agents over NATS
             nats=self._nats,
         )
@@ -212,12 +212,6 @@ class Platform:
         self._closers.append((name, close, timeout_s or self.settings.stop_timeout_s + 5))
 
     # -- wiring ---------------------------------------------------------------------------------------
-
-    async def _notify_cluster_changed(self, cluster_name: str) -> None:
-        """Kick the agent of `cluster_name`: its instance assignments changed (it also polls)."""
-        if self._nats is None or not self._nats.is_connected:
-            return
-        await self._nats.publish(subjects.cluster_changed(cluster_name), b"")
 
     # -- health ---------------------------------------------------------------------------------------
 

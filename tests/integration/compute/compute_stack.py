@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 
 import polling
+from fnplane.bus.clusters import cluster_notifier
+from fnplane.bus.connection import connect
 from fnplane.compute.agent import Agent
 from fnplane.compute.backends.processes import marked_processes, terminate_processes
 from fnplane.compute.settings import AgentSettings
@@ -32,9 +32,9 @@ from fnplane.control.auth.bootstrap import bootstrap
 from fnplane.control.autoscaler import AutoscalerSettings
 from fnplane.control.db.engine import open_database
 from fnplane.control.settings import ControlSettings
-from fnplane.shared import subjects
 from fnplane.shared.models.compute import GpuInventory, InstanceTypeInventory
 from fnplane.up.asgi import Lifespan
+from fnplane.up.nats import EmbeddedNats
 from fnplane.up.server import HttpServer
 
 REPO = Path(__file__).resolve().parents[3]
@@ -51,36 +51,12 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def nats_server(tmp_path: Path) -> AsyncIterator[str]:
-    port = free_port()
-    binary = Path(sys.executable).parent / "nats-server"
-    process = await asyncio.create_subprocess_exec(
-        str(binary),
-        "-a",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-js",
-        "-sd",
-        str(tmp_path / "jetstream"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """The embedded nats-server of `fnplane up` (up/nats.py), under tmp_path."""
+    server = EmbeddedNats(tmp_path / "nats")
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("nats-server did not start")
-            await asyncio.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}"
+        yield await server.start()
     finally:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 5)
-        except TimeoutError:
-            process.kill()
-            await asyncio.wait_for(process.wait(), 5)
+        await server.aclose()
 
 
 @dataclass
@@ -196,13 +172,13 @@ async def platform(
         engine = await open_database(settings.database_url)
         admin_key = await bootstrap(engine, settings, None)
         assert admin_key is not None
-        nc = await nats.connect(nats_url, connect_timeout=5)
-
-        async def notify(cluster_name: str) -> None:
-            await nc.publish(subjects.cluster_changed(cluster_name), b"")
-
+        nc = await connect(nats_url, "compute-stack")
         app = create_app(
-            settings, engine, notify_cluster_changed=notify, nats=nc, autoscaler_settings=autoscaler_settings
+            settings,
+            engine,
+            notify_cluster_changed=cluster_notifier(nc),
+            nats=nc,
+            autoscaler_settings=autoscaler_settings,
         )
         lifespan = Lifespan(app, "control")
         await lifespan.startup(10)

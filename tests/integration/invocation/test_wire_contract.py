@@ -5,13 +5,11 @@ head -> chunks -> end with credit flow control, heartbeats, cancel, and the stat
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from invocation_stack import NATS_SERVER, free_port, spawn, stop_process, wait_port
 
 from fnplane.compute.worker.bus import BodyError, Delivery, WorkerBus
 from fnplane.compute.worker.settings import WorkerSettings
@@ -19,6 +17,7 @@ from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.exchange import BodyReader, Exchange
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import subjects, wire
+from fnplane.up.nats import EmbeddedNats
 
 VERSION = "0b9c8f9e-7a53-4d5e-8c43-3b1e2f6d7a10"
 WINDOW = 8
@@ -36,17 +35,11 @@ class Pair:
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    port = free_port()
-    server = spawn(
-        [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"nats://127.0.0.1:{port}"
+    server = EmbeddedNats(tmp_path / "nats")  # the one `fnplane up` runs
+    url = await server.start()
     gateway: RequestBus | None = None
     worker: WorkerBus | None = None
     try:
-        await wait_port(port)
         gateway = RequestBus(url, GatewaySettings(body_chunk_bytes=1000))
         await gateway.start()
         settings = WorkerSettings(response_window_chunks=WINDOW, credit_timeout_s=5.0, pull_expires_s=2.0)
@@ -64,7 +57,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
             await worker.close_connection()
         if gateway is not None:
             await gateway.aclose()
-        stop_process(server)
+        await server.aclose()
 
 
 def envelope(gateway: RequestBus, request_id: str, *, body_more: bool = False) -> wire.Envelope:
