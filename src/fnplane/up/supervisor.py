@@ -113,7 +113,9 @@ class Platform:
 
         await self._bootstrap_admin_key(control_settings)
 
-        self._nats = await connect(self.nats_url, "fnplane-up", connect_timeout_s=s.nats_start_timeout_s)
+        self._nats = await connect(
+            self.nats_url, "fnplane-up", connect_timeout_s=s.nats_start_timeout_s, reconnect_wait_s=0.5
+        )
         self._push("nats-client", self._close_nats)
 
         control_app = create_app(
