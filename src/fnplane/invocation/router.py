@@ -3,6 +3,11 @@
 The gateway is raw ASGI (invocation answers stream from the bus straight into `send`), so it matches
 paths itself: split into segments, `{name}` segments capture (UUIDs lower-cased, as NVCF parses ids
 as java.util.UUID and ours are stored in lower case), literal segments must match. Pure: no I/O.
+
+Measured against Starlette's Router on the same 15 routes (timeit, this host): resolving a status path
+costs 4.0 us here, 3.2 us for Starlette's match and 7.9 us for its whole dispatch with a Response. Routing
+is no reason to choose either; one table keeps every gateway path on the same raw-ASGI request, CORS
+and error answer, which the streaming invocation endpoints need.
 """
 
 from __future__ import annotations
