@@ -10,7 +10,7 @@ import json
 
 from fnplane.invocation.exec_envelope import exec_document
 from fnplane.invocation.http import Request, invocation_headers, send_json
-from fnplane.invocation.invoke import ClientGone, Head, Invocation
+from fnplane.invocation.invoke import Call, ClientGone, Head, Invocation
 from fnplane.invocation.routing import asset_ids, poll_seconds
 from fnplane.invocation.service import InvocationService
 from fnplane.shared import errors
@@ -69,16 +69,11 @@ async def direct(
     service: InvocationService, request: Request, function_id: str, version_id: str | None
 ) -> None:
     grant, target = await service.admit(request.bearer(), function_id, version_id)
-    inv = service.invocation(
-        request,
-        grant=grant,
-        target=target,
-        function_id=function_id,
-        mode=InvocationMode.DIRECT,
-        method=request.method,
-        path=request.path_and_query,
-        poll_s=poll_seconds(request.headers, sse_default=False),
+    poll_s = poll_seconds(request.headers, sse_default=False)
+    call = Call(
+        grant, target, function_id, InvocationMode.DIRECT, request.method, request.path_and_query, poll_s
     )
+    inv = service.invocation(request, call)
     await respond(service, request, inv)
 
 
@@ -105,18 +100,9 @@ async def _inference_call(
     """pexec and exec: a POST to the chosen version's inferenceUrl, with the referenced input assets."""
     grant, target = await service.admit(bearer, function_id, version_id)
     assets = await service.asset_references(grant.nca_id, ids) if ids else []
-    return service.invocation(
-        request,
-        grant=grant,
-        target=target,
-        function_id=function_id,
-        mode=InvocationMode.PEXEC,
-        method="POST",
-        path=target.inference_url or "/",
-        poll_s=poll_s,
-        assets=assets,
-        body=body,
-    )
+    path = target.inference_url or "/"
+    call = Call(grant, target, function_id, InvocationMode.PEXEC, "POST", path, poll_s, assets, body)
+    return service.invocation(request, call)
 
 
 async def exec_(

@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.exchange import DISCONNECTED, BodyReader, Exchange, watch_disconnect
@@ -61,39 +62,42 @@ class Head:
         self.large_result = large_result
 
 
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What the function is asked: the chosen version's request, as the worker will make it."""
+
+    grant: AccessGrant
+    target: VersionTarget
+    function_id: str
+    mode: wire.InvocationMode
+    method: str
+    # path and query as the function sees them
+    path: str
+    poll_s: float
+    assets: list[wire.AssetReference] = field(default_factory=list)
+    # the whole body, already read (exec); None: streamed from the client
+    body: bytes | None = None
+
+
 class Invocation:
     def __init__(
-        self,
-        bus: RequestBus,
-        settings: GatewaySettings,
-        waker: Waker,
-        request: Request,
-        *,
-        grant: AccessGrant,
-        target: VersionTarget,
-        function_id: str,
-        mode: wire.InvocationMode,
-        method: str,
-        path: str,
-        poll_s: float,
-        assets: list[wire.AssetReference] | None = None,
-        body: bytes | None = None,
+        self, bus: RequestBus, settings: GatewaySettings, waker: Waker, request: Request, call: Call
     ) -> None:
         self._bus = bus
         self._settings = settings
         self._waker = waker
         self.request = request
         self.request_id = str(uuid.uuid4())
-        self.version_id = target.version_id
-        self._grant = grant
-        self._target = target
-        self._function_id = function_id
-        self._mode = mode
-        self._method = method
-        self._path = path
-        self.poll_s = poll_s
-        self._assets = assets or []
-        self._fixed_body = body
+        self.version_id = call.target.version_id
+        self._grant = call.grant
+        self._target = call.target
+        self._function_id = call.function_id
+        self._mode = call.mode
+        self._method = call.method
+        self._path = call.path
+        self.poll_s = call.poll_s
+        self._assets = call.assets
+        self._fixed_body = call.body
         self._exchange: Exchange | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._finished = False

@@ -13,7 +13,7 @@ from fnplane.invocation.access import CachedAccess, choose_version
 from fnplane.invocation.assets import asset_record
 from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.http import Request
-from fnplane.invocation.invoke import Invocation
+from fnplane.invocation.invoke import Call, Invocation
 from fnplane.invocation.rate_limit import RateLimiter
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
@@ -64,35 +64,8 @@ class InvocationService:
             )
         return refs
 
-    def invocation(
-        self,
-        request: Request,
-        *,
-        grant: AccessGrant,
-        target: VersionTarget,
-        function_id: str,
-        mode: wire.InvocationMode,
-        method: str,
-        path: str,
-        poll_s: float,
-        assets: list[wire.AssetReference] | None = None,
-        body: bytes | None = None,
-    ) -> Invocation:
-        return Invocation(
-            self._bus,
-            self.settings,
-            self._waker,
-            request,
-            grant=grant,
-            target=target,
-            function_id=function_id,
-            mode=mode,
-            method=method,
-            path=path,
-            poll_s=poll_s,
-            assets=assets,
-            body=body,
-        )
+    def invocation(self, request: Request, call: Call) -> Invocation:
+        return Invocation(self._bus, self.settings, self._waker, request, call)
 
     def result_location(self, request: Request, request_id: str) -> str:
         s = self.settings
