@@ -80,7 +80,6 @@ class RequestPuller:
         return len(self._tasks)
 
     async def start(self) -> None:
-        await self._client.start()
         await self._bus.start(self._on_delivery, self._on_cancel)
         self._pull_task = asyncio.create_task(self._pull_loop(), name="pull")
         self._keepalive_task = asyncio.create_task(self._keepalive_loop(), name="keepalive")
