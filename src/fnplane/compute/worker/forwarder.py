@@ -60,8 +60,8 @@ class Forwarder:
         self._settings = settings
         root = Path(tempfile.gettempdir()) / "fnplane"
         # per-request dirs are joined as strings; Path objects only where files are touched (hot path)
-        self._output_root = settings.large_output_root or str(root / "response")
-        self._asset_root = settings.asset_root or str(root / "inputAssets")
+        self._output_root = (settings.large_output_root or str(root / "response")).rstrip("/")
+        self._asset_root = (settings.asset_root or str(root / "inputAssets")).rstrip("/")
         self._compat: dict[str, CompatRequest] = {}
 
     def is_detached(self, request_id: str) -> bool:
@@ -78,8 +78,8 @@ class Forwarder:
         channel = self._bus.open_channel(env, delivery.attempt)
         writer = ResultWriter(self._bus.buckets, env, self._settings.inline_result_bytes)
         compat = env.mode is wire.InvocationMode.PEXEC and not wants_stream(env)
-        output_dir_s = os.path.join(self._output_root, rid)
-        asset_dir_s = os.path.join(self._asset_root, rid)
+        output_dir_s = f"{self._output_root}/{rid}"
+        asset_dir_s = f"{self._asset_root}/{rid}"
         files = compat or bool(env.assets)
         deadline = asyncio.timeout_at(asyncio.get_running_loop().time() + env.expires_at - time.time())
         try:

@@ -6,7 +6,7 @@ The connections themselves: worker/http_pool.py.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from urllib.parse import urlsplit
 
 from fnplane.compute.worker.bus import WorkerBus
@@ -108,11 +108,13 @@ class FunctionClient:
             headers.append(("NVCF-FUNCTION-ASSET-IDS", ",".join(x.asset_id for x in env.assets)))
         return headers
 
-    async def call(self, env: wire.Envelope, inline: bytes, headers: list[tuple[str, str]]) -> HttpResponse:
+    def call(
+        self, env: wire.Envelope, inline: bytes, headers: list[tuple[str, str]]
+    ) -> Awaitable[HttpResponse]:
         """The function's response once its head arrived; the request body streams from the gateway.
         HttpConnectionError when the function cannot be reached; BodyError when the body cannot."""
         body = self._body(env, inline) if env.body_more else inline
-        return await self._pool.request(env.method, self._prefix + env.path, headers, body)
+        return self._pool.request(env.method, self._prefix + env.path, headers, body)
 
     async def _body(self, env: wire.Envelope, inline: bytes) -> AsyncIterator[bytes]:
         if inline:

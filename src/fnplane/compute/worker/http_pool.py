@@ -32,6 +32,7 @@ import httptools
 # the function's unread response body beyond this pauses reading from its socket
 READ_HIGH_WATER_BYTES = 256 * 1024
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 
 class HttpConnectionError(Exception):
@@ -129,12 +130,17 @@ class HttpResponse:
 
     def _on_head(self, status: int, raw: list[tuple[bytes, bytes]]) -> None:
         self.status = status
-        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+        headers = self.headers
+        framed = False
+        for k, v in raw:
+            name = k.decode("latin-1")
+            headers.append((name, v.decode("latin-1")))
+            if not framed:
+                framed = name.lower() in _FRAMING
         if self.method == "HEAD":
             self._done = True  # llhttp would wait for the body that Content-Length announces
         elif status not in (204, 304):
-            framing = (b"content-length", b"transfer-encoding")
-            self._until_eof = not any(k.lower() in framing for k, _ in raw)
+            self._until_eof = not framed
         if not self._head.done():
             self._head.set_result(None)
 
@@ -333,6 +339,7 @@ class HttpPool:
         self._idle: collections.deque[_Connection] = collections.deque()
         self._busy: set[_Connection] = set()
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def request(
         self,
@@ -380,7 +387,9 @@ class HttpPool:
 
     async def _connection(self) -> _Connection:
         idle = self._idle
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         now = loop.time()
         while idle:
             conn = idle.pop()
