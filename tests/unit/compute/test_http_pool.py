@@ -111,7 +111,8 @@ async def test_a_streamed_response_arrives_chunk_by_chunk_as_the_function_writes
 
     async def sse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+        writer.write(b"Transfer-Encoding: chunked\r\n\r\n")
         writer.write(b"9\r\ndata: 1\n\n\r\n")
         await second.wait()
         writer.write(b"9\r\ndata: 2\n\n\r\n0\r\nTrailer: x\r\n\r\n")
@@ -215,6 +216,28 @@ async def test_a_streamed_body_is_chunked_and_its_own_error_is_what_the_response
     async with RawServer(answering(OK)) as server:
         with pytest.raises(GatewayGone):
             await pools(server.port).request("POST", "/", [("Content-Length", "10")], broken())
+
+
+async def test_an_answer_before_the_whole_body_was_read_does_not_reuse_the_connection(pools):
+    more = asyncio.Event()
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+        await reader.read()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"abc"
+        await more.wait()  # the gateway has not sent the rest yet
+        yield b"def"
+
+    async with RawServer(early) as server:
+        pool = pools(server.port)
+        async with await pool.request("POST", "/", [("Content-Length", "6")], body()) as r:
+            assert r.status == 413 and await r.read() == b""
+        async with await asyncio.wait_for(pool.request("GET", "/", []), 5) as r:
+            assert r.status == 413
+        assert server.connections == 2
 
 
 async def test_a_line_break_in_a_header_is_refused(pools):

@@ -115,10 +115,13 @@ class HttpResponse:
         return b"".join(parts)
 
     def release(self) -> None:
-        """Done with it: the connection goes back to the pool if the response ended cleanly."""
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
-        self._conn.finish(self, reusable=self._done and self._error is None)
+        """Done with it: the connection goes back to the pool if the exchange ended cleanly."""
+        reusable = self._done and self._error is None
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.cancel()  # the function answered before it read the whole body
+            reusable = False
+        self._conn.finish(self, reusable=reusable)
 
     async def __aenter__(self) -> HttpResponse:
         return self
@@ -246,8 +249,11 @@ class _Connection(asyncio.Protocol):
             self._raw = []  # an interim response (100 Continue, 103 Early Hints): the real one follows
             return
         self._in_head = False
-        if self.response is not None:
-            self.response._on_head(status, self._raw)
+        response = self.response
+        if response is None or response._head.done():
+            self._broken(HttpConnectionError("the function sent a response nobody asked for"))
+            return
+        response._on_head(status, self._raw)
 
     def on_body(self, body: bytes) -> None:
         if self.response is not None:
@@ -287,6 +293,8 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         try:
             async for chunk in body:
+                if self.closed:
+                    return  # the function answered and closed: the rest is not wanted
                 if not chunk:
                     continue
                 if chunked:
