@@ -6,7 +6,8 @@ trees at once, alternating short wrk runs so every tree sees the same background
 Each tree gets its own `fnplane up` (run with PYTHONPATH=<tree>, so its gateway, worker and agent are
 that tree's code) with the echo function deployed; each round runs every client count against every
 tree in turn (the order flips every round) for FNPLANE_BENCH_DURATION_S seconds (default 5) and prints
-rps, p50 and CPU per request per component (bench/cpu.py). The summary gives each tree's median.
+rps, p50 and CPU per request per component (bench/cpu.py), the worker's system time and its read and
+write system calls per request (/proc/<pid>/io). The summary gives each tree's median.
 `--hold S` keeps the platforms up S seconds after the rounds (attach py-spy to the printed worker pids).
 """
 
@@ -48,6 +49,38 @@ def worker_pids(p: Platform) -> list[int]:
     return [c.pid for c in psutil.Process(p.proc.pid).children(recursive=True) if component_of(c) == WORKER]
 
 
+def measure(p: Platform, fn: dict, clients: int, body: bytes) -> dict[str, float]:
+    """One wrk run: CPU per request per component, plus the worker's system time and system calls."""
+    assert p.proc is not None
+    meter = CpuMeter(p.proc.pid)
+    headers = {**p.auth, "Host": p.host(fn), "Content-Type": "application/json"}
+    workers = [psutil.Process(pid) for pid in worker_pids(p)]
+    io_before = [w.io_counters() for w in workers]
+    cpu_before = [w.cpu_times() for w in workers]
+    before = meter.read()
+    res = loadgen.wrk(
+        f"{p.url}/supreme", connections=clients, duration_s=DURATION_S, headers=headers, body=body
+    )
+    us = meter.since(before).per_request_us(res.requests)
+    n = max(res.requests, 1)
+    io = [(w.io_counters(), b) for w, b in zip(workers, io_before, strict=True)]
+    cpu = [(w.cpu_times(), b) for w, b in zip(workers, cpu_before, strict=True)]
+    us["worker_sys"] = sum(a.system - b.system for a, b in cpu) * 1e6 / n
+    us["reads"] = sum(a.read_count - b.read_count for a, b in io) / n
+    us["writes"] = sum(a.write_count - b.write_count for a, b in io) / n
+    us["rps"], us["p50"], us["errors"] = res.rps, res.p50_ms, res.errors
+    return us
+
+
+def row(us: dict[str, float]) -> str:
+    cells = " ".join(f"{k} {us[k]:5.0f}" for k in COLUMNS)
+    return (
+        f"rps {us['rps']:6.0f} p50 {us['p50']:5.2f} ms err {us['errors']:.0f}  {cells}  "
+        f"(worker sys {us['worker_sys']:.0f}; worker syscalls/request: read {us['reads']:.2f} "
+        f"write {us['writes']:.2f})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tree", action="append", required=True, help="name=path/to/src")
@@ -68,50 +101,15 @@ def main() -> None:
             order = trees if r % 2 == 0 else trees[::-1]
             for c in clients:
                 for name, _ in order:
-                    p, fn = platforms[name]
-                    assert p.proc is not None
-                    meter = CpuMeter(p.proc.pid)
-                    headers = {**p.auth, "Host": p.host(fn), "Content-Type": "application/json"}
-                    workers = [psutil.Process(pid) for pid in worker_pids(p)]
-                    io_before = [w.io_counters() for w in workers]
-                    t_before = [w.cpu_times() for w in workers]
-                    before = meter.read()
-                    res = loadgen.wrk(
-                        f"{p.url}/supreme", connections=c, duration_s=DURATION_S, headers=headers, body=body
-                    )
-                    us = meter.since(before).per_request_us(res.requests)
-                    us["rps"], us["p50"] = res.rps, res.p50_ms
-                    io_after = [w.io_counters() for w in workers]
-                    t_after = [w.cpu_times() for w in workers]
-                    us["w_sys"] = (
-                        sum(a.system - b.system for a, b in zip(t_after, t_before)) * 1e6 / res.requests
-                    )
-                    n = max(res.requests, 1)
-                    us["w_reads"] = sum(a.read_count - b.read_count for a, b in zip(io_after, io_before)) / n
-                    us["w_writes"] = (
-                        sum(a.write_count - b.write_count for a, b in zip(io_after, io_before)) / n
-                    )
+                    us = measure(*platforms[name], c, body)
                     results.setdefault((name, c), []).append(us)
-                    cells = " ".join(f"{k} {us[k]:5.0f}" for k in COLUMNS)
-                    print(
-                        f"round {r} c={c:<3} {name:<8} rps {res.rps:6.0f} p50 {res.p50_ms:5.2f} ms "
-                        f"err {res.errors}  {cells}  worker sys {us['w_sys']:.0f} syscalls/req r {us['w_reads']:.2f} "
-                        f"w {us['w_writes']:.2f}",
-                        flush=True,
-                    )
+                    print(f"round {r} c={c:<3} {name:<8} {row(us)}", flush=True)
         print("\nmedians")
         for c in clients:
             for name, _ in trees:
                 runs = results[(name, c)]
-                med = {
-                    k: statistics.median(u[k] for u in runs)
-                    for k in (*COLUMNS, "rps", "p50", "w_reads", "w_writes", "w_sys")
-                }
-                cells = " ".join(f"{k} {med[k]:5.0f}" for k in COLUMNS)
-                print(
-                    f"c={c:<3} {name:<8} n={len(runs)} rps {med['rps']:6.0f} p50 {med['p50']:5.2f} ms  {cells}"
-                    f"  (worker sys {med['w_sys']:.0f}) r {med['w_reads']:.2f} w {med['w_writes']:.2f}"
-                )
+                med = {k: statistics.median(u[k] for u in runs) for k in runs[0]}
+                print(f"c={c:<3} {name:<8} n={len(runs)} {row(med)}")
         if args.hold:
             time.sleep(args.hold)
     finally:
