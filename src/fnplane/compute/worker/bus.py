@@ -53,7 +53,8 @@ class Delivery:
         self._msg = msg
         self.envelope = envelope
         self.attempt = msg.metadata.num_delivered or 1
-        self._alive = wire.kind_header(wire.Kind.ALIVE, self.attempt)
+        # built on the first keepalive: most requests end before one is due
+        self._alive: dict[str, str] | None = None
 
     @property
     def inline(self) -> bytes:
@@ -63,6 +64,8 @@ class Delivery:
     async def keepalive(self, nc: Client) -> None:
         """JetStream must not redeliver it yet, and the gateway must not give up on it."""
         await self._msg.in_progress()
+        if self._alive is None:
+            self._alive = wire.kind_header(wire.Kind.ALIVE, self.attempt)
         await nc.publish(self.envelope.reply_to, b"", headers=self._alive)
 
     async def ack(self) -> None:

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 from typing import IO
 
-import aiohttp
-
 from fnplane.compute.worker.bus import BodyError, CreditTimeout, ResponseChannel
 from fnplane.compute.worker.function_client import FunctionClient, is_stream, response_headers
+from fnplane.compute.worker.http_pool import HttpConnectionError, HttpResponse
 from fnplane.compute.worker.problems import (
     CONNECTION_SOURCE,
     INFERENCE_SOURCE,
@@ -129,12 +128,12 @@ class CompatRequest:
                 body = json.dumps(partial).encode()
         await self._channel.head(202, headers, body, end=True)
 
-    async def _collect(self) -> _Result | aiohttp.ClientResponse:
+    async def _collect(self) -> _Result | HttpResponse:
         """The whole answer, or the open response of an SSE stream."""
         env = self._env
         try:
             resp = await self._client.call(env, self._inline, self._headers)
-        except (aiohttp.ClientError, BodyError, OSError) as exc:
+        except (HttpConnectionError, BodyError, OSError) as exc:
             source = WORKER_SOURCE if isinstance(exc, BodyError) else CONNECTION_SOURCE
             h, b = problem(500, f"{exc!r}", source)
             return _Result(500, h, b, worker_error=True)
@@ -145,7 +144,7 @@ class CompatRequest:
         try:
             buf = bytearray()
             spill: Path | None = None
-            while chunk := await resp.content.readany():
+            while chunk := await resp.read_chunk():
                 if fh is None and len(buf) + len(chunk) <= limit:
                     buf += chunk
                     continue
@@ -156,8 +155,9 @@ class CompatRequest:
                     buf = bytearray()
                 await asyncio.to_thread(fh.write, chunk)
             return _Result(resp.status, response_headers(resp), bytes(buf), spill)
-        except (aiohttp.ClientError, OSError) as exc:
-            h, b = problem(500, f"{exc!r}", CONNECTION_SOURCE)
+        except (HttpConnectionError, BodyError, OSError) as exc:
+            source = WORKER_SOURCE if isinstance(exc, BodyError) else CONNECTION_SOURCE
+            h, b = problem(500, f"{exc!r}", source)
             return _Result(500, h, b, worker_error=True)
         finally:
             if fh is not None:
@@ -185,7 +185,7 @@ class CompatRequest:
         else:
             await self._channel.head(status, headers, body, end=True)
 
-    async def _stream_late(self, resp: aiohttp.ClientResponse) -> None:
+    async def _stream_late(self, resp: HttpResponse) -> None:
         channel = self._channel
         try:
             if self.detached:
@@ -193,10 +193,10 @@ class CompatRequest:
                 await self._writer.store_body(resp.status, response_headers(resp), body)
                 return
             await channel.head(resp.status, response_headers(resp))
-            while chunk := await resp.content.readany():
+            while chunk := await resp.read_chunk():
                 await channel.data(chunk)
             await channel.end()
-        except (aiohttp.ClientError, BodyError, CreditTimeout, OSError) as exc:
+        except (HttpConnectionError, BodyError, CreditTimeout, OSError) as exc:
             await fail_stream(channel, exc)
         finally:
             resp.release()

@@ -30,11 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
-
 from fnplane.compute.worker.bus import BodyError, CreditTimeout, Delivery, ResponseChannel, WorkerBus
 from fnplane.compute.worker.compat import CompatRequest, fail_stream
 from fnplane.compute.worker.function_client import FunctionClient, is_stream, response_headers, wants_stream
+from fnplane.compute.worker.http_pool import HttpConnectionError
 from fnplane.compute.worker.problems import (
     ASSET_DOWNLOAD_ERROR,
     LARGE_RESPONSE_UPLOAD_ERROR,
@@ -61,8 +60,8 @@ class Forwarder:
         self._settings = settings
         root = Path(tempfile.gettempdir()) / "fnplane"
         # per-request dirs are joined as strings; Path objects only where files are touched (hot path)
-        self._output_root = settings.large_output_root or str(root / "response")
-        self._asset_root = settings.asset_root or str(root / "inputAssets")
+        self._output_root = (settings.large_output_root or str(root / "response")).rstrip("/")
+        self._asset_root = (settings.asset_root or str(root / "inputAssets")).rstrip("/")
         self._compat: dict[str, CompatRequest] = {}
 
     def is_detached(self, request_id: str) -> bool:
@@ -79,8 +78,8 @@ class Forwarder:
         channel = self._bus.open_channel(env, delivery.attempt)
         writer = ResultWriter(self._bus.buckets, env, self._settings.inline_result_bytes)
         compat = env.mode is wire.InvocationMode.PEXEC and not wants_stream(env)
-        output_dir_s = os.path.join(self._output_root, rid)
-        asset_dir_s = os.path.join(self._asset_root, rid)
+        output_dir_s = f"{self._output_root}/{rid}"
+        asset_dir_s = f"{self._asset_root}/{rid}"
         files = compat or bool(env.assets)
         deadline = asyncio.timeout_at(asyncio.get_running_loop().time() + env.expires_at - time.time())
         try:
@@ -149,20 +148,20 @@ class Forwarder:
         self, env: wire.Envelope, inline: bytes, headers: list[tuple[str, str]], channel: ResponseChannel
     ) -> None:
         try:
-            async with self._client.call(env, inline, headers) as resp:
+            async with await self._client.call(env, inline, headers) as resp:
                 out = response_headers(resp)
                 if is_stream(resp):
                     await channel.head(resp.status, out)  # SSE: headers reach the client at once
                 else:
-                    first = await resp.content.readany()
-                    if resp.content.at_eof():
+                    first = await resp.read_chunk()
+                    if resp.at_eof():
                         await channel.head(resp.status, out, first, end=True)
                         return
                     await channel.head(resp.status, out, first)
-                while chunk := await resp.content.readany():
+                while chunk := await resp.read_chunk():
                     await channel.data(chunk)
                 await channel.end()
-        except (aiohttp.ClientError, BodyError, CreditTimeout, OSError) as exc:
+        except (HttpConnectionError, BodyError, CreditTimeout, OSError) as exc:
             await fail_stream(channel, exc)
 
     async def _report(

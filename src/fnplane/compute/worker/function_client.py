@@ -1,17 +1,16 @@
 """The worker's HTTP client towards its function on 127.0.0.1:<port>: the request as the function sees
 it (client headers plus the NVCF-* headers, reference/invocation.md 7.3) and the response's headers.
+The connections themselves: worker/http_pool.py.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any
-
-import aiohttp
-from yarl import URL
+from collections.abc import AsyncIterator, Awaitable
+from urllib.parse import urlsplit
 
 from fnplane.compute.worker.bus import WorkerBus
+from fnplane.compute.worker.http_pool import HttpPool, HttpResponse
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.shared import wire
 from fnplane.shared.headers import HOP_BY_HOP
@@ -44,46 +43,40 @@ RESERVED = frozenset(
 )
 DROPPED = RESERVED | HOP_BY_HOP
 STREAM_TYPE = "text/event-stream"
+# an idle connection to the function is closed after this long
+KEEPALIVE_S = 60.0
 
 
 def wants_stream(envelope: wire.Envelope) -> bool:
     return any(k.lower() == "accept" and STREAM_TYPE in v.lower() for k, v in envelope.headers)
 
 
-def is_stream(resp: aiohttp.ClientResponse) -> bool:
-    return STREAM_TYPE in (resp.headers.get("Content-Type") or "")
+def is_stream(resp: HttpResponse) -> bool:
+    return STREAM_TYPE in (resp.header("Content-Type") or "")
 
 
-def response_headers(resp: aiohttp.ClientResponse) -> list[tuple[str, str]]:
-    out = []
-    for k, v in resp.raw_headers:
-        name = k.decode("latin-1")
-        if name.lower() not in HOP_BY_HOP:
-            out.append((name, v.decode("latin-1")))
-    return out
+def response_headers(resp: HttpResponse) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP]
 
 
 class FunctionClient:
     def __init__(
         self, function_url: str, assignment: InstanceAssignment, bus: WorkerBus, settings: WorkerSettings
     ) -> None:
-        self._url = function_url.rstrip("/")
+        url = urlsplit(function_url)
+        self._prefix = url.path.rstrip("/")
         self._assignment = assignment
         self._bus = bus
         self._settings = settings
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0),
-            auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._settings.connect_timeout_s),
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+        self._pool = HttpPool(
+            url.hostname or "127.0.0.1",
+            url.port or 80,
+            connect_timeout_s=settings.connect_timeout_s,
+            keepalive_s=KEEPALIVE_S,
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._pool.aclose()
 
     def request_headers(self, env: wire.Envelope, output_dir: str, asset_dir: str) -> list[tuple[str, str]]:
         a = self._assignment
@@ -115,12 +108,13 @@ class FunctionClient:
             headers.append(("NVCF-FUNCTION-ASSET-IDS", ",".join(x.asset_id for x in env.assets)))
         return headers
 
-    def call(self, env: wire.Envelope, inline: bytes, headers: list[tuple[str, str]]) -> Any:
-        """The function's response (an aiohttp request context); the body streams from the gateway."""
-        assert self._session is not None
-        data: Any = self._body(env, inline) if env.body_more else inline
-        url = URL(self._url + env.path, encoded=True)
-        return self._session.request(env.method, url, headers=headers, data=data, allow_redirects=False)
+    def call(
+        self, env: wire.Envelope, inline: bytes, headers: list[tuple[str, str]]
+    ) -> Awaitable[HttpResponse]:
+        """The function's response once its head arrived; the request body streams from the gateway.
+        HttpConnectionError when the function cannot be reached; BodyError when the body cannot."""
+        body = self._body(env, inline) if env.body_more else inline
+        return self._pool.request(env.method, self._prefix + env.path, headers, body)
 
     async def _body(self, env: wire.Envelope, inline: bytes) -> AsyncIterator[bytes]:
         if inline:

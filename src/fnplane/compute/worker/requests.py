@@ -71,6 +71,7 @@ class RequestPuller:
         self._pull_task: asyncio.Task[None] | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
         self._keepalive_wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._client = FunctionClient(function_url, assignment, bus, settings)
         self._forwarder = Forwarder(bus, self._client, settings)
         bus.on_pull_state_changed = self._wake.set
@@ -80,7 +81,7 @@ class RequestPuller:
         return len(self._tasks)
 
     async def start(self) -> None:
-        await self._client.start()
+        self._loop = asyncio.get_running_loop()
         await self._bus.start(self._on_delivery, self._on_cancel)
         self._pull_task = asyncio.create_task(self._pull_loop(), name="pull")
         self._keepalive_task = asyncio.create_task(self._keepalive_loop(), name="keepalive")
@@ -131,7 +132,8 @@ class RequestPuller:
             return
         await self._slots.acquire()
         rid = delivery.envelope.request_id
-        self._tasks[rid] = asyncio.create_task(self._handle(delivery), name=f"request-{rid}")
+        assert self._loop is not None
+        self._tasks[rid] = self._loop.create_task(self._handle(delivery), name=f"request-{rid}")
 
     async def _handle(self, delivery: Delivery) -> None:
         envelope = delivery.envelope
@@ -140,7 +142,8 @@ class RequestPuller:
         if envelope.heartbeat_s is not None:
             # the gateway's silence timeout lives in another process: it tells each request's pace
             interval = max(MIN_HEARTBEAT_S, min(interval, envelope.heartbeat_s))
-        self._running[rid] = _Running(delivery, interval, asyncio.get_running_loop().time())
+        assert self._loop is not None
+        self._running[rid] = _Running(delivery, interval, self._loop.time())
         if interval < self._settings.progress_interval_s:
             self._keepalive_wake.set()  # the loop may sleep longer than this request's first beat
         answered = True
