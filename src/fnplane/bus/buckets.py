@@ -197,17 +197,11 @@ class Buckets:
             raise
         return size
 
-    async def put_bytes(self, name: str, data: bytes) -> None:
+    async def put_object(self, name: str, data: bytes | BufferedIOBase) -> None:
+        """Store bytes or a file's content as one object (nats-py's ObjectStore layout)."""
         assert self._objects is not None
         try:
             await self._objects.put(name, data)
-        except (NatsError, TimeoutError) as exc:
-            raise errors.UnavailableError(f"object {name} not stored: {exc!r}") from exc
-
-    async def put_file(self, name: str, fh: BufferedIOBase) -> None:
-        assert self._objects is not None
-        try:
-            await self._objects.put(name, fh)
         except (NatsError, TimeoutError) as exc:
             raise errors.UnavailableError(f"object {name} not stored: {exc!r}") from exc
 

@@ -65,7 +65,7 @@ class ResultWriter:
         else:
             name = subjects.result_object(self._env.request_id)
             try:
-                await self._buckets.put_bytes(name, body)
+                await self._buckets.put_object(name, body)
             except errors.FnplaneError as exc:
                 raise ResultUploadError(f"response upload failed: {exc.detail}") from exc
             response = wire.StoredResponse(status, headers, object_name=name)
@@ -99,7 +99,7 @@ class ResultWriter:
             await asyncio.to_thread(build)
             fh = await asyncio.to_thread(open, zip_path, "rb")
             try:
-                await self._buckets.put_file(name, fh)
+                await self._buckets.put_object(name, fh)
             finally:
                 await asyncio.to_thread(fh.close)
         except (OSError, zipfile.BadZipFile, errors.FnplaneError) as exc:
