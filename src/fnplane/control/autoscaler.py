@@ -248,6 +248,9 @@ class Autoscaler:
                 raise
             except Exception:
                 # the loop is a supervisor: one bad cycle (database hiccup) must not end autoscaling
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None  # a driver turned our cancellation into its own
                 log.exception("autoscaling cycle failed")
 
     def record_metrics(self, metrics: WorkerMetrics) -> None:
