@@ -27,7 +27,7 @@ from fnplane.compute.worker.problems import (
     container_error_detail,
     problem,
 )
-from fnplane.compute.worker.progress import ProgressWatch, extra_files
+from fnplane.compute.worker.progress import ProgressPoller, ProgressWatch, extra_files
 from fnplane.compute.worker.results import ResultWriter
 from fnplane.shared import wire
 
@@ -65,7 +65,7 @@ class CompatRequest:
         channel: ResponseChannel,
         writer: ResultWriter,
         output_dir: Path,
-        progress_poll_s: float,
+        poller: ProgressPoller,
         status_refresh_s: float,
         detached: bool = False,
     ) -> None:
@@ -76,7 +76,7 @@ class CompatRequest:
         self._channel = channel
         self._writer = writer
         self._output_dir = output_dir
-        self._progress_poll_s = progress_poll_s
+        self._poller = poller
         self._status_refresh_s = status_refresh_s
         # the client got its 202: results go to the status bucket
         self.detached = detached
@@ -84,17 +84,25 @@ class CompatRequest:
     async def run(self) -> None:
         collect = asyncio.create_task(self._collect())
         progress = ProgressWatch(self._output_dir)
+        self._poller.add(progress)
         deadline = self._env.request_time + self._env.poll_s
         refresh_at = time.monotonic() + self._status_refresh_s
+        changed_wait: asyncio.Task[bool] | None = None
         try:
             while not collect.done():
-                timeout = self._progress_poll_s
-                if not self.detached:
-                    timeout = min(timeout, max(0.0, deadline - time.time()))
-                await asyncio.wait({collect}, timeout=timeout)
+                if self.detached:
+                    timeout = max(0.0, refresh_at - time.monotonic())
+                else:
+                    timeout = max(0.0, deadline - time.time())
+                if changed_wait is None or changed_wait.done():
+                    changed_wait = asyncio.create_task(progress.changed.wait())
+                await asyncio.wait(
+                    {collect, changed_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 if collect.done():
                     break
-                changed = await asyncio.to_thread(progress.poll)
+                changed = progress.changed.is_set()
+                progress.changed.clear()
                 if self.detached:
                     if changed:
                         await self._writer.store_progress(progress.percent, progress.partial)
@@ -109,6 +117,10 @@ class CompatRequest:
         except BaseException:
             collect.cancel()
             raise
+        finally:
+            self._poller.discard(progress)
+            if changed_wait is not None:
+                changed_wait.cancel()
         if isinstance(result, _Result):
             await self._deliver(result)
         else:

@@ -41,6 +41,7 @@ from fnplane.compute.worker.problems import (
     WORKER_SOURCE,
     problem,
 )
+from fnplane.compute.worker.progress import ProgressPoller
 from fnplane.compute.worker.results import ResultUploadError, ResultWriter, download_assets
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.shared import errors, wire
@@ -63,6 +64,14 @@ class Forwarder:
         self._output_root = (settings.large_output_root or str(root / "response")).rstrip("/")
         self._asset_root = (settings.asset_root or str(root / "inputAssets")).rstrip("/")
         self._compat: dict[str, CompatRequest] = {}
+        self._progress = ProgressPoller(settings.progress_poll_s)
+
+    def start(self) -> None:
+        self._progress.start()
+
+    async def aclose(self) -> None:
+        """After the last request ended."""
+        await self._progress.aclose()
 
     def is_detached(self, request_id: str) -> bool:
         request = self._compat.get(request_id)
@@ -137,7 +146,7 @@ class Forwarder:
             channel=channel,
             writer=writer,
             output_dir=Path(output_dir_s),
-            progress_poll_s=self._settings.progress_poll_s,
+            poller=self._progress,
             status_refresh_s=self._status_refresh_s(),
             detached=detached,
         )

@@ -82,6 +82,7 @@ class RequestPuller:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._forwarder.start()
         await self._bus.start(self._on_delivery, self._on_cancel)
         self._pull_task = asyncio.create_task(self._pull_loop(), name="pull")
         self._keepalive_task = asyncio.create_task(self._keepalive_loop(), name="keepalive")
@@ -110,6 +111,7 @@ class RequestPuller:
             self._keepalive_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keepalive_task
+        await self._forwarder.aclose()
         await self._client.aclose()
 
     # --- pulling -----------------------------------------------------------------------------------
