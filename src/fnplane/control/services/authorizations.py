@@ -24,6 +24,15 @@ def _is_super_admin(principal: Principal) -> bool:
     return principal.has_any_scope(ACCOUNT_SETUP)
 
 
+async def _stored(
+    conn: Connection, principal: Principal, function_id: str, version_id: str | None
+) -> AuthorizedPartiesDto:
+    """The parties as stored now, inside the caller's transaction."""
+    return _dto(
+        function_id, principal.nca_id, version_id, await parties_repo.parties(conn, function_id, version_id)
+    )
+
+
 def _dto(function_id: str, owner: str, version_id: str | None, parties: list[Party]) -> AuthorizedPartiesDto:
     seen: dict[str, AuthorizedPartyDto] = {}
     for party in parties:
@@ -85,12 +94,7 @@ class AuthorizationService:
             await parties_repo.replace(
                 conn, function_id, version_id, [(p.nca_id, p.client_id) for p in parties]
             )
-            return _dto(
-                function_id,
-                principal.nca_id,
-                version_id,
-                await parties_repo.parties(conn, function_id, version_id),
-            )
+            return await _stored(conn, principal, function_id, version_id)
 
     async def add_party(
         self, principal: Principal, function_id: str, version_id: str | None, party: AuthorizedPartyDto
@@ -109,12 +113,7 @@ class AuthorizationService:
             if party.nca_id == PUBLIC or any(p.nca_id == PUBLIC for p in current):
                 raise BadRequestError("'*' must be the only authorized party", field="authorizedParty")
             await parties_repo.add(conn, function_id, version_id, party.nca_id, party.client_id)
-            return _dto(
-                function_id,
-                principal.nca_id,
-                version_id,
-                await parties_repo.parties(conn, function_id, version_id),
-            )
+            return await _stored(conn, principal, function_id, version_id)
 
     async def remove_party(
         self, principal: Principal, function_id: str, version_id: str | None, party: AuthorizedPartyDto
@@ -123,12 +122,7 @@ class AuthorizationService:
             await _manageable(conn, principal, function_id, version_id)
             if not await parties_repo.remove(conn, function_id, version_id, party.nca_id):
                 raise NotFoundError(f"Account '{party.nca_id}' is not an authorized party")
-            return _dto(
-                function_id,
-                principal.nca_id,
-                version_id,
-                await parties_repo.parties(conn, function_id, version_id),
-            )
+            return await _stored(conn, principal, function_id, version_id)
 
     async def clear(
         self, principal: Principal, function_id: str, version_id: str | None

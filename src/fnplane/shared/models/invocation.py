@@ -10,7 +10,6 @@ from fnplane.shared.models.compute import WireModel
 DEFAULT_POLL_S = 60
 DEFAULT_SSE_POLL_S = 1200
 MAX_POLL_S = 3600
-POLL_GRACE_S = 2.0
 MAX_DIRECT_RESPONSE_BYTES = 5 * 1024 * 1024
 
 
