@@ -1,4 +1,9 @@
-"""The gateway's view of the AccessAuthority: a short cache and NVCF's version-selection rules."""
+"""The gateway's view of the AccessAuthority: a short cache and NVCF's version-selection rules.
+
+The cache keeps grants for `auth_cache_ttl_s` as a backstop; a revocation (shared/revocations.py)
+drops the grants it covers at once (`forget`). A grant fetched while a revocation arrived is not
+cached: it may have been decided before the revocation.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import time
 from fnplane.shared import errors
 from fnplane.shared.contracts import AccessAuthority
 from fnplane.shared.models.access import AccessGrant, VersionTarget
+from fnplane.shared.revocations import CredentialsRevoked
 
 INVOCABLE = frozenset({"ACTIVE", "DEGRADING"})
 QUEUE_VISIBLE = frozenset({"ACTIVE", "DEPLOYING"})
@@ -21,6 +27,29 @@ class CachedAccess:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._cache: dict[tuple[str, str, str | None, str | None], tuple[float, AccessGrant]] = {}
+        # bumped by every forget()
+        self._generation = 0
+
+    def forget(self, event: CredentialsRevoked) -> None:
+        """Drop every cached grant the revocation covers."""
+        self._generation += 1
+        if event.everything:
+            self._cache.clear()
+            return
+        stale = [
+            key
+            for key, (_, g) in self._cache.items()
+            if event.covers(key_id=g.key_id, client_id=g.client_id, nca_id=g.nca_id, function_id=key[2])
+        ]
+        for key in stale:
+            del self._cache[key]
+
+    async def fresh_grant(
+        self, bearer: str, scope: str, function_id: str | None = None, version_id: str | None = None
+    ) -> AccessGrant:
+        """Ask the authority, whatever is cached (a re-check after a revocation)."""
+        self._cache.pop((bearer, scope, function_id, version_id), None)
+        return await self.grant(bearer, scope, function_id, version_id)
 
     async def grant(
         self, bearer: str, scope: str, function_id: str | None = None, version_id: str | None = None
@@ -30,7 +59,10 @@ class CachedAccess:
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
+        generation = self._generation
         grant = await self._authority.grant(bearer, scope, function_id, version_id)
+        if generation != self._generation:
+            return grant
         if len(self._cache) >= self._max_entries:
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
             if len(self._cache) >= self._max_entries:

@@ -8,6 +8,11 @@ import re
 PREFIX = "fnplane"
 
 
+# Core-NATS broadcast from the control plane to every gateway: credentials that stopped being valid
+# (payload: shared/revocations.py).
+CREDENTIALS_REVOKED = "fnplane.auth.revoked"
+
+
 def cluster_changed(cluster_name: str) -> str:
     """Core-NATS kick to the agent of a cluster: its instance assignments changed."""
     return f"{PREFIX}.clusters.{_token(cluster_name)}.changed"

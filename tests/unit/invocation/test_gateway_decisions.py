@@ -13,6 +13,7 @@ from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.exec_envelope import exec_document
 from fnplane.invocation.http import error_answer
 from fnplane.invocation.rate_limit import RateLimiter
+from fnplane.invocation.revocations import OpenInvocations
 from fnplane.invocation.router import Route, Router
 from fnplane.invocation.routing import direct_target, poll_seconds
 from fnplane.invocation.service import InvocationService
@@ -136,6 +137,9 @@ class TableAuthority:
             raise errors.UnauthorizedError("invalid bearer")
         return self.grants[bearer]
 
+    def forget(self, event: object) -> None:
+        pass
+
 
 def service(authority: TableAuthority, limiter: RateLimiter | None = None) -> InvocationService:
     settings = GatewaySettings(auth_cache_ttl_s=60.0)
@@ -148,6 +152,7 @@ def service(authority: TableAuthority, limiter: RateLimiter | None = None) -> In
         waker=Waker(settings, bus.has_workers),  # no control_url: never wakes
         stores=Buckets(None),  # type: ignore[arg-type]
         signer=UrlSigner(b"k" * 32),
+        open_invocations=OpenInvocations(),
     )
 
 

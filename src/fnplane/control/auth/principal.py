@@ -19,6 +19,8 @@ class ResourceGrant:
     id: str
 
     def covers_function(self, function_id: str, version_id: str | None, *, owned: bool) -> bool:
+        """Does the grant cover that version (`version_id` None: the whole function, every version,
+        which a grant on one version `F/V` does not)?"""
         if self.type == ACCOUNT_FUNCTIONS:
             return owned
         if self.type == AUTHORIZED_FUNCTIONS:
@@ -27,7 +29,7 @@ class ResourceGrant:
             fid, _, vid = self.id.partition("/")
             if fid != function_id:
                 return False
-            return vid in ("", "*") or version_id is None or vid == version_id
+            return vid in ("", "*") or vid == version_id
         return False
 
 
@@ -50,7 +52,8 @@ class Principal:
         return any(scope in self.scopes for scope in scopes)
 
     def may_access_function(self, function_id: str, version_id: str | None, *, owned: bool) -> bool:
-        """The API-key resource filter; JWTs pass (account visibility is checked separately)."""
+        """The API-key resource filter (`version_id` None: the whole function); JWTs pass (account
+        visibility is checked separately)."""
         if self.resources is None:
             return True
         return any(grant.covers_function(function_id, version_id, owned=owned) for grant in self.resources)

@@ -48,5 +48,9 @@ class AccessGrant(WireModel):
     nca_id: str = Field(alias="ncaId")
     subject: str
     scopes: list[str]
+    # which credential this is, so a revocation (shared/revocations.py) finds its grants: the API
+    # key's id, or the JWT's client id
+    key_id: str | None = Field(None, alias="keyId")
+    client_id: str | None = Field(None, alias="clientId")
     function_id: str | None = Field(None, alias="functionId")
     versions: list[VersionTarget] = Field(default_factory=list)
