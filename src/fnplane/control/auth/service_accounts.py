@@ -142,9 +142,7 @@ class ServiceAccountService:
         granted = allowed if requested is None else allowed & set(requested)
         if not granted:
             raise OAuthError("invalid_scope", "none of the requested scopes is allowed for this client")
-        return await self._signer.mint(
-            client_id, granted, ttl_s or self._ttl_s, nca_id=record.nca_id, client_epoch=record.epoch_us
-        )
+        return await self._signer.mint(record, granted, ttl_s or self._ttl_s)
 
 
 def _check_delegation(caller: Principal, scopes: Iterable[str], action: str) -> None:

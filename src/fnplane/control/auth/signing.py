@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fnplane.control.db.repositories._time import now_utc
+from fnplane.control.db.repositories.clients import ClientRecord
 from fnplane.control.db.repositories.signing_keys import SigningKeyRecord, SigningKeyRepository
 from fnplane.shared.errors import UnauthorizedError
 
@@ -151,9 +152,9 @@ class TokenSigner:
         # the newest active key signs (the table is ordered by creation time)
         return [k for k in self._keys.values() if k.active][-1]
 
-    async def mint(
-        self, subject: str, scopes: Iterable[str], ttl_s: int, *, nca_id: str, client_epoch: int
-    ) -> MintedToken:
+    async def mint(self, client: ClientRecord, scopes: Iterable[str], ttl_s: int) -> MintedToken:
+        """A token for `client` (as stored now: its account and the epoch of its secret)."""
+        subject = client.client_id
         key = await self._active_key()
         now = int(time.time())
         scope_list = sorted(set(scopes))
@@ -167,8 +168,8 @@ class TokenSigner:
             "jti": str(uuid.uuid4()),
             "exp": now + ttl_s,
             "scopes": scope_list,
-            "ncaId": nca_id,
-            "clientEpoch": client_epoch,
+            "ncaId": client.nca_id,
+            "clientEpoch": client.epoch_us,
         }
         token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
         return MintedToken(token, ttl_s, scope_list)
