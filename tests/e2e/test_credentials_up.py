@@ -13,6 +13,8 @@ import secrets
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -117,16 +119,22 @@ def _refused_within(calls: dict[str, Any], since: float) -> dict[str, float]:
     return refused
 
 
-def test_a_revoked_key_is_refused_within_a_second_and_its_streams_end(
-    tmp_path: Path, start_up: type[UpProcess]
-) -> None:
+@contextmanager
+def _platform(tmp_path: Path, start_up: type[UpProcess]) -> Iterator[tuple[UpProcess, str, httpx.Client]]:
+    """`fnplane up` with a 30 s credential cache, its admin key, and a client that uses it."""
     admin = "nvapi-" + secrets.token_urlsafe(32)
     up = start_up(tmp_path / "home", env={"FNPLANE_ADMIN_KEY": admin, **CACHE_TTL})
     up.wait_healthy()
-    domain = up.url.split("://", 1)[1]
     with httpx.Client(base_url=up.url, headers={"Authorization": f"Bearer {admin}"}, timeout=30) as client:
+        yield up, admin, client
+
+
+def test_a_revoked_key_is_refused_within_a_second_and_its_streams_end(
+    tmp_path: Path, start_up: type[UpProcess]
+) -> None:
+    with _platform(tmp_path, start_up) as (up, admin, client):
         fn = _deploy(client)
-        host = f"{fn['id']}.invocation.{domain}"
+        host = f"{fn['id']}.invocation.{up.url.split('://', 1)[1]}"
         key_id, key = _new_key(client, "revoked soon")
         as_key = {"Authorization": f"Bearer {key}"}
 
@@ -195,11 +203,7 @@ def test_a_revoked_key_is_refused_within_a_second_and_its_streams_end(
 def test_unsharing_ends_the_other_accounts_access_within_a_second(
     tmp_path: Path, start_up: type[UpProcess]
 ) -> None:
-    admin = "nvapi-" + secrets.token_urlsafe(32)
-    up = start_up(tmp_path / "home", env={"FNPLANE_ADMIN_KEY": admin, **CACHE_TTL})
-    up.wait_healthy()
-    domain = up.url.split("://", 1)[1]
-    with httpx.Client(base_url=up.url, headers={"Authorization": f"Bearer {admin}"}, timeout=30) as client:
+    with _platform(tmp_path, start_up) as (up, _, client):
         fn = _deploy(client)
         # a second account, its admin client's secret and a JWT for it (POST /token)
         r = client.post(
@@ -222,7 +226,7 @@ def test_unsharing_ends_the_other_accounts_access_within_a_second(
             json={"authorizedParties": [{"ncaId": "partner"}]},
         )
         assert r.status_code == 200, r.text
-        host = {"Host": f"{fn['id']}.invocation.{domain}"}
+        host = {"Host": f"{fn['id']}.invocation.{up.url.split('://', 1)[1]}"}
 
         def direct() -> httpx.Response:
             return client.post("/slow?seconds=0", headers={**partner, **host})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 
-from fnplane.shared import errors
+from fnplane.shared import errors, revocations
 from fnplane.shared.contracts import AccessAuthority
 from fnplane.shared.models.access import AccessGrant, VersionTarget
 from fnplane.shared.revocations import CredentialsRevoked
@@ -33,16 +33,7 @@ class CachedAccess:
     def forget(self, event: CredentialsRevoked) -> None:
         """Drop every cached grant the revocation covers."""
         self._generation += 1
-        if event.everything:
-            self._cache.clear()
-            return
-        stale = [
-            key
-            for key, (_, g) in self._cache.items()
-            if event.covers(key_id=g.key_id, client_id=g.client_id, nca_id=g.nca_id, function_id=key[2])
-        ]
-        for key in stale:
-            del self._cache[key]
+        revocations.forget_covered(self._cache, event, lambda key, entry: entry[1].held(key[2]))
 
     async def fresh_grant(
         self, bearer: str, scope: str, function_id: str | None = None, version_id: str | None = None

@@ -88,16 +88,7 @@ class OpenInvocations:
             candidates = (
                 i for c in (*event.key_ids, *event.client_ids) for i in self._by_credential.get(c, ())
             )
-        return [
-            i
-            for i in candidates
-            if event.covers(
-                key_id=i.grant.key_id,
-                client_id=i.grant.client_id,
-                nca_id=i.grant.nca_id,
-                function_id=i.function_id,
-            )
-        ]
+        return [i for i in candidates if event.covers(i.grant.held(i.function_id))]
 
 
 class Revocations:

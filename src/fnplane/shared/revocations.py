@@ -12,7 +12,8 @@ Pure: no I/O; the bus modules move the bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import NamedTuple, TypeVar
 
 import msgspec
 
@@ -21,6 +22,15 @@ from fnplane.shared.errors import FnplaneError
 
 class RevocationError(FnplaneError):
     """A revocation message that does not follow this module's format."""
+
+
+class Held(NamedTuple):
+    """What a cached grant or an open invocation is for: whose credential, and on which function."""
+
+    key_id: str | None
+    client_id: str | None
+    nca_id: str
+    function_id: str | None = None
 
 
 class CredentialsRevoked(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -35,16 +45,14 @@ class CredentialsRevoked(msgspec.Struct, frozen=True, omit_defaults=True):
     # everything (a receiver that may have missed events, e.g. after a reconnect)
     everything: bool = False
 
-    def covers(
-        self, *, key_id: str | None, client_id: str | None, nca_id: str, function_id: str | None = None
-    ) -> bool:
-        """Does this event touch a grant of that credential (on that function)?"""
+    def covers(self, held: Held) -> bool:
+        """Does this event touch that grant (of that credential, on that function)?"""
         return (
             self.everything
-            or (key_id is not None and key_id in self.key_ids)
-            or (client_id is not None and client_id in self.client_ids)
-            or nca_id in self.nca_ids
-            or (function_id is not None and function_id in self.function_ids)
+            or (held.key_id is not None and held.key_id in self.key_ids)
+            or (held.client_id is not None and held.client_id in self.client_ids)
+            or held.nca_id in self.nca_ids
+            or (held.function_id is not None and held.function_id in self.function_ids)
         )
 
     @property
@@ -53,6 +61,20 @@ class CredentialsRevoked(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 EVERYTHING = CredentialsRevoked(everything=True)
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def forget_covered(
+    entries: MutableMapping[K, V], event: CredentialsRevoked, held: Callable[[K, V], Held]
+) -> None:
+    """Delete from a cache every entry the event covers (`held` says what an entry is for)."""
+    if event.everything:
+        entries.clear()
+        return
+    for key in [k for k, v in entries.items() if event.covers(held(k, v))]:
+        del entries[key]
 
 
 def revoked(

@@ -8,6 +8,7 @@ import pytest
 from fnplane.invocation.revocations import OpenInvocations
 from fnplane.shared import errors, revocations
 from fnplane.shared.models.access import AccessGrant
+from fnplane.shared.revocations import Held
 
 
 def test_round_trip_and_wire_names() -> None:
@@ -26,15 +27,25 @@ def test_malformed_messages_are_refused(data: bytes) -> None:
 
 
 def test_covers() -> None:
-    mine = {"key_id": "k1", "client_id": None, "nca_id": "a"}
-    assert revocations.revoked(key_ids=["k1"]).covers(**mine)
-    assert not revocations.revoked(key_ids=["k2"]).covers(**mine)
-    assert revocations.revoked(nca_ids=["a"]).covers(**mine)
-    assert not revocations.revoked(client_ids=["k1"]).covers(**mine)  # a client id is not a key id
-    assert revocations.revoked(function_ids=["f"]).covers(**mine, function_id="f")
-    assert not revocations.revoked(function_ids=["f"]).covers(**mine, function_id="g")
-    assert not revocations.revoked(function_ids=["f"]).covers(**mine)
-    assert revocations.EVERYTHING.covers(**mine)
+    mine = Held("k1", None, "a")
+    assert revocations.revoked(key_ids=["k1"]).covers(mine)
+    assert not revocations.revoked(key_ids=["k2"]).covers(mine)
+    assert revocations.revoked(nca_ids=["a"]).covers(mine)
+    assert not revocations.revoked(client_ids=["k1"]).covers(mine)  # a client id is not a key id
+    assert revocations.revoked(function_ids=["f"]).covers(mine._replace(function_id="f"))
+    assert not revocations.revoked(function_ids=["f"]).covers(mine._replace(function_id="g"))
+    assert not revocations.revoked(function_ids=["f"]).covers(mine)
+    assert revocations.EVERYTHING.covers(mine)
+
+
+def test_forget_covered() -> None:
+    cache = {"a": Held("k1", None, "acct"), "b": Held(None, "bot", "acct"), "c": Held("k2", None, "other")}
+    revocations.forget_covered(cache, revocations.revoked(key_ids=["k1"]), lambda _, held: held)
+    assert set(cache) == {"b", "c"}
+    revocations.forget_covered(cache, revocations.revoked(nca_ids=["acct"]), lambda _, held: held)
+    assert set(cache) == {"c"}
+    revocations.forget_covered(cache, revocations.EVERYTHING, lambda _, held: held)
+    assert cache == {}
 
 
 class Open:

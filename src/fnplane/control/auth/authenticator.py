@@ -26,6 +26,7 @@ from fnplane.control.auth.signing import TokenSigner
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.api_keys import ApiKeyRecord, ApiKeyRepository
 from fnplane.control.db.repositories.clients import ClientRepository
+from fnplane.shared import revocations
 from fnplane.shared.errors import NotFoundError, UnauthorizedError
 from fnplane.shared.revocations import CredentialsRevoked
 
@@ -113,20 +114,7 @@ class DatabaseAuthenticator:
     def forget(self, event: CredentialsRevoked) -> None:
         """Forget every cached resolution the revocation covers (this process; Revoker broadcasts)."""
         self._generation += 1
-        if event.everything:
-            self._cache.clear()
-            return
-        stale = [
-            bearer
-            for bearer, (principal, _) in self._cache.items()
-            if event.covers(
-                key_id=principal.extra.get("key_id"),
-                client_id=principal.extra.get("client_id"),
-                nca_id=principal.nca_id,
-            )
-        ]
-        for bearer in stale:
-            self._cache.pop(bearer, None)
+        revocations.forget_covered(self._cache, event, lambda _, entry: entry[0].held())
 
     def _remember(self, bearer: str, principal: Principal, ttl_s: float) -> None:
         if ttl_s <= 0:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fnplane.shared.revocations import Held
+
 # The three API-key resource kinds of NVCF (nvcf-api.md 5.4).
 ACCOUNT_FUNCTIONS = "account-functions"
 AUTHORIZED_FUNCTIONS = "authorized-functions"
@@ -47,6 +49,10 @@ class Principal:
     scopes: frozenset[str]
     resources: tuple[ResourceGrant, ...] | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def held(self, function_id: str | None = None) -> Held:
+        """This credential (on that function), as a revocation matches it."""
+        return Held(self.extra.get("key_id"), self.extra.get("client_id"), self.nca_id, function_id)
 
     def has_any_scope(self, *scopes: str) -> bool:
         return any(scope in self.scopes for scope in scopes)

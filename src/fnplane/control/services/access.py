@@ -22,9 +22,10 @@ from fnplane.control.auth.principal import Principal
 from fnplane.control.db.repositories import deployments as deployments_repo
 from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services.visibility import SeenVersion, visible_version, visible_versions
+from fnplane.shared import revocations
 from fnplane.shared.errors import ForbiddenError
 from fnplane.shared.models.access import AccessGrant, VersionTarget
-from fnplane.shared.revocations import CredentialsRevoked
+from fnplane.shared.revocations import CredentialsRevoked, Held
 
 K = TypeVar("K")
 T = TypeVar("T")
@@ -56,9 +57,8 @@ class _TtlCache(Generic[K, T]):
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
-    def drop_where(self, stale: Callable[[K, T], bool]) -> None:
-        for key in [k for k, (_, value) in self._entries.items() if stale(k, value)]:
-            del self._entries[key]
+    def forget(self, event: CredentialsRevoked, held: Callable[[K, T], Held]) -> None:
+        revocations.forget_covered(self._entries, event, lambda key, entry: held(key, entry[1]))
 
 
 class ControlAccessAuthority:
@@ -95,16 +95,7 @@ class ControlAccessAuthority:
         self._generation += 1
         self._authenticator.forget(event)
 
-        def stale(key: tuple[str, str, str | None], entry: tuple[Principal, list[VersionTarget]]) -> bool:
-            principal = entry[0]
-            return event.covers(
-                key_id=principal.extra.get("key_id"),
-                client_id=principal.extra.get("client_id"),
-                nca_id=principal.nca_id,
-                function_id=key[1],
-            )
-
-        self._versions.drop_where(stale)
+        self._versions.forget(event, lambda key, entry: entry[0].held(key[1]))
 
     async def _visible(
         self, principal: Principal, bearer: str, function_id: str, version_id: str | None

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from fnplane.shared.models.compute import WireModel
+from fnplane.shared.revocations import Held
 
 
 class AccessRequest(WireModel):
@@ -54,3 +55,7 @@ class AccessGrant(WireModel):
     client_id: str | None = Field(None, alias="clientId")
     function_id: str | None = Field(None, alias="functionId")
     versions: list[VersionTarget] = Field(default_factory=list)
+
+    def held(self, function_id: str | None) -> Held:
+        """The grant's credential (on that function), as a revocation matches it."""
+        return Held(self.key_id, self.client_id, self.nca_id, function_id)
