@@ -1,8 +1,8 @@
 """The gateway's view of the AccessAuthority: a short cache and NVCF's version-selection rules.
 
-The cache keeps grants for `auth_cache_ttl_s` as a backstop; a revocation (shared/revocations.py)
-drops the grants it covers at once (`forget`). A grant fetched while a revocation arrived is not
-cached: it may have been decided before the revocation.
+The cache keeps grants for `auth_cache_ttl_s` (never past the credential's expiry) as a backstop;
+a revocation (shared/revocations.py) drops the grants it covers at once (`forget`). A grant fetched
+while a revocation arrived is not cached: it may have been decided before the revocation.
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ class CachedAccess:
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
             if len(self._cache) >= self._max_entries:
                 self._cache.clear()
-        self._cache[key] = (now + self._ttl_s, grant)
+        deadline = now + self._ttl_s
+        if grant.valid_until is not None:  # never past the credential's own expiry
+            deadline = min(deadline, now + grant.valid_until - time.time())
+        self._cache[key] = (deadline, grant)
         return grant
 
 

@@ -72,6 +72,7 @@ def principal_for_key(record: ApiKeyRecord) -> Principal:
         scopes=frozenset(scopes),
         resources=tuple(grants),
         extra={"key_id": record.key_id},
+        valid_until=record.expires_at.timestamp(),
     )
 
 
@@ -155,5 +156,6 @@ class DatabaseAuthenticator:
             scopes=frozenset(scopes) & frozenset(client.allowed_scopes),
             resources=None,
             extra={"client_id": subject, "jti": str(claims.get("jti", ""))},
+            valid_until=float(claims["exp"]),
         )
         return principal, float(claims["exp"]) - time.time()

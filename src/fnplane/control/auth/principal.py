@@ -49,6 +49,8 @@ class Principal:
     scopes: frozenset[str]
     resources: tuple[ResourceGrant, ...] | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # when the credential expires (seconds since 1970): nothing may cache it longer
+    valid_until: float | None = field(default=None, compare=False)
 
     def held(self, function_id: str | None = None) -> Held:
         """This credential (on that function), as a revocation matches it."""

@@ -87,6 +87,7 @@ class ControlAccessAuthority:
             scopes=sorted(principal.scopes),
             keyId=principal.extra.get("key_id"),
             clientId=principal.extra.get("client_id"),
+            validUntil=principal.valid_until,
             functionId=function_id,
             versions=versions,
         )

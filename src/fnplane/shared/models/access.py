@@ -53,6 +53,8 @@ class AccessGrant(WireModel):
     # key's id, or the JWT's client id
     key_id: str | None = Field(None, alias="keyId")
     client_id: str | None = Field(None, alias="clientId")
+    # when the credential expires (seconds since 1970): a cache keeps the grant no longer
+    valid_until: float | None = Field(None, alias="validUntil")
     function_id: str | None = Field(None, alias="functionId")
     versions: list[VersionTarget] = Field(default_factory=list)
 
