@@ -25,7 +25,7 @@ from typing import Any
 
 from fnplane.bus.clusters import cluster_notifier
 from fnplane.bus.connection import connect
-from fnplane.bus.credentials import revocation_publisher
+from fnplane.bus.revocations import revocation_publisher
 from fnplane.compute.agent import Agent
 from fnplane.compute.settings import AgentSettings
 from fnplane.control.app import ControlApp, create_app
