@@ -15,9 +15,11 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem
+from fnplane.up.limits import BodyIdleGuard, CredentialLimiter, credential_key, may_have_body, send_error
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,15 @@ class Lifespan:
             task.cancel()
 
 
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """Per-credential concurrency of each app and the body-idle timeout (`up/limits.py`)."""
+
+    api_per_credential: int = 64
+    gateway_per_credential: int = 2000
+    body_idle_timeout_s: float = 30.0
+
+
 class PlatformApp:
     """The composed ASGI app; `draining` makes new invocations and health answer 503."""
 
@@ -91,11 +102,16 @@ class PlatformApp:
         health: HealthCheck,
         gateway: Lifespan,
         is_gateway_request: Callable[[Scope], bool],
+        limits: RequestLimits | None = None,
     ) -> None:
         self._control = control
         self._gateway = gateway
         self._is_gateway_request = is_gateway_request
         self._health = health
+        limits = limits or RequestLimits()
+        self._api_limiter = CredentialLimiter(limits.api_per_credential, "API")
+        self._gateway_limiter = CredentialLimiter(limits.gateway_per_credential, "invocation")
+        self._idle_s = limits.body_idle_timeout_s
         self.draining = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -118,7 +134,21 @@ class PlatformApp:
     async def _call(self, target: Lifespan, scope: Scope, receive: Receive, send: Send) -> None:
         scope = dict(scope)
         scope["state"] = dict(target.state)
-        await target.app(scope, receive, send)
+        if scope["type"] != "http":
+            await target.app(scope, receive, send)
+            return
+        limiter = self._gateway_limiter if target is self._gateway else self._api_limiter
+        key = credential_key(scope)
+        if not limiter.acquire(key):
+            await send_error(send, limiter.refusal(), scope.get("path", ""))
+            return
+        try:
+            if may_have_body(scope):
+                guard = BodyIdleGuard(receive, send, self._idle_s, scope.get("path", ""))
+                receive, send = guard.receive, guard.send
+            await target.app(scope, receive, send)
+        finally:
+            limiter.release(key)
 
     async def _call_tracked(self, target: Lifespan, scope: Scope, receive: Receive, send: Send) -> None:
         self._in_flight += 1

@@ -1,0 +1,131 @@
+"""`BodyAdmissionMiddleware`: the control API reads no request body it would refuse.
+
+In front of every route, for a request that may carry a body:
+
+1. `Content-Length` over `max_body_bytes` -> 413 at once, nothing read;
+2. except on the anonymous form endpoint (`/token`, whose credential may be in the body), the bearer
+   is authenticated first: none, malformed or not valid -> 401 (an unknown JWT client 404, as the
+   routes answer), nothing read; the resolution is cached, so the route's own check costs nothing;
+3. while the app reads, a running count: the first chunk past the limit (a chunked or HTTP/2 body
+   without `Content-Length`, or one longer than it said) answers 413 and the app sees
+   `http.disconnect`; the rest of the body is never read.
+
+The routes keep their own scope checks; this only decides whether the body is worth reading.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fnplane.control.auth.authenticator import Authenticator
+from fnplane.control.content_type import FORM_PATHS
+from fnplane.shared import errors
+from fnplane.shared.problems import problem_for, problem_headers, problem_messages
+
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """Content-Length as sent; None when absent. A malformed one never reaches here (the server 400s)."""
+    raw = _header(scope, b"content-length")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _bearer(scope: Scope) -> str:
+    raw = _header(scope, b"authorization")
+    if not raw:
+        raise errors.UnauthorizedError("Header of type `authorization` was missing")
+    scheme, _, token = raw.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.UnauthorizedError("Unauthorized access: expected `Authorization: Bearer <token>`")
+    return token.strip()
+
+
+class BodyTooLarge:
+    """The receive/send pair of one admitted request: counts body bytes, answers 413 past the limit."""
+
+    __slots__ = ("_limit", "_path", "_receive", "_send", "_size", "_started", "refused")
+
+    def __init__(self, receive: Receive, send: Send, limit: int, path: str) -> None:
+        self._receive = receive
+        self._send = send
+        self._limit = limit
+        self._path = path
+        self._size = 0
+        self._started = False
+        self.refused = False
+
+    async def receive(self) -> Message:
+        if self.refused:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._size += len(message.get("body", b""))
+            if self._size > self._limit:
+                self.refused = True
+                if not self._started:
+                    self._started = True
+                    await _answer(self._send, too_large(self._limit), self._path)
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.refused:
+            return  # the 413 is the answer
+        if message["type"] == "http.response.start":
+            self._started = True
+        await self._send(message)
+
+
+def too_large(limit: int) -> errors.PayloadTooLargeError:
+    return errors.PayloadTooLargeError(f"the request body exceeds the API's limit of {limit} bytes")
+
+
+async def _answer(send: Send, error: errors.FnplaneError, path: str) -> None:
+    status, document = problem_for(error, path)
+    for message in problem_messages(status, document, problem_headers(error)):
+        await send(message)
+
+
+class BodyAdmissionMiddleware:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, max_body_bytes: int) -> None:
+        self.app = app
+        self._authenticator = authenticator
+        self._limit = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _declared_length(scope)
+        if length == 0 or (
+            length is None
+            and scope["method"] in _BODYLESS_METHODS
+            and _header(scope, b"transfer-encoding") is None
+        ):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if length is not None and length > self._limit:
+            await _answer(send, too_large(self._limit), path)
+            return
+        if path not in FORM_PATHS:
+            try:
+                await self._authenticator.authenticate(_bearer(scope))
+            except errors.FnplaneError as error:
+                await _answer(send, error, path)
+                return
+        guard = BodyTooLarge(receive, send, self._limit, path)
+        await self.app(scope, guard.receive, guard.send)
