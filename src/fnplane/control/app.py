@@ -31,7 +31,6 @@ from fnplane.control.uuid_paths import UuidPathMiddleware
 from fnplane.shared.errors import BadRequestError, FnplaneError
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for, problem_headers
 
-
 # the detail of the HTTPException FastAPI raises when the body cannot be parsed at all
 FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
@@ -73,7 +72,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         if error.status_code == 400 and error.detail == FASTAPI_BODY_ERROR:
             # FastAPI's answer to a body json.loads cannot take (bad UTF-8, nesting past the recursion limit)
             rule = "must be valid UTF-8 JSON, nested at most a few hundred levels"
-            return _domain_problem(request, BadRequestError(f"{error.detail}: {rule}", field="body", rule=rule))
+            return _domain_problem(
+                request, BadRequestError(f"{error.detail}: {rule}", field="body", rule=rule)
+            )
         return ProblemResponse(
             problem(error.status_code, str(error.detail), request.url.path), status_code=error.status_code
         )
@@ -132,7 +133,9 @@ def create_app(
     app.add_middleware(UuidPathMiddleware)
     # outermost: no body is read before its size and its credential were admitted
     app.add_middleware(
-        BodyAdmissionMiddleware, authenticator=components.auth.authenticator, max_body_bytes=settings.max_body_bytes
+        BodyAdmissionMiddleware,
+        authenticator=components.auth.authenticator,
+        max_body_bytes=settings.max_body_bytes,
     )
     include_all(app)
     return app
