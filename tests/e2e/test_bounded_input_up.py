@@ -414,54 +414,56 @@ def test_malformed_input_gets_a_4xx_problem(up: UpProcess, active_function: dict
     assert not failures, "\n".join(failures)
 
 
+def _raw(line: bytes, *headers: bytes, body: bytes = b"") -> bytes:
+    """One request as bytes; %s is the function id, %k the admin key."""
+    length = [b"Content-Length: %d" % len(body)] if body else []
+    return b"\r\n".join([line, b"Host: x", *headers, *length, b"", body])
+
+
+BEARER = b"Authorization: Bearer %k"
+ASSET_BODY = b'{"contentType":"a","description":"b"}'
 RAW_MALFORMED = [
-    (
-        "non-ASCII bearer",
-        b"GET /v2/nvcf/functions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n\r\n",
-    ),
+    ("non-ASCII bearer", _raw(b"GET /v2/nvcf/functions HTTP/1.1", b"Authorization: Bearer \xff\xfe")),
     (
         "non-ASCII bearer on pexec",
-        b"POST /v2/nvcf/pexec/functions/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\r\nContent-Length: 2\r\n\r\n{}",
+        _raw(b"POST /v2/nvcf/pexec/functions/%s HTTP/1.1", b"Authorization: Bearer \xff", body=b"{}"),
     ),
     (
         "non-ASCII poll seconds",
-        b"POST /v2/nvcf/pexec/functions/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %k\r\nNVCF-POLL-SECONDS: \xff\xfe\r\nContent-Length: 2\r\n\r\n{}",
+        _raw(
+            b"POST /v2/nvcf/pexec/functions/%s HTTP/1.1", BEARER, b"NVCF-POLL-SECONDS: \xff\xfe", body=b"{}"
+        ),
     ),
     (
         "non-ASCII Host",
-        b'POST /v2/nvcf/assets HTTP/1.1\r\nHost: \xc3\xa9:1\r\nAuthorization: Bearer %k\r\nContent-Length: 37\r\n\r\n{"contentType":"a","description":"b"}',
+        _raw(b"POST /v2/nvcf/assets HTTP/1.1", BEARER, b"Host: \xc3\xa9:1", body=ASSET_BODY),
     ),
-    (
-        "non-ASCII function-id",
-        b"POST /x HTTP/1.1\r\nHost: x\r\nfunction-id: \xff\xfe\r\nAuthorization: Bearer %k\r\nContent-Length: 2\r\n\r\n{}",
-    ),
+    ("non-ASCII function-id", _raw(b"POST /x HTTP/1.1", BEARER, b"function-id: \xff\xfe", body=b"{}")),
     (
         "non-ASCII Basic credentials",
-        b"POST /token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic \xff\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 29\r\n\r\ngrant_type=client_credentials",
+        _raw(
+            b"POST /token HTTP/1.1",
+            b"Authorization: Basic \xff",
+            b"Content-Type: application/x-www-form-urlencoded",
+            body=b"grant_type=client_credentials",
+        ),
     ),
     (
         "non-ASCII charset",
-        b"POST /v2/nvcf/functions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %k\r\nContent-Type: application/json; charset=\xff\r\nContent-Length: 2\r\n\r\n{}",
+        _raw(
+            b"POST /v2/nvcf/functions HTTP/1.1",
+            BEARER,
+            b"Content-Type: application/json; charset=\xff",
+            body=b"{}",
+        ),
     ),
 ]
 # refused by Granian itself before any app sees them: a 4xx, though not a problem document
 RAW_REFUSED_BY_THE_SERVER = [
-    (
-        "raw bad UTF-8 in the path",
-        b"GET /v2/nvcf/functions/\xff\xfe HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %k\r\n\r\n",
-    ),
-    (
-        "raw bad UTF-8 in the query",
-        b"GET /v2/nvcf/functions?x=\xff HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %k\r\n\r\n",
-    ),
-    (
-        "Content-Length not a number",
-        b"GET /v2/nvcf/functions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
-    ),
-    (
-        "header over the limit",
-        b"GET /v2/nvcf/functions HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (256 * 1024) + b"\r\n\r\n",
-    ),
+    ("raw bad UTF-8 in the path", _raw(b"GET /v2/nvcf/functions/\xff\xfe HTTP/1.1", BEARER)),
+    ("raw bad UTF-8 in the query", _raw(b"GET /v2/nvcf/functions?x=\xff HTTP/1.1", BEARER)),
+    ("Content-Length not a number", _raw(b"GET /v2/nvcf/functions HTTP/1.1", b"Content-Length: abc")),
+    ("headers over the limit", _raw(b"GET /v2/nvcf/functions HTTP/1.1", b"X-Big: " + b"a" * (256 * 1024))),
 ]
 
 
