@@ -15,42 +15,20 @@ The routes keep their own scope checks; this only decides whether the body is wo
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from fnplane.control.auth.authenticator import Authenticator
+from fnplane.control.auth.dependencies import parse_bearer
 from fnplane.control.content_type import FORM_PATHS
 from fnplane.shared import errors
-from fnplane.shared.problems import problem_for, problem_headers, problem_messages
-
-_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
+from fnplane.shared.asgi import ASGIApp, Message, Receive, Scope, Send, header, may_have_body, send_error
 
 
 def _declared_length(scope: Scope) -> int | None:
-    """Content-Length as sent; None when absent. A malformed one never reaches here (the server 400s)."""
-    raw = _header(scope, b"content-length")
-    if raw is None:
-        return None
+    """Content-Length as sent; None when absent (a malformed one never gets here: the server 400s)."""
+    raw = header(scope, b"content-length")
     try:
-        return int(raw)
+        return int(raw) if raw is not None else None
     except ValueError:
         return None
-
-
-def _bearer(scope: Scope) -> str:
-    raw = _header(scope, b"authorization")
-    if not raw:
-        raise errors.UnauthorizedError("Header of type `authorization` was missing")
-    scheme, _, token = raw.decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise errors.UnauthorizedError("Unauthorized access: expected `Authorization: Bearer <token>`")
-    return token.strip()
 
 
 class BodyTooLarge:
@@ -77,7 +55,7 @@ class BodyTooLarge:
                 self.refused = True
                 if not self._started:
                     self._started = True
-                    await _answer(self._send, too_large(self._limit), self._path)
+                    await send_error(self._send, too_large(self._limit), self._path)
                 return {"type": "http.disconnect"}
         return message
 
@@ -93,12 +71,6 @@ def too_large(limit: int) -> errors.PayloadTooLargeError:
     return errors.PayloadTooLargeError(f"the request body exceeds the API's limit of {limit} bytes")
 
 
-async def _answer(send: Send, error: errors.FnplaneError, path: str) -> None:
-    status, document = problem_for(error, path)
-    for message in problem_messages(status, document, problem_headers(error)):
-        await send(message)
-
-
 class BodyAdmissionMiddleware:
     def __init__(self, app: ASGIApp, authenticator: Authenticator, max_body_bytes: int) -> None:
         self.app = app
@@ -109,23 +81,21 @@ class BodyAdmissionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = _declared_length(scope)
-        if length == 0 or (
-            length is None
-            and scope["method"] in _BODYLESS_METHODS
-            and _header(scope, b"transfer-encoding") is None
-        ):
+        if not may_have_body(scope):
             await self.app(scope, receive, send)
             return
+        length = _declared_length(scope)
         path: str = scope["path"]
         if length is not None and length > self._limit:
-            await _answer(send, too_large(self._limit), path)
+            await send_error(send, too_large(self._limit), path)
             return
         if path not in FORM_PATHS:
             try:
-                await self._authenticator.authenticate(_bearer(scope))
+                raw = header(scope, b"authorization")
+                bearer = parse_bearer(raw.decode("latin-1") if raw is not None else None)
+                await self._authenticator.authenticate(bearer)
             except errors.FnplaneError as error:
-                await _answer(send, error, path)
+                await send_error(send, error, path)
                 return
         guard = BodyTooLarge(receive, send, self._limit, path)
         await self.app(scope, guard.receive, guard.send)

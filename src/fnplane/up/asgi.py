@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from fnplane.shared.asgi import may_have_body, send_error
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem
-from fnplane.up.limits import BodyIdleGuard, CredentialLimiter, credential_key, may_have_body, send_error
+from fnplane.up.limits import BodyIdleGuard, CredentialLimiter, credential_key
 
 logger = logging.getLogger(__name__)
 

@@ -15,37 +15,12 @@ Both are plain ASGI wrappers: no framework, a dict lookup and a counter per requ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from fnplane.shared import errors
-from fnplane.shared.problems import problem, problem_for, problem_headers, problem_messages
+from fnplane.shared.asgi import Message, Receive, Scope, Send, header
+from fnplane.shared.problems import problem, problem_messages
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 RETRY_AFTER_S = 1
-
-
-def header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return bytes(value)
-    return None
-
-
-def may_have_body(scope: Scope) -> bool:
-    """False only when the request certainly has no body (Content-Length 0, or a bodiless method
-    without Content-Length or Transfer-Encoding)."""
-    length = header(scope, b"content-length")
-    if length is not None:
-        return length.strip() not in (b"0", b"")
-    if header(scope, b"transfer-encoding") is not None:
-        return True
-    return scope.get("method", "GET") not in _BODYLESS_METHODS
 
 
 def credential_key(scope: Scope) -> bytes:
@@ -54,12 +29,6 @@ def credential_key(scope: Scope) -> bytes:
         return authorization
     client = scope.get("client") or ("?", 0)
     return b"client:" + str(client[0]).encode()
-
-
-async def send_error(send: Send, error: errors.FnplaneError, instance: str) -> None:
-    status, document = problem_for(error, instance)
-    for message in problem_messages(status, document, problem_headers(error)):
-        await send(message)
 
 
 class CredentialLimiter:
