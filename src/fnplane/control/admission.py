@@ -19,7 +19,17 @@ from fnplane.control.auth.authenticator import Authenticator
 from fnplane.control.auth.dependencies import parse_bearer
 from fnplane.control.content_type import FORM_PATHS
 from fnplane.shared import errors
-from fnplane.shared.asgi import ASGIApp, Message, Receive, Scope, Send, header, may_have_body, send_error
+from fnplane.shared.asgi import (
+    ASGIApp,
+    BodyGuard,
+    Receive,
+    Scope,
+    Send,
+    body_too_large,
+    header,
+    may_have_body,
+    send_error,
+)
 
 
 def _declared_length(scope: Scope) -> int | None:
@@ -31,46 +41,6 @@ def _declared_length(scope: Scope) -> int | None:
         return None
 
 
-class BodyTooLarge:
-    """The receive/send pair of one admitted request: counts body bytes, answers 413 past the limit."""
-
-    __slots__ = ("_limit", "_path", "_receive", "_send", "_size", "_started", "refused")
-
-    def __init__(self, receive: Receive, send: Send, limit: int, path: str) -> None:
-        self._receive = receive
-        self._send = send
-        self._limit = limit
-        self._path = path
-        self._size = 0
-        self._started = False
-        self.refused = False
-
-    async def receive(self) -> Message:
-        if self.refused:
-            return {"type": "http.disconnect"}
-        message = await self._receive()
-        if message["type"] == "http.request":
-            self._size += len(message.get("body", b""))
-            if self._size > self._limit:
-                self.refused = True
-                if not self._started:
-                    self._started = True
-                    await send_error(self._send, too_large(self._limit), self._path)
-                return {"type": "http.disconnect"}
-        return message
-
-    async def send(self, message: Message) -> None:
-        if self.refused:
-            return  # the 413 is the answer
-        if message["type"] == "http.response.start":
-            self._started = True
-        await self._send(message)
-
-
-def too_large(limit: int) -> errors.PayloadTooLargeError:
-    return errors.PayloadTooLargeError(f"the request body exceeds the API's limit of {limit} bytes")
-
-
 class BodyAdmissionMiddleware:
     def __init__(self, app: ASGIApp, authenticator: Authenticator, max_body_bytes: int) -> None:
         self.app = app
@@ -78,16 +48,13 @@ class BodyAdmissionMiddleware:
         self._limit = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if not may_have_body(scope):
+        if scope["type"] != "http" or not may_have_body(scope):
             await self.app(scope, receive, send)
             return
         length = _declared_length(scope)
         path: str = scope["path"]
         if length is not None and length > self._limit:
-            await send_error(send, too_large(self._limit), path)
+            await send_error(send, body_too_large(self._limit), path)
             return
         if path not in FORM_PATHS:
             try:
@@ -97,5 +64,5 @@ class BodyAdmissionMiddleware:
             except errors.FnplaneError as error:
                 await send_error(send, error, path)
                 return
-        guard = BodyTooLarge(receive, send, self._limit, path)
+        guard = BodyGuard(receive, send, path, max_bytes=self._limit)
         await self.app(scope, guard.receive, guard.send)

@@ -1,13 +1,15 @@
-"""Plain ASGI types, the two questions every raw ASGI layer in front of our apps asks of a scope, and
-its one way to answer with an error."""
+"""Plain ASGI pieces of the raw layers in front of our apps: types, the two questions they ask of a
+scope, their one way to answer with an error, and `BodyGuard`, which bounds a request body's size or
+its idle time and answers for the app when either is passed."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from fnplane.shared import errors
-from fnplane.shared.problems import problem_for, problem_headers, problem_messages
+from fnplane.shared.problems import problem, problem_for, problem_headers, problem_messages
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,3 +44,101 @@ async def send_error(send: Send, error: errors.FnplaneError, instance: str) -> N
     status, document = problem_for(error, instance)
     for message in problem_messages(status, document, problem_headers(error)):
         await send(message)
+
+
+def body_too_large(limit: int) -> errors.PayloadTooLargeError:
+    return errors.PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
+
+
+class BodyGuard:
+    """`receive` and `send` of one request whose body is watched while it arrives.
+
+    * `idle_timeout_s`: no body data for that long -> 408;
+    * `max_bytes`: more body than that -> 413.
+
+    Either answers with a problem document (when no answer has started) and from then on hands the app
+    `http.disconnect` and drops whatever it still sends, so the app stops and the rest of the body is
+    never read. Once the body is complete, `receive` is the server's own again (the gateway waits on it
+    for the client's disconnect, without a bound).
+    """
+
+    __slots__ = ("_done", "_idle_s", "_instance", "_max", "_receive", "_send", "_size", "_started", "refused")
+
+    def __init__(
+        self,
+        receive: Receive,
+        send: Send,
+        instance: str,
+        *,
+        idle_timeout_s: float | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
+        self._receive = receive
+        self._send = send
+        self._instance = instance
+        self._idle_s = idle_timeout_s
+        self._max = max_bytes
+        self._size = 0
+        self._done = False
+        self._started = False
+        self.refused = False
+
+    async def receive(self) -> Message:
+        if self.refused:
+            return {"type": "http.disconnect"}
+        if self._done:
+            return await self._receive()
+        got = await (self._receive() if self._idle_s is None else self._receive_within(self._idle_s))
+        if got is None:
+            detail = f"no request body data arrived for {self._idle_s:g} s"
+            await self._refuse(408, problem(408, detail, self._instance))
+            return {"type": "http.disconnect"}
+        message = got
+        if message["type"] != "http.request":
+            self._done = True
+            return message
+        self._size += len(message.get("body", b""))
+        if self._max is not None and self._size > self._max:
+            await self._refuse(*problem_for(body_too_large(self._max), self._instance))
+            return {"type": "http.disconnect"}
+        if not message.get("more_body", False):
+            self._done = True
+        return message
+
+    async def _receive_within(self, timeout_s: float) -> Message | None:
+        """The next message, or None after `timeout_s`. What asyncio.timeout does, with one timer
+        handle and no context manager: this runs for every request body on the gateway's hot path."""
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        handle = asyncio.get_running_loop().call_later(timeout_s, expire)
+        try:
+            return await self._receive()
+        except asyncio.CancelledError:
+            if expired and task.uncancel() == 0:
+                return None  # our timer, and nobody else cancelled the task meanwhile
+            raise
+        finally:
+            handle.cancel()
+
+    async def send(self, message: Message) -> None:
+        if self.refused:
+            return  # the guard's answer is the answer
+        if message["type"] == "http.response.start":
+            self._started = True
+        await self._send(message)
+
+    async def _refuse(
+        self, status: int, document: dict[str, Any], headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        self.refused = True
+        if not self._started:
+            self._started = True
+            for reply in problem_messages(status, document, headers):
+                await self._send(reply)

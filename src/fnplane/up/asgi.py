@@ -14,21 +14,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fnplane.shared.asgi import may_have_body, send_error
+from fnplane.shared.asgi import ASGIApp, BodyGuard, Message, Receive, Scope, Send, may_have_body, send_error
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem
-from fnplane.up.limits import BodyIdleGuard, CredentialLimiter, credential_key
+from fnplane.up.limits import CredentialLimiter, credential_key
 
 logger = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = ["ASGIApp", "Lifespan", "LifespanError", "PlatformApp", "RequestLimits"]
+
 HealthCheck = Callable[[], Awaitable[dict[str, str]]]
 
 
@@ -145,7 +142,7 @@ class PlatformApp:
             return
         try:
             if may_have_body(scope):
-                guard = BodyIdleGuard(receive, send, self._idle_s, scope.get("path", ""))
+                guard = BodyGuard(receive, send, scope.get("path", ""), idle_timeout_s=self._idle_s)
                 receive, send = guard.receive, guard.send
             await target.app(scope, receive, send)
         finally:
