@@ -133,11 +133,19 @@ def _refused_while_sending(up: UpProcess, path: str, headers: dict[str, str], to
 
 def test_anonymous_256_mib_body_is_refused_before_it_is_read(up: UpProcess) -> None:
     total = 256 * MIB
-    for path in ("/v2/nvcf/functions", "/v2/nvcf/functions/x/versions", "/v1/keys"):
-        status, problem = _refused_while_sending(
-            up, path, {"Content-Type": "application/json", "Content-Length": str(total)}, total
-        )
-        assert status in (401, 413), problem
+    fid = str(uuid.uuid4())
+    for path, extra in (
+        ("/v2/nvcf/functions", {}),
+        ("/v2/nvcf/functions/x/versions", {}),
+        ("/v1/keys", {}),
+        (f"/v2/nvcf/pexec/functions/{fid}", {}),  # the gateway admits before it reads
+        (f"/v2/nvcf/exec/functions/{fid}", {}),
+        ("/v2/nvcf/assets", {}),
+        ("/anything", {"function-id": fid}),  # direct invocation
+    ):
+        headers = {"Content-Type": "application/json", "Content-Length": str(total), **extra}
+        status, problem = _refused_while_sending(up, path, headers, total)
+        assert status in (401, 413), (path, problem)
     # without a length (chunked), an anonymous body is refused on its head too
     status, problem = _refused_while_sending(
         up, "/v2/nvcf/functions", {"Transfer-Encoding": "chunked"}, total
