@@ -84,11 +84,12 @@ class Lifespan:
 
 @dataclass(frozen=True, slots=True)
 class RequestLimits:
-    """Per-credential concurrency of each app and the body-idle timeout (`up/limits.py`)."""
+    """Per-credential concurrency of each app and the body-idle timeout (`up/limits.py`); the values
+    and their defaults are `UpSettings`'."""
 
-    api_per_credential: int = 64
-    gateway_per_credential: int = 2000
-    body_idle_timeout_s: float = 30.0
+    api_per_credential: int
+    gateway_per_credential: int
+    body_idle_timeout_s: float
 
 
 class PlatformApp:
@@ -100,13 +101,12 @@ class PlatformApp:
         health: HealthCheck,
         gateway: Lifespan,
         is_gateway_request: Callable[[Scope], bool],
-        limits: RequestLimits | None = None,
+        limits: RequestLimits,
     ) -> None:
         self._control = control
         self._gateway = gateway
         self._is_gateway_request = is_gateway_request
         self._health = health
-        limits = limits or RequestLimits()
         self._api_limiter = CredentialLimiter(limits.api_per_credential, "API")
         self._gateway_limiter = CredentialLimiter(limits.gateway_per_credential, "invocation")
         self._idle_s = limits.body_idle_timeout_s
