@@ -17,6 +17,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+CONNECTION_CLOSE = (b"connection", b"close")
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 
 
@@ -60,9 +61,24 @@ class BodyGuard:
     `http.disconnect` and drops whatever it still sends, so the app stops and the rest of the body is
     never read. Once the body is complete, `receive` is the server's own again (the gateway waits on it
     for the client's disconnect, without a bound).
+
+    `close_if_unread` (HTTP/1.x): an answer that starts before the body was read to its end says
+    `Connection: close`. The server drops such a connection after the answer anyway; without the
+    header a client may send its next request on it and see it closed without an answer.
     """
 
-    __slots__ = ("_done", "_idle_s", "_instance", "_max", "_receive", "_send", "_size", "_started", "refused")
+    __slots__ = (
+        "_close_if_unread",
+        "_done",
+        "_idle_s",
+        "_instance",
+        "_max",
+        "_receive",
+        "_send",
+        "_size",
+        "_started",
+        "refused",
+    )
 
     def __init__(
         self,
@@ -72,7 +88,9 @@ class BodyGuard:
         *,
         idle_timeout_s: float | None = None,
         max_bytes: int | None = None,
+        close_if_unread: bool = False,
     ) -> None:
+        self._close_if_unread = close_if_unread
         self._receive = receive
         self._send = send
         self._instance = instance
@@ -132,6 +150,8 @@ class BodyGuard:
             return  # the guard's answer is the answer
         if message["type"] == "http.response.start":
             self._started = True
+            if self._close_if_unread and not self._done:
+                message = {**message, "headers": [*message.get("headers", ()), CONNECTION_CLOSE]}
         await self._send(message)
 
     async def _refuse(
@@ -140,5 +160,7 @@ class BodyGuard:
         self.refused = True
         if not self._started:
             self._started = True
+            if self._close_if_unread:
+                headers = [*headers, ("connection", "close")]
             for reply in problem_messages(status, document, headers):
                 await self._send(reply)

@@ -142,7 +142,13 @@ class PlatformApp:
             return
         try:
             if may_have_body(scope):
-                guard = BodyGuard(receive, send, scope.get("path", ""), idle_timeout_s=self._idle_s)
+                guard = BodyGuard(
+                    receive,
+                    send,
+                    scope.get("path", ""),
+                    idle_timeout_s=self._idle_s,
+                    close_if_unread=str(scope.get("http_version", "1.1")).startswith("1"),
+                )
                 receive, send = guard.receive, guard.send
             await target.app(scope, receive, send)
         finally:
