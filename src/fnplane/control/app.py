@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fnplane.control.admission import BodyAdmissionMiddleware
 from fnplane.control.auth.revocation import PublishRevoked
 from fnplane.control.autoscaler import AutoscalerSettings
 from fnplane.control.components import ControlComponents, create_components
@@ -30,6 +31,9 @@ from fnplane.control.settings import ControlSettings
 from fnplane.control.uuid_paths import UuidPathMiddleware
 from fnplane.shared.errors import BadRequestError, FnplaneError
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for, problem_headers
+
+# the detail of the HTTPException FastAPI raises when the body cannot be parsed at all
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 
 class ProblemResponse(JSONResponse):
@@ -66,6 +70,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> ProblemResponse:
+        if error.status_code == 400 and error.detail == FASTAPI_BODY_ERROR:
+            # FastAPI's answer to a body json.loads cannot take (bad UTF-8, nesting past the recursion limit)
+            rule = "must be valid UTF-8 JSON, nested at most a few hundred levels"
+            return _domain_problem(
+                request, BadRequestError(f"{error.detail}: {rule}", field="body", rule=rule)
+            )
         return ProblemResponse(
             problem(error.status_code, str(error.detail), request.url.path), status_code=error.status_code
         )
@@ -127,5 +137,11 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(UuidPathMiddleware)
+    # outermost: no body is read before its size and its credential were admitted
+    app.add_middleware(
+        BodyAdmissionMiddleware,
+        authenticator=components.auth.authenticator,
+        max_body_bytes=settings.max_body_bytes,
+    )
     include_all(app)
     return app

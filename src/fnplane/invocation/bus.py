@@ -77,7 +77,13 @@ class RequestBus:
         # the gateway owns the topology: it creates the buckets (and each version's queue on first use)
         self.buckets = Buckets(self.js)
         await self.buckets.open(
-            topology.buckets(status_ttl_s=s.status_ttl_s, object_ttl_s=s.object_ttl_s), create=True
+            topology.buckets(
+                status_ttl_s=s.status_ttl_s,
+                object_ttl_s=s.object_ttl_s,
+                status_max_bytes=s.status_bucket_max_bytes,
+                objects_max_bytes=s.object_store_max_bytes,
+            ),
+            create=True,
         )
         await self.nc.subscribe(subjects.gateway_responses(self.gateway_id), cb=self._on_response)
         await self.nc.subscribe(subjects.gateway_bodies(self.gateway_id), cb=self._on_body_pull)

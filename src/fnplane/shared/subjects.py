@@ -109,6 +109,16 @@ GATEWAY_BUCKET = "fnplane_gateway"
 SIGNING_KEY = "url-signing-key"
 
 
+def kv_stream(bucket: str) -> str:
+    """The JetStream stream under a key-value bucket (the NATS convention)."""
+    return f"KV_{bucket}"
+
+
+def object_stream(bucket: str) -> str:
+    """The JetStream stream under an object-store bucket (the NATS convention)."""
+    return f"OBJ_{bucket}"
+
+
 def status_key(request_id: str) -> str:
     return _token(request_id)
 

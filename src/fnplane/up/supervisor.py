@@ -37,10 +37,10 @@ from fnplane.control.settings import ControlSettings
 from fnplane.invocation import openapi as gateway_openapi
 from fnplane.invocation.app import Gateway, create_gateway_app, is_gateway_request
 from fnplane.invocation.settings import GatewaySettings
-from fnplane.up.asgi import Lifespan, PlatformApp
+from fnplane.up.asgi import Lifespan, PlatformApp, RequestLimits
 from fnplane.up.home import PlatformHome
 from fnplane.up.nats import EmbeddedNats
-from fnplane.up.server import HttpServer, free_loopback_port
+from fnplane.up.server import HeaderLimits, HttpServer, free_loopback_port
 from fnplane.up.settings import UpSettings
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,17 @@ class Platform:
             self.internal_url = f"http://127.0.0.1:{internal_port}"
         gateway, claims = await self._start_gateway(control_app)
 
-        self._app = PlatformApp(self._control, self.health, gateway, claims)
+        limits = RequestLimits(
+            api_per_credential=s.api_max_concurrent_per_credential,
+            gateway_per_credential=s.gateway_max_concurrent_per_credential,
+            body_idle_timeout_s=s.body_idle_timeout_s,
+        )
+        self._app = PlatformApp(self._control, self.health, gateway, claims, limits)
+        header_limits = HeaderLimits(
+            http1_max_header_bytes=s.http1_max_header_bytes,
+            http2_max_header_bytes=s.http2_max_header_bytes,
+            http2_max_concurrent_streams=s.http2_max_concurrent_streams,
+        )
         self._http = HttpServer(
             self._app,
             host=s.host,
@@ -150,12 +160,13 @@ class Platform:
             tls_cert=s.tls_cert,
             tls_key=s.tls_key,
             start_timeout_s=s.http_start_timeout_s,
+            limits=header_limits,
         )
         http = self._http
         await http.start(s.local_host)
         self._push("http", lambda: http.aclose(s.http_stop_timeout_s))
         if internal_port is not None:
-            internal = HttpServer(self._app, host="127.0.0.1", port=internal_port)
+            internal = HttpServer(self._app, host="127.0.0.1", port=internal_port, limits=header_limits)
             await internal.start("127.0.0.1")
             self._push("internal-http", lambda: internal.aclose(s.http_stop_timeout_s))
 
