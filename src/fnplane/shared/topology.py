@@ -7,6 +7,7 @@ server match it (names come from `shared/subjects.py`).
     fnplane_requests       KV: status records of detached (202) requests          1 h
     fnplane_assets         KV: asset metadata, "<account>.<assetId>"              24 h
     fnplane_gateway        KV: gateway-wide state (the URL-signing key)          forever
+    fnplane_idempotency    KV: Idempotency-Key records and replayable results    24 h
     fnplane_objects        object store: assets and large or detached results    24 h
 
 Lifetimes fit together: a queued request lives at most `REQUEST_TTL_S`, and a status record is
@@ -29,6 +30,8 @@ REQUEST_TTL_S = 3600.0
 STATUS_TTL_S = 3600.0
 # assets and large results (NVCF: 24 h)
 OBJECT_TTL_S = 24 * 3600.0
+# an Idempotency-Key is remembered this long (the IETF draft's suggestion: 24 h)
+IDEMPOTENCY_TTL_S = 24 * 3600.0
 # default bound of one version's queue (a full queue answers 429) and of one queued message
 MAX_QUEUED_REQUESTS = 100_000
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -127,10 +130,16 @@ def request_consumer(ack_wait_s: float = 30.0) -> ConsumerSpec:
 def buckets(
     *, status_ttl_s: float = STATUS_TTL_S, object_ttl_s: float = OBJECT_TTL_S
 ) -> tuple[BucketSpec, ...]:
-    """Every bucket; the gateway owns them and may shorten the lifetimes (tests, small hosts)."""
+    """Every bucket gateways and workers share; the gateway owns them and may shorten the lifetimes
+    (tests, small hosts)."""
     return (
         BucketSpec(subjects.STATUS_BUCKET, BucketKind.KEY_VALUE, status_ttl_s),
         BucketSpec(subjects.ASSET_BUCKET, BucketKind.KEY_VALUE, object_ttl_s),
         BucketSpec(subjects.GATEWAY_BUCKET, BucketKind.KEY_VALUE, None),
         BucketSpec(subjects.OBJECT_BUCKET, BucketKind.OBJECTS, object_ttl_s),
     )
+
+
+def gateway_buckets(*, idempotency_ttl_s: float = IDEMPOTENCY_TTL_S) -> tuple[BucketSpec, ...]:
+    """Buckets only gateways use (workers never open them)."""
+    return (BucketSpec(subjects.IDEMPOTENCY_BUCKET, BucketKind.KEY_VALUE, idempotency_ttl_s),)
