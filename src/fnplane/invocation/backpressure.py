@@ -68,8 +68,11 @@ Probe = Callable[[str], Awaitable[QueueProgress | None]]
 class DrainMeter:
     """Measures each version's drain rate when its queue is full (nothing on the normal path)."""
 
-    def __init__(self, probe: Probe, max_retry_after_s: int) -> None:
+    def __init__(
+        self, probe: Probe, max_retry_after_s: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._probe = probe
+        self._clock = clock
         self._max_s = max_retry_after_s
         self._samples: dict[str, deque[tuple[float, int]]] = {}
         self._latest: dict[str, tuple[float, QueueProgress]] = {}
@@ -79,7 +82,7 @@ class DrainMeter:
         """The Retry-After of a full-queue answer for this version, from a fresh enough probe."""
         lock = self._locks.setdefault(version_id, asyncio.Lock())
         async with lock:
-            now = time.monotonic()
+            now = self._clock()
             samples = self._samples.setdefault(version_id, deque())
             latest = self._latest.get(version_id)
             if latest is None or now - latest[0] >= PROBE_INTERVAL_S:

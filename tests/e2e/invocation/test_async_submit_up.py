@@ -110,9 +110,7 @@ def test_async_submission_cancel_and_idempotency(tmp_path: Path, start_up: type[
         assert served(log) == [rid]
 
         # the exec envelope
-        r = client.post(
-            f"/v2/nvcf/exec/functions/{fid}", headers=ASYNC, json={"requestBody": {"seconds": 0}}
-        )
+        r = client.post(f"/v2/nvcf/exec/functions/{fid}", headers=ASYNC, json={"requestBody": {"seconds": 0}})
         assert r.status_code == 202, r.text
         doc = r.json()
         assert doc["status"] == "pending-evaluation" and doc["reqId"] == r.headers["nvcf-reqid"]
@@ -215,9 +213,7 @@ def test_async_submission_cancel_and_idempotency(tmp_path: Path, start_up: type[
         assert bad_key.status_code == 400
 
         # without Prefer nothing changes: a request nobody picks up in its window is 504 and purged
-        r = client.post(
-            pexec, headers=ASYNC, json={"seconds": 5, "marker": str(running_marker) + "2"}
-        )
+        r = client.post(pexec, headers=ASYNC, json={"seconds": 5, "marker": str(running_marker) + "2"})
         slot_holder = r.headers["nvcf-reqid"]
         wait_for(Path(str(running_marker) + "2").exists, what="the slot taken")
         r = client.post(pexec, headers={"NVCF-POLL-SECONDS": "1"}, json={"seconds": 0, "log": str(log)})
@@ -250,7 +246,10 @@ def test_back_pressure(tmp_path: Path, start_up: type[UpProcess]) -> None:
         # the gateway at its global limit of one invocation: 503 with the configured Retry-After
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             held = pool.submit(
-                client.post, pexec, json={"seconds": 2, "marker": str(marker)}, headers={"NVCF-POLL-SECONDS": "30"}
+                client.post,
+                pexec,
+                json={"seconds": 2, "marker": str(marker)},
+                headers={"NVCF-POLL-SECONDS": "30"},
             )
             wait_for(marker.exists, what="the first invocation running")
             r = client.post(pexec, json={"seconds": 0})
