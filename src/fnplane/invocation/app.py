@@ -90,6 +90,7 @@ def routes(
         Route("GET", "pexec/status/{rid}", status.pexec_status),
         Route("DELETE", "pexec/status/{rid}", queued.cancel),
         Route("GET", "exec/status/{rid}", status.exec_status),
+        Route("DELETE", "exec/status/{rid}", queued.cancel),
         Route("GET", "pexec/results/{rid}", status.download_result),
         Route("POST", "assets", assets.create),
         Route("GET", "assets", assets.list),

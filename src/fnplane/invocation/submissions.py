@@ -6,7 +6,8 @@
     pexec / exec / direct POST|PUT|PATCH + Idempotency-Key
                                            -> the first request with the key runs; later ones join it
                                               (same NVCF-REQID, its outcome or its 202) or replay it
-    DELETE /v2/nvcf/pexec/status/{id}      -> 204; the request never runs, or its call is aborted
+    DELETE /v2/nvcf/{pexec|exec}/status/{id}
+                                           -> 204; the request never runs, or its call is aborted
 
 Both kinds are queued `detached` (shared/wire.py): the body is read whole first (up to
 max_detached_body_bytes) and travels in the queued message, the gateway writes a `pending-evaluation`
@@ -230,7 +231,14 @@ class Submissions:
                     "expired before it was fetched"
                 )
             await asyncio.sleep(CLAIM_SETTLE_S)
-            first = await self._stores.get_idempotency(bucket_key) or first
+            latest = await self._stores.get_idempotency(bucket_key)
+            if latest is None or latest.request_id != request_id:
+                # released: the first request could not be queued (a full queue, NATS down)
+                raise errors.UnavailableError(
+                    f"the first request with this {idempotency.HEADER_NAME} was not queued; retry",
+                    retry_after_s=1,
+                )
+            first = latest
         if respond_async and not record.is_final:
             await self._accepted(request, record, form)
             return
