@@ -17,8 +17,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fnplane.shared import errors
@@ -98,22 +97,39 @@ class DrainMeter:
 
 
 class ConcurrencyLimit:
-    """At most `limit` invocations in flight on this gateway (0: no limit); beyond it 503."""
+    """At most `limit` invocations in flight on this gateway (0: no limit); beyond it 503.
+
+    `with limit.hold():` around an invocation; a plain class rather than a generator-based context
+    manager: it is entered on every invocation."""
+
+    __slots__ = ("_hold", "_limit", "_retry_after_s", "in_flight")
 
     def __init__(self, limit: int, retry_after_s: int) -> None:
         self._limit = limit
         self._retry_after_s = retry_after_s
         self.in_flight = 0
+        self._hold = _Hold(self)
 
-    @contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self) -> _Hold:
+        return self._hold
+
+    def _enter(self) -> None:
         if self._limit and self.in_flight >= self._limit:
             raise errors.UnavailableError(
                 f"the gateway is at its limit of {self._limit} concurrent invocations; retry later",
                 retry_after_s=self._retry_after_s,
             )
         self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
+
+
+class _Hold:
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: ConcurrencyLimit) -> None:
+        self._owner = owner
+
+    def __enter__(self) -> None:
+        self._owner._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._owner.in_flight -= 1
