@@ -12,11 +12,11 @@ import base64
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import UTC, datetime
 from hashlib import sha256
 from io import BufferedIOBase
-from typing import cast
+from typing import TypeVar, cast
 
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -34,6 +34,8 @@ from fnplane.shared.topology import STATUS_TTL_S, BucketSpec
 CHUNK_BYTES = 128 * 1024
 # compare-and-set writes of a record retried this often when another writer came first
 CAS_ATTEMPTS = 8
+
+T = TypeVar("T")
 # listing keys: the server sends what matches, then nothing; this long without a key ends the list
 KEY_LIST_IDLE_S = 5.0
 
@@ -83,57 +85,64 @@ class Buckets:
     async def put_status_unless_rejected(self, record: wire.StatusRecord) -> bool:
         """Write the record unless the request was cancelled meanwhile (its record says `rejected`);
         False then. Compare-and-set on the record's revision, so a cancel is never overwritten."""
-        assert self._status is not None
-        key = subjects.status_key(record.request_id)
-        value = wire.encode_status(record)
+
+        def decide(current: wire.StatusRecord | None) -> tuple[wire.StatusRecord | None, bool]:
+            if current is not None and current.status is wire.RequestStatus.REJECTED:
+                return None, False
+            return record, True
+
         try:
-            for _ in range(CAS_ATTEMPTS):
-                try:
-                    entry = await self._status.get(key)
-                except KeyNotFoundError:
-                    try:
-                        await self._status.create(key, value)
-                        return True
-                    except (KeyWrongLastSequenceError, JsBadRequestError):
-                        continue  # someone wrote it first: look again
-                if entry.value and wire.decode_status(entry.value).status is wire.RequestStatus.REJECTED:
-                    return False
-                try:
-                    await self._status.update(key, value, last=entry.revision)
-                    return True
-                except (KeyWrongLastSequenceError, JsBadRequestError):
-                    continue
+            return await self._change_status(record.request_id, decide)
         except (NatsError, TimeoutError) as exc:
             raise errors.UnavailableError(f"status record not written: {exc!r}") from exc
-        raise errors.UnavailableError("status record not written: it kept changing")
 
     async def reject_status(self, request_id: str) -> wire.StatusRecord | None:
         """Mark a request that is not finished `rejected` (cancelled); returns the record as it was
         (unchanged when already final), None when there is none. Compare-and-set, like the worker's
         writes: a result written meanwhile is not overwritten."""
-        assert self._status is not None
-        key = subjects.status_key(request_id)
+
+        def decide(
+            current: wire.StatusRecord | None,
+        ) -> tuple[wire.StatusRecord | None, wire.StatusRecord | None]:
+            if current is None or current.is_final:
+                return None, current
+            return wire.rejected(current), current
+
         try:
-            for _ in range(CAS_ATTEMPTS):
-                try:
-                    entry = await self._status.get(key)
-                except KeyNotFoundError:
-                    return None
-                if not entry.value:
-                    return None
-                record = wire.decode_status(entry.value)
-                if record.is_final:
-                    return record
-                try:
-                    await self._status.update(
-                        key, wire.encode_status(wire.rejected(record)), last=entry.revision
-                    )
-                    return record
-                except (KeyWrongLastSequenceError, JsBadRequestError):
-                    continue
+            return await self._change_status(request_id, decide, create=False)
         except (NatsError, TimeoutError) as exc:
             raise errors.UnavailableError(f"request not cancelled: {exc!r}") from exc
-        raise errors.UnavailableError("request not cancelled: its record kept changing")
+
+    async def _change_status(
+        self,
+        request_id: str,
+        decide: Callable[[wire.StatusRecord | None], tuple[wire.StatusRecord | None, T]],
+        *,
+        create: bool = True,
+    ) -> T:
+        """Compare-and-set on a status record: `decide(current)` -> (the record to write, or None to
+        leave it, and the result); retried when another writer came first."""
+        assert self._status is not None
+        key = subjects.status_key(request_id)
+        for _ in range(CAS_ATTEMPTS):
+            try:
+                entry = await self._status.get(key)
+                current = wire.decode_status(entry.value) if entry.value else None
+                revision: int | None = entry.revision
+            except KeyNotFoundError:
+                current, revision = None, None
+            new, result = decide(current)
+            if new is None or (revision is None and not create):
+                return result
+            try:
+                if revision is None:
+                    await self._status.create(key, wire.encode_status(new))
+                else:
+                    await self._status.update(key, wire.encode_status(new), last=revision)
+                return result
+            except (KeyWrongLastSequenceError, JsBadRequestError):
+                continue  # someone wrote it first: look again
+        raise errors.UnavailableError(f"status record of {request_id} kept changing")
 
     async def delete_status(self, request_id: str) -> None:
         assert self._status is not None
