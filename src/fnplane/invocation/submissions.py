@@ -25,6 +25,7 @@ finds the record rejected before it calls the function, and one that runs it can
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from enum import StrEnum
@@ -80,8 +81,10 @@ class Submissions:
         key = idempotency.parse_key(request.headers)
         poll_s = poll_seconds(request.headers, sse_default=True)
         ids = asset_ids(request.headers.get("nvcf-input-asset-references"))
+        call = await inference_call(self._service, bearer, function_id, version_id, poll_s, ids)
+        # read after admission: an unauthorized caller's body is never read
         body = await request.read_body(self._service.settings.max_detached_body_bytes)
-        call = await inference_call(self._service, bearer, function_id, version_id, poll_s, ids, body)
+        call = dataclasses.replace(call, body=body)
         await self._run(request, call, body, key, request.path_and_query, Form.PEXEC)
 
     async def exec_(self, request: Request, function_id: str, version_id: str | None) -> None:
