@@ -62,7 +62,8 @@ def applies(request: Request, *, direct: bool = False) -> bool:
     """Whether this request is queued whole (respond-async on pexec/exec, or an idempotency key)."""
     if idempotency.HEADER in request.headers:
         return not direct or request.method in KEYED_METHODS
-    return not direct and wants_async(request.raw_headers)
+    # the header dict first: most requests have no Prefer header to parse
+    return not direct and "prefer" in request.headers and wants_async(request.raw_headers)
 
 
 class Submissions:
