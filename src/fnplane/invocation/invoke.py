@@ -132,6 +132,7 @@ class Invocation:
         self.request = request
         self.request_id = str(uuid.uuid4())
         self.version_id = call.target.version_id
+        self._grant = call.grant
         self._function_id = call.function_id
         self.poll_s = call.poll_s
         self._call = call
