@@ -8,7 +8,9 @@ Routes (any method unless noted):
     /supreme              NVCF's load_tester_supreme POST /echo: {message, repeats, delay, size, stream};
                           SSE (one event per repeat) when stream is true and Accept is text/event-stream
     /sse?events=N&interval=S     N SSE events, S seconds apart
-    /slow?seconds=S       answers after S seconds
+    /slow?seconds=S       answers after S seconds; marker=F: writes NVCF-REQID to F when it starts (and
+                          F.cancelled when the call is aborted); log=F: appends NVCF-REQID to F (what it
+                          served: one line per call)
     /large?bytes=N&delay=S  N deterministic bytes (pattern(N) below) after S s, in 64 KiB writes
     /status?code=N        that status with {"error": "..."}
     /progress?steps=N&interval=S  writes the NVCF progress file N times, then answers {"done": true}
@@ -54,6 +56,11 @@ async def params(request: web.Request) -> dict[str, str]:
 
 def _write(path: Path, text: str) -> None:
     path.write_text(text)
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a") as fh:
+        fh.write(line + "\n")
 
 
 def _asset_digests(folder: Path) -> dict[str, str]:
@@ -133,6 +140,8 @@ async def slow(request: web.Request) -> web.Response:
     q = await params(request)
     seconds = float(q.get("seconds", "1"))
     marker = q.get("marker")
+    if q.get("log"):
+        await asyncio.to_thread(_append, Path(q["log"]), request.headers.get("NVCF-REQID", ""))
     if marker:
         await asyncio.to_thread(_write, Path(marker), request.headers.get("NVCF-REQID", ""))
     try:

@@ -107,3 +107,49 @@ def assert_all_gone(processes: list[psutil.Process]) -> None:
     _, alive = psutil.wait_procs(processes, timeout=5)
     alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"left behind: {[(p.pid, p.cmdline()) for p in alive]}"
+
+
+INV_FUNCTION = Path(__file__).resolve().parents[2] / "examples" / "inv_function.py"
+
+
+def deploy_inv_function(
+    up: UpProcess,
+    headers: dict[str, str],
+    *,
+    name: str,
+    inference_url: str,
+    max_concurrency: int = 1,
+    min_instances: int = 1,
+) -> dict:
+    """examples/inv_function.py deployed (at most one instance), once ACTIVE: {"id", "versionId", ...}."""
+    body = {
+        "name": name,
+        "inferenceUrl": inference_url,
+        "inferencePort": 8000,
+        "containerImage": "example/inv:1",
+        "containerArgs": f"{sys.executable} {INV_FUNCTION} $(PORT)",
+    }
+    r = httpx.post(f"{up.url}/v2/nvcf/functions", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    fn = r.json()["function"]
+    spec = {
+        "gpu": "L40S",
+        "instanceType": "LOCAL.GPU.L40S_1x",
+        "minInstances": min_instances,
+        "maxInstances": 1,
+        "maxRequestConcurrency": max_concurrency,
+    }
+    version_path = f"functions/{fn['id']}/versions/{fn['versionId']}"
+    r = httpx.post(
+        f"{up.url}/v2/nvcf/deployments/{version_path}",
+        json={"deploymentSpecifications": [spec]},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = httpx.get(f"{up.url}/v2/nvcf/{version_path}", headers=headers)
+        if r.json()["function"]["status"] == "ACTIVE":
+            return dict(fn)
+        time.sleep(0.2)
+    raise AssertionError(f"never ACTIVE: {r.text}")

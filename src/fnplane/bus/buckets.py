@@ -12,11 +12,11 @@ import base64
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import UTC, datetime
 from hashlib import sha256
 from io import BufferedIOBase
-from typing import cast
+from typing import TypeVar, cast
 
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -36,6 +36,10 @@ CHUNK_BYTES = 128 * 1024
 # JetStream's error code for a write past a stream's max_bytes (discard policy "new")
 STORE_FULL = 10077
 FULL_RETRY_AFTER_S = 60
+# compare-and-set writes of a record retried this often when another writer came first
+CAS_ATTEMPTS = 8
+
+T = TypeVar("T")
 # listing keys: the server sends what matches, then nothing; this long without a key ends the list
 KEY_LIST_IDLE_S = 5.0
 
@@ -47,6 +51,7 @@ class Buckets:
         self._assets: KeyValue | None = None
         self._state: KeyValue | None = None
         self._objects: ObjectStore | None = None
+        self._idempotency: KeyValue | None = None
         # the status bucket's TTL as the server has it (whoever created it)
         self.status_ttl_s = STATUS_TTL_S
 
@@ -57,6 +62,8 @@ class Buckets:
         self._assets = cast(KeyValue, opened[subjects.ASSET_BUCKET])
         self._state = cast(KeyValue, opened[subjects.GATEWAY_BUCKET])
         self._objects = cast(ObjectStore, opened[subjects.OBJECT_BUCKET])
+        if subjects.IDEMPOTENCY_BUCKET in opened:  # gateways only
+            self._idempotency = cast(KeyValue, opened[subjects.IDEMPOTENCY_BUCKET])
         ttl = (await self._status.status()).ttl
         if ttl:
             self.status_ttl_s = float(ttl)
@@ -78,6 +85,68 @@ class Buckets:
             await self._status.put(subjects.status_key(record.request_id), wire.encode_status(record))
         except (NatsError, TimeoutError) as exc:
             raise errors.UnavailableError(f"status record not written: {exc!r}") from exc
+
+    async def put_status_unless_rejected(self, record: wire.StatusRecord) -> bool:
+        """Write the record unless the request was cancelled meanwhile (its record says `rejected`);
+        False then. Compare-and-set on the record's revision, so a cancel is never overwritten."""
+
+        def decide(current: wire.StatusRecord | None) -> tuple[wire.StatusRecord | None, bool]:
+            if current is not None and current.status is wire.RequestStatus.REJECTED:
+                return None, False
+            return record, True
+
+        try:
+            return await self._change_status(record.request_id, decide)
+        except (NatsError, TimeoutError) as exc:
+            raise errors.UnavailableError(f"status record not written: {exc!r}") from exc
+
+    async def reject_status(self, request_id: str) -> wire.StatusRecord | None:
+        """Mark a request that is not finished `rejected` (cancelled); returns the record as it was
+        (unchanged when already final), None when there is none. Compare-and-set, like the worker's
+        writes: a result written meanwhile is not overwritten."""
+
+        def decide(
+            current: wire.StatusRecord | None,
+        ) -> tuple[wire.StatusRecord | None, wire.StatusRecord | None]:
+            if current is None or current.is_final:
+                return None, current
+            return wire.rejected(current), current
+
+        try:
+            return await self._change_status(request_id, decide, create=False)
+        except (NatsError, TimeoutError) as exc:
+            raise errors.UnavailableError(f"request not cancelled: {exc!r}") from exc
+
+    async def _change_status(
+        self,
+        request_id: str,
+        decide: Callable[[wire.StatusRecord | None], tuple[wire.StatusRecord | None, T]],
+        *,
+        create: bool = True,
+    ) -> T:
+        """Compare-and-set on a status record: `decide(current)` -> (the record to write, or None to
+        leave it, and the result); retried when another writer came first."""
+        assert self._status is not None
+        key = subjects.status_key(request_id)
+        for _ in range(CAS_ATTEMPTS):
+            try:
+                entry = await self._status.get(key)
+                current = wire.decode_status(entry.value) if entry.value else None
+                revision: int | None = entry.revision
+            except KeyNotFoundError:
+                current, revision = None, None
+            new, result = decide(current)
+            if new is None or (revision is None and not create):
+                return result
+            try:
+                if revision is None:
+                    await self._status.create(key, wire.encode_status(new))
+                else:
+                    await self._status.update(key, wire.encode_status(new), last=revision)
+                return result
+            except (KeyWrongLastSequenceError, JsBadRequestError):
+                continue  # someone wrote it first: look again
+        raise errors.UnavailableError(f"status record of {request_id} kept changing")
 
     async def delete_status(self, request_id: str) -> None:
         assert self._status is not None
@@ -103,6 +172,55 @@ class Buckets:
         finally:
             with contextlib.suppress(Exception):  # the watcher's consumer may already be gone
                 await watcher.stop()
+
+    # --- idempotency records (gateways) ------------------------------------------------------------
+
+    async def claim_idempotency(
+        self, key: str, record: wire.IdempotencyRecord
+    ) -> wire.IdempotencyRecord | None:
+        """Store `record` under `key` unless one is there: None when this call claimed the key, else
+        the record of the request that claimed it first."""
+        assert self._idempotency is not None, "the idempotency bucket is a gateway's"
+        value = wire.encode_idempotency(record)
+        try:
+            for _ in range(CAS_ATTEMPTS):
+                try:
+                    await self._idempotency.create(key, value)
+                    return None
+                except (KeyWrongLastSequenceError, JsBadRequestError):
+                    pass
+                try:
+                    entry = await self._idempotency.get(key)
+                except KeyNotFoundError:
+                    continue  # released meanwhile: claim again
+                if entry.value:
+                    return wire.decode_idempotency(entry.value)
+        except (NatsError, TimeoutError) as exc:
+            raise errors.UnavailableError(f"idempotency key not checked: {exc!r}") from exc
+        raise errors.UnavailableError("idempotency key not checked: it kept changing")
+
+    async def get_idempotency(self, key: str) -> wire.IdempotencyRecord | None:
+        assert self._idempotency is not None
+        try:
+            entry = await self._idempotency.get(key)
+        except KeyNotFoundError:
+            return None
+        except (NatsError, TimeoutError) as exc:
+            raise errors.UnavailableError(f"idempotency key not read: {exc!r}") from exc
+        return wire.decode_idempotency(entry.value) if entry.value else None
+
+    async def put_idempotency(self, key: str, record: wire.IdempotencyRecord) -> None:
+        assert self._idempotency is not None
+        try:
+            await self._idempotency.put(key, wire.encode_idempotency(record))
+        except (NatsError, TimeoutError) as exc:
+            raise errors.UnavailableError(f"idempotency record not written: {exc!r}") from exc
+
+    async def release_idempotency(self, key: str) -> None:
+        """Forget a key whose request was never queued (a retry may claim it again)."""
+        assert self._idempotency is not None
+        with contextlib.suppress(KeyNotFoundError, NatsError, TimeoutError):
+            await self._idempotency.purge(key)
 
     # --- asset records -----------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ Parts, each built once here and handed to the parts that use it:
     CachedAccess, RateLimiter, Waker                     admission and scale from zero
     OpenInvocations, Revocations (revocations.py)        a revoked credential's grants and invocations
     InvocationService (service.py)                       every invocation's decisions
-    endpoints: invocations.py, status.py, queues.py, assets.py
+    ConcurrencyLimit (backpressure.py)                   503 beyond the gateway's in-flight limit
+    endpoints: invocations.py, status.py, queues.py, assets.py,
+               submissions.py (respond-async, idempotency keys, cancel)
     Router (router.py)                                   the path table
 """
 
@@ -25,9 +27,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from fnplane.invocation import invocations
+from fnplane.invocation import invocations, submissions
 from fnplane.invocation.access import CachedAccess
 from fnplane.invocation.assets import AssetEndpoints
+from fnplane.invocation.backpressure import ConcurrencyLimit
 from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.http import EXPOSE, Message, Receive, Request, Scope, Send, send_bytes, send_error
 from fnplane.invocation.queues import QueueEndpoints
@@ -39,6 +42,7 @@ from fnplane.invocation.service import InvocationService
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
 from fnplane.invocation.status import StatusEndpoints
+from fnplane.invocation.submissions import Submissions
 from fnplane.invocation.waker import Waker
 from fnplane.shared import errors
 from fnplane.shared.contracts import AccessAuthority
@@ -60,23 +64,35 @@ INVOCATION_PREFIXES = ("/v2/nvcf/pexec/", "/v2/nvcf/exec/")
 
 
 def routes(
-    service: InvocationService, status: StatusEndpoints, queues: QueueEndpoints, assets: AssetEndpoints
+    service: InvocationService,
+    status: StatusEndpoints,
+    queues: QueueEndpoints,
+    assets: AssetEndpoints,
+    queued: Submissions,
+    limit: ConcurrencyLimit,
 ) -> list[Route]:
     def invoke(
         endpoint: Callable[[InvocationService, Request, str, str | None], Awaitable[None]],
+        whole: Callable[[Request, str, str | None], Awaitable[None]],
     ) -> Endpoint:
         async def call(request: Request, function_id: str, version_id: str | None = None) -> None:
-            await endpoint(service, request, function_id, version_id)
+            with limit.hold():
+                if submissions.applies(request):  # respond-async or an Idempotency-Key
+                    await whole(request, function_id, version_id)
+                else:
+                    await endpoint(service, request, function_id, version_id)
 
         return call
 
     return [
-        Route("POST", "pexec/functions/{fid}", invoke(invocations.pexec)),
-        Route("POST", "pexec/functions/{fid}/versions/{vid}", invoke(invocations.pexec)),
-        Route("POST", "exec/functions/{fid}", invoke(invocations.exec_)),
-        Route("POST", "exec/functions/{fid}/versions/{vid}", invoke(invocations.exec_)),
+        Route("POST", "pexec/functions/{fid}", invoke(invocations.pexec, queued.pexec)),
+        Route("POST", "pexec/functions/{fid}/versions/{vid}", invoke(invocations.pexec, queued.pexec)),
+        Route("POST", "exec/functions/{fid}", invoke(invocations.exec_, queued.exec_)),
+        Route("POST", "exec/functions/{fid}/versions/{vid}", invoke(invocations.exec_, queued.exec_)),
         Route("GET", "pexec/status/{rid}", status.pexec_status),
+        Route("DELETE", "pexec/status/{rid}", queued.cancel),
         Route("GET", "exec/status/{rid}", status.exec_status),
+        Route("DELETE", "exec/status/{rid}", queued.cancel),
         Route("GET", "pexec/results/{rid}", status.download_result),
         Route("POST", "assets", assets.create),
         Route("GET", "assets", assets.list),
@@ -100,7 +116,9 @@ class Gateway:
         self.bus = RequestBus(nats_url, settings, on_revoked=self._revocations.handle)
         self._rate_limiter = RateLimiter()
         self._waker = Waker(settings, self.bus.has_workers)
+        self._limit = ConcurrencyLimit(settings.max_concurrent_invocations, settings.overload_retry_after_s)
         self._service: InvocationService | None = None
+        self._submissions: Submissions | None = None
         self._router: Router | None = None
 
     async def start(self) -> None:
@@ -124,7 +142,8 @@ class Gateway:
         status = StatusEndpoints(s, access=self._access, stores=stores, signer=signer)
         queues = QueueEndpoints(access=self._access, bus=self.bus, stores=stores)
         assets = AssetEndpoints(s, access=self._access, stores=stores, signer=signer)
-        self._router = Router(routes(self._service, status, queues, assets))
+        self._submissions = Submissions(self._service, bus=self.bus, stores=stores, status=status)
+        self._router = Router(routes(self._service, status, queues, assets, self._submissions, self._limit))
 
     async def aclose(self) -> None:
         if self._router is None:
@@ -172,10 +191,14 @@ class Gateway:
                 return
 
     async def _route(self, request: Request, target: tuple[str, str | None] | None) -> None:
-        if self._router is None or self._service is None:
+        if self._router is None or self._service is None or self._submissions is None:
             raise errors.UnavailableError("the gateway is starting")
         if target is not None:
-            await invocations.direct(self._service, request, target[0], target[1])
+            with self._limit.hold():
+                if submissions.applies(request, direct=True):
+                    await self._submissions.direct(request, target[0], target[1])
+                else:
+                    await invocations.direct(self._service, request, target[0], target[1])
             return
         if request.method == "OPTIONS" and request.path.startswith("/v2/nvcf/"):
             await send_bytes(request.send, 204, b"", CORS_HEADERS)

@@ -2,10 +2,12 @@
 Messages: shared/wire.py; streams and buckets: shared/topology.py.
 
 * `publish()` puts a request on its version's WorkQueue stream (created on first use), de-duplicated by
-  `Nats-Msg-Id`; "maximum messages exceeded" -> TooManyRequestsError (429).
+  `Nats-Msg-Id`; "maximum messages exceeded" -> TooManyRequestsError (429) with a Retry-After from
+  the queue's measured drain rate (backpressure.py).
 * One subscription receives the response streams of every request of this gateway and routes each
   message to its `Exchange`; another serves request-body chunks to workers.
-* `cancel()` broadcasts the request id to the version's workers and purges the queued message.
+* `cancel()` broadcasts the request id to the version's workers and purges the queued message
+  (`explicit`: a client's DELETE, which stops a detached request too).
 * `queue_depth()` / `queue_position()` read the stream and its consumer.
 * Revocations (`subjects.CREDENTIALS_REVOKED`, shared/revocations.py) go to `on_revoked`; after a
   reconnect it gets `revocations.EVERYTHING` (what was published meanwhile is lost on core NATS).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +37,7 @@ from nats.js.errors import NotFoundError as JsNotFoundError
 from fnplane.bus.buckets import Buckets
 from fnplane.bus.connection import Client, connect
 from fnplane.bus.topology import ensure_queue
+from fnplane.invocation.backpressure import DrainMeter, QueueProgress
 from fnplane.invocation.exchange import DISCONNECTED, Exchange
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import errors, revocations, subjects, topology, wire
@@ -63,6 +67,7 @@ class RequestBus:
         self._exchanges: dict[str, Exchange] = {}
         self._known_streams: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self.drain = DrainMeter(self.queue_progress, settings.queue_full_retry_after_max_s)
 
     async def start(self) -> None:
         s = self._settings
@@ -82,7 +87,8 @@ class RequestBus:
                 object_ttl_s=s.object_ttl_s,
                 status_max_bytes=s.status_bucket_max_bytes,
                 objects_max_bytes=s.object_store_max_bytes,
-            ),
+            )
+            + topology.gateway_buckets(idempotency_ttl_s=s.idempotency_ttl_s),
             create=True,
         )
         await self.nc.subscribe(subjects.gateway_responses(self.gateway_id), cb=self._on_response)
@@ -259,7 +265,7 @@ class RequestBus:
                 if exc.err_code == ERR_MAX_MESSAGES or "maximum messages" in (exc.description or ""):
                     raise errors.TooManyRequestsError(
                         f"the request queue of function version {vid} is full: {exc.description}",
-                        retry_after_s=1,
+                        retry_after_s=await self.drain.retry_after(vid),
                     ) from None
                 raise errors.UnavailableError(f"could not queue the request: {exc.description}") from None
             except (TimeoutError, NatsTimeoutError, NoRespondersError) as exc:
@@ -274,11 +280,17 @@ class RequestBus:
 
     # --- cancel, purge -----------------------------------------------------------------------------
 
-    async def cancel(self, version_id: str, request_id: str) -> None:
-        """Stop the request wherever it is: a worker running it, or the queue still holding it."""
+    async def cancel(self, version_id: str, request_id: str, *, explicit: bool = False) -> None:
+        """Stop the request wherever it is: a worker running it, or the queue still holding it.
+        `explicit` (a client's DELETE) stops a detached request too."""
         assert self.nc is not None and self.js is not None
+        subject = subjects.cancel_subject(version_id)
         with contextlib.suppress(NatsError):
-            await self.nc.publish(subjects.cancel_subject(version_id), wire.encode_cancel(request_id))
+            if explicit:
+                headers, data = wire.encode_explicit_cancel(request_id)
+                await self.nc.publish(subject, data, headers=headers)
+            else:
+                await self.nc.publish(subject, wire.encode_cancel(request_id))
         await self.purge(version_id, request_id)
 
     async def purge(self, version_id: str, request_id: str) -> None:
@@ -310,6 +322,21 @@ class RequestBus:
         except JsNotFoundError:
             return 0
         return int(sinfo.state.messages or 0)
+
+    async def queue_progress(self, version_id: str) -> QueueProgress | None:
+        """Waiting and finished requests of a version's consumer (for its drain rate); None without
+        one or when the server does not answer in time."""
+        assert self.js is not None
+        try:
+            info = await asyncio.wait_for(
+                self.js.consumer_info(subjects.request_stream(version_id), subjects.REQUEST_CONSUMER),
+                timeout=self._settings.wake_timeout_s,
+            )
+        except (JsNotFoundError, TimeoutError, NatsError):
+            return None
+        finished = int(info.ack_floor.consumer_seq or 0) if info.ack_floor else 0
+        age_s = max(0.0, time.time() - info.created.timestamp()) if info.created else 0.0
+        return QueueProgress(pending=int(info.num_pending or 0), finished=finished, age_s=age_s)
 
     async def has_workers(self, version_id: str) -> bool:
         """Whether a worker pulls this version's queue or holds one of its requests.

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 from fnplane.shared import errors
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem_for, problem_headers
-from fnplane.shared.wire import nvcf_status
+from fnplane.shared.wire import RequestStatus, nvcf_status
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -109,11 +109,14 @@ class Request:
             ) from None
 
 
-def invocation_headers(request_id: str, status: int) -> list[tuple[bytes, bytes]]:
-    """NVCF-REQID, NVCF-STATUS and the CORS expose header every invocation response carries."""
+def invocation_headers(
+    request_id: str, status: int, nvcf: RequestStatus | None = None
+) -> list[tuple[bytes, bytes]]:
+    """NVCF-REQID, NVCF-STATUS (from the HTTP status unless `nvcf` says otherwise: pending-evaluation,
+    rejected) and the CORS expose header every invocation response carries."""
     return [
         (b"nvcf-reqid", request_id.encode()),
-        (b"nvcf-status", nvcf_status(status).value.encode()),
+        (b"nvcf-status", (nvcf or nvcf_status(status)).value.encode()),
         EXPOSE,
     ]
 

@@ -85,32 +85,27 @@ async def pexec(
     poll_s = poll_seconds(request.headers, sse_default=True)
     ids = asset_ids(request.headers.get("nvcf-input-asset-references"))
     admitted = await service.admit(bearer, function_id, version_id)
-    inv = await _inference_call(service, request, admitted, function_id, poll_s, ids)
-    await respond(service, request, inv)
+    call = await inference_call(service, admitted, function_id, poll_s, ids)
+    await respond(service, request, service.invocation(request, call))
 
 
-async def _inference_call(
+async def inference_call(
     service: InvocationService,
-    request: Request,
     admitted: tuple[AccessGrant, VersionTarget],
     function_id: str,
     poll_s: float,
     ids: list[str],
     body: bytes | None = None,
-) -> Invocation:
+) -> Call:
     """pexec and exec: a POST to the chosen version's inferenceUrl, with the referenced input assets."""
     grant, target = admitted
     assets = await service.asset_references(grant.nca_id, ids) if ids else []
     path = target.inference_url or "/"
-    call = Call(grant, target, function_id, InvocationMode.PEXEC, "POST", path, poll_s, assets, body)
-    return service.invocation(request, call)
+    return Call(grant, target, function_id, InvocationMode.PEXEC, "POST", path, poll_s, assets, body)
 
 
-async def exec_(
-    service: InvocationService, request: Request, function_id: str, version_id: str | None
-) -> None:
-    # admitted before the body is read: an anonymous or unknown caller gets its 401/404 for free
-    admitted = await service.admit(request.bearer(), function_id, version_id)
+async def read_exec(service: InvocationService, request: Request) -> tuple[float, list[str], bytes]:
+    """The exec envelope `{requestHeader?, requestBody}`: poll seconds, input asset ids, the body."""
     limit = service.settings.max_exec_body_bytes
     document = await request.json_body(limit)
     if not isinstance(document, dict) or "requestBody" not in document:
@@ -141,8 +136,18 @@ async def exec_(
             rule="list of UUIDs",
         )
     ids = asset_ids(",".join(str(r) for r in refs))
-    body = json.dumps(document["requestBody"]).encode()
-    inv = await _inference_call(service, request, admitted, function_id, poll_s, ids, body)
+    return poll_s, ids, json.dumps(document["requestBody"]).encode()
+
+
+async def exec_(
+    service: InvocationService, request: Request, function_id: str, version_id: str | None
+) -> None:
+    # admitted before the body is read: an anonymous or unknown caller gets its 401/404 for free
+    admitted = await service.admit(request.bearer(), function_id, version_id)
+    limit = service.settings.max_exec_body_bytes
+    poll_s, ids, body = await read_exec(service, request)
+    call = await inference_call(service, admitted, function_id, poll_s, ids, body)
+    inv = service.invocation(request, call)
     try:
         head = await inv.begin()
     except ClientGone:

@@ -32,7 +32,7 @@ from fnplane.invocation.waker import Waker
 from fnplane.shared import errors, subjects, wire
 from fnplane.shared.models.access import AccessGrant, VersionTarget
 from fnplane.shared.models.invocation import MAX_DIRECT_RESPONSE_BYTES
-from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem_for
+from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem_for, problem_headers
 
 
 class ClientGone(Exception):
@@ -84,6 +84,49 @@ class Call:
     body: bytes | None = None
 
 
+def build_envelope(
+    bus: RequestBus,
+    settings: GatewaySettings,
+    request: Request,
+    call: Call,
+    request_id: str,
+    started: float,
+    *,
+    length: int | None,
+    more: bool,
+    detached: bool = False,
+    idempotency: str | None = None,
+) -> wire.Envelope:
+    """The queued request of `call`, accepted at `started` (epoch seconds)."""
+    return wire.Envelope(
+        request_id=request_id,
+        function_id=call.function_id,
+        version_id=call.target.version_id,
+        function_name=call.target.function_name,
+        nca_id=call.grant.nca_id,
+        subject=call.grant.subject,
+        mode=call.mode,
+        method=call.method,
+        path=call.path,
+        headers=forwarded_headers(request.raw_headers),
+        reply_to=subjects.gateway_response_inbox(bus.gateway_id, request_id),
+        body_from=subjects.gateway_body_inbox(bus.gateway_id, request_id),
+        request_time=started,
+        poll_s=call.poll_s,
+        # nobody waits for a result longer than a queued request may live (NVCF: an hour)
+        expires_at=started + settings.request_ttl_s,
+        body_length=length,
+        body_more=more,
+        assets=call.assets,
+        invocation_region=settings.region,
+        max_response_bytes=MAX_DIRECT_RESPONSE_BYTES,
+        # the worker's own interval may be set longer than this gateway's silence timeout
+        heartbeat_s=settings.worker_silence_s / 3,
+        detached=detached,
+        idempotency=idempotency,
+    )
+
+
 class Invocation:
     def __init__(
         self,
@@ -102,13 +145,9 @@ class Invocation:
         self.request_id = str(uuid.uuid4())
         self.version_id = call.target.version_id
         self._grant = call.grant
-        self._target = call.target
         self._function_id = call.function_id
-        self._mode = call.mode
-        self._method = call.method
-        self._path = call.path
         self.poll_s = call.poll_s
-        self._assets = call.assets
+        self._call = call
         self._fixed_body = call.body
         self._exchange: Exchange | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -136,7 +175,8 @@ class Invocation:
 
     def _problem(self, error: errors.FnplaneError) -> Head:
         status, doc = problem_for(error, self.request.path)
-        return Head(status, [("content-type", PROBLEM_CONTENT_TYPE)], json.dumps(doc).encode())
+        headers = [("content-type", PROBLEM_CONTENT_TYPE), *problem_headers(error)]
+        return Head(status, headers, json.dumps(doc).encode())
 
     async def begin(self) -> Head:
         s = self._settings
@@ -156,30 +196,8 @@ class Invocation:
                 length = len(inline)
         exchange = Exchange(self.request_id, self._function_id, self.version_id, body_reader)
         self._exchange = exchange
-        envelope = wire.Envelope(
-            request_id=self.request_id,
-            function_id=self._function_id,
-            version_id=self.version_id,
-            function_name=self._target.function_name,
-            nca_id=self._grant.nca_id,
-            subject=self._grant.subject,
-            mode=self._mode,
-            method=self._method,
-            path=self._path,
-            headers=forwarded_headers(self.request.raw_headers),
-            reply_to=subjects.gateway_response_inbox(bus.gateway_id, self.request_id),
-            body_from=subjects.gateway_body_inbox(bus.gateway_id, self.request_id),
-            request_time=started,
-            poll_s=self.poll_s,
-            # nobody waits for a result longer than a queued request may live (NVCF: an hour)
-            expires_at=started + s.request_ttl_s,
-            body_length=length,
-            body_more=more,
-            assets=self._assets,
-            invocation_region=s.region,
-            max_response_bytes=MAX_DIRECT_RESPONSE_BYTES,
-            # the worker's own interval may be set longer than this gateway's silence timeout
-            heartbeat_s=s.worker_silence_s / 3,
+        envelope = build_envelope(
+            bus, s, self.request, self._call, self.request_id, started, length=length, more=more
         )
         bus.open(exchange)
         self._open.add(self)

@@ -29,6 +29,21 @@ _ASSETS_HEADER = {
     "schema": {"type": "string"},
     "description": "comma-separated asset ids",
 }
+_PREFER_HEADER = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "example": "respond-async"},
+    "description": "respond-async (RFC 7240): 202 at once with NVCF-REQID, NVCF-STATUS pending-evaluation",
+}
+_IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 257},
+    "description": "a retry with the same key within 24 h joins or replays the first request; the same "
+    "key with another request is 422",
+}
 _INVOKE_RESPONSES = {
     "200": {"description": "the function's response; NVCF-REQID and NVCF-STATUS headers"},
     "202": {"description": "pending: poll the status endpoint with NVCF-REQID"},
@@ -37,8 +52,16 @@ _INVOKE_RESPONSES = {
     "401": {"description": "missing or invalid credential"},
     "403": {"description": "no invoke_function scope or resource"},
     "404": {"description": "unknown function or no ACTIVE version"},
-    "429": {"description": "queue full or rate limited"},
+    "410": {"description": "the request was cancelled (NVCF-STATUS: rejected)"},
+    "422": {"description": "an Idempotency-Key already used with another request"},
+    "429": {"description": "queue full or rate limited (Retry-After)"},
+    "503": {"description": "the gateway is at its concurrency limit (Retry-After)"},
     "504": {"description": "no worker picked the request up in time (empty body)"},
+}
+_CANCEL_RESPONSES = {
+    "204": {"description": "cancelled: queued, it never runs; running, its call is aborted"},
+    "404": {"description": "unknown, or another account's request"},
+    "409": {"description": "already finished: fetch its result"},
 }
 _EXEC_BODY = {
     "required": True,
@@ -81,7 +104,7 @@ def _pexec(params: list[dict[str, Any]]) -> dict[str, Any]:
         "post": _op(
             "Invoke a function (pass-through body to its inferenceUrl)",
             "invoke_function",
-            [*params, _POLL_HEADER, _ASSETS_HEADER],
+            [*params, _POLL_HEADER, _ASSETS_HEADER, _PREFER_HEADER, _IDEMPOTENCY_HEADER],
             _INVOKE_RESPONSES,
             requestBody={"content": {"*/*": {"schema": {}}}},
         )
@@ -93,7 +116,7 @@ def _exec(params: list[dict[str, Any]]) -> dict[str, Any]:
         "post": _op(
             "Invoke a function with the legacy JSON envelope",
             "invoke_function",
-            [*params, _POLL_HEADER],
+            [*params, _POLL_HEADER, _PREFER_HEADER, _IDEMPOTENCY_HEADER],
             _INVOKE_RESPONSES,
             requestBody=_EXEC_BODY,
         )
@@ -110,14 +133,16 @@ GATEWAY_OPENAPI_PATHS: dict[str, dict[str, Any]] = {
     "/v2/nvcf/pexec/functions/{functionId}": _pexec([_FID]),
     "/v2/nvcf/pexec/functions/{functionId}/versions/{functionVersionId}": _pexec([_FID, _VID]),
     "/v2/nvcf/pexec/status/{requestId}": {
-        "get": _op("Poll a pending invocation", "invoke_function", [_RID, _POLL_HEADER], _INVOKE_RESPONSES)
+        "get": _op("Poll a pending invocation", "invoke_function", [_RID, _POLL_HEADER], _INVOKE_RESPONSES),
+        "delete": _op("Cancel a pending invocation", "invoke_function", [_RID], _CANCEL_RESPONSES),
     },
     "/v2/nvcf/exec/functions/{functionId}": _exec([_FID]),
     "/v2/nvcf/exec/functions/{functionId}/versions/{functionVersionId}": _exec([_FID, _VID]),
     "/v2/nvcf/exec/status/{requestId}": {
         "get": _op(
             "Poll a pending exec invocation", "invoke_function", [_RID, _POLL_HEADER], _INVOKE_RESPONSES
-        )
+        ),
+        "delete": _op("Cancel a pending exec invocation", "invoke_function", [_RID], _CANCEL_RESPONSES),
     },
     "/v2/nvcf/queues/functions/{functionId}": {
         "get": _op("Queue depth of a function's versions", "queue_details", [_FID], _OK)

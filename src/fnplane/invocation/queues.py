@@ -1,8 +1,9 @@
 """Queues (nvcf-api.md 1.4): depth per function / version and the position of one request.
 
 Depth is the version consumer's num_pending. A request's position comes from its message's stream
-sequence against the consumer's last delivered sequence; the version of a request still waiting on
-some gateway is found with a `locate` broadcast, that of a detached one in the status bucket.
+sequence against the consumer's last delivered sequence; the version of a detached request (202,
+respond-async) is in the status bucket, that of one still waited for on some gateway is found with a
+`locate` broadcast.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ class QueueEndpoints:
         bearer = request.bearer()
         if not is_uuid(request_id):
             raise errors.NotFoundError(f"request {request_id} not found")
-        located = await self._bus.locate(request_id)
+        # a detached request (202, respond-async) has a record; only one still waited for has none
+        record = await self._stores.get_status(request_id)
+        located = (record.version_id, record.function_id) if record is not None else None
         if located is None:
-            record = await self._stores.get_status(request_id)
-            if record is None:
-                raise errors.NotFoundError(f"request {request_id} not found")
-            located = (record.version_id, record.function_id)
+            located = await self._bus.locate(request_id)
+        if located is None:
+            raise errors.NotFoundError(f"request {request_id} not found")
         version_id, function_id = located
         # 404 unless the caller may see the request's function
         await self._access.grant(bearer, scopes.QUEUE_DETAILS, function_id, version_id)

@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fnplane.shared.topology import (
+    IDEMPOTENCY_TTL_S,
     OBJECT_TTL_S,
     OBJECTS_MAX_BYTES,
     REQUEST_TTL_S,
@@ -91,3 +92,15 @@ class GatewaySettings(BaseSettings):
     # flight sends the wake hint without waiting wake_after_s; the queue is looked at this often at most
     # per version
     wake_probe_interval_s: float = 1.0
+    # invocations (pexec, exec, direct) in flight on this gateway beyond which it answers 503 with
+    # Retry-After overload_retry_after_s instead of taking more (0: no limit)
+    max_concurrent_invocations: int = Field(default=10_000, ge=0)
+    overload_retry_after_s: int = Field(default=1, ge=1)
+    # a full queue's 429 says Retry-After = the time its measured drain rate takes for one request,
+    # capped at this (also the answer when nothing drains)
+    queue_full_retry_after_max_s: int = Field(default=60, ge=1)
+    # bodies of requests queued whole (Prefer: respond-async, an Idempotency-Key) are read before
+    # queueing, up to this (larger inputs go as assets); at most max_message_bytes less the envelope
+    max_detached_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # an Idempotency-Key and its replayable result are kept this long (the idempotency bucket's TTL)
+    idempotency_ttl_s: float = Field(default=IDEMPOTENCY_TTL_S, gt=0)

@@ -7,6 +7,12 @@ end answers 202. A delivered final result is removed, as NVCF does (later polls 
 one stored as an object (over the worker's inline limit): the gateway cannot tell a complete download
 from one the client cut off halfway, so such a result stays (record and object) until the status
 record expires, and a client whose download broke off polls again.
+
+Requests queued detached (`Prefer: respond-async`, an `Idempotency-Key`; submissions.py) have a
+record from the start: `pending-evaluation` until a worker takes it (202 with that NVCF-STATUS), and
+`rejected` once cancelled (410 problem+json with `NVCF-STATUS: rejected`, until the record expires).
+A final record with an idempotency key is settled under its key before it is answered
+(idempotency.py), so a retry with the key replays it after the record is gone.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import contextlib
 import json
 
 from fnplane.bus.buckets import Buckets
+from fnplane.invocation import idempotency
 from fnplane.invocation.access import CachedAccess
 from fnplane.invocation.exec_envelope import exec_document
 from fnplane.invocation.http import Request, invocation_headers, send_bytes, send_json
@@ -24,7 +31,11 @@ from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
 from fnplane.shared import errors, scopes, subjects
 from fnplane.shared.headers import HOP_BY_HOP
+from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem_for
 from fnplane.shared.wire import RequestStatus, StatusRecord
+
+# the record will still change: a status call waits for it
+WAITING = frozenset({RequestStatus.IN_PROGRESS, RequestStatus.PENDING_EVALUATION})
 
 
 class StatusEndpoints:
@@ -40,7 +51,8 @@ class StatusEndpoints:
         s = self._settings
         return self._signer.result_url(request.base_url(s.public_url), request_id, s.result_url_ttl_s)
 
-    async def _authorized_record(self, request: Request, request_id: str) -> StatusRecord:
+    async def authorized_record(self, request: Request, request_id: str) -> StatusRecord:
+        """The request's record if the caller's account made it (scope invoke_function); else 404."""
         bearer = request.bearer()
         if not is_uuid(request_id):
             raise errors.NotFoundError(f"request {request_id} not found")
@@ -54,24 +66,51 @@ class StatusEndpoints:
             raise errors.NotFoundError(f"request {request_id} not found")
         return record
 
-    async def _wait(self, record: StatusRecord, poll_s: float) -> StatusRecord:
-        """The record once it is final or its progress changed, or as it is when the window ends."""
-        if record.status is not RequestStatus.IN_PROGRESS:
-            return record
-        async with contextlib.aclosing(self._stores.watch_status(record.request_id, poll_s)) as updates:
-            async for current in updates:
-                if current.status is not RequestStatus.IN_PROGRESS:
-                    return current
-                if current.percent_complete != record.percent_complete:
-                    return current
+    async def wait(self, record: StatusRecord, poll_s: float) -> StatusRecord:
+        """The record once it is final or its progress changed, or as it is when the window ends
+        (settled under its idempotency key when final)."""
+        if record.status in WAITING:
+            latest = record
+            async with contextlib.aclosing(self._stores.watch_status(record.request_id, poll_s)) as updates:
+                async for current in updates:
+                    latest = current
+                    if current.status not in WAITING:
+                        break
+                    if current.percent_complete != record.percent_complete:
+                        break
+            record = latest
+        await idempotency.settle(self._stores, record)
         return record
 
     async def pexec_status(self, request: Request, request_id: str) -> None:
-        record = await self._authorized_record(request, request_id)
-        record = await self._wait(record, poll_seconds(request.headers, sse_default=False))
+        record = await self.authorized_record(request, request_id)
+        record = await self.wait(record, poll_seconds(request.headers, sse_default=False))
+        await self.send_pexec(request, request_id, record)
+
+    async def _send_rejected(self, request: Request, request_id: str) -> None:
+        error = errors.GoneError(f"request {request_id} was cancelled")
+        status, doc = problem_for(error, request.path)
+        headers = invocation_headers(request_id, status, RequestStatus.REJECTED)
+        headers.append((b"content-type", PROBLEM_CONTENT_TYPE.encode()))
+        await send_bytes(request.send, status, json.dumps(doc).encode(), headers)
+
+    async def send_pexec(
+        self, request: Request, request_id: str, record: StatusRecord, *, forget: bool = True
+    ) -> None:
+        """Answer with the record as pexec does; `forget`: a delivered result is removed (not for a
+        replay of an idempotency key's result, which its own record keeps)."""
         send = request.send
-        if record.status is RequestStatus.IN_PROGRESS or record.response is None:
-            headers = invocation_headers(request_id, 202)
+        if record.status is RequestStatus.REJECTED:
+            await self._send_rejected(request, request_id)
+            return
+        if record.status in WAITING or record.response is None:
+            headers = invocation_headers(
+                request_id,
+                202,
+                RequestStatus.PENDING_EVALUATION
+                if record.status is RequestStatus.PENDING_EVALUATION
+                else None,
+            )
             body = b""
             if record.percent_complete is not None:
                 headers.append((b"nvcf-percent-complete", str(record.percent_complete).encode()))
@@ -93,7 +132,8 @@ class StatusEndpoints:
             url = self._location(request, request_id)
             headers.append((b"location", url.encode()))
             await send_bytes(send, 302, b"", headers)
-            await self._stores.delete_status(request_id)
+            if forget:
+                await self._stores.delete_status(request_id)
             return
         if response.body_b64 is not None:
             await send_bytes(send, response.status, base64.b64decode(response.body_b64), headers)
@@ -105,13 +145,27 @@ class StatusEndpoints:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             return  # kept for a retried download (see the module docstring); both expire
-        await self._stores.delete_status(request_id)
+        if forget:
+            await self._stores.delete_status(request_id)
 
     async def exec_status(self, request: Request, request_id: str) -> None:
-        record = await self._authorized_record(request, request_id)
-        record = await self._wait(record, poll_seconds(request.headers, sse_default=False))
+        record = await self.authorized_record(request, request_id)
+        record = await self.wait(record, poll_seconds(request.headers, sse_default=False))
+        await self.send_exec(request, request_id, record)
+
+    async def send_exec(
+        self, request: Request, request_id: str, record: StatusRecord, *, forget: bool = True
+    ) -> None:
+        """Answer with the record in the exec envelope (`status` pending-evaluation while queued,
+        rejected with 410 once cancelled)."""
         response = record.response
-        if record.status is RequestStatus.IN_PROGRESS or response is None:
+        if record.status is RequestStatus.REJECTED:
+            doc = {"reqId": request_id, "status": RequestStatus.REJECTED.value}
+            rejected = invocation_headers(request_id, 410, RequestStatus.REJECTED)
+            await send_json(request.send, 410, doc, rejected)
+            return
+        nvcf = None
+        if record.status in WAITING or response is None:
             headers = (
                 [("NVCF-PERCENT-COMPLETE", str(record.percent_complete))] if record.percent_complete else []
             )
@@ -119,6 +173,9 @@ class StatusEndpoints:
                 json.dumps(record.partial_response).encode() if record.partial_response is not None else b""
             )
             status, doc = exec_document(request_id, 202, headers, body, None)
+            if record.status is RequestStatus.PENDING_EVALUATION:
+                nvcf = RequestStatus.PENDING_EVALUATION
+                doc["status"] = nvcf.value
         elif response.large:
             url = self._location(request, request_id)
             status, doc = exec_document(request_id, 302, [], b"", url)
@@ -130,9 +187,9 @@ class StatusEndpoints:
                 info = await self._stores.object_info(response.object_name)
                 body = b"".join([c async for c in self._stores.iter_object(info)])
             status, doc = exec_document(request_id, response.status, response.headers, body, None)
-        if status != 202:
+        if status != 202 and forget:
             await self._stores.delete_status(request_id)
-        await send_json(request.send, status, doc, invocation_headers(request_id, status))
+        await send_json(request.send, status, doc, invocation_headers(request_id, status, nvcf))
 
     async def download_result(self, request: Request, request_id: str) -> None:
         """The signed Location of a large result: the zip NVCF's worker would have uploaded."""

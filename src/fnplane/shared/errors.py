@@ -6,10 +6,13 @@
      ├── ForbiddenError         valid credential without the scope or resource
      ├── NotFoundError          unknown, or not visible to the caller's account
      ├── ConflictError          already exists / state conflict
+     ├── GoneError              existed, but is no more (a cancelled request)
      ├── PayloadTooLargeError   body over the configured limit
-     ├── TooManyRequestsError   queue full or rate limited
+     ├── UnprocessableError     well-formed, but not acceptable (an Idempotency-Key reused)
+     ├── TooManyRequestsError   queue full or rate limited; may say when to retry
      ├── GatewayTimeoutError    no worker picked the request up in time
-     └── UnavailableError       a dependency (NATS, database, agent) is not reachable
+     └── UnavailableError       a dependency (NATS, database, agent) is not reachable, or the
+                                gateway is at its concurrency limit; may say when to retry
 
 Domain errors know nothing about HTTP; each edge translates them once
 (REST: `fnplane.shared.problems`).
@@ -49,8 +52,18 @@ class ConflictError(FnplaneError):
     pass
 
 
+class GoneError(FnplaneError):
+    pass
+
+
 class PayloadTooLargeError(FnplaneError):
     pass
+
+
+class UnprocessableError(FnplaneError):
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
 
 
 class TooManyRequestsError(FnplaneError):
@@ -64,4 +77,6 @@ class GatewayTimeoutError(FnplaneError):
 
 
 class UnavailableError(FnplaneError):
-    pass
+    def __init__(self, detail: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

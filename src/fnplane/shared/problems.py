@@ -4,7 +4,7 @@ NVCF's control plane answers `application/problem+json` with
 `type: urn:nv-boot:problem-details:<kind>`; we do the same everywhere.
 
 * Serving (control API, gateway, worker): `problem_for(error, instance)` -> (status, document) and
-  `problem_headers(error)` (`WWW-Authenticate` on 401, `Retry-After` on 429); `problem(status, ...)`
+  `problem_headers(error)` (`WWW-Authenticate` on 401, `Retry-After` on 429 and 503); `problem(status, ...)`
   for an answer without a domain error (a framework 404/405, a container's own error).
 * Raw ASGI layers: `problem_messages(status, document, headers)` -> the two messages to send.
 * Receiving (SDK): `error_from_problem(status, document)` -> the FnplaneError the document stands for,
@@ -30,7 +30,9 @@ _STATUS_BY_ERROR: dict[type[errors.FnplaneError], int] = {
     errors.ForbiddenError: 403,
     errors.NotFoundError: 404,
     errors.ConflictError: 409,
+    errors.GoneError: 410,
     errors.PayloadTooLargeError: 413,
+    errors.UnprocessableError: 422,
     errors.TooManyRequestsError: 429,
     errors.UnavailableError: 503,
     errors.GatewayTimeoutError: 504,
@@ -91,6 +93,8 @@ def problem_for(error: errors.FnplaneError, instance: str) -> tuple[int, dict[st
         body["field"] = error.field
         if error.rule:
             body["rule"] = error.rule
+    if isinstance(error, errors.UnprocessableError) and error.field:
+        body["field"] = error.field
     return status, body
 
 
@@ -99,7 +103,7 @@ def problem_headers(error: errors.FnplaneError) -> list[tuple[str, str]]:
     headers: list[tuple[str, str]] = []
     if status_for(error) == 401:
         headers.append(("WWW-Authenticate", "Bearer"))
-    if isinstance(error, errors.TooManyRequestsError) and error.retry_after_s:
+    if isinstance(error, errors.TooManyRequestsError | errors.UnavailableError) and error.retry_after_s:
         headers.append(("Retry-After", str(error.retry_after_s)))
     return headers
 
@@ -144,7 +148,10 @@ def error_from_problem(
             field=field if isinstance(field, str) else None,
             rule=rule if isinstance(rule, str) else None,
         )
-    if issubclass(cls, errors.TooManyRequestsError):
+    if issubclass(cls, errors.TooManyRequestsError | errors.UnavailableError):
         seconds = retry_after.strip() if retry_after else ""
         return cls(detail, retry_after_s=int(seconds) if seconds.isdigit() else None)
+    if issubclass(cls, errors.UnprocessableError):
+        field = document.get("field")
+        return cls(detail, field=field if isinstance(field, str) else None)
     return cls(detail)

@@ -107,6 +107,8 @@ ASSET_BUCKET = "fnplane_assets"
 # Key-value bucket of gateway-wide state (the URL-signing key), shared by every gateway.
 GATEWAY_BUCKET = "fnplane_gateway"
 SIGNING_KEY = "url-signing-key"
+# Key-value bucket of Idempotency-Key records, keyed "<account>.<sha256 of the key>".
+IDEMPOTENCY_BUCKET = "fnplane_idempotency"
 
 
 def kv_stream(bucket: str) -> str:
@@ -121,6 +123,11 @@ def object_stream(bucket: str) -> str:
 
 def status_key(request_id: str) -> str:
     return _token(request_id)
+
+
+def idempotency_key(nca_id: str, key_digest: str) -> str:
+    """The record of one Idempotency-Key of an account (the key itself is hashed: any header value)."""
+    return f"{_token(nca_id)}.{_token(key_digest)}"
 
 
 def asset_key(nca_id: str, asset_id: str) -> str:

@@ -7,10 +7,11 @@ server match it (names come from `shared/subjects.py`).
     fnplane_requests       KV: status records of detached (202) requests          1 h      1 GiB
     fnplane_assets         KV: asset metadata, "<account>.<assetId>"              24 h    64 MiB
     fnplane_gateway        KV: gateway-wide state (the URL-signing key)          forever   1 MiB
+    fnplane_idempotency    KV: Idempotency-Key records and replayable results    24 h     1 GiB
     fnplane_objects        object store: assets and large or detached results    24 h     8 GiB
 
 Every bucket has a maximum size (JetStream `max_bytes`): a full bucket refuses new writes rather than
-filling the server's disk; the gateway answers 503 with Retry-After until entries expire.
+filling the server's disk; the gateway answers 429 with Retry-After until entries expire.
 
 Lifetimes fit together: a queued request lives at most `REQUEST_TTL_S`, and a status record is
 refreshed while its request runs and then lives `STATUS_TTL_S` from its last write, so a record
@@ -32,6 +33,8 @@ REQUEST_TTL_S = 3600.0
 STATUS_TTL_S = 3600.0
 # assets and large results (NVCF: 24 h)
 OBJECT_TTL_S = 24 * 3600.0
+# an Idempotency-Key is remembered this long (the IETF draft's suggestion: 24 h)
+IDEMPOTENCY_TTL_S = 24 * 3600.0
 # default bound of one version's queue (a full queue answers 429) and of one queued message
 MAX_QUEUED_REQUESTS = 100_000
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -42,6 +45,7 @@ STATUS_MAX_BYTES = 1024**3
 ASSET_RECORDS_MAX_BYTES = 64 * 1024**2
 GATEWAY_STATE_MAX_BYTES = 1024**2
 OBJECTS_MAX_BYTES = 8 * 1024**3
+IDEMPOTENCY_MAX_BYTES = 1024**3
 
 
 class Storage(StrEnum):
@@ -141,10 +145,20 @@ def buckets(
     status_max_bytes: int = STATUS_MAX_BYTES,
     objects_max_bytes: int = OBJECTS_MAX_BYTES,
 ) -> tuple[BucketSpec, ...]:
-    """Every bucket; the gateway owns them and may shorten the lifetimes and sizes (tests, small hosts)."""
+    """Every bucket gateways and workers share; the gateway owns them and may shorten the lifetimes
+    and sizes (tests, small hosts)."""
     return (
         BucketSpec(subjects.STATUS_BUCKET, BucketKind.KEY_VALUE, status_ttl_s, status_max_bytes),
         BucketSpec(subjects.ASSET_BUCKET, BucketKind.KEY_VALUE, object_ttl_s, ASSET_RECORDS_MAX_BYTES),
         BucketSpec(subjects.GATEWAY_BUCKET, BucketKind.KEY_VALUE, None, GATEWAY_STATE_MAX_BYTES),
         BucketSpec(subjects.OBJECT_BUCKET, BucketKind.OBJECTS, object_ttl_s, objects_max_bytes),
+    )
+
+
+def gateway_buckets(*, idempotency_ttl_s: float = IDEMPOTENCY_TTL_S) -> tuple[BucketSpec, ...]:
+    """Buckets only gateways use (workers never open them)."""
+    return (
+        BucketSpec(
+            subjects.IDEMPOTENCY_BUCKET, BucketKind.KEY_VALUE, idempotency_ttl_s, IDEMPOTENCY_MAX_BYTES
+        ),
     )

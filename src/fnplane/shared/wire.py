@@ -12,8 +12,14 @@ buckets. A message is NATS headers (`dict[str, str]`) plus a payload (`bytes`).
       | -- credit (reply to a chunk) ----------------------->   |  chunks granted
       | <- heartbeat -----------------------------------------  |  the worker still works on it
       | <- end -----------------------------------------------  |  error text if the response broke off
-      | -- cancel -> version's cancel subject -------------->   |  request id
+      | -- cancel -> version's cancel subject -------------->   |  request id (+ explicit: DELETE)
       status record: the status bucket's value of a detached (202) request, written by the worker
+      idempotency record: the idempotency bucket's value of one Idempotency-Key, written by gateways
+
+A request queued with `detached` (`Prefer: respond-async`, or an `Idempotency-Key`) has no caller
+waiting on its reply inbox: the worker writes its status record from the start (in-progress before it
+calls the function, then the final result) and sends no response stream. A status record that says
+`rejected` (cancelled) is never overwritten: a worker that finds it stops.
 
 Every response-stream message names its kind and the delivery attempt it belongs to in one header
 (`Fnplane-Kind: data 2`): a gateway ignores messages of an earlier delivery of the same request.
@@ -40,6 +46,7 @@ HDR_ERROR = "Fnplane-Error"  # an end that broke off, or a refused body pull
 HDR_OFFSET = "Fnplane-Offset"  # body pull: bytes the worker already holds
 HDR_EOF = "Fnplane-Eof"  # body pull reply: "1" when this chunk is the last
 HDR_STATUS = "Status"  # JetStream's status code on pull responses (100, 404, 408, 409)
+HDR_CANCEL = "Fnplane-Cancel"  # "explicit" on a cancel a client asked for (DELETE), not a disconnect
 
 
 class WireError(FnplaneError):
@@ -115,6 +122,11 @@ class Envelope(msgspec.Struct, omit_defaults=True):
     # the worker sends heartbeats at least this often (a third of the gateway's worker-silence
     # timeout); None: the worker's own interval
     heartbeat_s: float | None = msgspec.field(default=None, name="heartbeatSeconds")
+    # nobody waits on reply_to: results go to the status record from the start (respond-async,
+    # idempotency keys); the worker never sends a response stream for it
+    detached: bool = False
+    # the idempotency bucket's key of the request's Idempotency-Key (copied into its status record)
+    idempotency: str | None = None
 
 
 _envelope_decoder = msgspec.json.Decoder(Envelope)
@@ -277,6 +289,19 @@ def decode_cancel(data: bytes) -> str:
     return data.decode(errors="replace")
 
 
+CANCEL_EXPLICIT = "explicit"
+
+
+def encode_explicit_cancel(request_id: str) -> tuple[dict[str, str], bytes]:
+    """A cancel the client asked for (DELETE .../status/{id}): it also stops a detached request, which
+    a cancel after a client disconnect or a gateway timeout leaves running."""
+    return {HDR_CANCEL: CANCEL_EXPLICIT}, encode_cancel(request_id)
+
+
+def is_explicit_cancel(headers: dict[str, str] | None) -> bool:
+    return (headers or {}).get(HDR_CANCEL) == CANCEL_EXPLICIT
+
+
 # --- the status record of a detached request -----------------------------------------------------
 
 
@@ -303,6 +328,23 @@ class StatusRecord(msgspec.Struct, omit_defaults=True):
     # the last progress file's partialResponse (JSON), served with 202s
     partial_response: Any | None = msgspec.field(default=None, name="partialResponse")
     response: StoredResponse | None = None
+    # the idempotency bucket's key, when the request came with an Idempotency-Key (Envelope's)
+    idempotency: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        """Fulfilled, errored or rejected: nothing will change it any more."""
+        return self.status in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({RequestStatus.FULFILLED, RequestStatus.ERRORED, RequestStatus.REJECTED})
+
+
+def rejected(record: StatusRecord) -> StatusRecord:
+    """The record of the same request once cancelled."""
+    return msgspec.structs.replace(
+        record, status=RequestStatus.REJECTED, percent_complete=None, partial_response=None, response=None
+    )
 
 
 _status_decoder = msgspec.json.Decoder(StatusRecord)
@@ -317,6 +359,37 @@ def decode_status(data: bytes) -> StatusRecord:
         return _status_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise WireError(f"malformed status record: {exc}") from None
+
+
+# --- idempotency keys ----------------------------------------------------------------------------
+
+
+class IdempotencyRecord(msgspec.Struct, omit_defaults=True):
+    """The idempotency bucket's value of one (account, Idempotency-Key), keyed
+    `subjects.idempotency_key(nca, key)`: the first request's fingerprint and id, then its outcome."""
+
+    fingerprint: str
+    request_id: str = msgspec.field(name="requestId")
+    function_id: str = msgspec.field(name="functionId")
+    version_id: str = msgspec.field(name="functionVersionId")
+    nca_id: str = msgspec.field(name="ncaId")
+    # the final status and response once a gateway saw them (replayed to later requests with the key)
+    status: RequestStatus | None = None
+    response: StoredResponse | None = None
+
+
+_idempotency_decoder = msgspec.json.Decoder(IdempotencyRecord)
+
+
+def encode_idempotency(record: IdempotencyRecord) -> bytes:
+    return _encode(record)
+
+
+def decode_idempotency(data: bytes) -> IdempotencyRecord:
+    try:
+        return _idempotency_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise WireError(f"malformed idempotency record: {exc}") from None
 
 
 def _one_line(text: str) -> str:

@@ -13,48 +13,23 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
-from up_process import UpProcess
-
-FUNCTION = Path(__file__).resolve().parents[3] / "examples" / "inv_function.py"
+from up_process import UpProcess, deploy_inv_function
 
 
 def deploy(up: UpProcess, headers: dict[str, str], min_instances: int) -> dict:
-    body = {
-        "name": "inv-recovery",
-        "inferenceUrl": "/slow",
-        "inferencePort": 8000,
-        "containerImage": "example/inv:1",
-        "containerArgs": f"{sys.executable} {FUNCTION} $(PORT)",
-    }
-    r = httpx.post(f"{up.url}/v2/nvcf/functions", json=body, headers=headers)
-    assert r.status_code == 200, r.text
-    fn = r.json()["function"]
-    spec = {
-        "gpu": "L40S",
-        "instanceType": "LOCAL.GPU.L40S_1x",
-        "minInstances": min_instances,
-        "maxInstances": 1,
-        "maxRequestConcurrency": 2,
-    }
-    r = httpx.post(
-        f"{up.url}/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}",
-        json={"deploymentSpecifications": [spec]},
-        headers=headers,
+    return deploy_inv_function(
+        up,
+        headers,
+        name="inv-recovery",
+        inference_url="/slow",
+        max_concurrency=2,
+        min_instances=min_instances,
     )
-    assert r.status_code == 200, r.text
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        r = httpx.get(f"{up.url}/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}", headers=headers)
-        if r.json()["function"]["status"] == "ACTIVE":
-            return fn
-        time.sleep(0.2)
-    raise AssertionError(f"never ACTIVE: {r.text}")
 
 
 def start(tmp_path: Path, start_up: type[UpProcess], **env: str) -> tuple[UpProcess, dict[str, str]]:

@@ -4,47 +4,14 @@ and the gateway on the one HTTP port serves direct, pexec, 202/status, SSE and h
 from __future__ import annotations
 
 import secrets
-import sys
-import time
 from pathlib import Path
 
 import httpx
-from up_process import UpProcess
-
-FUNCTION = Path(__file__).resolve().parents[3] / "examples" / "inv_function.py"
+from up_process import UpProcess, deploy_inv_function
 
 
 def deploy(up: UpProcess, headers: dict[str, str], inference_url: str) -> dict:
-    body = {
-        "name": "inv-e2e",
-        "inferenceUrl": inference_url,
-        "inferencePort": 8000,
-        "containerImage": "example/inv:1",
-        "containerArgs": f"{sys.executable} {FUNCTION} $(PORT)",
-    }
-    r = httpx.post(f"{up.url}/v2/nvcf/functions", json=body, headers=headers)
-    assert r.status_code == 200, r.text
-    fn = r.json()["function"]
-    spec = {
-        "gpu": "L40S",
-        "instanceType": "LOCAL.GPU.L40S_1x",
-        "minInstances": 1,
-        "maxInstances": 1,
-        "maxRequestConcurrency": 4,
-    }
-    r = httpx.post(
-        f"{up.url}/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}",
-        json={"deploymentSpecifications": [spec]},
-        headers=headers,
-    )
-    assert r.status_code == 200, r.text
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        r = httpx.get(f"{up.url}/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}", headers=headers)
-        if r.json()["function"]["status"] == "ACTIVE":
-            return fn
-        time.sleep(0.2)
-    raise AssertionError(f"never ACTIVE: {r.text}")
+    return deploy_inv_function(up, headers, name="inv-e2e", inference_url=inference_url, max_concurrency=4)
 
 
 def test_invocation_through_fnplane_up(tmp_path: Path, start_up: type[UpProcess]) -> None:

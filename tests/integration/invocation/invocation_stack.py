@@ -94,6 +94,7 @@ class InvocationStack:
         self.admin_key = ""
         self.gateway: Any = None
         self.authority: Any = None
+        self.components: Any = None
         self.control: httpx.AsyncClient | None = None
         self.client: httpx.AsyncClient | None = None
         self._server: HttpServer | None = None
@@ -136,6 +137,7 @@ class InvocationStack:
         }
         r = await self.control.put("/v1/fnplane/clusters/local", json=body)
         assert r.status_code == 200, r.text
+        self.components = control_app.components
         self.authority = control_app.components.access_authority
         self.gateway = create_gateway_app(gateway_settings, self.nats_url, self.authority)
         await self.gateway.start()

@@ -30,7 +30,8 @@ class Pair:
         self.gateway = gateway
         self.worker = worker
         self.deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
-        self.cancels: asyncio.Queue[str] = asyncio.Queue()
+        # (request id, explicit)
+        self.cancels: asyncio.Queue[tuple[str, bool]] = asyncio.Queue()
 
 
 @pytest.fixture
@@ -49,7 +50,10 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         async def on_delivery(delivery: Delivery) -> None:
             await p.deliveries.put(delivery)
 
-        await worker.start(on_delivery, p.cancels.put_nowait)
+        def on_cancel(request_id: str, explicit: bool) -> None:
+            p.cancels.put_nowait((request_id, explicit))
+
+        await worker.start(on_delivery, on_cancel)
         yield p
     finally:
         if worker is not None:
@@ -176,7 +180,10 @@ async def test_cancel_reaches_the_worker_and_the_status_record_is_shared(pair: P
     gateway, worker = pair.gateway, pair.worker
     rid = "7c3e9f5a-2b8d-4e4c-9f0a-3d4e5f6a7b82"
     await gateway.cancel(VERSION, rid)
-    assert await asyncio.wait_for(pair.cancels.get(), 5.0) == rid
+    assert await asyncio.wait_for(pair.cancels.get(), 5.0) == (rid, False)
+    # a client's DELETE: told apart, so the worker stops a detached request too
+    await gateway.cancel(VERSION, rid, explicit=True)
+    assert await asyncio.wait_for(pair.cancels.get(), 5.0) == (rid, True)
 
     record = wire.StatusRecord(
         request_id=rid,

@@ -116,3 +116,46 @@ def test_cancel_names_the_request():
 )
 def test_nvcf_status(code, status):
     assert wire.nvcf_status(code).value == status
+
+
+def test_a_detached_envelope_keeps_its_idempotency_key_and_old_envelopes_decode_as_attached():
+    env = envelope(detached=True, idempotency="nca.abc")
+    decoded = wire.decode_request(wire.encode_request(env))
+    assert decoded.detached and decoded.idempotency == "nca.abc"
+    plain = wire.decode_request(wire.encode_request(envelope()))
+    assert not plain.detached and plain.idempotency is None
+    assert "detached" not in wire.encode_request(envelope())[wire.HDR_ENVELOPE]  # no bytes when unused
+
+
+def test_an_explicit_cancel_is_told_from_a_disconnect_cancel():
+    headers, data = wire.encode_explicit_cancel("rid-1")
+    assert wire.decode_cancel(data) == "rid-1" and wire.is_explicit_cancel(headers)
+    assert not wire.is_explicit_cancel(None) and not wire.is_explicit_cancel({})
+
+
+def test_a_rejected_record_is_final_and_drops_the_progress_and_result():
+    record = wire.StatusRecord(
+        "rid", "fid", "vid", "nca", wire.RequestStatus.IN_PROGRESS, percent_complete=40, idempotency="k"
+    )
+    assert not record.is_final
+    cancelled = wire.rejected(record)
+    assert cancelled.is_final and cancelled.status is wire.RequestStatus.REJECTED
+    assert cancelled.percent_complete is None and cancelled.idempotency == "k"
+    assert wire.decode_status(wire.encode_status(cancelled)) == cancelled
+    pending = wire.StatusRecord("rid", "fid", "vid", "nca", wire.RequestStatus.PENDING_EVALUATION)
+    assert not pending.is_final
+
+
+def test_idempotency_records_round_trip_and_malformed_ones_are_refused():
+    record = wire.IdempotencyRecord(
+        "fp",
+        "rid",
+        "fid",
+        "vid",
+        "nca",
+        status=wire.RequestStatus.FULFILLED,
+        response=wire.StoredResponse(200, [("Content-Type", "application/json")], body_b64="e30="),
+    )
+    assert wire.decode_idempotency(wire.encode_idempotency(record)) == record
+    with pytest.raises(wire.WireError):
+        wire.decode_idempotency(b'{"fingerprint": 1}')

@@ -135,7 +135,8 @@ class ResponseChannel:
 
 
 DeliveryHandler = Callable[[Delivery], Awaitable[None]]
-CancelHandler = Callable[[str], None]
+# (request id, explicit): explicit cancels (a client's DELETE) stop detached requests too
+CancelHandler = Callable[[str, bool], None]
 
 
 class WorkerBus:
@@ -201,7 +202,7 @@ class WorkerBus:
             await self._on_message(msg, on_delivery)
 
         async def cancels(msg: Msg) -> None:
-            on_cancel(wire.decode_cancel(msg.data))
+            on_cancel(wire.decode_cancel(msg.data), wire.is_explicit_cancel(msg.headers))
 
         self._subs.append(await self.nc.subscribe(self._inbox, cb=deliveries))
         self._subs.append(await self.nc.subscribe(subjects.cancel_subject(self._version_id), cb=cancels))

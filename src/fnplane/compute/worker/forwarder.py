@@ -15,6 +15,10 @@ Two rules hold whatever fails:
   a broken stream, or an errored status record for a detached request. Only when even that cannot be
   delivered does `run()` return False, and the puller leaves the message to JetStream's redelivery
   instead of acking it.
+* A detached envelope (`Prefer: respond-async`, an `Idempotency-Key`) has no caller on its reply
+  inbox: the status record says in-progress before the function is called, then holds the result (in
+  direct mode the function's answer as it is). A request whose record says `rejected` (cancelled while
+  queued) is never run; a cancel that arrives while it runs stops it (puller).
 * A request ends at its envelope's `expiresAt` (NVCF: an hour after it was queued): a detached call
   still running then is stopped, answered `errored` (504) and its slot freed.
 """
@@ -36,13 +40,14 @@ from fnplane.compute.worker.function_client import FunctionClient, is_stream, re
 from fnplane.compute.worker.http_pool import HttpConnectionError
 from fnplane.compute.worker.problems import (
     ASSET_DOWNLOAD_ERROR,
+    CONNECTION_SOURCE,
     LARGE_RESPONSE_UPLOAD_ERROR,
     UNKNOWN_ERROR,
     WORKER_SOURCE,
     problem,
 )
 from fnplane.compute.worker.progress import ProgressPoller
-from fnplane.compute.worker.results import ResultUploadError, ResultWriter, download_assets
+from fnplane.compute.worker.results import RequestRejected, ResultUploadError, ResultWriter, download_assets
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.shared import errors, wire
 
@@ -86,7 +91,8 @@ class Forwarder:
         rid = env.request_id
         channel = self._bus.open_channel(env, delivery.attempt)
         writer = ResultWriter(self._bus.buckets, env, self._settings.inline_result_bytes)
-        compat = env.mode is wire.InvocationMode.PEXEC and not wants_stream(env)
+        # a detached request stores its answer whole, so an SSE answer takes the compat path too
+        compat = env.mode is wire.InvocationMode.PEXEC and (env.detached or not wants_stream(env))
         output_dir_s = f"{self._output_root}/{rid}"
         asset_dir_s = f"{self._asset_root}/{rid}"
         files = compat or bool(env.assets)
@@ -94,6 +100,9 @@ class Forwarder:
         try:
             async with deadline:
                 await self._run(delivery, channel, writer, compat, output_dir_s, asset_dir_s)
+            return True
+        except RequestRejected:
+            log.info("request %s was cancelled; stopped", rid)
             return True
         except Exception as exc:  # supervisor of one request: whatever broke, the caller is told
             if deadline.expired():
@@ -118,8 +127,10 @@ class Forwarder:
         asset_dir_s: str,
     ) -> None:
         env = delivery.envelope
+        if env.detached:
+            await writer.start()  # RequestRejected: cancelled while it waited, it never runs
         # an earlier delivery already answered 202: this one works detached from the start
-        detached = delivery.attempt > 1 and compat and await writer.exists()
+        detached = env.detached or (delivery.attempt > 1 and compat and await writer.exists())
         if compat:
             await asyncio.to_thread(os.makedirs, output_dir_s, exist_ok=True)
         if env.assets:
@@ -135,6 +146,9 @@ class Forwarder:
                     await channel.head(500, headers, body, end=True)
                 return
         headers = self._client.request_headers(env, output_dir_s, asset_dir_s)
+        if not compat and env.detached:
+            await self._record_pass_through(env, delivery.inline, headers, writer)
+            return
         if not compat:
             await self._pass_through(env, delivery.inline, headers, channel)
             return
@@ -173,6 +187,20 @@ class Forwarder:
         except (HttpConnectionError, BodyError, CreditTimeout, OSError) as exc:
             await fail_stream(channel, exc)
 
+    async def _record_pass_through(
+        self, env: wire.Envelope, inline: bytes, headers: list[tuple[str, str]], writer: ResultWriter
+    ) -> None:
+        """Direct mode, detached: the function's answer untouched, stored whole in the status record."""
+        try:
+            async with await self._client.call(env, inline, headers) as resp:
+                body = await resp.read()
+                status, out = resp.status, response_headers(resp)
+        except (HttpConnectionError, BodyError, OSError) as exc:
+            source = WORKER_SOURCE if isinstance(exc, BodyError) else CONNECTION_SOURCE
+            out, body = problem(500, f"{exc!r}", source)
+            status = 500
+        await writer.store_body(status, out, body)
+
     async def _report(
         self, rid: str, channel: ResponseChannel, writer: ResultWriter, status: int, detail: str, code: int
     ) -> bool:
@@ -181,13 +209,15 @@ class Forwarder:
         attempts = max(1, self._settings.failure_report_attempts)
         for attempt in range(attempts):
             try:
-                if self.is_detached(rid):
+                if writer.envelope.detached or self.is_detached(rid):
                     await writer.store_body(status, headers, body)
                 elif channel.head_sent:
                     await channel.end(error=detail)
                 else:
                     await channel.head(status, headers, body, end=True)
                 return True
+            except RequestRejected:
+                return True  # cancelled meanwhile: the cancel is the answer
             except Exception:  # supervisor: retried, then left to redelivery
                 log.exception("could not report the failure of request %s (attempt %d)", rid, attempt + 1)
                 await asyncio.sleep(REPORT_RETRY_S * 2**attempt)

@@ -8,7 +8,8 @@ bookkeeping), runs each delivered request in a tracked task (worker/forwarder.py
 sends keepalives: `in_progress` acks (JetStream redelivers the message to another instance if this
 process dies) and heartbeats to the gateway, one timer for all requests. It acks at the end once the
 caller has its answer, so abandoned work is never run twice; a request whose caller could not even be
-told that it failed is nak'd and redelivered instead. Cancel broadcasts stop a request.
+told that it failed is nak'd and redelivered instead. Cancel broadcasts stop a request (and free its
+slot at once); a detached one only on an explicit cancel.
 
 Cost per request matters here: the end of a request publishes its last response message, its ack and
 the pull that re-offers the freed slot in the same event-loop step, so the NATS client writes them to
@@ -189,7 +190,9 @@ class RequestPuller:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), max(0.0, next_due - loop.time()))
 
-    def _on_cancel(self, request_id: str) -> None:
+    def _on_cancel(self, request_id: str, explicit: bool) -> None:
+        """A cancel after a client disconnect or a gateway timeout leaves a detached request running
+        (its caller polls for it); one the client asked for (DELETE) stops it too."""
         task = self._tasks.get(request_id)
-        if task is not None and not self._forwarder.is_detached(request_id):
+        if task is not None and (explicit or not self._forwarder.is_detached(request_id)):
             task.cancel()

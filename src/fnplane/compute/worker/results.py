@@ -22,6 +22,10 @@ class ResultUploadError(Exception):
     """A large result could not be zipped or stored (utils error 911)."""
 
 
+class RequestRejected(Exception):
+    """The request was cancelled (its status record says `rejected`): stop, write nothing more."""
+
+
 class ResultWriter:
     """The status record of one detached request."""
 
@@ -39,20 +43,32 @@ class ResultWriter:
             version_id=e.version_id,
             nca_id=e.nca_id,
             status=status,
+            idempotency=e.idempotency,
             **fields,
         )
+
+    @property
+    def envelope(self) -> wire.Envelope:
+        return self._env
 
     async def exists(self) -> bool:
         return await self._buckets.get_status(self._env.request_id) is not None
 
     async def store(self, record: wire.StatusRecord) -> None:
+        """Write the record; RequestRejected when the request was cancelled meanwhile (never
+        overwritten: the cancel stands)."""
         self.last = record
-        await self._buckets.put_status(record)
+        if not await self._buckets.put_status_unless_rejected(record):
+            raise RequestRejected(self._env.request_id)
+
+    async def start(self) -> None:
+        """A detached request is about to run: in-progress from now (RequestRejected if cancelled)."""
+        await self.store(self.record(wire.RequestStatus.IN_PROGRESS))
 
     async def refresh(self) -> None:
         """Write the last record again: its TTL counts from the last write, and the request still runs."""
         if self.last is not None and self.last.status is wire.RequestStatus.IN_PROGRESS:
-            await self._buckets.put_status(self.last)
+            await self.store(self.last)
 
     async def store_progress(self, percent: int | None, partial: Any) -> None:
         await self.store(
