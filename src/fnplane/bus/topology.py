@@ -19,6 +19,8 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from fnplane.bus.connection import Client
+from fnplane.shared import topology
 from fnplane.shared.topology import BucketKind, BucketSpec, ConsumerSpec, QueueSpec
 
 
@@ -31,6 +33,14 @@ async def ensure_queue(js: JetStreamContext, spec: QueueSpec, *, update: bool = 
         if update:
             with contextlib.suppress(BadRequestError):  # e.g. storage cannot change in place
                 await js.update_stream(**config)
+
+
+async def ensure_version_queue(nc: Client, version_id: str, timeout_s: float) -> None:
+    """The version's queue exists (the agent, before a worker whose credential may not create it)."""
+    js = nc.jetstream(timeout=timeout_s)
+    spec = topology.request_queue(version_id)
+    if not await queue_exists(js, spec.name):
+        await ensure_queue(js, spec, update=False)
 
 
 async def queue_exists(js: JetStreamContext, name: str) -> bool:
@@ -56,13 +66,20 @@ async def bind_buckets(js: JetStreamContext, specs: tuple[BucketSpec, ...]) -> d
     return {spec.name: await _bucket(js, spec, create=False) for spec in specs}
 
 
+async def ensure_bucket(
+    js: JetStreamContext, spec: BucketSpec, *, create: bool = True
+) -> KeyValue | ObjectStore:
+    """One bucket, opened (created when missing)."""
+    return await _bucket(js, spec, create=create)
+
+
 async def _bucket(js: JetStreamContext, spec: BucketSpec, *, create: bool) -> KeyValue | ObjectStore:
     storage = api.StorageType(str(spec.storage))
     if spec.kind is BucketKind.KEY_VALUE:
         if not create:
             with contextlib.suppress(BucketNotFoundError):
                 return await js.key_value(spec.name)
-        kv_config = api.KeyValueConfig(bucket=spec.name, ttl=spec.ttl_s, storage=storage)
+        kv_config = api.KeyValueConfig(bucket=spec.name, ttl=spec.ttl_s, storage=storage, direct=spec.direct)
         try:
             return await js.create_key_value(kv_config)
         except BadRequestError:  # exists (with its creator's TTL): open it

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from fnplane.bus.connection import BusCredential
 from fnplane.invocation import invocations
 from fnplane.invocation.access import CachedAccess
 from fnplane.invocation.assets import AssetEndpoints
@@ -90,9 +91,15 @@ def routes(
 
 
 class Gateway:
-    def __init__(self, settings: GatewaySettings, nats_url: str, authority: AccessAuthority) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        nats_url: str,
+        authority: AccessAuthority,
+        nats_credential: BusCredential = None,
+    ) -> None:
         self.settings = settings
-        self.bus = RequestBus(nats_url, settings)
+        self.bus = RequestBus(nats_url, settings, nats_credential)
         self._access = CachedAccess(authority, settings.auth_cache_ttl_s)
         self._rate_limiter = RateLimiter()
         self._waker = Waker(settings, self.bus.has_workers)
@@ -196,6 +203,13 @@ def _with_cors(send: Send) -> Send:
     return send_cors
 
 
-def create_gateway_app(settings: GatewaySettings, nats_url: str, authority: AccessAuthority) -> Gateway:
-    """The gateway as an ASGI app with start()/aclose() (also driven by the ASGI lifespan protocol)."""
-    return Gateway(settings, nats_url, authority)
+def create_gateway_app(
+    settings: GatewaySettings,
+    nats_url: str,
+    authority: AccessAuthority,
+    nats_credential: BusCredential = None,
+) -> Gateway:
+    """The gateway as an ASGI app with start()/aclose() (also driven by the ASGI lifespan protocol).
+
+    `nats_credential`: the gateway's own bus credential (None: an open server)."""
+    return Gateway(settings, nats_url, authority, nats_credential)

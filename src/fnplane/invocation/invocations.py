@@ -99,7 +99,7 @@ async def _inference_call(
 ) -> Invocation:
     """pexec and exec: a POST to the chosen version's inferenceUrl, with the referenced input assets."""
     grant, target = await service.admit(bearer, function_id, version_id)
-    assets = await service.asset_references(grant.nca_id, ids) if ids else []
+    assets = await service.asset_references(request, grant.nca_id, ids) if ids else []
     path = target.inference_url or "/"
     call = Call(grant, target, function_id, InvocationMode.PEXEC, "POST", path, poll_s, assets, body)
     return service.invocation(request, call)

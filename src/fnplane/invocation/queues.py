@@ -47,7 +47,8 @@ class QueueEndpoints:
             raise errors.NotFoundError(f"request {request_id} not found")
         located = await self._bus.locate(request_id)
         if located is None:
-            record = await self._stores.get_status(request_id)
+            version_id = await self._stores.version_of(request_id)
+            record = await self._stores.get_status(version_id, request_id) if version_id else None
             if record is None:
                 raise errors.NotFoundError(f"request {request_id} not found")
             located = (record.version_id, record.function_id)

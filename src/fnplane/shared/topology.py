@@ -4,10 +4,17 @@ server match it (names come from `shared/subjects.py`).
 
     FNPLANE_RQ_<version>   work queue of one function version (file storage: survives a NATS crash)
       consumer "workers"   durable pull consumer every instance of the version shares
-    fnplane_requests       KV: status records of detached (202) requests          1 h
+    fnplane_requests       KV: status records of detached (202) requests,         1 h
+                           "<versionId>.<requestId>"
+    fnplane_request_versions KV (gateways only): request id -> version id of a     24 h
+                           detached or large-result request
     fnplane_assets         KV: asset metadata, "<account>.<assetId>"              24 h
     fnplane_gateway        KV: gateway-wide state (the URL-signing key)          forever
-    fnplane_objects        object store: assets and large or detached results    24 h
+    fnplane_objects        object store: assets                                  24 h
+    fnplane_results_<version> object store: one version's large/detached results 24 h
+
+Status records and results are laid out per version so that a worker's credential can be limited to
+its own version's (shared/permissions.py).
 
 Lifetimes fit together: a queued request lives at most `REQUEST_TTL_S`, and a status record is
 refreshed while its request runs and then lives `STATUS_TTL_S` from its last write, so a record
@@ -110,6 +117,9 @@ class BucketSpec:
     kind: BucketKind
     ttl_s: float | None
     storage: Storage = Storage.FILE
+    # KV reads by subject ($JS.API.DIRECT.GET.<stream>.<subject>): what a scoped credential can be
+    # allowed (a STREAM.MSG.GET names its subject in the payload, where no permission can see it)
+    direct: bool = True
 
 
 def request_queue(version_id: str, limits: QueueLimits | None = None) -> QueueSpec:
@@ -130,7 +140,19 @@ def buckets(
     """Every bucket; the gateway owns them and may shorten the lifetimes (tests, small hosts)."""
     return (
         BucketSpec(subjects.STATUS_BUCKET, BucketKind.KEY_VALUE, status_ttl_s),
+        # a large result can be downloaded as long as it lives
+        BucketSpec(subjects.REQUEST_INDEX_BUCKET, BucketKind.KEY_VALUE, max(object_ttl_s, status_ttl_s)),
         BucketSpec(subjects.ASSET_BUCKET, BucketKind.KEY_VALUE, object_ttl_s),
         BucketSpec(subjects.GATEWAY_BUCKET, BucketKind.KEY_VALUE, None),
         BucketSpec(subjects.OBJECT_BUCKET, BucketKind.OBJECTS, object_ttl_s),
     )
+
+
+def worker_buckets(*, status_ttl_s: float = STATUS_TTL_S) -> tuple[BucketSpec, ...]:
+    """The shared buckets a worker opens: only the status records (results: `result_store`)."""
+    return (BucketSpec(subjects.STATUS_BUCKET, BucketKind.KEY_VALUE, status_ttl_s),)
+
+
+def result_store(version_id: str, object_ttl_s: float = OBJECT_TTL_S) -> BucketSpec:
+    """The object store of one version's large and detached results."""
+    return BucketSpec(subjects.result_bucket(version_id), BucketKind.OBJECTS, object_ttl_s)

@@ -36,6 +36,7 @@ from fnplane.control.app import create_app
 from fnplane.control.auth.bootstrap import bootstrap
 from fnplane.control.db.engine import open_database
 from fnplane.control.settings import ControlSettings
+from closed_bus import ClosedBus
 from fnplane.invocation.app import create_gateway_app
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared.models.compute import InstanceAssignment
@@ -98,17 +99,12 @@ class InvocationStack:
         self.client: httpx.AsyncClient | None = None
         self._server: HttpServer | None = None
         self._engine: Any = None
+        # restarts are the tests' to make (test_bus_restart), not the embedded server's
+        self.bus = ClosedBus(tmp / "bus", restart_limit=0)
 
     async def start(self, gateway_settings: GatewaySettings) -> None:
-        port = free_port()
-        proc = spawn(
-            [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(self.tmp / "nats")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.processes.append(proc)
-        await wait_port(port)
-        self.nats_url = f"nats://127.0.0.1:{port}"
+        # the closed bus of `fnplane up`: every component below connects with its own credential
+        self.nats_url = await self.bus.start()
         settings = ControlSettings(database_url=f"sqlite:///{self.tmp}/fnplane.db", key_hash_secret="test")
         self._engine = await open_database(settings.database_url)
         key = await bootstrap(self._engine, settings, None)
@@ -137,7 +133,9 @@ class InvocationStack:
         r = await self.control.put("/v1/fnplane/clusters/local", json=body)
         assert r.status_code == 200, r.text
         self.authority = control_app.components.access_authority
-        self.gateway = create_gateway_app(gateway_settings, self.nats_url, self.authority)
+        self.gateway = create_gateway_app(
+            gateway_settings, self.nats_url, self.authority, self.bus.credentials.gateway()
+        )
         await self.gateway.start()
         http_port = free_port()
         self._server = HttpServer(self.gateway, host="127.0.0.1", port=http_port)
@@ -225,8 +223,10 @@ class InvocationStack:
             "asset_root": str(self.tmp / "assets"),
         }
         base.update(settings)
-        worker_settings = WorkerSettings(**base)
         assignment = self.assignment(fn, port, max_concurrency)
+        await self.bus.prepare_version(assignment.version_id)
+        base.setdefault("nats_creds", str(self.bus.worker_creds(assignment.version_id, assignment.instance_id)))
+        worker_settings = WorkerSettings(**base)
         bus = await WorkerBus.connect(
             self.nats_url, assignment.version_id, worker_id(assignment), worker_settings
         )
@@ -241,9 +241,13 @@ class InvocationStack:
 
     async def worker_process(self, fn: dict, port: int, **env: str) -> subprocess.Popen[bytes]:
         environ = dict(os.environ)
+        assignment = self.assignment(fn, port)
+        await self.bus.prepare_version(assignment.version_id)
+        creds = self.bus.worker_creds(assignment.version_id, assignment.instance_id)
         environ.update(
             {
-                "FNPLANE_WORKER_ASSIGNMENT": self.assignment(fn, port).model_dump_json(by_alias=True),
+                "FNPLANE_WORKER_ASSIGNMENT": assignment.model_dump_json(by_alias=True),
+                "FNPLANE_WORKER_NATS_CREDS": str(creds),
                 "FNPLANE_WORKER_FUNCTION_PORT": str(port),
                 "FNPLANE_WORKER_NATS_URL": self.nats_url,
                 "FNPLANE_WORKER_HEALTH_POLL_INTERVAL_S": "0.2",
@@ -279,6 +283,7 @@ class InvocationStack:
             await self._engine.dispose()
         for proc in reversed(self.processes):
             stop_process(proc)
+        await self.bus.aclose()
 
 
 @pytest.fixture

@@ -13,7 +13,15 @@ import os
 import shutil
 import signal
 
+import polling
 from invocation_stack import NATS_SERVER, spawn, wait_port
+
+
+def _not_running(stack):
+    async def check() -> bool:
+        return not stack.bus.server.running
+
+    return check
 
 
 async def test_the_next_call_is_served_after_the_server_came_back_without_its_store(stack, tmp_path):
@@ -25,14 +33,20 @@ async def test_the_next_call_is_served_after_the_server_came_back_without_its_st
     first = await stack.client.post(url, headers=poll, json={"seconds": 0})
     assert first.status_code == 200, first.text
 
-    [server] = [p for p in stack.processes if p.args[0] == NATS_SERVER]
-    os.kill(server.pid, signal.SIGKILL)
-    server.wait(5)
-    shutil.rmtree(tmp_path / "nats")
+    # the embedded server of the stack is not restarted (restart_limit 0): this test restarts it,
+    # closed as before (the same operator config) but with an empty store
+    pid = stack.bus.server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    await polling.wait_for(_not_running(stack), 5)
+    shutil.rmtree(stack.bus.home / "nats" / "jetstream")
+    config = tmp_path / "restart.conf"
+    config.write_text(stack.bus.keys.server_config())
     nats_port = int(stack.nats_url.rsplit(":", 1)[1])
     stack.processes.append(
-        spawn([NATS_SERVER, "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", str(tmp_path / "nats")])
-    )
+        spawn([NATS_SERVER, "-c", str(config), "-a", "127.0.0.1", "-p", str(nats_port), "-js",
+               "-sd", str(tmp_path / "nats-empty")])
+    )  # fmt: skip
     await wait_port(nats_port)
 
     again = await stack.client.post(url, headers=poll, json={"seconds": 0})

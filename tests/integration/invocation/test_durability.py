@@ -19,7 +19,6 @@ import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 from invocation_stack import InvocationStack
 
 from fnplane.invocation.settings import GatewaySettings
@@ -53,7 +52,7 @@ async def deployed(stack: InvocationStack, inference_url: str, **worker_settings
 
 
 async def drop_object_store(stack: InvocationStack) -> None:
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.bus.gateway_client()
     try:
         await nc.jetstream().delete_object_store(subjects.OBJECT_BUCKET)
     finally:
