@@ -40,7 +40,8 @@ class ClosedBus:
         await self.server.aclose()
 
     def worker_creds(self, version_id: str, instance_id: str) -> Path:
-        """The instance's credentials file, minted by the control plane's issuer, written by the agent's code."""
+        """The instance's credentials file: minted by the control plane's issuer, written by the agent's
+        code."""
         text = self.credentials.worker_credentials(version_id, instance_id)
         return write_worker_credentials(self.home / "agent", instance_id, text)
 

@@ -26,7 +26,12 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError as JsBadRequestError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, ObjectNotFoundError
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    ObjectNotFoundError,
+)
 from nats.js.errors import NotFoundError as JsNotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
@@ -41,8 +46,11 @@ KEY_LIST_IDLE_S = 5.0
 
 
 class Buckets:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, *, create_results: bool = True) -> None:
+        """`create_results`: a result store that does not exist is created (gateways; a worker's
+        credential may only open its version's)."""
         self._js = js
+        self._create_results = create_results
         self._status: KeyValue | None = None
         self._index: KeyValue | None = None
         self._assets: KeyValue | None = None
@@ -138,7 +146,12 @@ class Buckets:
         if store is None:
             spec = topology.result_store(version_id, self.object_ttl_s)
             try:
-                store = cast(ObjectStore, await ensure_bucket(self._js, spec))
+                if self._create_results:
+                    store = cast(ObjectStore, await ensure_bucket(self._js, spec))
+                else:
+                    store = await self._js.object_store(spec.name)
+            except BucketNotFoundError:
+                raise errors.UnavailableError(f"result store {spec.name} does not exist") from None
             except (NatsError, TimeoutError) as exc:
                 raise errors.UnavailableError(f"result store not opened: {exc!r}") from exc
             self._results[version_id] = store

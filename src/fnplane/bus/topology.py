@@ -36,11 +36,13 @@ async def ensure_queue(js: JetStreamContext, spec: QueueSpec, *, update: bool = 
 
 
 async def ensure_version_queue(nc: Client, version_id: str, timeout_s: float) -> None:
-    """The version's queue exists (the agent, before a worker whose credential may not create it)."""
+    """The version's queue and result store exist (the agent, before a worker whose credential may
+    create neither). The gateway applies its own limits and lifetimes to what it creates first."""
     js = nc.jetstream(timeout=timeout_s)
     spec = topology.request_queue(version_id)
     if not await queue_exists(js, spec.name):
         await ensure_queue(js, spec, update=False)
+    await _bucket(js, topology.result_store(version_id), create=False)
 
 
 async def queue_exists(js: JetStreamContext, name: str) -> bool:

@@ -34,12 +34,6 @@ class Permissions:
     max_responses: int = 0
 
 
-def _objects(bucket: str) -> tuple[str, ...]:
-    stream = subjects.object_stream(bucket)
-    return (f"{_API}.*.{stream}", f"{_API}.*.{stream}.>", f"{_API}.*.*.{stream}", f"{_API}.*.*.{stream}.>",
-            subjects.object_subjects(bucket))  # fmt: skip
-
-
 def gateway() -> Permissions:
     return Permissions(
         publish=(
@@ -84,6 +78,7 @@ def worker(version_id: str, instance_id: str) -> Permissions:
     status_stream = subjects.kv_stream(subjects.STATUS_BUCKET)
     status_keys = subjects.kv_subject(subjects.STATUS_BUCKET, subjects.status_keys(version_id))
     results = subjects.result_bucket(version_id)
+    results_stream = subjects.object_stream(results)
     return Permissions(
         publish=(
             # its version's queue: pull, look, ack / nak / in-progress / term
@@ -101,8 +96,13 @@ def worker(version_id: str, instance_id: str) -> Permissions:
             f"{_API}.STREAM.INFO.{status_stream}",
             f"{_API}.DIRECT.GET.{status_stream}.{status_keys}",
             status_keys,
-            # its version's results object store (all of it is the version's)
-            *_objects(results),
+            # its version's results object store: write and look (the agent or gateway creates it)
+            f"{_API}.STREAM.INFO.{results_stream}",
+            f"{_API}.STREAM.PURGE.{results_stream}",
+            f"{_API}.STREAM.MSG.GET.{results_stream}",
+            f"{_API}.DIRECT.GET.{results_stream}",
+            f"{_API}.DIRECT.GET.{results_stream}.>",
+            subjects.object_subjects(results),
         ),
         subscribe=(subjects.worker_subjects(instance_id), subjects.cancel_subject(version_id)),
         max_responses=1,

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
+from closed_bus import ClosedBus
 from fnplane.compute.worker.bus import WorkerBus
 from fnplane.compute.worker.requests import RequestPuller, worker_id
 from fnplane.compute.worker.settings import WorkerSettings
@@ -36,7 +37,6 @@ from fnplane.control.app import create_app
 from fnplane.control.auth.bootstrap import bootstrap
 from fnplane.control.db.engine import open_database
 from fnplane.control.settings import ControlSettings
-from closed_bus import ClosedBus
 from fnplane.invocation.app import create_gateway_app
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared.models.compute import InstanceAssignment
@@ -225,7 +225,9 @@ class InvocationStack:
         base.update(settings)
         assignment = self.assignment(fn, port, max_concurrency)
         await self.bus.prepare_version(assignment.version_id)
-        base.setdefault("nats_creds", str(self.bus.worker_creds(assignment.version_id, assignment.instance_id)))
+        base.setdefault(
+            "nats_creds", str(self.bus.worker_creds(assignment.version_id, assignment.instance_id))
+        )
         worker_settings = WorkerSettings(**base)
         bus = await WorkerBus.connect(
             self.nats_url, assignment.version_id, worker_id(assignment), worker_settings

@@ -13,8 +13,9 @@ import os
 import shutil
 import signal
 
-import polling
 from invocation_stack import NATS_SERVER, spawn, wait_port
+
+import polling
 
 
 def _not_running(stack):

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from closed_bus import ClosedBus
 from fnplane.compute.worker.bus import BodyError, Delivery, WorkerBus
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.exchange import BodyReader, Exchange
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import subjects, wire
-from closed_bus import ClosedBus
 
 VERSION = "0b9c8f9e-7a53-4d5e-8c43-3b1e2f6d7a10"
 WINDOW = 8

@@ -147,7 +147,7 @@ class WorkerBus:
         self._version_id = version_id
         self._worker_id = worker_id
         self._settings = settings
-        self.buckets = Buckets(nc.jetstream(timeout=settings.connect_timeout_s))
+        self.buckets = Buckets(nc.jetstream(timeout=settings.connect_timeout_s), create_results=False)
         self._pull_subject = subjects.pull_request_subject(version_id)
         self._inbox = subjects.worker_pull_inbox(worker_id)
         self._pulls: collections.deque[_Pull] = collections.deque()
