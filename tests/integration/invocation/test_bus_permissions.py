@@ -162,6 +162,19 @@ async def test_a_worker_credential_reaches_its_own_version_only(bus):
         await b.nc.close()
 
 
+async def worker_buckets(probe: Probe) -> Buckets:
+    """The buckets as a worker opens them, on the probe's connection."""
+    buckets = Buckets(probe.nc.jetstream(timeout=1), create_results=False)
+    await buckets.open(topology.worker_buckets(), create=False)
+    return buckets
+
+
+def status_record(rid: str, version_id: str, status: wire.RequestStatus) -> wire.StatusRecord:
+    return wire.StatusRecord(
+        request_id=rid, function_id="fn", version_id=version_id, nca_id="nca", status=status
+    )
+
+
 async def test_a_worker_credential_reads_no_record_result_key_or_asset_it_did_not_write(bus):
     closed, gateway = bus
     rid = str(uuid.uuid4())
@@ -169,12 +182,8 @@ async def test_a_worker_credential_reads_no_record_result_key_or_asset_it_did_no
     a, _ = await worker_probe(closed, VERSION_A, "inst-a")
     try:
         # B's worker writes B's status record and a large result (what a detached request leaves)
-        b_buckets = Buckets(b.nc.jetstream(timeout=2), create_results=False)
-        await b_buckets.open(topology.worker_buckets(), create=False)
-        record = wire.StatusRecord(
-            request_id=rid, function_id="fn", version_id=VERSION_B, nca_id="nca-b",
-            status=wire.RequestStatus.FULFILLED,
-        )  # fmt: skip
+        b_buckets = await worker_buckets(b)
+        record = status_record(rid, VERSION_B, wire.RequestStatus.FULFILLED)
         await b_buckets.put_status(record)
         await b_buckets.put_result(VERSION_B, subjects.result_object(rid), b"secret result")
         # ... and the gateway (any gateway) reads both
@@ -185,13 +194,9 @@ async def test_a_worker_credential_reads_no_record_result_key_or_asset_it_did_no
         await gateway.buckets.put_object(subjects.asset_object("nca-b", rid), b"asset bytes")
         assert await gateway.buckets.signing_key()
 
-        a_buckets = Buckets(a.nc.jetstream(timeout=1), create_results=False)
-        await a_buckets.open(topology.worker_buckets(), create=False)
+        a_buckets = await worker_buckets(a)
         # its own version's records: written and read back
-        own = wire.StatusRecord(
-            request_id=rid, function_id="fn", version_id=VERSION_A, nca_id="nca-a",
-            status=wire.RequestStatus.IN_PROGRESS,
-        )  # fmt: skip
+        own = status_record(rid, VERSION_A, wire.RequestStatus.IN_PROGRESS)
         await a_buckets.put_status(own)
         assert await a_buckets.get_status(VERSION_A, rid) == own
 
