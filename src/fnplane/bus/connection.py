@@ -44,7 +44,7 @@ async def connect(
     credential: BusCredential = None,
     inbox_prefix: str | None = None,
 ) -> Client:
-    """A client that reconnects forever; OSError / TimeoutError / NatsError when the first try fails."""
+    """A client that reconnects forever; NatsError at once when the server refuses the credential."""
     nc = Client()
 
     async def disconnected() -> None:
@@ -57,8 +57,14 @@ async def connect(
             await on_reconnected()
 
     async def error(exc: Exception) -> None:
+        text = str(exc).lower()
+        if not connected and ("authorization" in text or "authentication" in text):
+            # a credential the server refuses will not get better by retrying: the first connect
+            # fails (nats-py checks this option right after this callback)
+            nc.options["allow_reconnect"] = False
+            log.error("%s: NATS refused the credential: %s", name, exc)
         # a refused publish or subscription is a bug or an attack: say so; the rest is routine
-        if "permission" in str(exc).lower():
+        elif "permission" in text:
             log.warning("%s: NATS refused: %s", name, exc)
         else:
             log.debug("%s NATS error: %r", name, exc)
@@ -74,6 +80,7 @@ async def connect(
         auth["signature_cb"] = credential.sign
     if inbox_prefix:
         auth["inbox_prefix"] = inbox_prefix
+    connected = False
     await nc.connect(
         url,
         name=name,
@@ -84,4 +91,5 @@ async def connect(
         **timeouts,
         **auth,
     )
+    connected = True
     return nc
