@@ -85,6 +85,8 @@ async def _bucket(js: JetStreamContext, spec: BucketSpec, *, create: bool) -> Ke
         try:
             return await js.create_key_value(kv_config)
         except BadRequestError:  # exists (with its creator's TTL): open it
+            if spec.direct:
+                await _allow_direct(js, f"KV_{spec.name}")
             return await js.key_value(spec.name)
     if not create:
         with contextlib.suppress(BucketNotFoundError):
@@ -94,3 +96,13 @@ async def _bucket(js: JetStreamContext, spec: BucketSpec, *, create: bool) -> Ke
         return await js.create_object_store(spec.name, os_config)
     except BadRequestError:
         return await js.object_store(spec.name)
+
+
+async def _allow_direct(js: JetStreamContext, stream: str) -> None:
+    """A bucket made before reads by subject were needed (a home from an older fnplane): turn them on,
+    or a worker's scoped credential could not read its own records."""
+    info = await js.stream_info(stream)
+    if not info.config.allow_direct:
+        info.config.allow_direct = True
+        with contextlib.suppress(BadRequestError):
+            await js.update_stream(info.config)
