@@ -19,6 +19,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.js import api
 
 from closed_bus import ClosedBus
 from fnplane.bus.buckets import Buckets
@@ -236,3 +237,31 @@ async def test_a_worker_credential_reads_no_record_result_key_or_asset_it_did_no
     finally:
         await a.nc.close()
         await b.nc.close()
+
+
+async def test_a_status_bucket_from_an_older_home_is_readable_by_its_workers(tmp_path: Path):
+    """A bucket made without reads by subject (older fnplane) gets them from the gateway's start, so a
+    worker's scoped credential still reads its version's records."""
+    closed = ClosedBus(tmp_path)
+    await closed.start()
+    try:
+        nc = await closed.gateway_client()
+        await nc.jetstream().create_key_value(api.KeyValueConfig(bucket=subjects.STATUS_BUCKET))
+        await nc.close()
+        gateway = RequestBus(closed.url, GatewaySettings(), closed.credentials.gateway())
+        await gateway.start()
+        try:
+            await closed.prepare_version(VERSION_A)
+            a, _ = await worker_probe(closed, VERSION_A, "inst-a")
+            try:
+                buckets = await worker_buckets(a)
+                rid = str(uuid.uuid4())
+                record = status_record(rid, VERSION_A, wire.RequestStatus.IN_PROGRESS)
+                await buckets.put_status(record)
+                assert await buckets.get_status(VERSION_A, rid) == record
+            finally:
+                await a.nc.close()
+        finally:
+            await gateway.aclose()
+    finally:
+        await closed.aclose()
