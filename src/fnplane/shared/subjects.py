@@ -8,6 +8,11 @@ import re
 PREFIX = "fnplane"
 
 
+# Core-NATS broadcast from the control plane to every gateway: credentials that stopped being valid
+# (payload: shared/revocations.py).
+CREDENTIALS_REVOKED = "fnplane.auth.revoked"
+
+
 def cluster_changed(cluster_name: str) -> str:
     """Core-NATS kick to the agent of a cluster: its instance assignments changed."""
     return f"{PREFIX}.clusters.{_token(cluster_name)}.changed"
@@ -194,10 +199,6 @@ def cluster_subjects(cluster_name: str) -> str:
 def agent_inbox_prefix(cluster_name: str) -> str:
     """The agent's own reply inboxes (nats-py `inbox_prefix`), under its cluster's subjects."""
     return f"{PREFIX}.clusters.{_token(cluster_name)}.i"
-
-
-# the control plane publishes a revoked credential here; every gateway subscribes
-CREDENTIALS_REVOKED = "fnplane.auth.revoked"
 
 
 def instance_logs(cluster_name: str) -> str:
