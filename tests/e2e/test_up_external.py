@@ -78,15 +78,17 @@ def test_a_second_agent_joins_with_fnplane_agent(tmp_path: Path, start_up: type[
     key = (tmp_path / "home" / "admin-key").read_text().strip()
     match = re.search(r"NATS at (nats://\S+),", up.stdout)
     assert match, up.stdout
-    # the operator's part: the agent's own credential, minted from the platform's account key
+    # the operator's part: the agent's own NATS credential, minted from the platform's account key
     credential = BusCredentials.for_embedded(operator_keys(tmp_path / "home")).agent("second")
     assert isinstance(credential, UserCredential)
     creds = tmp_path / "second.creds"
     creds.write_text(credential.creds_file())
+    # the agent reads its credentials from files: `ps` shows no credential of any platform process
     agent = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "fnplane"), "agent",
-            "--nats-url", match.group(1), "--nats-creds", str(creds), "--control-url", up.url, "--token", key,
+            "--nats-url", match.group(1), "--nats-creds", str(creds), "--control-url", up.url,
+            "--token-file", str(tmp_path / "home" / "admin-key"),
             "--cluster-name", "second", "--home", str(tmp_path / "agent-home"), "--workdir", str(tmp_path),
         ],
         stdout=subprocess.DEVNULL,
@@ -103,6 +105,8 @@ def test_a_second_agent_joins_with_fnplane_agent(tmp_path: Path, start_up: type[
             time.sleep(0.2)
         assert {"local", "second"} <= names
         children = psutil.Process(agent.pid).children(recursive=True)
+        for process in [psutil.Process(agent.pid), *children, *up.descendants()]:
+            assert key not in " ".join(process.cmdline()), process.cmdline()
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(STOP_TIMEOUT_S) == 0
         assert_all_gone(children)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fnplane.shared.models.compute import GpuInventory, InstanceTypeInventory
@@ -44,8 +44,11 @@ class AgentSettings(BaseSettings):
     # the agent's NATS credentials file (.creds); workers get their own from the control plane, or
     # this one where the control plane mints none (external NATS without an account signing key)
     nats_creds: Path | None = None
-    # bearer with scope `cluster-management`
-    token: str = ""
+    # bearer with scope `cluster-management`; never on a command line (`ps` shows it to every local
+    # user): set FNPLANE_AGENT_TOKEN or name a file (mode 0600) holding it in token_file
+    token: str = Field(default="", repr=False)
+    # a file whose content (stripped) is the token; wins over `token`
+    token_file: Path | None = None
     # the cluster this agent registers (one agent per cluster name)
     cluster_name: str = "local"
     # cluster group (NVCF `backend`) and region the cluster announces
@@ -105,6 +108,18 @@ class AgentSettings(BaseSettings):
 
     # the interpreter that runs `python -m fnplane.compute.worker` (empty: the agent's own)
     worker_python: str = ""
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> AgentSettings:
+        if self.token_file is not None:
+            try:
+                token = self.token_file.read_text().strip()
+            except OSError as error:
+                raise ValueError(f"cannot read token_file {self.token_file}: {error.strerror}") from None
+            if not token:
+                raise ValueError(f"token_file {self.token_file} is empty")
+            self.token = token
+        return self
 
     @property
     def state_dir(self) -> Path:

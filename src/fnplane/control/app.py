@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fnplane.control.auth.revocation import PublishRevoked
 from fnplane.control.autoscaler import AutoscalerSettings
 from fnplane.control.components import ControlComponents, create_components
 from fnplane.control.content_type import JsonBodyMiddleware
@@ -93,6 +94,7 @@ def create_app(
     engine: Engine,
     *,
     notify_cluster_changed: NotifyClusterChanged | None = None,
+    publish_revoked: PublishRevoked | None = None,
     nats: NatsConnection | None = None,
     autoscaler_settings: AutoscalerSettings | None = None,
     issue_worker_credentials: IssueWorkerCredentials | None = None,
@@ -101,6 +103,9 @@ def create_app(
 
     * `notify_cluster_changed(cluster_name)`: kicks that cluster's agent when its assignments change
       (`fnplane up` publishes `subjects.cluster_changed`); None: agents find changes by polling.
+    * `publish_revoked(event)`: broadcasts a credential revocation to every gateway (`fnplane up`
+      publishes `subjects.CREDENTIALS_REVOKED`); None: gateways in other processes notice within
+      `auth_cache_ttl_s`.
     * `nats`: the connection instance logs are asked for over; None: instance logs answer 503.
     * `autoscaler_settings`: default `AutoscalerSettings()` (from FNPLANE_AUTOSCALER_*).
     * `issue_worker_credentials(version_id, instance_id)`: the `.creds` text of a new instance's own
@@ -110,6 +115,7 @@ def create_app(
         settings,
         engine,
         notify_cluster_changed=notify_cluster_changed,
+        publish_revoked=publish_revoked,
         nats=nats,
         autoscaler_settings=autoscaler_settings,
         issue_worker_credentials=issue_worker_credentials,

@@ -21,6 +21,8 @@ class ControlSettings(BaseSettings):
     # plane refuses to start without it); `fnplane up` keeps one in its home directory
     key_hash_secret: str | None = None
     jwt_issuer: str = "fnplane"
+    # the `aud` of the JWTs the control plane mints; a token for another audience is refused
+    jwt_audience: str = "fnplane-api"
     jwt_ttl_s: int = 3600
     # how long a resolved credential is cached by the control plane and the gateway
     auth_cache_ttl_s: float = 5.0

@@ -2,8 +2,8 @@
 
 Start order (each step's undo is pushed on a stack, so a failed start unwinds what already runs):
 
-    embedded nats-server -> database (migrated) -> bootstrap (account, admin key, signing key)
-    -> NATS client (cluster-change kicks) -> control app -> gateway -> HTTP server -> agent
+    embedded nats-server -> database (migrated) -> NATS client (cluster-change kicks, revocations)
+    -> bootstrap (account, admin key, signing key) -> control app -> gateway -> HTTP server -> agent
 
 Stop order is the reverse, with a drain first: new invocations and /health get 503, running
 invocations get `drain_timeout_s` to finish, then the agent stops every function process and worker
@@ -25,11 +25,13 @@ from typing import Any
 
 from fnplane.bus.clusters import cluster_notifier
 from fnplane.bus.connection import connect
+from fnplane.bus.revocations import revocation_publisher
 from fnplane.compute.agent import Agent
 from fnplane.compute.settings import AgentSettings
 from fnplane.control.app import ControlApp, create_app
 from fnplane.control.auth.bootstrap import bootstrap
 from fnplane.control.auth.credentials import new_api_key
+from fnplane.control.auth.revocation import PublishRevoked
 from fnplane.control.db.engine import check_database, open_database
 from fnplane.control.settings import ControlSettings
 from fnplane.invocation import openapi as gateway_openapi
@@ -120,8 +122,6 @@ class Platform:
             overrides["key_hash_secret"] = self.home.key_hash_secret()
         control_settings = control_settings.model_copy(update=overrides)
 
-        await self._bootstrap_admin_key(control_settings)
-
         self._nats = await connect(
             self.nats_url,
             "fnplane-up",
@@ -131,11 +131,15 @@ class Platform:
             inbox_prefix=subjects.CONTROL_INBOX_PREFIX,
         )
         self._push("nats-client", self._close_nats)
+        publish_revoked = revocation_publisher(self._nats)
+
+        await self._bootstrap_admin_key(control_settings, publish_revoked)
 
         control_app = create_app(
             control_settings,
             self._engine,
             notify_cluster_changed=cluster_notifier(self._nats),
+            publish_revoked=publish_revoked,
             # instance logs: the control plane asks the agents over NATS
             nats=self._nats,
             issue_worker_credentials=(
@@ -180,12 +184,15 @@ class Platform:
         self._push("drain", lambda: self._drain(app), s.drain_timeout_s + 5)
         # gRPC proxy (issue 5) starts here, on s.grpc_port, next to the HTTP server.
 
-    async def _bootstrap_admin_key(self, control_settings: ControlSettings) -> None:
-        """The admin key: FNPLANE_ADMIN_KEY, else the one in DIR/admin-key, else a new one (printed once)."""
+    async def _bootstrap_admin_key(
+        self, control_settings: ControlSettings, publish_revoked: PublishRevoked
+    ) -> None:
+        """The admin key: FNPLANE_ADMIN_KEY, else the one in DIR/admin-key, else a new one (printed once).
+        A FNPLANE_ADMIN_KEY other than the one in DIR/admin-key replaces it: the old one is revoked."""
         stored = self.home.stored_admin_key()
         key = self.settings.admin_key or stored or new_api_key()
         generated = self.settings.admin_key is None and stored is None
-        await bootstrap(self._engine, control_settings, key)
+        await bootstrap(self._engine, control_settings, key, replaces=stored, publish_revoked=publish_revoked)
         if key != stored:
             self.home.store_admin_key(key)
         self.admin_key = key
