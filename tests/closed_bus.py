@@ -10,15 +10,17 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
+import polling
 from fnplane.bus.connection import Client, connect
 from fnplane.bus.credentials import UserCredential
 from fnplane.bus.topology import ensure_version_queue
 from fnplane.compute.credentials import write_worker_credentials
 from fnplane.shared import subjects
 from fnplane.up.bus_auth import BusCredentials, operator_keys
-from fnplane.up.nats import EmbeddedNats
+from fnplane.up.nats import EmbeddedNats, find_nats_server
 
 
 class ClosedBus:
@@ -38,6 +40,23 @@ class ClosedBus:
 
     async def aclose(self) -> None:
         await self.server.aclose()
+
+    async def kill(self) -> None:
+        """SIGKILL the server (a crash); with restart_limit 0 it stays down until the test restarts it."""
+        pid = self.server.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await polling.wait_for(self._stopped, 5)
+
+    async def _stopped(self) -> bool:
+        return not self.server.running
+
+    def restart_command(self, port: int, store: Path) -> list[str]:
+        """A nats-server closed as before (the same operator config) on `port`, with `store`."""
+        config = self.home / "restart.conf"
+        config.write_text(self.keys.server_config())
+        return [str(find_nats_server()), "-c", str(config), "-a", "127.0.0.1", "-p", str(port), "-js",
+                "-sd", str(store)]  # fmt: skip
 
     def worker_creds(self, version_id: str, instance_id: str) -> Path:
         """The instance's credentials file: minted by the control plane's issuer, written by the agent's

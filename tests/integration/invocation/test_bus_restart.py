@@ -9,20 +9,9 @@ and pulls again, so the next call is served instead of waiting out its poll wind
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 
-from invocation_stack import NATS_SERVER, spawn, wait_port
-
-import polling
-
-
-def _not_running(stack):
-    async def check() -> bool:
-        return not stack.bus.server.running
-
-    return check
+from invocation_stack import spawn, wait_port
 
 
 async def test_the_next_call_is_served_after_the_server_came_back_without_its_store(stack, tmp_path):
@@ -36,18 +25,10 @@ async def test_the_next_call_is_served_after_the_server_came_back_without_its_st
 
     # the embedded server of the stack is not restarted (restart_limit 0): this test restarts it,
     # closed as before (the same operator config) but with an empty store
-    pid = stack.bus.server.pid
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    await polling.wait_for(_not_running(stack), 5)
+    await stack.bus.kill()
     shutil.rmtree(stack.bus.home / "nats" / "jetstream")
-    config = tmp_path / "restart.conf"
-    config.write_text(stack.bus.keys.server_config())
     nats_port = int(stack.nats_url.rsplit(":", 1)[1])
-    stack.processes.append(
-        spawn([NATS_SERVER, "-c", str(config), "-a", "127.0.0.1", "-p", str(nats_port), "-js",
-               "-sd", str(tmp_path / "nats-empty")])
-    )  # fmt: skip
+    stack.processes.append(spawn(stack.bus.restart_command(nats_port, tmp_path / "nats-empty")))
     await wait_port(nats_port)
 
     again = await stack.client.post(url, headers=poll, json={"seconds": 0})
