@@ -110,7 +110,7 @@ def envelope(version_id: str, request_id: str) -> wire.Envelope:
 async def bus(tmp_path: Path) -> AsyncIterator[tuple[ClosedBus, RequestBus]]:
     closed = ClosedBus(tmp_path)
     await closed.start()
-    gateway = RequestBus(closed.url, GatewaySettings(), closed.credentials.gateway())
+    gateway = RequestBus(closed.url, GatewaySettings(), credential=closed.credentials.gateway())
     try:
         await gateway.start()
         for version in (VERSION_A, VERSION_B):
@@ -248,7 +248,7 @@ async def test_a_status_bucket_from_an_older_home_is_readable_by_its_workers(tmp
         nc = await closed.gateway_client()
         await nc.jetstream().create_key_value(api.KeyValueConfig(bucket=subjects.STATUS_BUCKET))
         await nc.close()
-        gateway = RequestBus(closed.url, GatewaySettings(), closed.credentials.gateway())
+        gateway = RequestBus(closed.url, GatewaySettings(), credential=closed.credentials.gateway())
         await gateway.start()
         try:
             await closed.prepare_version(VERSION_A)

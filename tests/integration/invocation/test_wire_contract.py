@@ -40,7 +40,9 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     gateway: RequestBus | None = None
     worker: WorkerBus | None = None
     try:
-        gateway = RequestBus(url, GatewaySettings(body_chunk_bytes=1000), server.credentials.gateway())
+        gateway = RequestBus(
+            url, GatewaySettings(body_chunk_bytes=1000), credential=server.credentials.gateway()
+        )
         await gateway.start()
         await server.prepare_version(VERSION)
         settings = WorkerSettings(
