@@ -17,6 +17,9 @@ import psutil
 import pytest
 from up_process import START_TIMEOUT_S, STOP_TIMEOUT_S, UpProcess, assert_all_gone, free_port
 
+from fnplane.bus.credentials import UserCredential
+from fnplane.up.bus_auth import BusCredentials, operator_keys
+
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
 
 
@@ -75,11 +78,16 @@ def test_a_second_agent_joins_with_fnplane_agent(tmp_path: Path, start_up: type[
     key = (tmp_path / "home" / "admin-key").read_text().strip()
     match = re.search(r"NATS at (nats://\S+),", up.stdout)
     assert match, up.stdout
-    # the agent reads its credential from a file: `ps` shows no credential of any platform process
+    # the operator's part: the agent's own NATS credential, minted from the platform's account key
+    credential = BusCredentials.for_embedded(operator_keys(tmp_path / "home")).agent("second")
+    assert isinstance(credential, UserCredential)
+    creds = tmp_path / "second.creds"
+    creds.write_text(credential.creds_file())
+    # the agent reads its credentials from files: `ps` shows no credential of any platform process
     agent = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "fnplane"), "agent",
-            "--nats-url", match.group(1), "--control-url", up.url,
+            "--nats-url", match.group(1), "--nats-creds", str(creds), "--control-url", up.url,
             "--token-file", str(tmp_path / "home" / "admin-key"),
             "--cluster-name", "second", "--home", str(tmp_path / "agent-home"), "--workdir", str(tmp_path),
         ],

@@ -1,5 +1,9 @@
 """The buckets of the request path, for gateways and workers alike: status records of detached
-requests, asset records, gateway state (KV) and the object store (assets, large results).
+requests (keyed by version and request), the gateways' request index, asset records, gateway state
+(KV), the asset object store and one result object store per version.
+
+A worker opens only the status bucket and its version's result store: its credential allows nothing
+else (shared/permissions.py).
 
 Objects are written and read in chunks, never whole in memory, in the stock NATS object-store layout,
 so nats-py's ObjectStore and ours read each other's objects. Record formats: `shared/wire.py`.
@@ -23,14 +27,19 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError as JsApiError
 from nats.js.errors import BadRequestError as JsBadRequestError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, ObjectNotFoundError
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    ObjectNotFoundError,
+)
 from nats.js.errors import NotFoundError as JsNotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from fnplane.bus.topology import bind_buckets, ensure_buckets
-from fnplane.shared import errors, subjects, wire
-from fnplane.shared.topology import STATUS_TTL_S, BucketSpec
+from fnplane.bus.topology import bind_buckets, ensure_bucket, ensure_buckets
+from fnplane.shared import errors, subjects, topology, wire
+from fnplane.shared.topology import OBJECT_TTL_S, STATUS_TTL_S, BucketSpec
 
 CHUNK_BYTES = 128 * 1024
 # JetStream's error code for a write past a stream's max_bytes (discard policy "new")
@@ -45,10 +54,16 @@ KEY_LIST_IDLE_S = 5.0
 
 
 class Buckets:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, *, create_results: bool = True) -> None:
+        """`create_results`: a result store that does not exist is created (gateways; a worker's
+        credential may only open its version's)."""
         self._js = js
+        self._create_results = create_results
         self._status: KeyValue | None = None
+        self._index: KeyValue | None = None
         self._assets: KeyValue | None = None
+        self._results: dict[str, ObjectStore] = {}
+        self.object_ttl_s = OBJECT_TTL_S
         self._state: KeyValue | None = None
         self._objects: ObjectStore | None = None
         self._idempotency: KeyValue | None = None
@@ -59,21 +74,24 @@ class Buckets:
         """Open (the owner: create) every bucket of `specs`."""
         opened = await (ensure_buckets if create else bind_buckets)(self._js, specs)
         self._status = cast(KeyValue, opened[subjects.STATUS_BUCKET])
-        self._assets = cast(KeyValue, opened[subjects.ASSET_BUCKET])
-        self._state = cast(KeyValue, opened[subjects.GATEWAY_BUCKET])
-        self._objects = cast(ObjectStore, opened[subjects.OBJECT_BUCKET])
-        if subjects.IDEMPOTENCY_BUCKET in opened:  # gateways only
-            self._idempotency = cast(KeyValue, opened[subjects.IDEMPOTENCY_BUCKET])
+        self._index = cast(KeyValue | None, opened.get(subjects.REQUEST_INDEX_BUCKET))
+        self._assets = cast(KeyValue | None, opened.get(subjects.ASSET_BUCKET))
+        self._state = cast(KeyValue | None, opened.get(subjects.GATEWAY_BUCKET))
+        self._objects = cast(ObjectStore | None, opened.get(subjects.OBJECT_BUCKET))
+        for spec in specs:
+            if spec.name == subjects.OBJECT_BUCKET and spec.ttl_s:
+                self.object_ttl_s = spec.ttl_s
+        self._idempotency = cast(KeyValue | None, opened.get(subjects.IDEMPOTENCY_BUCKET))  # gateways
         ttl = (await self._status.status()).ttl
         if ttl:
             self.status_ttl_s = float(ttl)
 
     # --- status records ----------------------------------------------------------------------------
 
-    async def get_status(self, request_id: str) -> wire.StatusRecord | None:
+    async def get_status(self, version_id: str, request_id: str) -> wire.StatusRecord | None:
         assert self._status is not None
         try:
-            entry = await self._status.get(subjects.status_key(request_id))
+            entry = await self._status.get(subjects.status_key(version_id, request_id))
         except KeyNotFoundError:
             return None
         return wire.decode_status(entry.value) if entry.value else None
@@ -82,7 +100,8 @@ class Buckets:
         """Write (or rewrite: the bucket's TTL counts from the last write) a request's record."""
         assert self._status is not None
         try:
-            await self._status.put(subjects.status_key(record.request_id), wire.encode_status(record))
+            key = subjects.status_key(record.version_id, record.request_id)
+            await self._status.put(key, wire.encode_status(record))
         except (NatsError, TimeoutError) as exc:
             raise errors.UnavailableError(f"status record not written: {exc!r}") from exc
 
@@ -96,11 +115,11 @@ class Buckets:
             return record, True
 
         try:
-            return await self._change_status(record.request_id, decide)
+            return await self._change_status(record.version_id, record.request_id, decide)
         except (NatsError, TimeoutError) as exc:
             raise errors.UnavailableError(f"status record not written: {exc!r}") from exc
 
-    async def reject_status(self, request_id: str) -> wire.StatusRecord | None:
+    async def reject_status(self, version_id: str, request_id: str) -> wire.StatusRecord | None:
         """Mark a request that is not finished `rejected` (cancelled); returns the record as it was
         (unchanged when already final), None when there is none. Compare-and-set, like the worker's
         writes: a result written meanwhile is not overwritten."""
@@ -113,12 +132,13 @@ class Buckets:
             return wire.rejected(current), current
 
         try:
-            return await self._change_status(request_id, decide, create=False)
+            return await self._change_status(version_id, request_id, decide, create=False)
         except (NatsError, TimeoutError) as exc:
             raise errors.UnavailableError(f"request not cancelled: {exc!r}") from exc
 
     async def _change_status(
         self,
+        version_id: str,
         request_id: str,
         decide: Callable[[wire.StatusRecord | None], tuple[wire.StatusRecord | None, T]],
         *,
@@ -127,7 +147,7 @@ class Buckets:
         """Compare-and-set on a status record: `decide(current)` -> (the record to write, or None to
         leave it, and the result); retried when another writer came first."""
         assert self._status is not None
-        key = subjects.status_key(request_id)
+        key = subjects.status_key(version_id, request_id)
         for _ in range(CAS_ATTEMPTS):
             try:
                 entry = await self._status.get(key)
@@ -148,17 +168,17 @@ class Buckets:
                 continue  # someone wrote it first: look again
         raise errors.UnavailableError(f"status record of {request_id} kept changing")
 
-    async def delete_status(self, request_id: str) -> None:
+    async def delete_status(self, version_id: str, request_id: str) -> None:
         assert self._status is not None
         with contextlib.suppress(KeyNotFoundError):
-            await self._status.purge(subjects.status_key(request_id))
+            await self._status.purge(subjects.status_key(version_id, request_id))
 
     async def watch_status(
-        self, request_id: str, timeout_s: float
+        self, version_id: str, request_id: str, timeout_s: float
     ) -> AsyncGenerator[wire.StatusRecord, None]:
         """Every new version of the record until `timeout_s` has passed (the current one first)."""
         assert self._status is not None
-        watcher = await self._status.watch(subjects.status_key(request_id))
+        watcher = await self._status.watch(subjects.status_key(version_id, request_id))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         try:
@@ -222,6 +242,57 @@ class Buckets:
         with contextlib.suppress(KeyNotFoundError, NatsError, TimeoutError):
             await self._idempotency.purge(key)
 
+    # --- request index (gateways) --------------------------------------------------------------------
+
+    async def remember_version(self, request_id: str, version_id: str) -> None:
+        """Note which version a request id belongs to (before its 202 or large result is answered)."""
+        assert self._index is not None
+        try:
+            await self._index.put(subjects.index_key(request_id), version_id.encode())
+        except (NatsError, TimeoutError) as exc:
+            raise errors.UnavailableError(f"request index not written: {exc!r}") from exc
+
+    async def version_of(self, request_id: str) -> str | None:
+        assert self._index is not None
+        try:
+            entry = await self._index.get(subjects.index_key(request_id))
+        except KeyNotFoundError:
+            return None
+        return entry.value.decode() if entry.value else None
+
+    # --- results (one object store per version) ------------------------------------------------------
+
+    async def results(self, version_id: str) -> ObjectStore:
+        """The version's result store, opened once (created when missing)."""
+        store = self._results.get(version_id)
+        if store is None:
+            spec = topology.result_store(version_id, self.object_ttl_s)
+            try:
+                if self._create_results:
+                    store = cast(ObjectStore, await ensure_bucket(self._js, spec))
+                else:
+                    store = await self._js.object_store(spec.name)
+            except BucketNotFoundError:
+                raise errors.UnavailableError(f"result store {spec.name} does not exist") from None
+            except (NatsError, TimeoutError) as exc:
+                raise errors.UnavailableError(f"result store not opened: {exc!r}") from exc
+            self._results[version_id] = store
+        return store
+
+    async def put_result(self, version_id: str, name: str, data: bytes | BufferedIOBase) -> None:
+        store = await self.results(version_id)
+        try:
+            await store.put(name, data)
+        except (NatsError, TimeoutError) as exc:
+            raise errors.UnavailableError(f"result {name} not stored: {exc!r}") from exc
+
+    async def result_info(self, version_id: str, name: str) -> api.ObjectInfo:
+        store = await self.results(version_id)
+        try:
+            return await store.get_info(name)
+        except ObjectNotFoundError:
+            raise errors.NotFoundError(f"result {name} not found") from None
+
     # --- asset records -----------------------------------------------------------------------------
 
     async def get_asset(self, key: str) -> bytes | None:
@@ -278,7 +349,7 @@ class Buckets:
         """Store an object from an async byte stream, CHUNK_BYTES per message; returns its size."""
         bucket = subjects.OBJECT_BUCKET
         nuid = secrets.token_hex(11)
-        chunk_subject = f"$O.{bucket}.C.{nuid}"
+        chunk_subject = subjects.object_chunk_subject(bucket, nuid)
         digest = sha256()
         size = 0
         count = 0
@@ -309,13 +380,15 @@ class Buckets:
                 digest="SHA-256=" + base64.urlsafe_b64encode(digest.digest()).decode(),
                 options=api.ObjectMetaOptions(max_chunk_size=CHUNK_BYTES),
             )
-            meta_subject = f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+            meta_subject = subjects.object_meta_subject(
+                bucket, base64.urlsafe_b64encode(name.encode()).decode()
+            )
             await self._js.publish(
                 meta_subject, json.dumps(info.as_dict()).encode(), headers={"Nats-Rollup": "sub"}
             )
         except BaseException as exc:
             with contextlib.suppress(Exception):  # best effort cleanup of a half-written object
-                await self._js.purge_stream(f"OBJ_{bucket}", subject=chunk_subject)
+                await self._js.purge_stream(subjects.object_stream(bucket), subject=chunk_subject)
             if isinstance(exc, JsApiError) and exc.err_code == STORE_FULL:
                 raise errors.TooManyRequestsError(
                     "the object store is full (its max_bytes); retry once stored objects expired",
@@ -350,8 +423,9 @@ class Buckets:
 
     async def iter_object(self, info: api.ObjectInfo) -> AsyncIterator[bytes]:
         """The object's chunks one at a time (direct get by subject), so memory stays at one chunk."""
-        stream = f"OBJ_{subjects.OBJECT_BUCKET}"
-        chunk_subject = f"$O.{subjects.OBJECT_BUCKET}.C.{info.nuid}"
+        bucket = info.bucket or subjects.OBJECT_BUCKET
+        stream = subjects.object_stream(bucket)
+        chunk_subject = subjects.object_chunk_subject(bucket, info.nuid or "")
         seq = 1
         left = info.chunks or 0
         while left > 0:

@@ -1,5 +1,10 @@
 """One way to connect to NATS: reconnect forever, with the same options in every component.
 
+Every component connects with its own credential (`bus/credentials.py`, permissions in
+`shared/permissions.py`): an in-memory `UserCredential`, or the path of a `.creds` file (read again at
+each reconnect, never put on a command line). `inbox_prefix` gives a component reply inboxes its
+credential alone may subscribe to.
+
 A component that has to re-arm something after the server came back (a worker's pull bookkeeping)
 passes `on_reconnected`; subscriptions and JetStream state survive by themselves (the embedded server
 keeps its store on disk and `fnplane up` restarts it on the same port).
@@ -9,12 +14,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-__all__ = ["Client", "NatsError", "connect"]
+from fnplane.bus.credentials import UserCredential
+
+__all__ = ["BusCredential", "Client", "NatsError", "connect"]
+
+# what a component proves itself with: none (an open server), a credential, or a `.creds` file
+BusCredential = UserCredential | Path | None
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +41,10 @@ async def connect(
     connect_timeout_s: float = 5.0,
     reconnect_wait_s: float = RECONNECT_WAIT_S,
     on_reconnected: Callable[[], Awaitable[None]] | None = None,
+    credential: BusCredential = None,
+    inbox_prefix: str | None = None,
 ) -> Client:
-    """A client that reconnects forever; OSError / TimeoutError / NatsError when the first try fails."""
+    """A client that reconnects forever; NatsError at once when the server refuses the credential."""
     nc = Client()
 
     async def disconnected() -> None:
@@ -44,10 +57,30 @@ async def connect(
             await on_reconnected()
 
     async def error(exc: Exception) -> None:
-        log.debug("%s NATS error: %r", name, exc)
+        text = str(exc).lower()
+        if not connected and ("authorization" in text or "authentication" in text):
+            # a credential the server refuses will not get better by retrying: the first connect
+            # fails (nats-py checks this option right after this callback)
+            nc.options["allow_reconnect"] = False
+            log.error("%s: NATS refused the credential: %s", name, exc)
+        # a refused publish or subscription is a bug or an attack: say so; the rest is routine
+        elif "permission" in text:
+            log.warning("%s: NATS refused: %s", name, exc)
+        else:
+            log.debug("%s NATS error: %r", name, exc)
 
     # nats-py annotates the timeouts as int; it takes seconds as float
     timeouts: dict[str, Any] = {"connect_timeout": connect_timeout_s, "reconnect_time_wait": reconnect_wait_s}
+    auth: dict[str, Any] = {}
+    if isinstance(credential, Path):
+        auth["user_credentials"] = str(credential)
+    elif credential is not None:
+        jwt = credential.jwt.encode()
+        auth["user_jwt_cb"] = lambda: jwt
+        auth["signature_cb"] = credential.sign
+    if inbox_prefix:
+        auth["inbox_prefix"] = inbox_prefix
+    connected = False
     await nc.connect(
         url,
         name=name,
@@ -56,5 +89,7 @@ async def connect(
         reconnected_cb=reconnected,
         error_cb=error,
         **timeouts,
+        **auth,
     )
+    connected = True
     return nc

@@ -19,7 +19,8 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from fnplane.shared import subjects
+from fnplane.bus.connection import Client
+from fnplane.shared import subjects, topology
 from fnplane.shared.topology import BucketKind, BucketSpec, ConsumerSpec, QueueSpec
 
 
@@ -32,6 +33,16 @@ async def ensure_queue(js: JetStreamContext, spec: QueueSpec, *, update: bool = 
         if update:
             with contextlib.suppress(BadRequestError):  # e.g. storage cannot change in place
                 await js.update_stream(**config)
+
+
+async def ensure_version_queue(nc: Client, version_id: str, timeout_s: float) -> None:
+    """The version's queue and result store exist (the agent, before a worker whose credential may
+    create neither). The gateway applies its own limits and lifetimes to what it creates first."""
+    js = nc.jetstream(timeout=timeout_s)
+    spec = topology.request_queue(version_id)
+    if not await queue_exists(js, spec.name):
+        await ensure_queue(js, spec, update=False)
+    await _bucket(js, topology.result_store(version_id), create=False)
 
 
 async def queue_exists(js: JetStreamContext, name: str) -> bool:
@@ -57,6 +68,13 @@ async def bind_buckets(js: JetStreamContext, specs: tuple[BucketSpec, ...]) -> d
     return {spec.name: await _bucket(js, spec, create=False) for spec in specs}
 
 
+async def ensure_bucket(
+    js: JetStreamContext, spec: BucketSpec, *, create: bool = True
+) -> KeyValue | ObjectStore:
+    """One bucket, opened (created when missing)."""
+    return await _bucket(js, spec, create=create)
+
+
 async def _bucket(js: JetStreamContext, spec: BucketSpec, *, create: bool) -> KeyValue | ObjectStore:
     storage = api.StorageType(str(spec.storage))
     if spec.kind is BucketKind.KEY_VALUE:
@@ -64,12 +82,18 @@ async def _bucket(js: JetStreamContext, spec: BucketSpec, *, create: bool) -> Ke
             with contextlib.suppress(BucketNotFoundError):
                 return await js.key_value(spec.name)
         kv_config = api.KeyValueConfig(
-            bucket=spec.name, ttl=spec.ttl_s, storage=storage, max_bytes=spec.max_bytes
+            bucket=spec.name,
+            ttl=spec.ttl_s,
+            storage=storage,
+            max_bytes=spec.max_bytes,
+            direct=spec.direct,
         )
         try:
             return await js.create_key_value(kv_config)
         except BadRequestError:  # exists (with its creator's TTL): open it, with our size bound
             await _bound_size(js, subjects.kv_stream(spec.name), spec.max_bytes)
+            if spec.direct:
+                await _allow_direct(js, subjects.kv_stream(spec.name))
             return await js.key_value(spec.name)
     if not create:
         with contextlib.suppress(BucketNotFoundError):
@@ -91,3 +115,13 @@ async def _bound_size(js: JetStreamContext, stream: str, max_bytes: int) -> None
         config.max_bytes = max_bytes
         with contextlib.suppress(BadRequestError):  # e.g. smaller than what it holds: keep it
             await js.update_stream(config)
+
+
+async def _allow_direct(js: JetStreamContext, stream: str) -> None:
+    """A bucket made before reads by subject were needed (a home from an older fnplane): turn them on,
+    or a worker's scoped credential could not read its own records."""
+    info = await js.stream_info(stream)
+    if not info.config.allow_direct:
+        info.config.allow_direct = True
+        with contextlib.suppress(BadRequestError):
+            await js.update_stream(info.config)

@@ -63,6 +63,9 @@ def up(
     nats_url: Annotated[
         str | None, typer.Option(help="Use this NATS (with JetStream) instead of the embedded nats-server.")
     ] = None,
+    nats_creds: Annotated[
+        Path | None, typer.Option(help="NATS credentials file (.creds) for --nats-url.")
+    ] = None,
     workdir: Annotated[
         Path | None, typer.Option(help="Where the local backend runs containerArgs (default: current dir).")
     ] = None,
@@ -83,8 +86,8 @@ def up(
 
     flags: dict[str, Any] = {
         "home": home, "host": host, "http_port": http_port, "grpc_port": grpc_port,
-        "database_url": database_url, "nats_url": nats_url, "workdir": workdir, "public_url": public_url,
-        "tls_cert": tls_cert, "tls_key": tls_key, "log_level": log_level,
+        "database_url": database_url, "nats_url": nats_url, "nats_creds": nats_creds, "workdir": workdir,
+        "public_url": public_url, "tls_cert": tls_cert, "tls_key": tls_key, "log_level": log_level,
     }  # fmt: skip
     try:
         settings = UpSettings(**{name: value for name, value in flags.items() if value is not None})
@@ -97,6 +100,9 @@ def up(
 @app.command()
 def agent(
     nats_url: Annotated[str | None, typer.Option(help="NATS URL of the platform.")] = None,
+    nats_creds: Annotated[
+        Path | None, typer.Option(help="This agent's NATS credentials file (.creds).")
+    ] = None,
     control_url: Annotated[
         str | None, typer.Option(help="URL of the control API, e.g. http://host:8080.")
     ] = None,
@@ -119,9 +125,8 @@ def agent(
 
     _configure_logging(log_level)
     flags: dict[str, Any] = {
-        "nats_url": nats_url, "control_url": control_url, "token_file": token_file,
-        "cluster_name": cluster_name,
-        "workdir": workdir, "home": home,
+        "nats_url": nats_url, "nats_creds": nats_creds, "control_url": control_url, "token_file": token_file,
+        "cluster_name": cluster_name, "workdir": workdir, "home": home,
     }  # fmt: skip
     try:
         code = run_agent_command({name: value for name, value in flags.items() if value is not None})

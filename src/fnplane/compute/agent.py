@@ -19,11 +19,14 @@ import logging
 import signal
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
-from fnplane.bus.connection import NatsError, connect
+from fnplane.bus.connection import BusCredential, NatsError, connect
+from fnplane.bus.topology import ensure_version_queue
 from fnplane.compute.backends.local import LocalProcessBackend
 from fnplane.compute.control_client import ControlPlaneClient, ControlPlaneError
+from fnplane.compute.credentials import write_worker_credentials
 from fnplane.compute.settings import AgentSettings
 from fnplane.compute.supervisor import InstanceSupervisor
 from fnplane.shared import subjects
@@ -44,8 +47,12 @@ _ENDED = (InstanceState.FAILED, InstanceState.TERMINATED)
 
 
 class Agent:
-    def __init__(self, settings: AgentSettings) -> None:
+    def __init__(self, settings: AgentSettings, nats_credential: BusCredential = None) -> None:
+        """`nats_credential`: the agent's bus credential (default: the file `settings.nats_creds`)."""
         self.settings = settings
+        if nats_credential is None and settings.nats_creds is not None:
+            nats_credential = settings.nats_creds
+        self._nats_credential = nats_credential
         self.name = settings.cluster_name
         self.agent_id = settings.effective_agent_id
         self.backend = LocalProcessBackend(
@@ -68,6 +75,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._metrics_at = time.monotonic()
+        self._shared_credential_logged = False
 
     @property
     def ready(self) -> bool:
@@ -128,6 +136,8 @@ class Agent:
                 self.settings.nats_url,
                 f"fnplane-agent-{self.name}",
                 connect_timeout_s=self.settings.nats_connect_timeout_s,
+                credential=self._nats_credential,
+                inbox_prefix=subjects.agent_inbox_prefix(self.name),
             )
         except (OSError, TimeoutError, NatsError) as error:
             # polling still works; instance logs do not until NATS is back on the next start
@@ -142,6 +152,31 @@ class Agent:
 
         await self.nc.subscribe(subjects.cluster_changed(self.name), cb=on_kick)
         await self.nc.subscribe(subjects.instance_logs(self.name), cb=on_logs)
+
+    async def _prepare_worker(self, assignment: InstanceAssignment) -> Path | None:
+        """Before a worker starts: its version's queue exists (a worker's credential may not create
+        one), and the credentials file it connects with (None: it connects without one)."""
+        if self.nc is not None and self.nc.is_connected:
+            try:
+                await ensure_version_queue(
+                    self.nc, assignment.version_id, self.settings.nats_connect_timeout_s
+                )
+            except (TimeoutError, NatsError) as error:  # the worker checks again and the gateway creates it
+                log.warning("queue of version %s not prepared: %r", assignment.version_id, error)
+        if assignment.nats_credentials:
+            return await asyncio.to_thread(
+                write_worker_credentials, self.settings.state_dir, assignment.instance_id,
+                assignment.nats_credentials,
+            )  # fmt: skip
+        if isinstance(self._nats_credential, Path):
+            if not self._shared_credential_logged:
+                self._shared_credential_logged = True
+                log.warning(
+                    "the control plane mints no worker credentials (no account signing key): workers "
+                    "use the agent's own NATS credential and are not isolated from each other"
+                )
+            return self._nats_credential
+        return None
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -210,6 +245,7 @@ class Agent:
                     table=self.backend.table,
                     settings=self.settings,
                     report=self._queue_report,
+                    prepare_worker=self._prepare_worker,
                 )
                 self.supervisors[assignment.instance_id] = supervisor
                 supervisor.start()

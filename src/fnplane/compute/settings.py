@@ -41,6 +41,9 @@ class AgentSettings(BaseSettings):
     control_url: str = "http://127.0.0.1:8080"
     # NATS: assignment kicks, instance-log requests; handed to every worker for the request path
     nats_url: str = "nats://127.0.0.1:4222"
+    # the agent's NATS credentials file (.creds); workers get their own from the control plane, or
+    # this one where the control plane mints none (external NATS without an account signing key)
+    nats_creds: Path | None = None
     # bearer with scope `cluster-management`; never on a command line (`ps` shows it to every local
     # user): set FNPLANE_AGENT_TOKEN or name a file (mode 0600) holding it in token_file
     token: str = Field(default="", repr=False)

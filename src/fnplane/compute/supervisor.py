@@ -24,10 +24,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fnplane.compute.backends.base import BackendError, ExitStatus, InstanceBackend
 from fnplane.compute.backends.processes import ProcessTable, RotatingLog, stop_process_group
+from fnplane.compute.credentials import remove_worker_credentials
 from fnplane.compute.settings import AgentSettings
 from fnplane.compute.worker.events import parse_event
 from fnplane.shared.models.compute import InstanceAssignment, InstanceReport, InstanceState
@@ -35,6 +37,7 @@ from fnplane.shared.models.compute import InstanceAssignment, InstanceReport, In
 log = logging.getLogger(__name__)
 
 Reporter = Callable[[str, InstanceReport], Awaitable[None] | None]
+PrepareWorker = Callable[[InstanceAssignment], Awaitable[Path | None]]
 
 
 @dataclass
@@ -53,8 +56,11 @@ class InstanceSupervisor:
         table: ProcessTable,
         settings: AgentSettings,
         report: Reporter,
+        prepare_worker: PrepareWorker | None = None,
     ) -> None:
         self.assignment = assignment
+        # before each worker start: the bus is ready for it; returns its credentials file
+        self._prepare_worker = prepare_worker
         self.instance_id = assignment.instance_id
         self.backend = backend
         self.table = table
@@ -102,6 +108,7 @@ class InstanceSupervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._stop_processes()
+        remove_worker_credentials(self.settings.state_dir, self.instance_id)
         if self.state != InstanceState.FAILED:
             self.state = InstanceState.TERMINATED
             if report:
@@ -247,11 +254,16 @@ class InstanceSupervisor:
     # ---- the worker beside the instance -------------------------------------------------------------
 
     async def _start_worker(self) -> None:
+        creds = await self._prepare_worker(self.assignment) if self._prepare_worker is not None else None
         env = {k: v for k, v in os.environ.items() if not k.startswith("FNPLANE_AGENT_")}
         settings = self.settings
         env.update(
             {
-                "FNPLANE_WORKER_ASSIGNMENT": self.assignment.model_dump_json(by_alias=True),
+                # the credential travels only as a file: the path, never the content
+                "FNPLANE_WORKER_ASSIGNMENT": self.assignment.model_dump_json(
+                    by_alias=True, exclude={"nats_credentials"}
+                ),
+                "FNPLANE_WORKER_NATS_CREDS": str(creds) if creds is not None else "",
                 "FNPLANE_WORKER_FUNCTION_HOST": "127.0.0.1",
                 "FNPLANE_WORKER_FUNCTION_PORT": str(self.port),
                 "FNPLANE_WORKER_NATS_URL": settings.nats_url,

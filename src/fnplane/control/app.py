@@ -26,6 +26,7 @@ from fnplane.control.content_type import JsonBodyMiddleware
 from fnplane.control.db.repositories.transactions import Engine
 from fnplane.control.routes import include_all
 from fnplane.control.services.instance_logs import NatsConnection
+from fnplane.control.services.instances import IssueWorkerCredentials
 from fnplane.control.services.notify import NotifyClusterChanged
 from fnplane.control.settings import ControlSettings
 from fnplane.control.uuid_paths import UuidPathMiddleware
@@ -106,6 +107,7 @@ def create_app(
     publish_revoked: PublishRevoked | None = None,
     nats: NatsConnection | None = None,
     autoscaler_settings: AutoscalerSettings | None = None,
+    issue_worker_credentials: IssueWorkerCredentials | None = None,
 ) -> ControlApp:
     """The app; MissingKeyHashSecretError (naming FNPLANE_CONTROL_KEY_HASH_SECRET) without a secret.
 
@@ -116,6 +118,8 @@ def create_app(
       `auth_cache_ttl_s`.
     * `nats`: the connection instance logs are asked for over; None: instance logs answer 503.
     * `autoscaler_settings`: default `AutoscalerSettings()` (from FNPLANE_AUTOSCALER_*).
+    * `issue_worker_credentials(version_id, instance_id)`: the `.creds` text of a new instance's own
+      NATS credential (`fnplane up` holds the account signing key); None: assignments carry none.
     """
     components = create_components(
         settings,
@@ -124,6 +128,7 @@ def create_app(
         publish_revoked=publish_revoked,
         nats=nats,
         autoscaler_settings=autoscaler_settings,
+        issue_worker_credentials=issue_worker_credentials,
     )
     app = ControlApp(
         components,

@@ -1,6 +1,7 @@
 """Everything the control plane is made of, built once, in one place: `create_components`.
 
-    create_app(settings, engine, notify_cluster_changed=..., publish_revoked=..., nats=..., ...)
+    create_app(settings, engine, notify_cluster_changed=..., publish_revoked=..., nats=..., ...,
+               issue_worker_credentials=...)
      └── create_components(...) -> ControlComponents          (app.components)
           ├── database          Database(engine): transactions, the SQLite write lock
           ├── auth              AuthComponents (auth/components.py): repositories, signer, key
@@ -34,7 +35,7 @@ from fnplane.control.services.clusters import ClusterService
 from fnplane.control.services.deployments import DeploymentService
 from fnplane.control.services.functions import FunctionService
 from fnplane.control.services.instance_logs import InstanceLogService, NatsConnection
-from fnplane.control.services.instances import InstanceService
+from fnplane.control.services.instances import InstanceService, IssueWorkerCredentials
 from fnplane.control.services.notify import ClusterNotifier, NotifyClusterChanged
 from fnplane.control.services.secret_box import SecretBox
 from fnplane.control.services.secrets import SecretService
@@ -77,6 +78,7 @@ def create_components(
     publish_revoked: PublishRevoked | None = None,
     nats: NatsConnection | None = None,
     autoscaler_settings: AutoscalerSettings | None = None,
+    issue_worker_credentials: IssueWorkerCredentials | None = None,
 ) -> ControlComponents:
     """The control plane on `engine`; MissingKeyHashSecretError without a key-hash secret."""
     key_hash_secret = settings.require_key_hash_secret()  # refused before the engine is touched
@@ -102,7 +104,7 @@ def create_components(
         functions=FunctionService(database, auth.accounts, secret_box, notifier),
         deployments=deployments,
         clusters=ClusterService(database, reconciler.wake),
-        instances=InstanceService(database, secret_box, reconciler.wake),
+        instances=InstanceService(database, secret_box, reconciler.wake, issue_worker_credentials),
         authorizations=AuthorizationService(database, auth.revoker),
         secrets=SecretService(database, secret_box),
         instance_logs=InstanceLogService(database, nats),

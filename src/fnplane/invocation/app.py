@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from fnplane.bus.connection import BusCredential
 from fnplane.invocation import invocations, submissions
 from fnplane.invocation.access import CachedAccess
 from fnplane.invocation.assets import AssetEndpoints
@@ -108,12 +109,20 @@ def routes(
 
 
 class Gateway:
-    def __init__(self, settings: GatewaySettings, nats_url: str, authority: AccessAuthority) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        nats_url: str,
+        authority: AccessAuthority,
+        nats_credential: BusCredential = None,
+    ) -> None:
         self.settings = settings
         self._access = CachedAccess(authority, settings.auth_cache_ttl_s)
         self._open = OpenInvocations()
         self._revocations = Revocations(authority, self._access, self._open)
-        self.bus = RequestBus(nats_url, settings, on_revoked=self._revocations.handle)
+        self.bus = RequestBus(
+            nats_url, settings, on_revoked=self._revocations.handle, credential=nats_credential
+        )
         self._rate_limiter = RateLimiter()
         self._waker = Waker(settings, self.bus.has_workers)
         self._limit = ConcurrencyLimit(settings.max_concurrent_invocations, settings.overload_retry_after_s)
@@ -225,6 +234,13 @@ def _with_cors(send: Send) -> Send:
     return send_cors
 
 
-def create_gateway_app(settings: GatewaySettings, nats_url: str, authority: AccessAuthority) -> Gateway:
-    """The gateway as an ASGI app with start()/aclose() (also driven by the ASGI lifespan protocol)."""
-    return Gateway(settings, nats_url, authority)
+def create_gateway_app(
+    settings: GatewaySettings,
+    nats_url: str,
+    authority: AccessAuthority,
+    nats_credential: BusCredential = None,
+) -> Gateway:
+    """The gateway as an ASGI app with start()/aclose() (also driven by the ASGI lifespan protocol).
+
+    `nats_credential`: the gateway's own bus credential (None: an open server)."""
+    return Gateway(settings, nats_url, authority, nats_credential)

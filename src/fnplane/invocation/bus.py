@@ -35,7 +35,7 @@ from nats.js.errors import APIError, NoStreamResponseError
 from nats.js.errors import NotFoundError as JsNotFoundError
 
 from fnplane.bus.buckets import Buckets
-from fnplane.bus.connection import Client, connect
+from fnplane.bus.connection import BusCredential, Client, connect
 from fnplane.bus.topology import ensure_queue
 from fnplane.invocation.backpressure import DrainMeter, QueueProgress
 from fnplane.invocation.exchange import DISCONNECTED, Exchange
@@ -56,8 +56,10 @@ class RequestBus:
         nats_url: str,
         settings: GatewaySettings,
         on_revoked: Callable[[CredentialsRevoked], None] | None = None,
+        credential: BusCredential = None,
     ) -> None:
         self._url = nats_url
+        self._credential = credential
         self._settings = settings
         self._on_revoked = on_revoked
         self.gateway_id = settings.gateway_id or uuid.uuid4().hex[:12]
@@ -77,6 +79,7 @@ class RequestBus:
             connect_timeout_s=s.nats_connect_timeout_s,
             reconnect_wait_s=s.nats_reconnect_wait_s,
             on_reconnected=self._on_reconnected,
+            credential=self._credential,
         )
         self.js = self.nc.jetstream(timeout=s.publish_timeout_s)
         # the gateway owns the topology: it creates the buckets (and each version's queue on first use)
@@ -240,6 +243,8 @@ class RequestBus:
     async def ensure_stream(self, version_id: str) -> None:
         assert self.js is not None
         await ensure_queue(self.js, self.queue_spec(version_id))
+        assert self.buckets is not None
+        await self.buckets.results(version_id)  # created with this gateway's object TTL
         self._known_streams.add(version_id)
 
     async def publish(self, envelope: wire.Envelope, inline: bytes) -> None:

@@ -85,12 +85,13 @@ async def pexec(
     poll_s = poll_seconds(request.headers, sse_default=True)
     ids = asset_ids(request.headers.get("nvcf-input-asset-references"))
     admitted = await service.admit(bearer, function_id, version_id)
-    call = await inference_call(service, admitted, function_id, poll_s, ids)
+    call = await inference_call(service, request, admitted, function_id, poll_s, ids)
     await respond(service, request, service.invocation(request, call))
 
 
 async def inference_call(
     service: InvocationService,
+    request: Request,
     admitted: tuple[AccessGrant, VersionTarget],
     function_id: str,
     poll_s: float,
@@ -99,7 +100,7 @@ async def inference_call(
 ) -> Call:
     """pexec and exec: a POST to the chosen version's inferenceUrl, with the referenced input assets."""
     grant, target = admitted
-    assets = await service.asset_references(grant.nca_id, ids) if ids else []
+    assets = await service.asset_references(request, grant.nca_id, ids) if ids else []
     path = target.inference_url or "/"
     return Call(grant, target, function_id, InvocationMode.PEXEC, "POST", path, poll_s, assets, body)
 
@@ -146,7 +147,7 @@ async def exec_(
     admitted = await service.admit(request.bearer(), function_id, version_id)
     limit = service.settings.max_exec_body_bytes
     poll_s, ids, body = await read_exec(service, request)
-    call = await inference_call(service, admitted, function_id, poll_s, ids, body)
+    call = await inference_call(service, request, admitted, function_id, poll_s, ids, body)
     inv = service.invocation(request, call)
     try:
         head = await inv.begin()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +34,8 @@ from fnplane.shared import errors, subjects, wire
 from fnplane.shared.models.access import AccessGrant, VersionTarget
 from fnplane.shared.models.invocation import MAX_DIRECT_RESPONSE_BYTES
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem_for, problem_headers
+
+log = logging.getLogger(__name__)
 
 
 class ClientGone(Exception):
@@ -240,10 +243,22 @@ class Invocation:
                 continue  # heartbeats, stray messages of an earlier attempt
             exchange.attempt = item.attempt
             head = item.head
+            if head.status == 202 or head.large_result:
+                # the client will poll or download by request id, at any gateway: note its version
+                await self._remember_version()
             exchange.credit_batch = wire.credit_batch(head.window)
             if head.end:
                 self.finish()
             return Head(head.status, head.headers, item.body, head.end, head.large_result)
+
+    async def _remember_version(self) -> None:
+        buckets = self._bus.buckets
+        assert buckets is not None
+        try:
+            await buckets.remember_version(self.request_id, self.version_id)
+        except errors.UnavailableError as exc:
+            # the worker goes on; only a status poll at another moment may then answer 404
+            log.warning("request %s: %s", self.request_id, exc.detail)
 
     @staticmethod
     async def _publish(bus: RequestBus, envelope: wire.Envelope, inline: bytes, exchange: Exchange) -> None:

@@ -47,7 +47,8 @@ class QueueEndpoints:
         if not is_uuid(request_id):
             raise errors.NotFoundError(f"request {request_id} not found")
         # a detached request (202, respond-async) has a record; only one still waited for has none
-        record = await self._stores.get_status(request_id)
+        indexed = await self._stores.version_of(request_id)
+        record = await self._stores.get_status(indexed, request_id) if indexed else None
         located = (record.version_id, record.function_id) if record is not None else None
         if located is None:
             located = await self._bus.locate(request_id)

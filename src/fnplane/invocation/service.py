@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fnplane.bus.buckets import Buckets
 from fnplane.invocation.access import CachedAccess, choose_version
-from fnplane.invocation.assets import asset_record
+from fnplane.invocation.assets import asset_record, content_path
 from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.http import Request
 from fnplane.invocation.invoke import Call, Invocation
@@ -55,15 +55,24 @@ class InvocationService:
         self._waker.wake_if_idle(target.version_id, bearer)
         return grant, target
 
-    async def asset_references(self, nca_id: str, ids: list[str]) -> list[wire.AssetReference]:
-        """The input assets a request names (NVCF-INPUT-ASSET-REFERENCES), uploaded by its account."""
+    async def asset_references(
+        self, request: Request, nca_id: str, ids: list[str]
+    ) -> list[wire.AssetReference]:
+        """The input assets a request names (NVCF-INPUT-ASSET-REFERENCES), uploaded by its account,
+        each with a signed download URL that lives as long as the request may (the worker's only way
+        to an asset: its bus credential reads no object store but its own version's results)."""
+        s = self.settings
+        base = request.base_url(s.asset_base_url or s.public_url)
         refs = []
         for asset_id in ids:
             record = await asset_record(self._stores, nca_id, asset_id)
             if record is None or not record.uploaded:
                 raise errors.NotFoundError(f"asset {asset_id} not found")
+            url = self._signer.sign(base, "GET", content_path(asset_id), s.request_ttl_s)
             refs.append(
-                wire.AssetReference(asset_id, subjects.asset_object(nca_id, asset_id), record.content_type)
+                wire.AssetReference(
+                    asset_id, subjects.asset_object(nca_id, asset_id), record.content_type, url=url
+                )
             )
         return refs
 

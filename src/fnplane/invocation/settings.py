@@ -23,6 +23,9 @@ class GatewaySettings(BaseSettings):
     # absolute base of URLs the gateway hands out (asset uploadUrl, large-result Location);
     # empty: the request's own scheme and Host
     public_url: str = ""
+    # base of the signed URLs workers download input assets from (NVCF: presigned GETs); empty:
+    # public_url, else the request's own scheme and Host (`fnplane up` sets its loopback listener)
+    asset_base_url: str = ""
     # NVCF-INVOCATION-REGION given to the function
     region: str = "local"
     # a unique id per gateway process (response inboxes); empty: random

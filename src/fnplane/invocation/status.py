@@ -56,7 +56,8 @@ class StatusEndpoints:
         bearer = request.bearer()
         if not is_uuid(request_id):
             raise errors.NotFoundError(f"request {request_id} not found")
-        record = await self._stores.get_status(request_id)
+        version_id = await self._stores.version_of(request_id)
+        record = await self._stores.get_status(version_id, request_id) if version_id else None
         if record is None:
             raise errors.NotFoundError(f"request {request_id} not found")
         grant = await self._access.grant(
@@ -71,7 +72,9 @@ class StatusEndpoints:
         (settled under its idempotency key when final)."""
         if record.status in WAITING:
             latest = record
-            async with contextlib.aclosing(self._stores.watch_status(record.request_id, poll_s)) as updates:
+            async with contextlib.aclosing(
+                self._stores.watch_status(record.version_id, record.request_id, poll_s)
+            ) as updates:
                 async for current in updates:
                     latest = current
                     if current.status not in WAITING:
@@ -133,12 +136,12 @@ class StatusEndpoints:
             headers.append((b"location", url.encode()))
             await send_bytes(send, 302, b"", headers)
             if forget:
-                await self._stores.delete_status(request_id)
+                await self._stores.delete_status(record.version_id, request_id)
             return
         if response.body_b64 is not None:
             await send_bytes(send, response.status, base64.b64decode(response.body_b64), headers)
         elif response.object_name is not None:
-            info = await self._stores.object_info(response.object_name)
+            info = await self._stores.result_info(record.version_id, response.object_name)
             headers.append((b"content-length", str(info.size).encode()))
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
             async for chunk in self._stores.iter_object(info):
@@ -146,7 +149,7 @@ class StatusEndpoints:
             await send({"type": "http.response.body", "body": b""})
             return  # kept for a retried download (see the module docstring); both expire
         if forget:
-            await self._stores.delete_status(request_id)
+            await self._stores.delete_status(record.version_id, request_id)
 
     async def exec_status(self, request: Request, request_id: str) -> None:
         record = await self.authorized_record(request, request_id)
@@ -184,17 +187,20 @@ class StatusEndpoints:
                 body = base64.b64decode(response.body_b64)
             else:
                 assert response.object_name is not None
-                info = await self._stores.object_info(response.object_name)
+                info = await self._stores.result_info(record.version_id, response.object_name)
                 body = b"".join([c async for c in self._stores.iter_object(info)])
             status, doc = exec_document(request_id, response.status, response.headers, body, None)
         if status != 202 and forget:
-            await self._stores.delete_status(request_id)
+            await self._stores.delete_status(record.version_id, request_id)
         await send_json(request.send, status, doc, invocation_headers(request_id, status, nvcf))
 
     async def download_result(self, request: Request, request_id: str) -> None:
         """The signed Location of a large result: the zip NVCF's worker would have uploaded."""
         self._signer.verify("GET", request.path, request.query())
-        info = await self._stores.object_info(subjects.result_object(request_id))
+        version_id = await self._stores.version_of(request_id)
+        if version_id is None:
+            raise errors.NotFoundError(f"result of request {request_id} not found")
+        info = await self._stores.result_info(version_id, subjects.result_object(request_id))
         headers = [
             (b"content-type", b"application/zip"),
             (b"content-disposition", f'attachment; filename="{request_id}.zip"'.encode()),

@@ -83,7 +83,7 @@ class Submissions:
         poll_s = poll_seconds(request.headers, sse_default=True)
         ids = asset_ids(request.headers.get("nvcf-input-asset-references"))
         admitted = await self._service.admit(bearer, function_id, version_id)
-        call = await inference_call(self._service, admitted, function_id, poll_s, ids)
+        call = await inference_call(self._service, request, admitted, function_id, poll_s, ids)
         # read after admission: an unauthorized caller's body is never read
         body = await request.read_body(self._service.settings.max_detached_body_bytes)
         call = dataclasses.replace(call, body=body)
@@ -95,7 +95,7 @@ class Submissions:
         # admitted before the body is read, as without a key
         admitted = await self._service.admit(bearer, function_id, version_id)
         poll_s, ids, body = await read_exec(self._service, request)
-        call = await inference_call(self._service, admitted, function_id, poll_s, ids, body)
+        call = await inference_call(self._service, request, admitted, function_id, poll_s, ids, body)
         await self._run(request, call, body, key, request.path_and_query, Form.EXEC)
 
     async def direct(self, request: Request, function_id: str, version_id: str | None) -> None:
@@ -113,7 +113,7 @@ class Submissions:
     async def cancel(self, request: Request, request_id: str) -> None:
         """DELETE /v2/nvcf/pexec/status/{requestId}: 204, then the status is 410 `rejected`."""
         record = await self._status.authorized_record(request, request_id)
-        before = await self._stores.reject_status(request_id)
+        before = await self._stores.reject_status(record.version_id, request_id)
         if before is None:
             raise errors.NotFoundError(f"request {request_id} not found")
         if before.status is not RequestStatus.REJECTED:
@@ -193,11 +193,13 @@ class Submissions:
             status=RequestStatus.PENDING_EVALUATION,
             idempotency=bucket_key,
         )
+        # any gateway finds the record by the request id alone (status, position, cancel)
+        await self._stores.remember_version(request_id, call.target.version_id)
         await self._stores.put_status(record)
         try:
             await self._bus.publish(envelope, body)
         except errors.FnplaneError:
-            await self._stores.delete_status(request_id)
+            await self._stores.delete_status(call.target.version_id, request_id)
             raise
         return record
 
@@ -227,7 +229,7 @@ class Submissions:
                 )
                 await self._answer(request, replay, form, forget=False)
                 return
-            record = await self._stores.get_status(request_id)
+            record = await self._stores.get_status(first.version_id, request_id)
             if record is not None:
                 break
             # claimed, but its gateway has not written the record yet, or it was answered and forgotten

@@ -55,7 +55,7 @@ def pull_request_subject(version_id: str) -> str:
 
 
 def worker_pull_inbox(worker_id: str) -> str:
-    return f"{PREFIX}.wk.{_token(worker_id)}.pull"
+    return f"{PREFIX}.wk.{_worker(worker_id)}.pull"
 
 
 def cancel_subject(version_id: str) -> str:
@@ -85,22 +85,44 @@ def gateway_body_inbox(gateway_id: str, request_id: str) -> str:
 LOCATE_SUBJECT = f"{PREFIX}.gw.locate"
 
 
+def worker_inbox_prefix(worker_id: str) -> str:
+    """The worker's own reply inboxes (nats-py `inbox_prefix`): its credential subscribes only under
+    `fnplane.wk.<instance>.>`, so no worker can listen to another instance's replies."""
+    return f"{PREFIX}.wk.{_worker(worker_id)}.i"
+
+
+def worker_subjects(instance_id: str) -> str:
+    """Everything addressed to the workers of one instance: pull inboxes, credits, reply inboxes."""
+    return f"{PREFIX}.wk.{_token(instance_id)}.>"
+
+
+def _worker(worker_id: str) -> str:
+    """A worker id is "<instanceId>.<nonce>": two tokens, so one grant covers every worker process an
+    instance ever runs (`worker_subjects`)."""
+    instance, _, nonce = worker_id.partition(".")
+    return f"{_token(instance)}.{_token(nonce)}" if nonce else _token(instance)
+
+
 def worker_credits(worker_id: str) -> str:
     """Wildcard a worker subscribes to for the credits the gateway grants per response chunk."""
-    return f"{PREFIX}.wk.{_token(worker_id)}.c.*"
+    return f"{PREFIX}.wk.{_worker(worker_id)}.c.*"
 
 
 def worker_credit_inbox(worker_id: str, request_id: str) -> str:
-    return f"{PREFIX}.wk.{_token(worker_id)}.c.{_token(request_id)}"
+    return f"{PREFIX}.wk.{_worker(worker_id)}.c.{_token(request_id)}"
 
 
 def last_token(subject: str) -> str:
     return subject.rsplit(".", 1)[-1]
 
 
-# Key-value bucket of detached (202) requests: status, progress and small results.
+# Key-value bucket of detached (202) requests: status, progress and small results, keyed
+# "<versionId>.<requestId>" so a worker's credential can write only its own version's records.
 STATUS_BUCKET = "fnplane_requests"
-# Object store bucket of assets and large or detached results.
+# Key-value bucket the gateways keep: request id -> version id of a detached or large-result request,
+# so any gateway finds the status record and the result of a request id (workers cannot write it).
+REQUEST_INDEX_BUCKET = "fnplane_request_versions"
+# Object store bucket of assets.
 OBJECT_BUCKET = "fnplane_objects"
 # Key-value bucket of asset metadata, keyed "<account>.<assetId>".
 ASSET_BUCKET = "fnplane_assets"
@@ -121,13 +143,45 @@ def object_stream(bucket: str) -> str:
     return f"OBJ_{bucket}"
 
 
-def status_key(request_id: str) -> str:
+def status_key(version_id: str, request_id: str) -> str:
+    return f"{_token(version_id)}.{_token(request_id)}"
+
+
+def status_keys(version_id: str) -> str:
+    """Every status key of a version (the subject filter of a worker's writes)."""
+    return f"{_token(version_id)}.*"
+
+
+def index_key(request_id: str) -> str:
     return _token(request_id)
 
 
 def idempotency_key(nca_id: str, key_digest: str) -> str:
     """The record of one Idempotency-Key of an account (the key itself is hashed: any header value)."""
     return f"{_token(nca_id)}.{_token(key_digest)}"
+
+
+def result_bucket(version_id: str) -> str:
+    """Object store of one version's large and detached results (a worker writes only its own
+    version's: object names are one base64 token in `$O.<bucket>.M.<name>`, so a prefix of them cannot
+    be granted)."""
+    return f"fnplane_results_{_token(version_id)}"
+
+
+def kv_subject(bucket: str, key: str) -> str:
+    return f"$KV.{bucket}.{key}"
+
+
+def object_subjects(bucket: str) -> str:
+    return f"$O.{bucket}.>"
+
+
+def object_chunk_subject(bucket: str, nuid: str) -> str:
+    return f"$O.{bucket}.C.{nuid}"
+
+
+def object_meta_subject(bucket: str, encoded_name: str) -> str:
+    return f"$O.{bucket}.M.{encoded_name}"
 
 
 def asset_key(nca_id: str, asset_id: str) -> str:
@@ -146,6 +200,26 @@ def result_object(request_id: str) -> str:
     return f"results/{_token(request_id)}"
 
 
+def cluster_subjects(cluster_name: str) -> str:
+    """Everything addressed to the agent of a cluster (assignment kicks, log requests)."""
+    return f"{PREFIX}.clusters.{_token(cluster_name)}.>"
+
+
+def agent_inbox_prefix(cluster_name: str) -> str:
+    """The agent's own reply inboxes (nats-py `inbox_prefix`), under its cluster's subjects."""
+    return f"{PREFIX}.clusters.{_token(cluster_name)}.i"
+
+
 def instance_logs(cluster_name: str) -> str:
     """Request/reply to the agent of a cluster: the log lines of one of its instances (models/logs.py)."""
     return f"{PREFIX}.clusters.{_token(cluster_name)}.logs"
+
+
+def instance_logs_cancel(cluster_name: str, token: str) -> str:
+    """Where the control plane tells the agent to stop following a log (under the cluster's subjects,
+    the only ones an agent's credential may subscribe to)."""
+    return f"{PREFIX}.clusters.{_token(cluster_name)}.logs.cancel.{_token(token)}"
+
+
+# the control plane's reply inboxes (nats-py `inbox_prefix`): the agents answer log requests there
+CONTROL_INBOX_PREFIX = f"{PREFIX}.ctl.i"

@@ -4,14 +4,20 @@ server match it (names come from `shared/subjects.py`).
 
     FNPLANE_RQ_<version>   work queue of one function version (file storage: survives a NATS crash)
       consumer "workers"   durable pull consumer every instance of the version shares
-    fnplane_requests       KV: status records of detached (202) requests          1 h      1 GiB
+    fnplane_requests       KV: status records of detached (202) requests,         1 h      1 GiB
+                           "<versionId>.<requestId>"
+    fnplane_request_versions KV (gateways only): request id -> version id of a     24 h    64 MiB
+                           detached or large-result request
     fnplane_assets         KV: asset metadata, "<account>.<assetId>"              24 h    64 MiB
     fnplane_gateway        KV: gateway-wide state (the URL-signing key)          forever   1 MiB
-    fnplane_idempotency    KV: Idempotency-Key records and replayable results    24 h     1 GiB
-    fnplane_objects        object store: assets and large or detached results    24 h     8 GiB
+    fnplane_idempotency    KV (gateways only): Idempotency-Key records           24 h     1 GiB
+    fnplane_objects        object store: assets                                  24 h     8 GiB
+    fnplane_results_<version> object store: one version's large/detached results 24 h     8 GiB
 
-Every bucket has a maximum size (JetStream `max_bytes`): a full bucket refuses new writes rather than
-filling the server's disk; the gateway answers 429 with Retry-After until entries expire.
+Status records and results are laid out per version so that a worker's credential can be limited to
+its own version's (shared/permissions.py). Every bucket has a maximum size (JetStream `max_bytes`): a
+full bucket refuses new writes rather than filling the server's disk; the gateway answers 429 with
+Retry-After until entries expire.
 
 Lifetimes fit together: a queued request lives at most `REQUEST_TTL_S`, and a status record is
 refreshed while its request runs and then lives `STATUS_TTL_S` from its last write, so a record
@@ -46,6 +52,7 @@ ASSET_RECORDS_MAX_BYTES = 64 * 1024**2
 GATEWAY_STATE_MAX_BYTES = 1024**2
 OBJECTS_MAX_BYTES = 8 * 1024**3
 IDEMPOTENCY_MAX_BYTES = 1024**3
+REQUEST_INDEX_MAX_BYTES = 64 * 1024**2
 
 
 class Storage(StrEnum):
@@ -124,6 +131,9 @@ class BucketSpec:
     # JetStream max_bytes: writes past it are refused
     max_bytes: int
     storage: Storage = Storage.FILE
+    # KV reads by subject ($JS.API.DIRECT.GET.<stream>.<subject>): what a scoped credential can be
+    # allowed (a STREAM.MSG.GET names its subject in the payload, where no permission can see it)
+    direct: bool = True
 
 
 def request_queue(version_id: str, limits: QueueLimits | None = None) -> QueueSpec:
@@ -149,6 +159,13 @@ def buckets(
     and sizes (tests, small hosts)."""
     return (
         BucketSpec(subjects.STATUS_BUCKET, BucketKind.KEY_VALUE, status_ttl_s, status_max_bytes),
+        # a large result can be downloaded as long as it lives
+        BucketSpec(
+            subjects.REQUEST_INDEX_BUCKET,
+            BucketKind.KEY_VALUE,
+            max(object_ttl_s, status_ttl_s),
+            REQUEST_INDEX_MAX_BYTES,
+        ),
         BucketSpec(subjects.ASSET_BUCKET, BucketKind.KEY_VALUE, object_ttl_s, ASSET_RECORDS_MAX_BYTES),
         BucketSpec(subjects.GATEWAY_BUCKET, BucketKind.KEY_VALUE, None, GATEWAY_STATE_MAX_BYTES),
         BucketSpec(subjects.OBJECT_BUCKET, BucketKind.OBJECTS, object_ttl_s, objects_max_bytes),
@@ -162,3 +179,13 @@ def gateway_buckets(*, idempotency_ttl_s: float = IDEMPOTENCY_TTL_S) -> tuple[Bu
             subjects.IDEMPOTENCY_BUCKET, BucketKind.KEY_VALUE, idempotency_ttl_s, IDEMPOTENCY_MAX_BYTES
         ),
     )
+
+
+def worker_buckets(*, status_ttl_s: float = STATUS_TTL_S) -> tuple[BucketSpec, ...]:
+    """The shared buckets a worker opens: only the status records (results: `result_store`)."""
+    return (BucketSpec(subjects.STATUS_BUCKET, BucketKind.KEY_VALUE, status_ttl_s, STATUS_MAX_BYTES),)
+
+
+def result_store(version_id: str, object_ttl_s: float = OBJECT_TTL_S) -> BucketSpec:
+    """The object store of one version's large and detached results."""
+    return BucketSpec(subjects.result_bucket(version_id), BucketKind.OBJECTS, object_ttl_s, OBJECTS_MAX_BYTES)

@@ -89,6 +89,8 @@ class AssetReference(msgspec.Struct, frozen=True):
     asset_id: str = msgspec.field(name="assetId")
     object_name: str = msgspec.field(name="objectName")
     content_type: str | None = msgspec.field(default=None, name="contentType")
+    # a signed GET of the asset's content at a gateway (empty: read `object_name` from the bus)
+    url: str = ""
 
 
 class Envelope(msgspec.Struct, omit_defaults=True):

@@ -5,6 +5,10 @@ Python environment (next to `sys.executable`). The server picks its own free por
 which through `--ports_file_dir`, so there is no race between choosing a port and binding it; 4222 may
 belong to another NATS on the machine.
 
+The server requires authentication: `auth_config` (the trusted operator and its accounts, see
+`bus/credentials.py`) goes into `DIR/nats/nats-server.conf` (mode 0600); there are no open ports
+without it. The config holds only public JWTs; the seeds stay with `fnplane up`.
+
 A server that dies (a crash, an OOM kill, a `kill -9`) is started again on the port the first one
 chose and on the same store (`EmbeddedNats` says how often). Request queues, buckets and consumers are
 file-stored, so queued requests survive; every client reconnects to the unchanged URL by itself.
@@ -106,8 +110,10 @@ class EmbeddedNats:
         stable_after_s: float = 60.0,
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
+        auth_config: str | None = None,
     ) -> None:
         self._data_dir = data_dir
+        self._auth_config = auth_config
         self._executable = executable
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
@@ -151,8 +157,14 @@ class EmbeddedNats:
         for stale in ports_dir.glob("*.ports"):
             stale.unlink(missing_ok=True)
         log_file = self._data_dir / "nats-server.log"
+        config: list[str] = []
+        if self._auth_config is not None:
+            config_file = self._data_dir / "nats-server.conf"
+            await asyncio.to_thread(_write_private, config_file, self._auth_config)
+            config = ["-c", str(config_file)]
         process = self._process = await asyncio.create_subprocess_exec(
             str(executable),
+            *config,
             "-a", "127.0.0.1",
             "-p", str(port or -1),
             "-js",
@@ -261,6 +273,13 @@ def _advertised_url(ports_dir: Path, pid: int) -> str | None:
         if urls:
             return str(urls[0])
     return None
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    os.chmod(path, 0o600)
 
 
 def _tail(log_file: Path) -> str:

@@ -29,8 +29,17 @@ class UpSettings(BaseSettings):
     grpc_port: int = Field(8081, ge=1, le=65535)
     # default: SQLite at DIR/fnplane.db
     database_url: str | None = None
-    # default: an embedded nats-server with JetStream, data under DIR/nats
+    # default: an embedded nats-server with JetStream, data under DIR/nats, closed to clients without
+    # a credential of ours
     nats_url: str | None = None
+    # with nats_url: the NATS credentials file (.creds) the gateway, control plane and agent connect with
+    nats_creds: Path | None = None
+    # with nats_url: a file holding the seed of the account's signing key (SA...), so that every
+    # worker gets a credential of its own; without it workers share the agent's credential
+    nats_signing_key_file: Path | None = None
+    # the account's public key (A...), when nats_signing_key_file holds a signing key rather than the
+    # account's identity key
+    nats_account: str | None = None
     # where the local backend runs containerArgs; default: the directory `fnplane up` started in
     workdir: Path | None = None
     # base of the absolute URLs the platform hands out; default: the request's own scheme and Host
@@ -76,7 +85,9 @@ class UpSettings(BaseSettings):
     # debug, info, warning or error
     log_level: str = "info"
 
-    @field_validator("home", "workdir", "tls_cert", "tls_key", "nats_server_path")
+    @field_validator(
+        "home", "workdir", "tls_cert", "tls_key", "nats_server_path", "nats_creds", "nats_signing_key_file"
+    )
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
@@ -99,6 +110,12 @@ class UpSettings(BaseSettings):
     def _tls_pair(self) -> UpSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key must be given together")
+        return self
+
+    @model_validator(mode="after")
+    def _external_nats_only(self) -> UpSettings:
+        if self.nats_url is None and (self.nats_creds or self.nats_signing_key_file or self.nats_account):
+            raise ValueError("--nats-creds and the NATS signing key go with --nats-url (external NATS)")
         return self
 
     @property

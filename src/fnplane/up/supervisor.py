@@ -37,7 +37,9 @@ from fnplane.control.settings import ControlSettings
 from fnplane.invocation import openapi as gateway_openapi
 from fnplane.invocation.app import Gateway, create_gateway_app, is_gateway_request
 from fnplane.invocation.settings import GatewaySettings
+from fnplane.shared import subjects
 from fnplane.up.asgi import Lifespan, PlatformApp, RequestLimits
+from fnplane.up.bus_auth import BusCredentials, operator_keys
 from fnplane.up.home import PlatformHome
 from fnplane.up.nats import EmbeddedNats
 from fnplane.up.server import HeaderLimits, HttpServer, free_loopback_port
@@ -60,6 +62,7 @@ class Platform:
         # where in-process clients (the agent) reach the control API: plain HTTP on loopback
         self.internal_url: str = settings.local_url
         self._embedded_nats: EmbeddedNats | None = None
+        self.bus_credentials = BusCredentials(None)
         self._engine: Any = None
         self._nats: Any = None
         self._control: Lifespan | None = None
@@ -91,9 +94,15 @@ class Platform:
 
         if s.nats_url:
             self.nats_url = s.nats_url
+            self.bus_credentials = BusCredentials.for_external(
+                s.nats_creds, s.nats_signing_key_file, s.nats_account
+            )
         else:
+            keys = operator_keys(self.home.path)
+            self.bus_credentials = BusCredentials.for_embedded(keys)
             self._embedded_nats = EmbeddedNats(
                 self.home.nats_dir,
+                auth_config=keys.server_config(),
                 executable=s.nats_server_path,
                 start_timeout_s=s.nats_start_timeout_s,
                 stop_timeout_s=s.stop_timeout_s,
@@ -114,7 +123,12 @@ class Platform:
         control_settings = control_settings.model_copy(update=overrides)
 
         self._nats = await connect(
-            self.nats_url, "fnplane-up", connect_timeout_s=s.nats_start_timeout_s, reconnect_wait_s=0.5
+            self.nats_url,
+            "fnplane-up",
+            connect_timeout_s=s.nats_start_timeout_s,
+            reconnect_wait_s=0.5,
+            credential=self.bus_credentials.control(),
+            inbox_prefix=subjects.CONTROL_INBOX_PREFIX,
         )
         self._push("nats-client", self._close_nats)
         publish_revoked = revocation_publisher(self._nats)
@@ -128,6 +142,11 @@ class Platform:
             publish_revoked=publish_revoked,
             # instance logs: the control plane asks the agents over NATS
             nats=self._nats,
+            issue_worker_credentials=(
+                self.bus_credentials.worker_credentials
+                if self.bus_credentials.mints_worker_credentials
+                else None
+            ),
         )
         # one port, one document: GET /v3/openapi also lists the gateway's pexec/exec/queues/assets paths
         gateway_openapi.merge_into(control_app.openapi())
@@ -195,12 +214,15 @@ class Platform:
 
     async def _start_gateway(self, control_app: ControlApp) -> tuple[Lifespan, Callable[[Any], bool]]:
         assert self.nats_url is not None
-        updates: dict[str, Any] = {"control_url": self.internal_url}
+        # workers download input assets from the loopback listener (plain HTTP, like the agent's calls)
+        updates: dict[str, Any] = {"control_url": self.internal_url, "asset_base_url": self.internal_url}
         if self.settings.public_url:
             updates["public_url"] = self.settings.public_url
         gateway_settings = GatewaySettings().model_copy(update=updates)
         access_authority = control_app.components.access_authority
-        self.gateway = create_gateway_app(gateway_settings, self.nats_url, access_authority)
+        self.gateway = create_gateway_app(
+            gateway_settings, self.nats_url, access_authority, self.bus_credentials.gateway()
+        )
         lifespan = self._gateway = Lifespan(self.gateway, "gateway")
         await lifespan.startup(self.settings.stop_timeout_s)
         self._push("gateway", lambda: self._shutdown_lifespan(lifespan))
@@ -221,7 +243,7 @@ class Platform:
                 "home": self.home.path,
             }
         )
-        self.agent = Agent(agent_settings)
+        self.agent = Agent(agent_settings, self.bus_credentials.agent(agent_settings.cluster_name))
         await self.agent.start()
         # the agent gives each function process its grace period before SIGKILL, then reports; never
         # abandon it earlier, or function processes would outlive `fnplane up`

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 import polling
+from closed_bus import ClosedBus
 from fnplane.bus.clusters import cluster_notifier
 from fnplane.bus.connection import connect
 from fnplane.compute.agent import Agent
@@ -32,9 +33,9 @@ from fnplane.control.auth.bootstrap import bootstrap
 from fnplane.control.autoscaler import AutoscalerSettings
 from fnplane.control.db.engine import open_database
 from fnplane.control.settings import ControlSettings
+from fnplane.shared import subjects
 from fnplane.shared.models.compute import GpuInventory, InstanceTypeInventory
 from fnplane.up.asgi import Lifespan
-from fnplane.up.nats import EmbeddedNats
 from fnplane.up.server import HttpServer
 
 REPO = Path(__file__).resolve().parents[3]
@@ -50,13 +51,14 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def nats_server(tmp_path: Path) -> AsyncIterator[str]:
-    """The embedded nats-server of `fnplane up` (up/nats.py), under tmp_path."""
-    server = EmbeddedNats(tmp_path / "nats")
+async def nats_server(tmp_path: Path) -> AsyncIterator[ClosedBus]:
+    """The embedded nats-server of `fnplane up` (up/nats.py), closed as `fnplane up` closes it."""
+    bus = ClosedBus(tmp_path / "bus")
     try:
-        yield await server.start()
+        await bus.start()
+        yield bus
     finally:
-        await server.aclose()
+        await bus.aclose()
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Platform:
     client: httpx.AsyncClient
     home: Path
     agents: list[Agent]
+    bus: ClosedBus
     # `fnplane agent` child processes and their agent ids
     agent_processes: list[asyncio.subprocess.Process] = field(default_factory=list)
     process_agent_ids: list[str] = field(default_factory=list)
@@ -76,6 +79,10 @@ class Platform:
         values: dict[str, Any] = {
             "control_url": self.url,
             "nats_url": self.nats_url,
+            # what `--nats-creds` takes: the agent's credential as a file
+            "nats_creds": self.bus.creds_file(
+                f"agent-{cluster_name}", self.bus.credentials.agent(cluster_name)
+            ),
             "token": self.admin_key,
             "cluster_name": cluster_name,
             "home": self.home,
@@ -124,7 +131,8 @@ class Platform:
         environment["FNPLANE_AGENT_TOKEN"] = self.admin_key
         process = await asyncio.create_subprocess_exec(
             str(Path(PY).parent / "fnplane"), "agent",
-            "--nats-url", self.nats_url, "--control-url", self.url,
+            "--nats-url", self.nats_url, "--nats-creds", str(settings.nats_creds),
+            "--control-url", self.url,
             "--cluster-name", cluster_name, "--home", str(self.home), "--workdir", str(REPO),
             env=environment,
             stdout=subprocess.DEVNULL,
@@ -165,7 +173,8 @@ async def platform(
     tmp_path: Path, database_url: str | None = None, *, autoscaler_settings: AutoscalerSettings | None = None
 ) -> AsyncIterator[Platform]:
     """The platform on `database_url` (SQLite in tmp_path when None)."""
-    async with nats_server(tmp_path) as nats_url:
+    async with nats_server(tmp_path) as bus:
+        nats_url = bus.url
         settings = ControlSettings(
             database_url=database_url or f"sqlite:///{tmp_path}/fnplane.db",
             key_hash_secret="test-secret",
@@ -174,13 +183,20 @@ async def platform(
         engine = await open_database(settings.database_url)
         admin_key = await bootstrap(engine, settings, None)
         assert admin_key is not None
-        nc = await connect(nats_url, "compute-stack")
+        # the control plane's connection and worker credentials, as `fnplane up` makes them
+        nc = await connect(
+            nats_url,
+            "compute-stack",
+            credential=bus.credentials.control(),
+            inbox_prefix=subjects.CONTROL_INBOX_PREFIX,
+        )
         app = create_app(
             settings,
             engine,
             notify_cluster_changed=cluster_notifier(nc),
             nats=nc,
             autoscaler_settings=autoscaler_settings,
+            issue_worker_credentials=bus.credentials.worker_credentials,
         )
         lifespan = Lifespan(app, "control")
         await lifespan.startup(10)
@@ -189,7 +205,7 @@ async def platform(
         await server.start("127.0.0.1")
         url = f"http://127.0.0.1:{port}"
         client = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=10)
-        result = Platform(url, nats_url, admin_key, app, client, tmp_path / "home", [])
+        result = Platform(url, nats_url, admin_key, app, client, tmp_path / "home", [], bus)
         try:
             yield result
         finally:

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
+from closed_bus import ClosedBus
 from fnplane.compute.worker.bus import WorkerBus
 from fnplane.compute.worker.requests import RequestPuller, worker_id
 from fnplane.compute.worker.settings import WorkerSettings
@@ -99,17 +100,12 @@ class InvocationStack:
         self.client: httpx.AsyncClient | None = None
         self._server: HttpServer | None = None
         self._engine: Any = None
+        # restarts are the tests' to make (test_bus_restart), not the embedded server's
+        self.bus = ClosedBus(tmp / "bus", restart_limit=0)
 
     async def start(self, gateway_settings: GatewaySettings) -> None:
-        port = free_port()
-        proc = spawn(
-            [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(self.tmp / "nats")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.processes.append(proc)
-        await wait_port(port)
-        self.nats_url = f"nats://127.0.0.1:{port}"
+        # the closed bus of `fnplane up`: every component below connects with its own credential
+        self.nats_url = await self.bus.start()
         settings = ControlSettings(database_url=f"sqlite:///{self.tmp}/fnplane.db", key_hash_secret="test")
         self._engine = await open_database(settings.database_url)
         key = await bootstrap(self._engine, settings, None)
@@ -139,7 +135,9 @@ class InvocationStack:
         assert r.status_code == 200, r.text
         self.components = control_app.components
         self.authority = control_app.components.access_authority
-        self.gateway = create_gateway_app(gateway_settings, self.nats_url, self.authority)
+        self.gateway = create_gateway_app(
+            gateway_settings, self.nats_url, self.authority, self.bus.credentials.gateway()
+        )
         await self.gateway.start()
         http_port = free_port()
         self._server = HttpServer(self.gateway, host="127.0.0.1", port=http_port)
@@ -227,8 +225,12 @@ class InvocationStack:
             "asset_root": str(self.tmp / "assets"),
         }
         base.update(settings)
-        worker_settings = WorkerSettings(**base)
         assignment = self.assignment(fn, port, max_concurrency)
+        await self.bus.prepare_version(assignment.version_id)
+        base.setdefault(
+            "nats_creds", str(self.bus.worker_creds(assignment.version_id, assignment.instance_id))
+        )
+        worker_settings = WorkerSettings(**base)
         bus = await WorkerBus.connect(
             self.nats_url, assignment.version_id, worker_id(assignment), worker_settings
         )
@@ -243,9 +245,13 @@ class InvocationStack:
 
     async def worker_process(self, fn: dict, port: int, **env: str) -> subprocess.Popen[bytes]:
         environ = dict(os.environ)
+        assignment = self.assignment(fn, port)
+        await self.bus.prepare_version(assignment.version_id)
+        creds = self.bus.worker_creds(assignment.version_id, assignment.instance_id)
         environ.update(
             {
-                "FNPLANE_WORKER_ASSIGNMENT": self.assignment(fn, port).model_dump_json(by_alias=True),
+                "FNPLANE_WORKER_ASSIGNMENT": assignment.model_dump_json(by_alias=True),
+                "FNPLANE_WORKER_NATS_CREDS": str(creds),
                 "FNPLANE_WORKER_FUNCTION_PORT": str(port),
                 "FNPLANE_WORKER_NATS_URL": self.nats_url,
                 "FNPLANE_WORKER_HEALTH_POLL_INTERVAL_S": "0.2",
@@ -281,6 +287,7 @@ class InvocationStack:
             await self._engine.dispose()
         for proc in reversed(self.processes):
             stop_process(proc)
+        await self.bus.aclose()
 
 
 @pytest.fixture

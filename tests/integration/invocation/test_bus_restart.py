@@ -9,11 +9,9 @@ and pulls again, so the next call is served instead of waiting out its poll wind
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 
-from invocation_stack import NATS_SERVER, spawn, wait_port
+from invocation_stack import spawn, wait_port
 
 
 async def test_the_next_call_is_served_after_the_server_came_back_without_its_store(stack, tmp_path):
@@ -25,14 +23,12 @@ async def test_the_next_call_is_served_after_the_server_came_back_without_its_st
     first = await stack.client.post(url, headers=poll, json={"seconds": 0})
     assert first.status_code == 200, first.text
 
-    [server] = [p for p in stack.processes if p.args[0] == NATS_SERVER]
-    os.kill(server.pid, signal.SIGKILL)
-    server.wait(5)
-    shutil.rmtree(tmp_path / "nats")
+    # the embedded server of the stack is not restarted (restart_limit 0): this test restarts it,
+    # closed as before (the same operator config) but with an empty store
+    await stack.bus.kill()
+    shutil.rmtree(stack.bus.home / "nats" / "jetstream")
     nats_port = int(stack.nats_url.rsplit(":", 1)[1])
-    stack.processes.append(
-        spawn([NATS_SERVER, "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", str(tmp_path / "nats")])
-    )
+    stack.processes.append(spawn(stack.bus.restart_command(nats_port, tmp_path / "nats-empty")))
     await wait_port(nats_port)
 
     again = await stack.client.post(url, headers=poll, json={"seconds": 0})

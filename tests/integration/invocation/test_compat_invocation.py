@@ -11,7 +11,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import nats
 import pytest
 from invocation_stack import host_for
 
@@ -159,7 +158,7 @@ async def test_queue_shapes_and_position_capped_at_1000(stack):
     }
     # 1,005 requests ahead of ours (published straight to the version's queue)
     await stack.gateway.bus.ensure_stream(fn["versionId"])
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.bus.gateway_client()
     try:
         js = nc.jetstream()
         for _ in range(1005):
@@ -228,7 +227,7 @@ async def test_asset_shapes_and_content_deleted_after_its_ttl(stack):
     await asyncio.sleep(3.0)
     assert (await stack.client.get(f"/v2/nvcf/assets/{asset['assetId']}")).status_code == 404
     assert (await stack.client.get("/v2/nvcf/assets")).json() == {"assets": []}
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.bus.gateway_client()
     try:
         info = await nc.jetstream().stream_info(f"OBJ_{subjects.OBJECT_BUCKET}")
     finally:

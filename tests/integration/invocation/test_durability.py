@@ -19,7 +19,6 @@ import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 from invocation_stack import InvocationStack
 
 from fnplane.invocation.settings import GatewaySettings
@@ -52,10 +51,11 @@ async def deployed(stack: InvocationStack, inference_url: str, **worker_settings
     return fn
 
 
-async def drop_object_store(stack: InvocationStack) -> None:
-    nc = await nats.connect(stack.nats_url)
+async def drop_object_store(stack: InvocationStack, version_id: str) -> None:
+    """The version's result store is gone (a worker may not create it again)."""
+    nc = await stack.bus.gateway_client()
     try:
-        await nc.jetstream().delete_object_store(subjects.OBJECT_BUCKET)
+        await nc.jetstream().delete_object_store(subjects.result_bucket(version_id))
     finally:
         await nc.close()
 
@@ -63,7 +63,8 @@ async def drop_object_store(stack: InvocationStack) -> None:
 async def test_a_failed_result_upload_answers_a_waiting_caller_at_once(tmp_path):
     async with running(tmp_path) as stack:
         fn = await deployed(stack, "/large")
-        await drop_object_store(stack)
+        await stack.gateway.bus.ensure_stream(fn["versionId"])  # the gateway will not create it again
+        await drop_object_store(stack, fn["versionId"])
         # 6 MiB: over the direct-response limit, so the worker must upload a zip for the 302
         r = await stack.client.post(
             f"/v2/nvcf/pexec/functions/{fn['id']}", json={}, headers={"NVCF-POLL-SECONDS": "30"}
@@ -84,7 +85,7 @@ async def test_a_failed_result_write_answers_a_polling_caller_at_once(tmp_path):
         )
         assert r.status_code == 202, r.text
         rid = r.headers["nvcf-reqid"]
-        await drop_object_store(stack)
+        await drop_object_store(stack, fn["versionId"])
         status = await stack.client.get(f"/v2/nvcf/pexec/status/{rid}", headers={"NVCF-POLL-SECONDS": "20"})
         assert status.status_code == 500, status.text
         assert status.headers["nvcf-status"] == "errored"

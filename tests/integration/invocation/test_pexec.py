@@ -8,7 +8,6 @@ import time
 import zipfile
 
 import httpx
-import nats
 import pytest
 from invocation_stack import sse_events
 
@@ -150,7 +149,7 @@ async def test_no_worker_gives_504_and_the_queued_request_is_purged(stack):
     assert r.content == b""
     assert r.headers["nvcf-status"] == "errored" and r.headers["nvcf-reqid"]
     assert elapsed >= 2.5  # poll (1 s) + grace (2 s)
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.bus.gateway_client()
     try:
         info = await nc.jetstream().stream_info(subjects.request_stream(fn["versionId"]))
         assert info.state.messages == 0

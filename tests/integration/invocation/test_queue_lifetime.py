@@ -38,7 +38,7 @@ async def wait_messages(js, stream: str, count: int, timeout_s: float = 10.0) ->
 async def test_an_unpicked_request_expires_from_its_queue(stack, tmp_path):
     fn = await stack.deploy(name="ttl", inference_url=f"/slow?seconds=0&marker={tmp_path / 'ran'}")
     stream = subjects.request_stream(fn["versionId"])
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.bus.gateway_client()
     try:
         js = nc.jetstream()
         call = asyncio.create_task(

@@ -15,7 +15,7 @@ from fnplane.shared import subjects
 
 
 async def queued_request_ids(stack, version_id: str) -> list[str]:
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.bus.gateway_client()
     try:
         js = nc.jetstream()
         info = await js.stream_info(subjects.request_stream(version_id))

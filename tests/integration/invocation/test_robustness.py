@@ -28,7 +28,7 @@ async def test_a_worker_killed_mid_request_is_replaced_by_another_instance(stack
         stack.client.post(
             f"/v2/nvcf/pexec/functions/{fn['id']}",
             headers={"NVCF-POLL-SECONDS": "30"},
-            json={"seconds": 1.5, "marker": str(marker)},
+            json={"seconds": 3, "marker": str(marker)},
         )
     )
     for _ in range(200):
@@ -56,7 +56,9 @@ async def test_detached_results_survive_a_gateway_restart(stack):
     assert r.status_code == 202
     rid = r.headers["nvcf-reqid"]
     await stack.gateway.aclose()  # the gateway that answered 202 is gone
-    other = create_gateway_app(GatewaySettings(), stack.nats_url, stack.authority)
+    other = create_gateway_app(
+        GatewaySettings(), stack.nats_url, stack.authority, stack.bus.credentials.gateway()
+    )
     await other.start()
     from invocation_stack import free_port
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from closed_bus import ClosedBus
 from fnplane.compute.worker.bus import BodyError, Delivery, WorkerBus
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.exchange import BodyReader, Exchange
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import subjects, wire
-from fnplane.up.nats import EmbeddedNats
 
 VERSION = "0b9c8f9e-7a53-4d5e-8c43-3b1e2f6d7a10"
 WINDOW = 8
@@ -36,15 +36,23 @@ class Pair:
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    server = EmbeddedNats(tmp_path / "nats")  # the one `fnplane up` runs
+    server = ClosedBus(tmp_path)  # the one `fnplane up` runs, closed
     url = await server.start()
     gateway: RequestBus | None = None
     worker: WorkerBus | None = None
     try:
-        gateway = RequestBus(url, GatewaySettings(body_chunk_bytes=1000))
+        gateway = RequestBus(
+            url, GatewaySettings(body_chunk_bytes=1000), credential=server.credentials.gateway()
+        )
         await gateway.start()
-        settings = WorkerSettings(response_window_chunks=WINDOW, credit_timeout_s=5.0, pull_expires_s=2.0)
-        worker = await WorkerBus.connect(url, VERSION, "worker-1", settings)
+        await server.prepare_version(VERSION)
+        settings = WorkerSettings(
+            response_window_chunks=WINDOW,
+            credit_timeout_s=5.0,
+            pull_expires_s=2.0,
+            nats_creds=str(server.worker_creds(VERSION, "worker-1")),
+        )
+        worker = await WorkerBus.connect(url, VERSION, "worker-1.a", settings)
         p = Pair(gateway, worker)
 
         async def on_delivery(delivery: Delivery) -> None:
@@ -195,4 +203,4 @@ async def test_cancel_reaches_the_worker_and_the_status_record_is_shared(pair: P
     )
     await worker.buckets.put_status(record)
     assert gateway.buckets is not None
-    assert await gateway.buckets.get_status(rid) == record
+    assert await gateway.buckets.get_status(VERSION, rid) == record

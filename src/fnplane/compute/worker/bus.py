@@ -20,13 +20,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from fnplane.bus.buckets import Buckets
 from fnplane.bus.connection import Client, connect
-from fnplane.bus.topology import ensure_consumer, ensure_queue, queue_exists
+from fnplane.bus.topology import ensure_consumer, queue_exists
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.shared import errors, subjects, topology, wire
 
@@ -147,7 +148,7 @@ class WorkerBus:
         self._version_id = version_id
         self._worker_id = worker_id
         self._settings = settings
-        self.buckets = Buckets(nc.jetstream(timeout=settings.connect_timeout_s))
+        self.buckets = Buckets(nc.jetstream(timeout=settings.connect_timeout_s), create_results=False)
         self._pull_subject = subjects.pull_request_subject(version_id)
         self._inbox = subjects.worker_pull_inbox(worker_id)
         self._pulls: collections.deque[_Pull] = collections.deque()
@@ -172,6 +173,9 @@ class WorkerBus:
                 f"fnplane-worker-{worker_id}",
                 connect_timeout_s=settings.nats_connect_timeout_s,
                 on_reconnected=reconnected,
+                # the file the agent wrote for this instance (never its content in the environment)
+                credential=Path(settings.nats_creds) if settings.nats_creds else None,
+                inbox_prefix=subjects.worker_inbox_prefix(worker_id),
             )
         except (OSError, TimeoutError, NatsError) as exc:
             raise errors.UnavailableError(f"cannot reach NATS at {url}: {exc!r}") from exc
@@ -182,21 +186,25 @@ class WorkerBus:
     def connected(self) -> bool:
         return self.nc.is_connected
 
-    async def _ensure_topology(self) -> None:
-        """The version's queue and the instances' consumer exist."""
+    async def _ensure_topology(self) -> bool:
+        """The instances' consumer exists, once the version's queue does (False: no queue yet).
+
+        The queue is the agent's to create before it starts us, and the gateway's on its first publish
+        (after a server that lost its store): a worker's credential may not create streams, since one
+        could name another version's subjects."""
         s = self._settings
         js = self.nc.jetstream(timeout=s.connect_timeout_s)
         spec = topology.request_queue(self._version_id)
         if not await queue_exists(js, spec.name):
-            # no gateway has queued a request yet: create it with the declared defaults; the gateway
-            # owns the limits and applies its own on its first publish
-            await ensure_queue(js, spec, update=False)
+            return False
         await ensure_consumer(js, spec.name, topology.request_consumer(s.ack_wait_s))
+        return True
 
     async def start(self, on_delivery: DeliveryHandler, on_cancel: CancelHandler) -> None:
         """Make sure the queue and its consumer exist, open the buckets, and listen."""
-        await self._ensure_topology()
-        await self.buckets.open(topology.buckets(), create=False)
+        if not await self._ensure_topology():
+            self._check_topology = True  # checked again before each pull
+        await self.buckets.open(topology.worker_buckets(), create=False)
 
         async def deliveries(msg: Msg) -> None:
             await self._on_message(msg, on_delivery)
@@ -240,12 +248,11 @@ class WorkerBus:
         """Ask the server for as many messages as there are free slots not yet offered."""
         if self._check_topology and self.nc.is_connected:
             try:
-                await self._ensure_topology()
-                self._check_topology = False
+                self._check_topology = not await self._ensure_topology()
             except (TimeoutError, NatsError) as exc:  # retried on the pull loop's next turn
                 log.warning("cannot check the request queue after a reconnect: %r", exc)
         want = free - self._outstanding
-        if want <= 0 or not self.nc.is_connected:
+        if want <= 0 or not self.nc.is_connected or self._check_topology:
             return
         s = self._settings
         # counted before the publish: a concurrent top-up while this one waits must not ask again

@@ -39,8 +39,8 @@ REDELIVERY_DELAY_S = 1.0
 
 
 def worker_id(assignment: InstanceAssignment) -> str:
-    """Unique per worker process: its pull and credit inboxes."""
-    return f"{assignment.instance_id}-{uuid.uuid4().hex[:8]}"
+    """Unique per worker process: its pull and credit inboxes (under its instance's subjects)."""
+    return f"{assignment.instance_id}.{uuid.uuid4().hex[:8]}"
 
 
 class _Running:

@@ -14,7 +14,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from fnplane.bus.buckets import Buckets
+import aiohttp
+
+from fnplane.bus.buckets import CHUNK_BYTES, Buckets
 from fnplane.shared import errors, subjects, wire
 
 
@@ -52,7 +54,7 @@ class ResultWriter:
         return self._env
 
     async def exists(self) -> bool:
-        return await self._buckets.get_status(self._env.request_id) is not None
+        return await self._buckets.get_status(self._env.version_id, self._env.request_id) is not None
 
     async def store(self, record: wire.StatusRecord) -> None:
         """Write the record; RequestRejected when the request was cancelled meanwhile (never
@@ -81,7 +83,7 @@ class ResultWriter:
         else:
             name = subjects.result_object(self._env.request_id)
             try:
-                await self._buckets.put_object(name, body)
+                await self._buckets.put_result(self._env.version_id, name, body)
             except errors.FnplaneError as exc:
                 raise ResultUploadError(f"response upload failed: {exc.detail}") from exc
             response = wire.StoredResponse(status, headers, object_name=name)
@@ -115,7 +117,7 @@ class ResultWriter:
             await asyncio.to_thread(build)
             fh = await asyncio.to_thread(open, zip_path, "rb")
             try:
-                await self._buckets.put_object(name, fh)
+                await self._buckets.put_result(self._env.version_id, name, fh)
             finally:
                 await asyncio.to_thread(fh.close)
         except (OSError, zipfile.BadZipFile, errors.FnplaneError) as exc:
@@ -126,15 +128,34 @@ class ResultWriter:
         return name
 
 
-async def download_assets(buckets: Buckets, assets: list[wire.AssetReference], asset_dir: Path) -> None:
-    """Each asset into `asset_dir/<assetId>`, concurrently (NVCF-ASSET-DIR)."""
+async def download_assets(
+    buckets: Buckets, assets: list[wire.AssetReference], asset_dir: Path, timeout_s: float = 300.0
+) -> None:
+    """Each asset into `asset_dir/<assetId>`, concurrently (NVCF-ASSET-DIR): from its signed URL at a
+    gateway (NVCF's presigned GET), or from the bus when the reference carries none."""
     await asyncio.to_thread(asset_dir.mkdir, parents=True, exist_ok=True)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
 
-    async def one(ref: wire.AssetReference) -> None:
-        fh = await asyncio.to_thread(open, asset_dir / ref.asset_id, "wb")
-        try:
-            await buckets.get_into(ref.object_name, fh)
-        finally:
-            await asyncio.to_thread(fh.close)
+        async def one(ref: wire.AssetReference) -> None:
+            fh = await asyncio.to_thread(open, asset_dir / ref.asset_id, "wb")
+            try:
+                if ref.url:
+                    await _fetch(session, ref, fh)
+                else:
+                    await buckets.get_into(ref.object_name, fh)
+            finally:
+                await asyncio.to_thread(fh.close)
 
-    await asyncio.gather(*(one(ref) for ref in assets))
+        await asyncio.gather(*(one(ref) for ref in assets))
+
+
+async def _fetch(session: aiohttp.ClientSession, ref: wire.AssetReference, fh: Any) -> None:
+    try:
+        async with session.get(ref.url, allow_redirects=False) as response:
+            if response.status != 200:
+                raise errors.UnavailableError(f"asset {ref.asset_id}: the gateway answered {response.status}")
+            async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                await asyncio.to_thread(fh.write, chunk)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise errors.UnavailableError(f"asset {ref.asset_id} not downloaded: {exc!r}") from exc

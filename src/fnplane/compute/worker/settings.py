@@ -17,6 +17,8 @@ class WorkerSettings(BaseSettings):
     function_port: int = 0
     # empty = do not connect (health checks only)
     nats_url: str = ""
+    # the path of this instance's NATS credentials file (.creds, mode 0600, written by the agent)
+    nats_creds: str = ""
     # deadline of each NATS connection attempt
     nats_connect_timeout_s: float = 5.0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
@@ -67,7 +68,7 @@ class InstanceLogService:
         """Lines of the instance's log from its agent; with `follow`, until the caller stops iterating."""
         nc = _require_nats(self._nats)
         inbox = nc.new_inbox()
-        cancel_subject = nc.new_inbox() if follow else None
+        cancel_subject = subjects.instance_logs_cancel(cluster_name, uuid.uuid4().hex) if follow else None
         subscription = await nc.subscribe(inbox)
         request = InstanceLogsRequest(
             instanceId=instance_id, tail=tail, follow=follow, cancelSubject=cancel_subject

@@ -16,6 +16,7 @@ Steps of other use cases, on the caller's transaction:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -76,8 +77,16 @@ def _health(raw: dict[str, Any] | None, inference_port: int | None) -> HealthChe
     )
 
 
+# (version_id, instance_id) -> the .creds text of the instance's own NATS credential
+IssueWorkerCredentials = Callable[[str, str], str]
+
+
 async def _assignment(
-    conn: Connection, cluster: ClusterRow, row: InstanceRow, box: SecretBox
+    conn: Connection,
+    cluster: ClusterRow,
+    row: InstanceRow,
+    box: SecretBox,
+    issue_credentials: IssueWorkerCredentials | None,
 ) -> InstanceAssignment:
     version = await functions_repo.get_version(conn, row.version_id)
     spec = await deployments_repo.spec_by_id(conn, row.gpu_specification_id)
@@ -106,11 +115,22 @@ async def _assignment(
         inferencePort=version.inference_port if version else None,
         health=_health(version.health if version else None, version.inference_port if version else None),
         maxRequestConcurrency=spec.max_request_concurrency if spec else 1,
+        # minted afresh on each listing; the agent uses the one it started the instance with
+        natsCredentials=(
+            issue_credentials(row.version_id, row.instance_id) if issue_credentials and row.desired else None
+        ),
     )
 
 
 class InstanceService:
-    def __init__(self, database: Database, box: SecretBox, wake_reconciler: WakeReconciler) -> None:
+    def __init__(
+        self,
+        database: Database,
+        box: SecretBox,
+        wake_reconciler: WakeReconciler,
+        issue_credentials: IssueWorkerCredentials | None = None,
+    ) -> None:
+        self._issue_credentials = issue_credentials
         self._database = database
         self._box = box
         self._wake_reconciler = wake_reconciler
@@ -122,7 +142,9 @@ class InstanceService:
                 raise cluster_not_found(cluster_name)
             rows = await instances_repo.live_on_cluster(conn, cluster.cluster_id)
             return InstanceAssignments(
-                instances=[await _assignment(conn, cluster, row, self._box) for row in rows]
+                instances=[
+                    await _assignment(conn, cluster, row, self._box, self._issue_credentials) for row in rows
+                ]
             )
 
     async def apply_report(self, instance_id: str, report: InstanceReport) -> InstanceRow:

@@ -92,6 +92,9 @@ class InstanceAssignment(WireModel):
     inference_port: int | None = Field(None, alias="inferencePort")
     health: HealthCheck
     max_request_concurrency: int = Field(alias="maxRequestConcurrency")
+    # the instance's own NATS credentials (.creds text, its version's subjects only), minted by the
+    # control plane; the agent writes it to a 0600 file for the worker, never into any environment
+    nats_credentials: str | None = Field(None, alias="natsCredentials")
 
 
 class InstanceAssignments(WireModel):
