@@ -4,11 +4,10 @@ with a problem the client can act on, and the bounds are the gateway's settings.
 from __future__ import annotations
 
 import httpx
-import nats
 import pytest
 
 from fnplane.invocation.settings import GatewaySettings
-from fnplane.shared import subjects
+from fnplane.shared import subjects, topology
 
 MIB = 1024 * 1024
 
@@ -23,7 +22,7 @@ def gateway_settings() -> GatewaySettings:
 
 
 async def test_buckets_are_bounded_and_a_full_asset_store_refuses_uploads(stack) -> None:
-    nc = await nats.connect(stack.nats_url)
+    nc = await stack.bus.gateway_client()
     try:
         js = nc.jetstream()
         bounds = {
@@ -31,6 +30,8 @@ async def test_buckets_are_bounded_and_a_full_asset_store_refuses_uploads(stack)
             subjects.kv_stream(subjects.STATUS_BUCKET): 2 * MIB,
             subjects.kv_stream(subjects.ASSET_BUCKET): 64 * MIB,
             subjects.kv_stream(subjects.GATEWAY_BUCKET): MIB,
+            subjects.kv_stream(subjects.IDEMPOTENCY_BUCKET): topology.IDEMPOTENCY_MAX_BYTES,
+            subjects.kv_stream(subjects.REQUEST_INDEX_BUCKET): topology.REQUEST_INDEX_MAX_BYTES,
         }
         for stream, max_bytes in bounds.items():
             assert (await js.stream_info(stream)).config.max_bytes == max_bytes, stream
