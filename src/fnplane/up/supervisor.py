@@ -138,7 +138,7 @@ class Platform:
             self.internal_url = f"http://127.0.0.1:{internal_port}"
         gateway, claims = await self._start_gateway(control_app)
 
-        self._app = PlatformApp(self._control, self.health, gateway, claims)
+        self._app = PlatformApp(self._control, self.health, gateway, claims, self.facts)
         self._http = HttpServer(
             self._app,
             host=s.host,
@@ -203,6 +203,10 @@ class Platform:
                 "home": self.home.path,
             }
         )
+        if self.settings.tls_key is not None:
+            # a TLS key may lie in the working directory: a sandboxed function never sees it
+            hidden = [*agent_settings.sandbox_hidden_paths, self.settings.tls_key]
+            agent_settings = agent_settings.model_copy(update={"sandbox_hidden_paths": hidden})
         self.agent = Agent(agent_settings)
         await self.agent.start()
         # the agent gives each function process its grace period before SIGKILL, then reports; never
@@ -227,6 +231,13 @@ class Platform:
             "agent": await _check(self._check_agent(), timeout_s),
         }
         return checks
+
+    def facts(self) -> dict[str, str]:
+        """What /health reports besides its checks: `isolation`, how function processes are kept from
+        the platform (`bubblewrap`, or `none`: the process backend is then for a single trusted user)."""
+        if self.agent is None:
+            return {}
+        return {"isolation": self.agent.isolation}
 
     async def _check_database(self) -> str:
         if self._engine is None:

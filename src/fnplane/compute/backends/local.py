@@ -269,7 +269,9 @@ class LocalProcessBackend(InstanceBackend):
         deadline = loop.time() + self.stop_grace_s
         instance = self._instances.get(instance_id)
         if instance is not None and instance.process is not None:
-            await stop_process_group(instance.process, self.stop_grace_s)
+            if self.sandbox is not None:
+                await self.sandbox.terminate_inside(instance.process, self.stop_grace_s)
+            await stop_process_group(instance.process, max(deadline - loop.time(), 0.1))
             for pump in instance.pumps:
                 pump.cancel()
             await asyncio.gather(*instance.pumps, return_exceptions=True)

@@ -4,11 +4,11 @@ A function is code the platform did not write. `BubblewrapSandbox.wrap()` turns 
 `bwrap ... -- <command>` so that it runs with:
 
 * its own mount namespace, built from nothing: the system directories (`/usr`, `/etc`, the `/bin`,
-  `/lib*` links, `/opt`) and the working directory read-only, the interpreter the command names and
-  its prefix (a venv's `bin/python` points into a Python installation that may live anywhere), a fresh
-  `/proc` and `/dev`, a private tmpfs for `/tmp` (TMPDIR) and for HOME, and read-write only its
-  instance's request directory, bound at the same path, so the NVCF-ASSET-DIR and NVCF-LARGE-OUTPUT-DIR
-  paths the worker hands it are valid inside;
+  `/lib*` links, `/opt`), the working directory, the platform's own Python installation (its venv and
+  base interpreter, which may live anywhere, e.g. under ~/.pyenv) and the operator's
+  `sandbox_read_only_paths`, all read-only; a fresh `/proc` and `/dev`; a private tmpfs for `/tmp`
+  (TMPDIR) and for HOME; read-write only its instance's request directory, bound at the same path, so
+  the NVCF-ASSET-DIR and NVCF-LARGE-OUTPUT-DIR paths the worker hands it are valid inside;
 * the platform hidden: DIR (keys, secrets, database, NATS store, agent state and logs, other instances'
   request directories) gets an empty tmpfs over it wherever it lies inside a bound directory (DIR in
   the working directory), and the host's own secrets in `/etc` are covered too;
@@ -18,8 +18,9 @@ A function is code the platform did not write. `BubblewrapSandbox.wrap()` turns 
 
 The process-marker variables the agent uses to find its processes after a restart (processes.py) stay
 on the outer bwrap process: the command's environment has them removed (`--unsetenv`), so a function
-sees no `FNPLANE_*` variable. Stopping the process group of bwrap ends the namespace: when its first
-process dies, the kernel kills every process in it.
+sees no `FNPLANE_*` variable. A stop gives the function its SIGTERM and grace period inside the
+sandbox (`terminate_inside`), then the process group of bwrap is stopped, which ends the namespace:
+when its first process dies, the kernel kills every process in it.
 
 `select_sandbox(mode)` picks the sandbox of a setting (`auto` | `bubblewrap` | `none`); `auto` probes
 bwrap once and falls back to none, which the platform then reports (a warning at start, `/health`
@@ -28,16 +29,21 @@ bwrap once and falls back to none, which the platform then reports (a warning at
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fnplane.compute.backends.base import BackendError
+import psutil
+
+from fnplane.shared.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +59,13 @@ _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 # the host's secrets inside the system directories: covered (empty file / empty tmpfs)
 _HIDDEN_SYSTEM_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-")
 _HIDDEN_SYSTEM_DIRS = ("/etc/ssh", "/etc/ssl/private")
+_COVER_INIT = ("--ro-bind", "/dev/null", "/proc/1/environ", "--ro-bind", "/dev/null", "/proc/1/mem")
 # the probe: the namespaces a function gets, around `true`
 _PROBE_TIMEOUT_S = 10.0
 
 
-class SandboxError(BackendError):
-    """The configured sandbox cannot run here."""
+class SandboxError(UnavailableError):
+    """The configured sandbox cannot run here (the agent does not start)."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +104,11 @@ class BubblewrapSandbox:
             "ALL",
         ]
         args += _system_mounts()
-        args += ["--proc", "/proc", "--dev", "/dev"]
+        # the namespace's init is a fork of bwrap and so carries its environment (the process markers)
+        args += ["--proc", "/proc", *_COVER_INIT, "--dev", "/dev"]
         args += self._tmpfs(SANDBOX_TMP) + self._tmpfs(SANDBOX_HOME)
         bound = [Path(p) for p in _SYSTEM_DIRS]
-        readable = [mounts.workdir, *_interpreter_paths(argv, mounts.workdir), *mounts.readable]
+        readable = [mounts.workdir, *_platform_python(), *mounts.readable]
         for path in _outermost(p for p in readable if p.exists()):
             args += ["--ro-bind", str(path), str(path)]
             bound.append(path)
@@ -118,6 +126,26 @@ class BubblewrapSandbox:
         for name in unset:
             args += ["--unsetenv", name]
         return [*args, "--", *argv]
+
+    async def terminate_inside(self, process: asyncio.subprocess.Process, grace_s: float) -> None:
+        """SIGTERM the function's processes inside the sandbox, and wait up to `grace_s` for it to end.
+
+        bwrap forwards no signal: a SIGTERM to bwrap itself ends it at once, and its end kills the
+        namespace with SIGKILL (--die-with-parent). The function gets its grace period this way: bwrap
+        (outside) -> the namespace's init (bwrap) -> the command and its children, which get the SIGTERM.
+        """
+        if process.returncode is not None:
+            return
+        try:
+            inits = psutil.Process(process.pid).children()
+            inside = [p for init in inits for p in init.children(recursive=True)]
+        except psutil.Error:
+            return
+        for member in inside:
+            with contextlib.suppress(psutil.Error):
+                member.send_signal(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), grace_s)
 
     def _tmpfs(self, path: str) -> list[str]:
         size = ["--size", str(self.tmpfs_bytes)] if self.tmpfs_bytes > 0 else []
@@ -152,7 +180,7 @@ def select_sandbox(mode: str, *, executable: str = "bwrap", tmpfs_bytes: int = 0
             return sandbox
         reason = f"bwrap cannot create namespaces here: {probed}"
     if mode == ISOLATION_BUBBLEWRAP:
-        raise SandboxError(f"the bubblewrap sandbox is not available: {reason}", cause="system-error")
+        raise SandboxError(f"the bubblewrap sandbox is not available: {reason}")
     log.warning(
         "no function sandbox (%s): functions run as the platform's user and can read its files; "
         "the process backend is for a single trusted user only",
@@ -178,24 +206,11 @@ def _system_mounts() -> list[str]:
     return args
 
 
-def _interpreter_paths(argv: Sequence[str], workdir: Path) -> list[Path]:
-    """The installation the command's program lives in: `<prefix>/bin/prog` -> prefix, before and after
-    symlinks (`.venv/bin/python` -> `/opt/python3.11/bin/python3.11`)."""
-    if not argv:
-        return []
-    program = argv[0]
-    found = (workdir / program) if "/" in program else shutil.which(program)
-    if found is None:
-        return []
-    paths: list[Path] = []
-    for candidate in (Path(os.path.abspath(found)), Path(os.path.realpath(found))):
-        prefix = candidate.parent.parent if candidate.parent.name in ("bin", "sbin") else candidate.parent
-        if prefix != Path("/"):
-            paths.append(prefix)
-    # a venv's base interpreter (pyvenv.cfg `home = <prefix>/bin`), when the venv's python is a copy
-    if program.endswith(("python", "python3")) or Path(program).name.startswith("python"):
-        paths.append(Path(sys.base_prefix))
-    return paths
+def _platform_python() -> list[Path]:
+    """The Python installation the platform itself runs from (its venv and the base interpreter), so
+    the documented `.venv/bin/python app.py` runs; chosen by the operator, never by a function's
+    containerArgs (a tenant naming a program must not choose what gets mounted)."""
+    return [Path(sys.prefix), Path(sys.base_prefix)]
 
 
 def _inside(path: Path, root: Path) -> bool:
