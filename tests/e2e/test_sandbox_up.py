@@ -23,7 +23,17 @@ from up_process import UpProcess
 PROBE = Path(__file__).with_name("sandbox_probe.py")
 SPEC = {"gpu": "L40S", "instanceType": "LOCAL.GPU.L40S_1x", "minInstances": 2, "maxInstances": 2}
 # what DESIGN.md section 3 gives a function, and nothing else (PWD: bwrap's --chdir sets it, as a shell)
-ALLOWED = {"PATH", "HOME", "TMPDIR", "LANG", "PWD", "INFERENCE_PORT", "PORT", "MAX_REQUEST_CONCURRENCY", "MODEL"}
+ALLOWED = {
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "PWD",
+    "INFERENCE_PORT",
+    "PORT",
+    "MAX_REQUEST_CONCURRENCY",
+    "MODEL",
+}
 ALLOWED_PREFIXES = ("NVCF_", "INFERENCE_HEALTH_")
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
@@ -122,3 +132,9 @@ def test_a_sandboxed_function_cannot_reach_the_platform(tmp_path: Path, start_up
         assert report["workdir"]["write"] != "written"
         assert report["umount"] != 0  # no capability to take the mounts apart
     assert not (workdir / "sandbox-probe-write").exists()
+
+
+def test_without_a_sandbox_the_platform_says_so(tmp_path: Path, start_up: type[UpProcess]) -> None:
+    up = start_up(tmp_path / "home", env={"FNPLANE_AGENT_SANDBOX": "none"})
+    assert up.wait_healthy()["isolation"] == "none"
+    assert "single trusted user" in up.stderr
