@@ -218,10 +218,11 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _outermost(paths: Iterable[Path]) -> list[Path]:
-    """Without the paths that lie inside another one (one bind covers them)."""
-    unique = sorted({Path(os.path.abspath(p)) for p in paths}, key=lambda p: len(p.parts))
+    """Without the paths that lie inside another one (one bind covers them), and never `/` itself (the
+    whole host: a working directory of `/` shows only the system)."""
+    unique = sorted({Path(os.path.abspath(p)) for p in paths} - {Path("/")}, key=lambda p: len(p.parts))
     kept: list[Path] = []
     for path in unique:
-        if path == Path("/") or not any(_inside(path, k) for k in kept):
+        if not any(_inside(path, k) for k in kept):
             kept.append(path)
-    return [p for p in kept if p != Path("/")]
+    return kept
