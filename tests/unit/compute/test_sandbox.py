@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from compute_support import REPO, make_assignment
+from compute_support import REPO, STUBBORN, make_assignment
 
 from fnplane.compute.backends.base import request_root
 from fnplane.compute.backends.local import LocalProcessBackend
@@ -28,14 +28,6 @@ _GRACEFUL = (
     "import os,signal,sys,time;"
     "signal.signal(signal.SIGTERM, lambda *a: (print('got SIGTERM',flush=True), sys.exit(0)));"
     "print('fnplane vars:', [k for k in os.environ if k.startswith('FNPLANE_')], flush=True);"
-    "print('up',flush=True);time.sleep(60)"
-)
-# ignores SIGTERM, and so does its child
-_STUBBORN = (
-    "import signal,subprocess,sys,time;"
-    "signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-    "subprocess.Popen([sys.executable,'-c',"
-    "'import signal,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);time.sleep(60)']);"
     "print('up',flush=True);time.sleep(60)"
 )
 
@@ -129,7 +121,7 @@ async def test_stop_gives_the_function_its_sigterm_inside_and_leaves_nothing(tmp
 async def test_stop_kills_a_sandbox_whose_processes_ignore_sigterm(tmp_path: Path) -> None:
     backend = _backend(tmp_path)
     backend.stop_grace_s = 0.5
-    assignment = make_assignment(f'{sys.executable} -c "{_STUBBORN}"')
+    assignment = make_assignment(f'{sys.executable} -c "{STUBBORN}"')
     handle = await backend.start(assignment)
     await _until_logged(backend, assignment.instance_id, "up")
     assert handle.pid is not None
@@ -145,7 +137,7 @@ async def test_the_sweep_of_a_restarted_agent_finds_and_stops_sandboxed_function
     agent_id = f"sweep-{tmp_path.name}-{os.getpid()}"
     earlier = _backend(tmp_path, agent_id)
     assert await earlier.cleanup() == []
-    first, second = (make_assignment(f'{sys.executable} -c "{_STUBBORN}"') for _ in range(2))
+    first, second = (make_assignment(f'{sys.executable} -c "{STUBBORN}"') for _ in range(2))
     trees = []
     for assignment in (first, second):
         handle = await earlier.start(assignment)
