@@ -95,6 +95,8 @@ class RequestRoot:
     """The instance's request directory, opened once; `create()` / `remove()` one request's."""
 
     def __init__(self, path: str) -> None:
+        # no root given (a worker run by hand): a private temporary one, removed by close()
+        self._temporary = not path
         if not path:
             path = tempfile.mkdtemp(prefix="fnplane-requests-")
         os.makedirs(path, mode=0o700, exist_ok=True)
@@ -140,6 +142,8 @@ class RequestRoot:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self._fd)
+        if self._temporary:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _make_dir(name: str, parent_fd: int) -> int:
