@@ -78,7 +78,9 @@ def test_a_sandboxed_function_cannot_reach_the_platform(tmp_path: Path, start_up
     shutil.copy(PROBE, workdir / "sandbox_probe.py")
     home = workdir / "dir"  # DIR inside the working directory
     key = "nvapi-" + secrets.token_urlsafe(32)
-    up = start_up(home, env={"FNPLANE_ADMIN_KEY": key}, args=["--workdir", str(workdir)])
+    # nothing shared read-write (the harness shares the test's directory for other tests' markers)
+    env = {"FNPLANE_ADMIN_KEY": key, "FNPLANE_AGENT_SANDBOX_SHARED_PATHS": "[]"}
+    up = start_up(home, env=env, args=["--workdir", str(workdir)])
     health = up.wait_healthy()
     assert health["isolation"] == "bubblewrap"
 

@@ -60,6 +60,7 @@ class Agent:
             # DIR (keys, secrets, database, NATS store) and the state directory under it
             hidden_paths=[settings.home, *settings.sandbox_hidden_paths],
             read_only_paths=settings.sandbox_read_only_paths,
+            shared_paths=settings.sandbox_shared_paths,
         )
         self.control = ControlPlaneClient(settings.control_url, settings.token, settings.http_timeout_s)
         self.supervisors: dict[str, InstanceSupervisor] = {}

@@ -113,6 +113,8 @@ class AgentSettings(BaseSettings):
     sandbox_tmpfs_bytes: int = 1024 * 1024 * 1024
     # more directories a sandboxed function may read (besides the system and the working directory)
     sandbox_read_only_paths: list[Path] = Field(default_factory=list)
+    # directories every sandboxed function may write (a shared volume; DIR stays hidden even inside one)
+    sandbox_shared_paths: list[Path] = Field(default_factory=list)
     # more paths a sandboxed function never sees (besides DIR), e.g. a TLS key in the working directory
     sandbox_hidden_paths: list[Path] = Field(default_factory=list)
 

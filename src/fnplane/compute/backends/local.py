@@ -145,6 +145,7 @@ class LocalProcessBackend(InstanceBackend):
         sandbox: BubblewrapSandbox | None = None,
         hidden_paths: Sequence[Path] = (),
         read_only_paths: Sequence[Path] = (),
+        shared_paths: Sequence[Path] = (),
     ) -> None:
         self.state_dir = state_dir
         self.sandbox = sandbox
@@ -152,6 +153,8 @@ class LocalProcessBackend(InstanceBackend):
         self.hidden_paths = list(hidden_paths)
         # besides the system and the working directory: visible read-only
         self.read_only_paths = list(read_only_paths)
+        # read-write for every sandboxed function (an operator's shared volume)
+        self.shared_paths = list(shared_paths)
         self.workdir = workdir
         self.stop_grace_s = stop_grace_s
         self.error_log_bytes = error_log_bytes
@@ -190,6 +193,7 @@ class LocalProcessBackend(InstanceBackend):
                     workdir=self.workdir,
                     writable=[root],
                     readable=self.read_only_paths,
+                    shared=self.shared_paths,
                     hidden=[self.state_dir, *self.hidden_paths],
                 )
                 argv = self.sandbox.wrap(argv, mounts, unset=(AGENT_MARKER, INSTANCE_MARKER, ROLE_MARKER))

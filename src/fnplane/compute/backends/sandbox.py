@@ -77,6 +77,8 @@ class SandboxMounts:
     writable: list[Path] = field(default_factory=list)
     # read-only, besides the system and the working directory
     readable: list[Path] = field(default_factory=list)
+    # read-write directories the operator shares with every function (never over what is hidden)
+    shared: list[Path] = field(default_factory=list)
     # never visible, wherever they lie (DIR, the agent's state directory, a TLS key)
     hidden: list[Path] = field(default_factory=list)
 
@@ -112,7 +114,11 @@ class BubblewrapSandbox:
         for path in _outermost(p for p in readable if p.exists()):
             args += ["--ro-bind", str(path), str(path)]
             bound.append(path)
-        # hidden after every bind it may lie in, before the writable directories that may lie in it
+        for path in mounts.shared:
+            if path.is_dir():
+                args += ["--bind", str(path), str(path)]
+                bound.append(path)
+        # hidden after every bind it may lie in, before the request directories that lie in it
         for path in mounts.hidden:
             if not any(_inside(path, b) for b in bound) or not path.exists():
                 continue
