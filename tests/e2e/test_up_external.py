@@ -75,10 +75,12 @@ def test_a_second_agent_joins_with_fnplane_agent(tmp_path: Path, start_up: type[
     key = (tmp_path / "home" / "admin-key").read_text().strip()
     match = re.search(r"NATS at (nats://\S+),", up.stdout)
     assert match, up.stdout
+    # the agent reads its credential from a file: `ps` shows no credential of any platform process
     agent = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "fnplane"), "agent",
-            "--nats-url", match.group(1), "--control-url", up.url, "--token", key,
+            "--nats-url", match.group(1), "--control-url", up.url,
+            "--token-file", str(tmp_path / "home" / "admin-key"),
             "--cluster-name", "second", "--home", str(tmp_path / "agent-home"), "--workdir", str(tmp_path),
         ],
         stdout=subprocess.DEVNULL,
@@ -95,6 +97,8 @@ def test_a_second_agent_joins_with_fnplane_agent(tmp_path: Path, start_up: type[
             time.sleep(0.2)
         assert {"local", "second"} <= names
         children = psutil.Process(agent.pid).children(recursive=True)
+        for process in [psutil.Process(agent.pid), *children, *up.descendants()]:
+            assert key not in " ".join(process.cmdline()), process.cmdline()
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(STOP_TIMEOUT_S) == 0
         assert_all_gone(children)

@@ -21,6 +21,7 @@ from typing import cast
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
+from nats.js.errors import APIError as JsApiError
 from nats.js.errors import BadRequestError as JsBadRequestError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, ObjectNotFoundError
 from nats.js.errors import NotFoundError as JsNotFoundError
@@ -32,6 +33,9 @@ from fnplane.shared import errors, subjects, wire
 from fnplane.shared.topology import STATUS_TTL_S, BucketSpec
 
 CHUNK_BYTES = 128 * 1024
+# JetStream's error code for a write past a stream's max_bytes (discard policy "new")
+STORE_FULL = 10077
+FULL_RETRY_AFTER_S = 60
 # listing keys: the server sends what matches, then nothing; this long without a key ends the list
 KEY_LIST_IDLE_S = 5.0
 
@@ -191,9 +195,14 @@ class Buckets:
             await self._js.publish(
                 meta_subject, json.dumps(info.as_dict()).encode(), headers={"Nats-Rollup": "sub"}
             )
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):  # best effort cleanup of a half-written object
                 await self._js.purge_stream(f"OBJ_{bucket}", subject=chunk_subject)
+            if isinstance(exc, JsApiError) and exc.err_code == STORE_FULL:
+                raise errors.TooManyRequestsError(
+                    "the object store is full (its max_bytes); retry once stored objects expired",
+                    retry_after_s=FULL_RETRY_AFTER_S,
+                ) from None
             raise
         return size
 

@@ -19,6 +19,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from fnplane.shared import subjects
 from fnplane.shared.topology import BucketKind, BucketSpec, ConsumerSpec, QueueSpec
 
 
@@ -62,16 +63,31 @@ async def _bucket(js: JetStreamContext, spec: BucketSpec, *, create: bool) -> Ke
         if not create:
             with contextlib.suppress(BucketNotFoundError):
                 return await js.key_value(spec.name)
-        kv_config = api.KeyValueConfig(bucket=spec.name, ttl=spec.ttl_s, storage=storage)
+        kv_config = api.KeyValueConfig(
+            bucket=spec.name, ttl=spec.ttl_s, storage=storage, max_bytes=spec.max_bytes
+        )
         try:
             return await js.create_key_value(kv_config)
-        except BadRequestError:  # exists (with its creator's TTL): open it
+        except BadRequestError:  # exists (with its creator's TTL): open it, with our size bound
+            await _bound_size(js, subjects.kv_stream(spec.name), spec.max_bytes)
             return await js.key_value(spec.name)
     if not create:
         with contextlib.suppress(BucketNotFoundError):
             return await js.object_store(spec.name)
-    os_config = api.ObjectStoreConfig(bucket=spec.name, ttl=spec.ttl_s, storage=storage)
+    os_config = api.ObjectStoreConfig(
+        bucket=spec.name, ttl=spec.ttl_s, storage=storage, max_bytes=spec.max_bytes
+    )
     try:
         return await js.create_object_store(spec.name, os_config)
     except BadRequestError:
+        await _bound_size(js, subjects.object_stream(spec.name), spec.max_bytes)
         return await js.object_store(spec.name)
+
+
+async def _bound_size(js: JetStreamContext, stream: str, max_bytes: int) -> None:
+    """A bucket made before it had a size bound (or with another one) gets the declared one."""
+    config = (await js.stream_info(stream)).config
+    if config.max_bytes != max_bytes:
+        config.max_bytes = max_bytes
+        with contextlib.suppress(BadRequestError):  # e.g. smaller than what it holds: keep it
+            await js.update_stream(config)

@@ -100,8 +100,12 @@ def agent(
     control_url: Annotated[
         str | None, typer.Option(help="URL of the control API, e.g. http://host:8080.")
     ] = None,
-    token: Annotated[
-        str | None, typer.Option(help="Bearer with scope cluster-management (e.g. the admin key).")
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the bearer with scope cluster-management (e.g. DIR/admin-key); "
+            "or set FNPLANE_AGENT_TOKEN. Never given on the command line, where `ps` shows it."
+        ),
     ] = None,
     cluster_name: Annotated[str | None, typer.Option(help="Name this agent's cluster registers as.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Where containerArgs run.")] = None,
@@ -115,7 +119,8 @@ def agent(
 
     _configure_logging(log_level)
     flags: dict[str, Any] = {
-        "nats_url": nats_url, "control_url": control_url, "token": token, "cluster_name": cluster_name,
+        "nats_url": nats_url, "control_url": control_url, "token_file": token_file,
+        "cluster_name": cluster_name,
         "workdir": workdir, "home": home,
     }  # fmt: skip
     try:

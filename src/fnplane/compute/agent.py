@@ -57,8 +57,13 @@ class Agent:
             error_log_bytes=settings.error_log_bytes,
             log_max_bytes=settings.log_max_bytes,
             log_backups=settings.log_backups,
-            # DIR (keys, secrets, database, NATS store) and the state directory under it
-            hidden_paths=[settings.home, *settings.sandbox_hidden_paths],
+            # DIR (keys, secrets, database, NATS store) and the state directory under it; the agent's
+            # token file
+            hidden_paths=[
+                settings.home,
+                *settings.sandbox_hidden_paths,
+                *([settings.token_file] if settings.token_file is not None else []),
+            ],
             read_only_paths=settings.sandbox_read_only_paths,
             shared_paths=settings.sandbox_shared_paths,
         )

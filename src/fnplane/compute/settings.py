@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fnplane.shared.models.compute import GpuInventory, InstanceTypeInventory
@@ -42,8 +42,11 @@ class AgentSettings(BaseSettings):
     control_url: str = "http://127.0.0.1:8080"
     # NATS: assignment kicks, instance-log requests; handed to every worker for the request path
     nats_url: str = "nats://127.0.0.1:4222"
-    # bearer with scope `cluster-management`
-    token: str = ""
+    # bearer with scope `cluster-management`; never on a command line (`ps` shows it to every local
+    # user): set FNPLANE_AGENT_TOKEN or name a file (mode 0600) holding it in token_file
+    token: str = Field(default="", repr=False)
+    # a file whose content (stripped) is the token; wins over `token`
+    token_file: Path | None = None
     # the cluster this agent registers (one agent per cluster name)
     cluster_name: str = "local"
     # cluster group (NVCF `backend`) and region the cluster announces
@@ -117,6 +120,18 @@ class AgentSettings(BaseSettings):
     sandbox_shared_paths: list[Path] = Field(default_factory=list)
     # more paths a sandboxed function never sees (besides DIR), e.g. a TLS key in the working directory
     sandbox_hidden_paths: list[Path] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> AgentSettings:
+        if self.token_file is not None:
+            try:
+                token = self.token_file.read_text().strip()
+            except OSError as error:
+                raise ValueError(f"cannot read token_file {self.token_file}: {error.strerror}") from None
+            if not token:
+                raise ValueError(f"token_file {self.token_file} is empty")
+            self.token = token
+        return self
 
     @property
     def state_dir(self) -> Path:

@@ -18,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fnplane.control.admission import BodyAdmissionMiddleware
+from fnplane.control.auth.revocation import PublishRevoked
 from fnplane.control.autoscaler import AutoscalerSettings
 from fnplane.control.components import ControlComponents, create_components
 from fnplane.control.content_type import JsonBodyMiddleware
@@ -29,6 +31,9 @@ from fnplane.control.settings import ControlSettings
 from fnplane.control.uuid_paths import UuidPathMiddleware
 from fnplane.shared.errors import BadRequestError, FnplaneError
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for, problem_headers
+
+# the detail of the HTTPException FastAPI raises when the body cannot be parsed at all
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 
 class ProblemResponse(JSONResponse):
@@ -65,6 +70,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> ProblemResponse:
+        if error.status_code == 400 and error.detail == FASTAPI_BODY_ERROR:
+            # FastAPI's answer to a body json.loads cannot take (bad UTF-8, nesting past the recursion limit)
+            rule = "must be valid UTF-8 JSON, nested at most a few hundred levels"
+            return _domain_problem(
+                request, BadRequestError(f"{error.detail}: {rule}", field="body", rule=rule)
+            )
         return ProblemResponse(
             problem(error.status_code, str(error.detail), request.url.path), status_code=error.status_code
         )
@@ -92,6 +103,7 @@ def create_app(
     engine: Engine,
     *,
     notify_cluster_changed: NotifyClusterChanged | None = None,
+    publish_revoked: PublishRevoked | None = None,
     nats: NatsConnection | None = None,
     autoscaler_settings: AutoscalerSettings | None = None,
 ) -> ControlApp:
@@ -99,6 +111,9 @@ def create_app(
 
     * `notify_cluster_changed(cluster_name)`: kicks that cluster's agent when its assignments change
       (`fnplane up` publishes `subjects.cluster_changed`); None: agents find changes by polling.
+    * `publish_revoked(event)`: broadcasts a credential revocation to every gateway (`fnplane up`
+      publishes `subjects.CREDENTIALS_REVOKED`); None: gateways in other processes notice within
+      `auth_cache_ttl_s`.
     * `nats`: the connection instance logs are asked for over; None: instance logs answer 503.
     * `autoscaler_settings`: default `AutoscalerSettings()` (from FNPLANE_AUTOSCALER_*).
     """
@@ -106,6 +121,7 @@ def create_app(
         settings,
         engine,
         notify_cluster_changed=notify_cluster_changed,
+        publish_revoked=publish_revoked,
         nats=nats,
         autoscaler_settings=autoscaler_settings,
     )
@@ -121,5 +137,11 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(UuidPathMiddleware)
+    # outermost: no body is read before its size and its credential were admitted
+    app.add_middleware(
+        BodyAdmissionMiddleware,
+        authenticator=components.auth.authenticator,
+        max_body_bytes=settings.max_body_bytes,
+    )
     include_all(app)
     return app

@@ -1,9 +1,10 @@
 """Everything the control plane is made of, built once, in one place: `create_components`.
 
-    create_app(settings, engine, notify_cluster_changed=..., nats=..., autoscaler_settings=...)
+    create_app(settings, engine, notify_cluster_changed=..., publish_revoked=..., nats=..., ...)
      └── create_components(...) -> ControlComponents          (app.components)
           ├── database          Database(engine): transactions, the SQLite write lock
-          ├── auth              AuthComponents (auth/components.py): repositories, signer, key services
+          ├── auth              AuthComponents (auth/components.py): repositories, signer, key
+          │                     services, the Revoker(publish_revoked) that broadcasts revocations
           ├── secret_box        SecretBox: function secrets sealed at rest
           ├── notifier          ClusterNotifier(notify_cluster_changed): kicks agents
           ├── reconciler        Reconciler: status and instance counts; its `wake` goes to the services
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from fnplane.control.auth.components import AuthComponents, create_auth
+from fnplane.control.auth.revocation import PublishRevoked
 from fnplane.control.autoscaler import Autoscaler, AutoscalerSettings
 from fnplane.control.db.repositories.transactions import Database, Engine
 from fnplane.control.reconciler import Reconciler
@@ -72,13 +74,14 @@ def create_components(
     engine: Engine,
     *,
     notify_cluster_changed: NotifyClusterChanged | None = None,
+    publish_revoked: PublishRevoked | None = None,
     nats: NatsConnection | None = None,
     autoscaler_settings: AutoscalerSettings | None = None,
 ) -> ControlComponents:
     """The control plane on `engine`; MissingKeyHashSecretError without a key-hash secret."""
     key_hash_secret = settings.require_key_hash_secret()  # refused before the engine is touched
     database = Database(engine)
-    auth = create_auth(engine, settings)
+    auth = create_auth(engine, settings, publish_revoked)
     # function secret values are stored sealed; opened only for the agents' instance assignments
     secret_box = SecretBox(key_hash_secret)
     notifier = ClusterNotifier(database, notify_cluster_changed)
@@ -94,14 +97,13 @@ def create_components(
         access_authority=ControlAccessAuthority(
             database,
             auth.authenticator,
-            auth_ttl_s=settings.auth_cache_ttl_s,
             versions_ttl_s=settings.access_versions_cache_ttl_s,
         ),
         functions=FunctionService(database, auth.accounts, secret_box, notifier),
         deployments=deployments,
         clusters=ClusterService(database, reconciler.wake),
         instances=InstanceService(database, secret_box, reconciler.wake),
-        authorizations=AuthorizationService(database),
+        authorizations=AuthorizationService(database, auth.revoker),
         secrets=SecretService(database, secret_box),
         instance_logs=InstanceLogService(database, nats),
         autoscaler=Autoscaler(database, deployments, autoscaler_settings or AutoscalerSettings()),

@@ -7,11 +7,9 @@ Content-Type is read as JSON (clients that forget the header still work). Form-e
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem
+from fnplane.shared.problems import problem, problem_messages
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 FORM_PATHS = frozenset({"/token"})
@@ -36,17 +34,7 @@ class JsonBodyMiddleware:
             scope = dict(scope, headers=[*headers, (b"content-type", b"application/json")])
         elif not _is_json(content_type):
             detail = f"Content-Type '{content_type}' is not supported: send application/json"
-            body = json.dumps(problem(415, detail, scope["path"])).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 415,
-                    "headers": [
-                        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                        (b"content-length", b"%d" % len(body)),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            for message in problem_messages(415, problem(415, detail, scope["path"])):
+                await send(message)
             return
         await self.app(scope, receive, send)

@@ -21,10 +21,14 @@ class ControlSettings(BaseSettings):
     # plane refuses to start without it); `fnplane up` keeps one in its home directory
     key_hash_secret: str | None = None
     jwt_issuer: str = "fnplane"
+    # the `aud` of the JWTs the control plane mints; a token for another audience is refused
+    jwt_audience: str = "fnplane-api"
     jwt_ttl_s: int = 3600
     # how long a resolved credential is cached by the control plane and the gateway
     auth_cache_ttl_s: float = 5.0
     default_max_functions: int = 2147483647
+    # a request body over this is refused with 413 before it is read (the API's bodies are small JSON)
+    max_body_bytes: int = 1024 * 1024
     # a cluster whose agent has not sent a heartbeat for this long has its instances marked failed
     agent_heartbeat_timeout_s: float = 15.0
     # API keys (nvcf-api.md 1.13): per-owner limit, longest lifetime, largest `authorizations` document

@@ -16,6 +16,7 @@ import aiohttp
 
 from fnplane.shared import errors
 from fnplane.shared.models.access import AccessGrant
+from fnplane.shared.revocations import CredentialsRevoked
 
 _ERRORS: dict[int, type[errors.FnplaneError]] = {
     400: errors.BadRequestError,
@@ -51,6 +52,10 @@ class HttpAccessAuthority:
                 raise _ERRORS.get(response.status, errors.UnavailableError)(detail)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise errors.UnavailableError(f"control plane not reachable: {exc!r}") from None
+
+    def forget(self, event: CredentialsRevoked) -> None:
+        """Nothing cached here: the control plane behind the URL hears of revocations itself (it is
+        the one that publishes them, or shares their bus)."""
 
     async def aclose(self) -> None:
         if self._session is not None:

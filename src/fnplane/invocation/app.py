@@ -12,8 +12,9 @@ which requests are the gateway's. Every FnplaneError becomes problem+json (http.
 
 Parts, each built once here and handed to the parts that use it:
 
-    RequestBus (bus.py) -> Buckets, UrlSigner           NATS: queues, responses, buckets
+    RequestBus (bus.py) -> Buckets, UrlSigner           NATS: queues, responses, buckets, revocations
     CachedAccess, RateLimiter, Waker                     admission and scale from zero
+    OpenInvocations, Revocations (revocations.py)        a revoked credential's grants and invocations
     InvocationService (service.py)                       every invocation's decisions
     endpoints: invocations.py, status.py, queues.py, assets.py
     Router (router.py)                                   the path table
@@ -31,6 +32,7 @@ from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.http import EXPOSE, Message, Receive, Request, Scope, Send, send_bytes, send_error
 from fnplane.invocation.queues import QueueEndpoints
 from fnplane.invocation.rate_limit import RateLimiter
+from fnplane.invocation.revocations import OpenInvocations, Revocations
 from fnplane.invocation.router import Endpoint, Route, Router
 from fnplane.invocation.routing import direct_target, is_gateway_request
 from fnplane.invocation.service import InvocationService
@@ -92,8 +94,10 @@ def routes(
 class Gateway:
     def __init__(self, settings: GatewaySettings, nats_url: str, authority: AccessAuthority) -> None:
         self.settings = settings
-        self.bus = RequestBus(nats_url, settings)
         self._access = CachedAccess(authority, settings.auth_cache_ttl_s)
+        self._open = OpenInvocations()
+        self._revocations = Revocations(authority, self._access, self._open)
+        self.bus = RequestBus(nats_url, settings, on_revoked=self._revocations.handle)
         self._rate_limiter = RateLimiter()
         self._waker = Waker(settings, self.bus.has_workers)
         self._service: InvocationService | None = None
@@ -115,6 +119,7 @@ class Gateway:
             waker=self._waker,
             stores=stores,
             signer=signer,
+            open_invocations=self._open,
         )
         status = StatusEndpoints(s, access=self._access, stores=stores, signer=signer)
         queues = QueueEndpoints(access=self._access, bus=self.bus, stores=stores)
@@ -126,6 +131,7 @@ class Gateway:
             return
         self._router = None
         await self._waker.aclose()
+        await self._revocations.aclose()
         await self.bus.aclose()
 
     @property

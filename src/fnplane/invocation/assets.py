@@ -40,6 +40,53 @@ async def asset_record(stores: Buckets, nca_id: str, asset_id: str) -> AssetReco
     return AssetRecord.model_validate_json(value) if value else None
 
 
+class AccountQuota:
+    """The bytes one upload may add: at most `max_asset_bytes` (else 413), and with the account's stored
+    assets and every upload of the account in progress on this gateway at most
+    `max_asset_bytes_per_account` (else 429). Each gateway counts its own uploads in progress; the
+    object store's `max_bytes` bounds what several gateways admit together."""
+
+    def __init__(
+        self, settings: GatewaySettings, nca_id: str, *, stored: int, uploading: dict[str, int]
+    ) -> None:
+        self._nca_id = nca_id
+        self._max_asset = settings.max_asset_bytes
+        self._max_account = settings.max_asset_bytes_per_account
+        self._stored = stored
+        self._uploading = uploading
+        self.received = 0
+
+    def check(self, declared: int) -> None:
+        """Before reading: a declared Content-Length already over a limit."""
+        self._check(declared, self._uploading.get(self._nca_id, 0) + declared)
+
+    def add(self, size: int) -> None:
+        """Count bytes as they arrive; raises once a limit is passed."""
+        self.received += size
+        self._uploading[self._nca_id] = self._uploading.get(self._nca_id, 0) + size
+        self._check(self.received, self._uploading[self._nca_id])
+
+    def release(self) -> None:
+        left = self._uploading.get(self._nca_id, 0) - self.received
+        if left > 0:
+            self._uploading[self._nca_id] = left
+        else:
+            self._uploading.pop(self._nca_id, None)
+        self.received = 0
+
+    def _check(self, asset_bytes: int, uploading: int) -> None:
+        if asset_bytes > self._max_asset:
+            raise errors.PayloadTooLargeError(
+                f"the asset exceeds the limit of {self._max_asset} bytes per asset"
+            )
+        used = self._stored + uploading
+        if used > self._max_account:
+            raise errors.TooManyRequestsError(
+                f"account {self._nca_id}'s assets would exceed its limit of {self._max_account} bytes "
+                f"({self._stored} stored; delete some, or wait until they expire)"
+            )
+
+
 class AssetEndpoints:
     def __init__(
         self, settings: GatewaySettings, *, access: CachedAccess, stores: Buckets, signer: UrlSigner
@@ -48,6 +95,8 @@ class AssetEndpoints:
         self._access = access
         self._stores = stores
         self._signer = signer
+        # bytes of uploads in progress on this gateway, per account
+        self._uploading: dict[str, int] = {}
 
     async def _put_record(self, record: AssetRecord) -> None:
         key = subjects.asset_key(record.nca_id, record.asset_id)
@@ -72,8 +121,22 @@ class AssetEndpoints:
             raise errors.NotFoundError(f"asset {asset_id} not found")
         return record
 
+    async def _account_records(self, nca_id: str) -> list[AssetRecord]:
+        records = []
+        for key in await self._stores.asset_keys(subjects.asset_keys(nca_id)):
+            value = await self._stores.get_asset(key)
+            if value:
+                records.append(AssetRecord.model_validate_json(value))
+        return records
+
     async def create(self, request: Request) -> None:
         nca_id = await self._nca(request)
+        held = len(await self._stores.asset_keys(subjects.asset_keys(nca_id)))
+        if held >= self._settings.max_assets_per_account:
+            raise errors.TooManyRequestsError(
+                f"account {nca_id} holds {held} assets, its limit is {self._settings.max_assets_per_account}"
+                " (delete some, or wait until they expire)"
+            )
         doc = await request.json_body(MAX_ASSET_REQUEST_BYTES)
         if not isinstance(doc, dict):
             raise errors.BadRequestError("body must be a JSON object", field="body", rule="object")
@@ -104,25 +167,30 @@ class AssetEndpoints:
     async def upload(self, request: Request, asset_id: str) -> None:
         self._signer.verify("PUT", request.path, request.query())
         record = await self._record_by_id(asset_id)
-        limit = self._settings.max_request_body_bytes
+        others = await self._account_records(record.nca_id)
+        stored = sum(r.size or 0 for r in others if r.asset_id != asset_id)
+        quota = AccountQuota(self._settings, record.nca_id, stored=stored, uploading=self._uploading)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit():
+            quota.check(int(declared))
 
         async def body() -> AsyncIterator[bytes]:
-            size = 0
             while True:
                 message = await request.receive()
                 if message["type"] == "http.disconnect":
                     raise errors.BadRequestError("client disconnected during the upload")
                 chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise errors.PayloadTooLargeError(f"asset exceeds {limit} bytes")
+                quota.add(len(chunk))
                 if chunk:
                     yield chunk
                 if not message.get("more_body", False):
                     return
 
         name = subjects.asset_object(record.nca_id, asset_id)
-        size = await self._stores.put_stream(name, body())
+        try:
+            size = await self._stores.put_stream(name, body())
+        finally:
+            quota.release()
         record.uploaded = True
         record.size = size
         await self._put_record(record)

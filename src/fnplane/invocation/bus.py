@@ -7,6 +7,8 @@ Messages: shared/wire.py; streams and buckets: shared/topology.py.
   message to its `Exchange`; another serves request-body chunks to workers.
 * `cancel()` broadcasts the request id to the version's workers and purges the queued message.
 * `queue_depth()` / `queue_position()` read the stream and its consumer.
+* Revocations (`subjects.CREDENTIALS_REVOKED`, shared/revocations.py) go to `on_revoked`; after a
+  reconnect it gets `revocations.EVERYTHING` (what was published meanwhile is lost on core NATS).
 * After a reconnect (the server restarted, or the connection broke), a queued request whose message
   left its queue while no answer reached this gateway lost that answer (a worker sent it while this
   gateway was not subscribed): it gets a 503 at once instead of waiting out its poll window.
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -33,7 +36,8 @@ from fnplane.bus.connection import Client, connect
 from fnplane.bus.topology import ensure_queue
 from fnplane.invocation.exchange import DISCONNECTED, Exchange
 from fnplane.invocation.settings import GatewaySettings
-from fnplane.shared import errors, subjects, topology, wire
+from fnplane.shared import errors, revocations, subjects, topology, wire
+from fnplane.shared.revocations import CredentialsRevoked
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +47,15 @@ ERR_MAX_MESSAGES_PER_SUBJECT = 10164  # maximum messages per subject exceeded (a
 
 
 class RequestBus:
-    def __init__(self, nats_url: str, settings: GatewaySettings) -> None:
+    def __init__(
+        self,
+        nats_url: str,
+        settings: GatewaySettings,
+        on_revoked: Callable[[CredentialsRevoked], None] | None = None,
+    ) -> None:
         self._url = nats_url
         self._settings = settings
+        self._on_revoked = on_revoked
         self.gateway_id = settings.gateway_id or uuid.uuid4().hex[:12]
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
@@ -67,14 +77,34 @@ class RequestBus:
         # the gateway owns the topology: it creates the buckets (and each version's queue on first use)
         self.buckets = Buckets(self.js)
         await self.buckets.open(
-            topology.buckets(status_ttl_s=s.status_ttl_s, object_ttl_s=s.object_ttl_s), create=True
+            topology.buckets(
+                status_ttl_s=s.status_ttl_s,
+                object_ttl_s=s.object_ttl_s,
+                status_max_bytes=s.status_bucket_max_bytes,
+                objects_max_bytes=s.object_store_max_bytes,
+            ),
+            create=True,
         )
         await self.nc.subscribe(subjects.gateway_responses(self.gateway_id), cb=self._on_response)
         await self.nc.subscribe(subjects.gateway_bodies(self.gateway_id), cb=self._on_body_pull)
         await self.nc.subscribe(subjects.LOCATE_SUBJECT, cb=self._on_locate)
+        if self._on_revoked is not None:
+            await self.nc.subscribe(subjects.CREDENTIALS_REVOKED, cb=self._on_revocation)
+
+    async def _on_revocation(self, msg: Msg) -> None:
+        assert self._on_revoked is not None
+        try:
+            event = revocations.decode(msg.data)
+        except revocations.RevocationError as exc:
+            log.warning("ignored a revocation message: %s", exc)
+            return
+        self._on_revoked(event)
 
     async def _on_reconnected(self) -> None:
         self._known_streams.clear()  # a server that came back without its store lost them
+        if self._on_revoked is not None:
+            # revocations published while we were away are lost: forget and re-check everything
+            self._on_revoked(revocations.EVERYTHING)
         self.spawn(self._answer_lost_requests())
 
     async def _answer_lost_requests(self) -> None:

@@ -7,6 +7,7 @@ invocation, and all it needs is a header dict, a streaming body and a few JSON/p
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,6 +22,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 EXPOSE = (b"access-control-expose-headers", b"nvcf-reqid")
+# a DNS name or IPv4 address, or a bracketed IPv6 address, with an optional port
+HOST_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::[0-9]{1,5})?")
 
 
 class Request:
@@ -69,6 +72,11 @@ class Request:
         if not host:
             server = self.scope.get("server") or ("127.0.0.1", 80)
             host = f"{server[0]}:{server[1]}"
+        elif not HOST_RE.fullmatch(host):
+            # it would become the authority of a URL we hand out
+            raise errors.BadRequestError(
+                f"Host {host[:64]!r} is not a host name or address", field="Host", rule="host[:port]"
+            )
         return f"{scheme}://{host}"
 
     async def read_body(self, limit: int) -> bytes:
@@ -94,6 +102,10 @@ class Request:
         except ValueError as exc:
             raise errors.BadRequestError(
                 f"request body is not valid JSON: {exc}", field="body", rule="valid JSON"
+            ) from None
+        except RecursionError:
+            raise errors.BadRequestError(
+                "request body is nested too deeply", field="body", rule="JSON nested at most 900 levels"
             ) from None
 
 

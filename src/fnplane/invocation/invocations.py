@@ -15,6 +15,7 @@ from fnplane.invocation.routing import asset_ids, poll_seconds
 from fnplane.invocation.service import InvocationService
 from fnplane.shared import errors
 from fnplane.shared.headers import HOP_BY_HOP
+from fnplane.shared.models.access import AccessGrant, VersionTarget
 from fnplane.shared.wire import InvocationMode
 
 NO_BODY_STATUSES = frozenset({204, 304})
@@ -83,22 +84,22 @@ async def pexec(
     bearer = request.bearer()
     poll_s = poll_seconds(request.headers, sse_default=True)
     ids = asset_ids(request.headers.get("nvcf-input-asset-references"))
-    inv = await _inference_call(service, request, bearer, function_id, version_id, poll_s, ids)
+    admitted = await service.admit(bearer, function_id, version_id)
+    inv = await _inference_call(service, request, admitted, function_id, poll_s, ids)
     await respond(service, request, inv)
 
 
 async def _inference_call(
     service: InvocationService,
     request: Request,
-    bearer: str,
+    admitted: tuple[AccessGrant, VersionTarget],
     function_id: str,
-    version_id: str | None,
     poll_s: float,
     ids: list[str],
     body: bytes | None = None,
 ) -> Invocation:
     """pexec and exec: a POST to the chosen version's inferenceUrl, with the referenced input assets."""
-    grant, target = await service.admit(bearer, function_id, version_id)
+    grant, target = admitted
     assets = await service.asset_references(grant.nca_id, ids) if ids else []
     path = target.inference_url or "/"
     call = Call(grant, target, function_id, InvocationMode.PEXEC, "POST", path, poll_s, assets, body)
@@ -108,7 +109,8 @@ async def _inference_call(
 async def exec_(
     service: InvocationService, request: Request, function_id: str, version_id: str | None
 ) -> None:
-    bearer = request.bearer()
+    # admitted before the body is read: an anonymous or unknown caller gets its 401/404 for free
+    admitted = await service.admit(request.bearer(), function_id, version_id)
     limit = service.settings.max_exec_body_bytes
     document = await request.json_body(limit)
     if not isinstance(document, dict) or "requestBody" not in document:
@@ -140,7 +142,7 @@ async def exec_(
         )
     ids = asset_ids(",".join(str(r) for r in refs))
     body = json.dumps(document["requestBody"]).encode()
-    inv = await _inference_call(service, request, bearer, function_id, version_id, poll_s, ids, body)
+    inv = await _inference_call(service, request, admitted, function_id, poll_s, ids, body)
     try:
         head = await inv.begin()
     except ClientGone:

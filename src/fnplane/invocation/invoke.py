@@ -6,6 +6,10 @@
 
 No worker answer within the poll window plus grace -> 504 (empty body, `nvcf-status: errored`) and the
 queued message is purged; a client disconnect before the end -> cancel broadcast + purge.
+
+From `begin()` to `finish()` an invocation is in the gateway's OpenInvocations (revocations.py): a
+revocation of its credential `revoke()`s it, which ends it like a worker error does (the waiting
+request gets the 401/403/404 problem, a streaming answer breaks off, the work is cancelled).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.exchange import DISCONNECTED, BodyReader, Exchange, watch_disconnect
 from fnplane.invocation.http import Request
+from fnplane.invocation.revocations import OpenInvocations
 from fnplane.invocation.routing import forwarded_headers
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.waker import Waker
@@ -81,9 +86,16 @@ class Call:
 
 class Invocation:
     def __init__(
-        self, bus: RequestBus, settings: GatewaySettings, waker: Waker, request: Request, call: Call
+        self,
+        bus: RequestBus,
+        settings: GatewaySettings,
+        waker: Waker,
+        open_invocations: OpenInvocations,
+        request: Request,
+        call: Call,
     ) -> None:
         self._bus = bus
+        self._open = open_invocations
         self._settings = settings
         self._waker = waker
         self.request = request
@@ -102,6 +114,25 @@ class Invocation:
         self._watcher: asyncio.Task[None] | None = None
         self._finished = False
         self._deadline_at = 0.0
+
+    # --- as OpenInvocations sees it (revocations.Revocable) ----------------------------------------
+
+    @property
+    def grant(self) -> AccessGrant:
+        return self._grant
+
+    @property
+    def bearer(self) -> str:
+        return self.request.bearer()
+
+    @property
+    def function_id(self) -> str:
+        return self._function_id
+
+    def revoke(self, error: errors.FnplaneError) -> None:
+        """The credential may no longer do this: end the invocation with `error`."""
+        if not self._finished and self._exchange is not None:
+            self._exchange.queue.put_nowait(error)
 
     def _problem(self, error: errors.FnplaneError) -> Head:
         status, doc = problem_for(error, self.request.path)
@@ -151,6 +182,7 @@ class Invocation:
             heartbeat_s=s.worker_silence_s / 3,
         )
         bus.open(exchange)
+        self._open.add(self)
         # the JetStream ack is awaited beside the response, not before it: the worker usually has the
         # request by the time the ack arrives, and a refused publish (429) still ends up in the queue
         bus.spawn(self._publish(bus, envelope, inline, exchange))
@@ -264,6 +296,7 @@ class Invocation:
             return
         self._finished = True
         self._bus.close(self.request_id)
+        self._open.discard(self)
         if self._watcher is not None and self._watcher is not asyncio.current_task():
             self._watcher.cancel()
 

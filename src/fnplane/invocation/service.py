@@ -15,6 +15,7 @@ from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.http import Request
 from fnplane.invocation.invoke import Call, Invocation
 from fnplane.invocation.rate_limit import RateLimiter
+from fnplane.invocation.revocations import OpenInvocations
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
 from fnplane.invocation.waker import Waker
@@ -33,6 +34,7 @@ class InvocationService:
         waker: Waker,
         stores: Buckets,
         signer: UrlSigner,
+        open_invocations: OpenInvocations,
     ) -> None:
         self.settings = settings
         self._access = access
@@ -41,6 +43,7 @@ class InvocationService:
         self._waker = waker
         self._stores = stores
         self._signer = signer
+        self._open = open_invocations
 
     async def admit(
         self, bearer: str, function_id: str, version_id: str | None
@@ -65,7 +68,7 @@ class InvocationService:
         return refs
 
     def invocation(self, request: Request, call: Call) -> Invocation:
-        return Invocation(self._bus, self.settings, self._waker, request, call)
+        return Invocation(self._bus, self.settings, self._waker, self._open, request, call)
 
     def result_location(self, request: Request, request_id: str) -> str:
         s = self.settings

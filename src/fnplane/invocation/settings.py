@@ -5,7 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fnplane.shared.topology import OBJECT_TTL_S, REQUEST_TTL_S, STATUS_TTL_S
+from fnplane.shared.topology import (
+    OBJECT_TTL_S,
+    OBJECTS_MAX_BYTES,
+    REQUEST_TTL_S,
+    STATUS_MAX_BYTES,
+    STATUS_TTL_S,
+)
 
 
 class GatewaySettings(BaseSettings):
@@ -60,6 +66,15 @@ class GatewaySettings(BaseSettings):
     # assets (records and content) and large results are deleted this long after they were stored
     # (NVCF: 24 h); the TTL of the buckets the gateway creates (shared/topology.py)
     object_ttl_s: float = OBJECT_TTL_S
+    # quotas (docs/security.md "Quotas"): one asset's bytes (over: 413), and per account the number of
+    # assets and their bytes together (over: 429); the asset store's own bound is object_store_max_bytes
+    max_asset_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    max_assets_per_account: int = Field(default=100, ge=1)
+    max_asset_bytes_per_account: int = Field(default=2 * 1024**3, ge=1)
+    # JetStream max_bytes of the object store (assets, large and detached results) and of the status
+    # bucket (detached requests' records and small results); a full bucket refuses writes (503)
+    object_store_max_bytes: int = Field(default=OBJECTS_MAX_BYTES, ge=1024 * 1024)
+    status_bucket_max_bytes: int = Field(default=STATUS_MAX_BYTES, ge=1024 * 1024)
     # "which gateway holds request X" broadcast, for queue positions
     locate_timeout_s: float = 0.5
     nats_connect_timeout_s: float = 5.0

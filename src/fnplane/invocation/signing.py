@@ -38,8 +38,9 @@ class UrlSigner:
             expires = int(query.get("expires", ""))
         except ValueError:
             raise errors.ForbiddenError("the URL is not signed (expires missing)") from None
-        signature = query.get("signature", "")
-        if not hmac.compare_digest(signature, self._mac(method, path, expires)):
+        # bytes: compare_digest refuses a str with non-ASCII characters (a client chooses this one)
+        signature = query.get("signature", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(signature, self._mac(method, path, expires).encode()):
             raise errors.ForbiddenError("the URL signature is not valid")
         if expires < time.time():
             raise errors.ForbiddenError("the signed URL has expired")

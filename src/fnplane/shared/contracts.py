@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from fnplane.shared.models.access import AccessGrant
+from fnplane.shared.revocations import CredentialsRevoked
 
 
 class AccessAuthority(Protocol):
@@ -16,4 +17,9 @@ class AccessAuthority(Protocol):
         Raises UnauthorizedError / ForbiddenError / NotFoundError (fnplane.shared.errors).
         Implementations may cache for a few seconds (ControlSettings.auth_cache_ttl_s).
         """
+        ...
+
+    def forget(self, event: CredentialsRevoked) -> None:
+        """Drop what is cached for the credentials and functions a revocation covers (the gateway
+        calls this for every revocation it hears of, before it re-checks its open invocations)."""
         ...

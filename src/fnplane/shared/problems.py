@@ -6,13 +6,15 @@ NVCF's control plane answers `application/problem+json` with
 * Serving (control API, gateway, worker): `problem_for(error, instance)` -> (status, document) and
   `problem_headers(error)` (`WWW-Authenticate` on 401, `Retry-After` on 429); `problem(status, ...)`
   for an answer without a domain error (a framework 404/405, a container's own error).
+* Raw ASGI layers: `problem_messages(status, document, headers)` -> the two messages to send.
 * Receiving (SDK): `error_from_problem(status, document)` -> the FnplaneError the document stands for,
   with its typed fields (`field`/`rule` of a 400, `retry_after_s` of a 429).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -100,6 +102,23 @@ def problem_headers(error: errors.FnplaneError) -> list[tuple[str, str]]:
     if isinstance(error, errors.TooManyRequestsError) and error.retry_after_s:
         headers.append(("Retry-After", str(error.retry_after_s)))
     return headers
+
+
+def problem_messages(
+    status: int, document: Mapping[str, Any], headers: Iterable[tuple[str, str]] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two ASGI messages (response start, body) that answer with a problem document, for the raw
+    ASGI layers in front of the apps (admission, limits, content type)."""
+    body = json.dumps(document).encode()
+    raw_headers = [
+        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in headers),
+    ]
+    return (
+        {"type": "http.response.start", "status": status, "headers": raw_headers},
+        {"type": "http.response.body", "body": body},
+    )
 
 
 def error_from_problem(

@@ -8,6 +8,11 @@ import re
 PREFIX = "fnplane"
 
 
+# Core-NATS broadcast from the control plane to every gateway: credentials that stopped being valid
+# (payload: shared/revocations.py).
+CREDENTIALS_REVOKED = "fnplane.auth.revoked"
+
+
 def cluster_changed(cluster_name: str) -> str:
     """Core-NATS kick to the agent of a cluster: its instance assignments changed."""
     return f"{PREFIX}.clusters.{_token(cluster_name)}.changed"
@@ -102,6 +107,16 @@ ASSET_BUCKET = "fnplane_assets"
 # Key-value bucket of gateway-wide state (the URL-signing key), shared by every gateway.
 GATEWAY_BUCKET = "fnplane_gateway"
 SIGNING_KEY = "url-signing-key"
+
+
+def kv_stream(bucket: str) -> str:
+    """The JetStream stream under a key-value bucket (the NATS convention)."""
+    return f"KV_{bucket}"
+
+
+def object_stream(bucket: str) -> str:
+    """The JetStream stream under an object-store bucket (the NATS convention)."""
+    return f"OBJ_{bucket}"
 
 
 def status_key(request_id: str) -> str:

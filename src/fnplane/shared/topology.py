@@ -4,10 +4,13 @@ server match it (names come from `shared/subjects.py`).
 
     FNPLANE_RQ_<version>   work queue of one function version (file storage: survives a NATS crash)
       consumer "workers"   durable pull consumer every instance of the version shares
-    fnplane_requests       KV: status records of detached (202) requests          1 h
-    fnplane_assets         KV: asset metadata, "<account>.<assetId>"              24 h
-    fnplane_gateway        KV: gateway-wide state (the URL-signing key)          forever
-    fnplane_objects        object store: assets and large or detached results    24 h
+    fnplane_requests       KV: status records of detached (202) requests          1 h      1 GiB
+    fnplane_assets         KV: asset metadata, "<account>.<assetId>"              24 h    64 MiB
+    fnplane_gateway        KV: gateway-wide state (the URL-signing key)          forever   1 MiB
+    fnplane_objects        object store: assets and large or detached results    24 h     8 GiB
+
+Every bucket has a maximum size (JetStream `max_bytes`): a full bucket refuses new writes rather than
+filling the server's disk; the gateway answers 503 with Retry-After until entries expire.
 
 Lifetimes fit together: a queued request lives at most `REQUEST_TTL_S`, and a status record is
 refreshed while its request runs and then lives `STATUS_TTL_S` from its last write, so a record
@@ -34,6 +37,11 @@ MAX_QUEUED_REQUESTS = 100_000
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 # JetStream de-duplicates a retried publish of the same request id within this window
 DUPLICATE_WINDOW_S = 5.0
+# the most each bucket may hold (JetStream max_bytes), defaults of the gateway's settings
+STATUS_MAX_BYTES = 1024**3
+ASSET_RECORDS_MAX_BYTES = 64 * 1024**2
+GATEWAY_STATE_MAX_BYTES = 1024**2
+OBJECTS_MAX_BYTES = 8 * 1024**3
 
 
 class Storage(StrEnum):
@@ -109,6 +117,8 @@ class BucketSpec:
     name: str
     kind: BucketKind
     ttl_s: float | None
+    # JetStream max_bytes: writes past it are refused
+    max_bytes: int
     storage: Storage = Storage.FILE
 
 
@@ -125,12 +135,16 @@ def request_consumer(ack_wait_s: float = 30.0) -> ConsumerSpec:
 
 
 def buckets(
-    *, status_ttl_s: float = STATUS_TTL_S, object_ttl_s: float = OBJECT_TTL_S
+    *,
+    status_ttl_s: float = STATUS_TTL_S,
+    object_ttl_s: float = OBJECT_TTL_S,
+    status_max_bytes: int = STATUS_MAX_BYTES,
+    objects_max_bytes: int = OBJECTS_MAX_BYTES,
 ) -> tuple[BucketSpec, ...]:
-    """Every bucket; the gateway owns them and may shorten the lifetimes (tests, small hosts)."""
+    """Every bucket; the gateway owns them and may shorten the lifetimes and sizes (tests, small hosts)."""
     return (
-        BucketSpec(subjects.STATUS_BUCKET, BucketKind.KEY_VALUE, status_ttl_s),
-        BucketSpec(subjects.ASSET_BUCKET, BucketKind.KEY_VALUE, object_ttl_s),
-        BucketSpec(subjects.GATEWAY_BUCKET, BucketKind.KEY_VALUE, None),
-        BucketSpec(subjects.OBJECT_BUCKET, BucketKind.OBJECTS, object_ttl_s),
+        BucketSpec(subjects.STATUS_BUCKET, BucketKind.KEY_VALUE, status_ttl_s, status_max_bytes),
+        BucketSpec(subjects.ASSET_BUCKET, BucketKind.KEY_VALUE, object_ttl_s, ASSET_RECORDS_MAX_BYTES),
+        BucketSpec(subjects.GATEWAY_BUCKET, BucketKind.KEY_VALUE, None, GATEWAY_STATE_MAX_BYTES),
+        BucketSpec(subjects.OBJECT_BUCKET, BucketKind.OBJECTS, object_ttl_s, objects_max_bytes),
     )

@@ -14,18 +14,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+from fnplane.shared.asgi import ASGIApp, BodyGuard, Message, Receive, Scope, Send, may_have_body, send_error
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem
+from fnplane.up.limits import CredentialLimiter, credential_key
 
 logger = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = ["ASGIApp", "Lifespan", "LifespanError", "PlatformApp", "RequestLimits"]
+
 HealthCheck = Callable[[], Awaitable[dict[str, str]]]
 
 
@@ -82,6 +82,16 @@ class Lifespan:
             task.cancel()
 
 
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """Per-credential concurrency of each app and the body-idle timeout (`up/limits.py`); the values
+    and their defaults are `UpSettings`'."""
+
+    api_per_credential: int
+    gateway_per_credential: int
+    body_idle_timeout_s: float
+
+
 class PlatformApp:
     """The composed ASGI app; `draining` makes new invocations and health answer 503."""
 
@@ -91,6 +101,7 @@ class PlatformApp:
         health: HealthCheck,
         gateway: Lifespan,
         is_gateway_request: Callable[[Scope], bool],
+        limits: RequestLimits,
         facts: Callable[[], dict[str, str]] = dict,
     ) -> None:
         self._control = control
@@ -99,6 +110,9 @@ class PlatformApp:
         self._gateway = gateway
         self._is_gateway_request = is_gateway_request
         self._health = health
+        self._api_limiter = CredentialLimiter(limits.api_per_credential, "API")
+        self._gateway_limiter = CredentialLimiter(limits.gateway_per_credential, "invocation")
+        self._idle_s = limits.body_idle_timeout_s
         self.draining = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -121,7 +135,27 @@ class PlatformApp:
     async def _call(self, target: Lifespan, scope: Scope, receive: Receive, send: Send) -> None:
         scope = dict(scope)
         scope["state"] = dict(target.state)
-        await target.app(scope, receive, send)
+        if scope["type"] != "http":
+            await target.app(scope, receive, send)
+            return
+        limiter = self._gateway_limiter if target is self._gateway else self._api_limiter
+        key = credential_key(scope)
+        if not limiter.acquire(key):
+            await send_error(send, limiter.refusal(), scope.get("path", ""))
+            return
+        try:
+            if may_have_body(scope):
+                guard = BodyGuard(
+                    receive,
+                    send,
+                    scope.get("path", ""),
+                    idle_timeout_s=self._idle_s,
+                    close_if_unread=str(scope.get("http_version", "1.1")).startswith("1"),
+                )
+                receive, send = guard.receive, guard.send
+            await target.app(scope, receive, send)
+        finally:
+            limiter.release(key)
 
     async def _call_tracked(self, target: Lifespan, scope: Scope, receive: Receive, send: Send) -> None:
         self._in_flight += 1

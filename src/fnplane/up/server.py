@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 from granian.constants import HTTPModes, Interfaces, SSLProtocols
@@ -24,6 +25,15 @@ from fnplane.up.asgi import ASGIApp
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class HeaderLimits:
+    """Granian's own bounds on what a client may send before the app sees the request."""
+
+    http1_max_header_bytes: int = 128 * 1024
+    http2_max_header_bytes: int = 64 * 1024
+    http2_max_concurrent_streams: int = 1000
+
+
 class HttpServer:
     def __init__(
         self,
@@ -34,10 +44,12 @@ class HttpServer:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
         start_timeout_s: float = 10.0,
+        limits: HeaderLimits | None = None,
     ) -> None:
         self._host = host
         self.port = port
         self._start_timeout_s = start_timeout_s
+        limits = limits or HeaderLimits()
         # Granian's own logging setup would replace ours; it logs through the `granian` logger anyway.
         self._server = Server(
             app,
@@ -48,8 +60,14 @@ class HttpServer:
             websockets=True,
             # No idle or keep-alive timeout of ours may cut a long-polling request (issue 4 item 6):
             # HTTP/1.1 only bounds the time to read headers, HTTP/2 answers client PINGs.
-            http1_settings=HTTP1Settings(header_read_timeout=30_000, keep_alive=True),
-            http2_settings=HTTP2Settings(max_concurrent_streams=1000),
+            # max_buffer_size bounds request line + headers (larger: 431); header_read_timeout their time
+            http1_settings=HTTP1Settings(
+                header_read_timeout=30_000, keep_alive=True, max_buffer_size=limits.http1_max_header_bytes
+            ),
+            http2_settings=HTTP2Settings(
+                max_concurrent_streams=limits.http2_max_concurrent_streams,
+                max_headers_size=limits.http2_max_header_bytes,
+            ),
             # thousands of clients long-poll at once (issue 4 item 10); Granian's embedded defaults
             # (backlog 128, backpressure = backlog) refuse or reset connections beyond that
             backlog=4096,

@@ -60,6 +60,19 @@ class UpSettings(BaseSettings):
     http_stop_timeout_s: float = Field(3.0, gt=0)
     # how long each component may take to stop before it is abandoned (and its processes killed)
     stop_timeout_s: float = Field(15.0, gt=0)
+    # requests in flight per credential (the Authorization header; without one, the client address),
+    # counted separately for the control API and the gateway; over the limit: 429 with Retry-After
+    api_max_concurrent_per_credential: int = Field(64, ge=1)
+    gateway_max_concurrent_per_credential: int = Field(2000, ge=1)
+    # a client that sends no request-body data for this long is answered 408 and its request ends
+    body_idle_timeout_s: float = Field(30.0, gt=0)
+    # HTTP/1.1: the read buffer, which bounds the request line and headers together (Granian's
+    # max_buffer_size; at least 8192); larger headers get 431
+    http1_max_header_bytes: int = Field(128 * 1024, ge=8192)
+    # HTTP/2: the largest header list a client may send (SETTINGS_MAX_HEADER_LIST_SIZE), and how many
+    # streams one connection may have open at once
+    http2_max_header_bytes: int = Field(64 * 1024, ge=1024)
+    http2_max_concurrent_streams: int = Field(1000, ge=1)
     # debug, info, warning or error
     log_level: str = "info"
 

@@ -2,8 +2,8 @@
 
 Start order (each step's undo is pushed on a stack, so a failed start unwinds what already runs):
 
-    embedded nats-server -> database (migrated) -> bootstrap (account, admin key, signing key)
-    -> NATS client (cluster-change kicks) -> control app -> gateway -> HTTP server -> agent
+    embedded nats-server -> database (migrated) -> NATS client (cluster-change kicks, revocations)
+    -> bootstrap (account, admin key, signing key) -> control app -> gateway -> HTTP server -> agent
 
 Stop order is the reverse, with a drain first: new invocations and /health get 503, running
 invocations get `drain_timeout_s` to finish, then the agent stops every function process and worker
@@ -25,20 +25,22 @@ from typing import Any
 
 from fnplane.bus.clusters import cluster_notifier
 from fnplane.bus.connection import connect
+from fnplane.bus.revocations import revocation_publisher
 from fnplane.compute.agent import Agent
 from fnplane.compute.settings import AgentSettings
 from fnplane.control.app import ControlApp, create_app
 from fnplane.control.auth.bootstrap import bootstrap
 from fnplane.control.auth.credentials import new_api_key
+from fnplane.control.auth.revocation import PublishRevoked
 from fnplane.control.db.engine import check_database, open_database
 from fnplane.control.settings import ControlSettings
 from fnplane.invocation import openapi as gateway_openapi
 from fnplane.invocation.app import Gateway, create_gateway_app, is_gateway_request
 from fnplane.invocation.settings import GatewaySettings
-from fnplane.up.asgi import Lifespan, PlatformApp
+from fnplane.up.asgi import Lifespan, PlatformApp, RequestLimits
 from fnplane.up.home import PlatformHome
 from fnplane.up.nats import EmbeddedNats
-from fnplane.up.server import HttpServer, free_loopback_port
+from fnplane.up.server import HeaderLimits, HttpServer, free_loopback_port
 from fnplane.up.settings import UpSettings
 
 logger = logging.getLogger(__name__)
@@ -111,17 +113,19 @@ class Platform:
             overrides["key_hash_secret"] = self.home.key_hash_secret()
         control_settings = control_settings.model_copy(update=overrides)
 
-        await self._bootstrap_admin_key(control_settings)
-
         self._nats = await connect(
             self.nats_url, "fnplane-up", connect_timeout_s=s.nats_start_timeout_s, reconnect_wait_s=0.5
         )
         self._push("nats-client", self._close_nats)
+        publish_revoked = revocation_publisher(self._nats)
+
+        await self._bootstrap_admin_key(control_settings, publish_revoked)
 
         control_app = create_app(
             control_settings,
             self._engine,
             notify_cluster_changed=cluster_notifier(self._nats),
+            publish_revoked=publish_revoked,
             # instance logs: the control plane asks the agents over NATS
             nats=self._nats,
         )
@@ -138,7 +142,17 @@ class Platform:
             self.internal_url = f"http://127.0.0.1:{internal_port}"
         gateway, claims = await self._start_gateway(control_app)
 
-        self._app = PlatformApp(self._control, self.health, gateway, claims, self.facts)
+        limits = RequestLimits(
+            api_per_credential=s.api_max_concurrent_per_credential,
+            gateway_per_credential=s.gateway_max_concurrent_per_credential,
+            body_idle_timeout_s=s.body_idle_timeout_s,
+        )
+        self._app = PlatformApp(self._control, self.health, gateway, claims, limits, self.facts)
+        header_limits = HeaderLimits(
+            http1_max_header_bytes=s.http1_max_header_bytes,
+            http2_max_header_bytes=s.http2_max_header_bytes,
+            http2_max_concurrent_streams=s.http2_max_concurrent_streams,
+        )
         self._http = HttpServer(
             self._app,
             host=s.host,
@@ -146,12 +160,13 @@ class Platform:
             tls_cert=s.tls_cert,
             tls_key=s.tls_key,
             start_timeout_s=s.http_start_timeout_s,
+            limits=header_limits,
         )
         http = self._http
         await http.start(s.local_host)
         self._push("http", lambda: http.aclose(s.http_stop_timeout_s))
         if internal_port is not None:
-            internal = HttpServer(self._app, host="127.0.0.1", port=internal_port)
+            internal = HttpServer(self._app, host="127.0.0.1", port=internal_port, limits=header_limits)
             await internal.start("127.0.0.1")
             self._push("internal-http", lambda: internal.aclose(s.http_stop_timeout_s))
 
@@ -161,12 +176,15 @@ class Platform:
         self._push("drain", lambda: self._drain(app), s.drain_timeout_s + 5)
         # gRPC proxy (issue 5) starts here, on s.grpc_port, next to the HTTP server.
 
-    async def _bootstrap_admin_key(self, control_settings: ControlSettings) -> None:
-        """The admin key: FNPLANE_ADMIN_KEY, else the one in DIR/admin-key, else a new one (printed once)."""
+    async def _bootstrap_admin_key(
+        self, control_settings: ControlSettings, publish_revoked: PublishRevoked
+    ) -> None:
+        """The admin key: FNPLANE_ADMIN_KEY, else the one in DIR/admin-key, else a new one (printed once).
+        A FNPLANE_ADMIN_KEY other than the one in DIR/admin-key replaces it: the old one is revoked."""
         stored = self.home.stored_admin_key()
         key = self.settings.admin_key or stored or new_api_key()
         generated = self.settings.admin_key is None and stored is None
-        await bootstrap(self._engine, control_settings, key)
+        await bootstrap(self._engine, control_settings, key, replaces=stored, publish_revoked=publish_revoked)
         if key != stored:
             self.home.store_admin_key(key)
         self.admin_key = key

@@ -121,9 +121,11 @@ class Platform:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("FNPLANE_")}
         for name in _AGENT_PROCESS_SETTINGS:
             environment[f"FNPLANE_AGENT_{name.upper()}"] = str(getattr(settings, name))
+        # the credential travels in the environment, never on the command line
+        environment["FNPLANE_AGENT_TOKEN"] = self.admin_key
         process = await asyncio.create_subprocess_exec(
             str(Path(PY).parent / "fnplane"), "agent",
-            "--nats-url", self.nats_url, "--control-url", self.url, "--token", self.admin_key,
+            "--nats-url", self.nats_url, "--control-url", self.url,
             "--cluster-name", cluster_name, "--home", str(self.home), "--workdir", str(REPO),
             env=environment,
             stdout=subprocess.DEVNULL,

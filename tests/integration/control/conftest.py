@@ -137,7 +137,7 @@ async def make_client(control_app: Any, control_settings: ControlSettings) -> As
         elif kind == "jwt":
             record, _ = await components.service_accounts.register(nca_id, scope_set or ACCOUNT_SCOPES)
             ttl = int(expires_in_s) if expires_in_s is not None else control_settings.jwt_ttl_s
-            minted = await components.signer.mint(record.client_id, scope_set, ttl)
+            minted = await components.signer.mint(record, scope_set, ttl)
             bearer = minted.token
         else:
             raise ValueError(f"unknown credential kind {kind!r}")

@@ -8,6 +8,8 @@ import pytest
 
 from fnplane.control.auth.bootstrap import bootstrap
 from fnplane.control.auth.components import AuthComponents
+from fnplane.control.db.repositories._time import now_utc
+from fnplane.control.db.repositories.clients import ClientRecord
 from fnplane.control.settings import ControlSettings
 from fnplane.shared.errors import NotFoundError, UnauthorizedError
 from fnplane.shared.scopes import (
@@ -56,7 +58,8 @@ async def test_jwt_resolves_through_the_clients_table(auth: AuthComponents, make
 
 
 async def test_jwt_of_unknown_subject_is_not_found(auth: AuthComponents) -> None:
-    minted = await auth.signer.mint("nobody", ACCOUNT_SCOPES, 60)
+    never_stored = ClientRecord("nobody", "team-a", "nobody", None, sorted(ACCOUNT_SCOPES), now_utc(), None)
+    minted = await auth.signer.mint(never_stored, ACCOUNT_SCOPES, 60)
     with pytest.raises(NotFoundError):
         await auth.authenticator.authenticate(minted.token)
 

@@ -119,7 +119,8 @@ async def _world(admin: httpx.AsyncClient, auth: AuthComponents, index: int) -> 
         )
         assert response.status_code == 200, response.text
     key, _ = await auth.api_keys.issue("nvcf-default", "matrix-owner", authorizations_for([LIST_FUNCTIONS]))
-    client, _ = await auth.service_accounts.register("nvcf-default", [LIST_FUNCTIONS])
+    # scopes the "key with the scope" holds: a service account with more is not its to rotate or delete
+    client, _ = await auth.service_accounts.register("nvcf-default", [MANAGE_KEYS])
     nca_id = f"matrix-account-{index}"
     await auth.accounts.ensure(nca_id, nca_id, 10)
     return {

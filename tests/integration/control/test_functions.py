@@ -109,6 +109,18 @@ async def test_all_fields_round_trip(admin_client: httpx.AsyncClient) -> None:
     assert "s3cr3t" not in detail.text
 
 
+# each would reach the URL the worker calls: another host, a metadata service, a relative path
+PATHS_THAT_ARE_NOT_ABSOLUTE = (
+    "@evil.example:9/x",
+    "http://169.254.169.254/latest",
+    "echo",
+    "//evil.example/x",
+    "/a b",
+    "/x\r\nHost: evil",
+    "/\\evil.example",
+)
+HEALTH = {"protocol": "HTTP", "uri": "/", "port": 8000, "timeout": "PT1S", "expectedStatusCode": 200}
+
 INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("name regex", {"name": "-bad"}, "name"),
     ("name with space", {"name": "bad name"}, "name"),
@@ -156,6 +168,15 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("model without version", {"models": [{"name": "m", "uri": "u"}]}, "body"),
     ("telemetries empty", {"telemetries": {}}, "telemetries"),
     ("inferencePort zero", {"inferencePort": 0}, "inferencePort"),
+    *(
+        (f"{field} {value!r}", override, field)
+        for value in PATHS_THAT_ARE_NOT_ABSOLUTE
+        for field, override in (
+            ("inferenceUrl", {"inferenceUrl": value}),
+            ("healthUri", {"healthUri": value}),
+            ("health.uri", {"health": {**HEALTH, "uri": value}}),
+        )
+    ),
 ]
 
 
@@ -178,6 +199,23 @@ async def test_create_validation_rules(
     assert problem["instance"] == "/v2/nvcf/functions"
     assert problem["field"] == field
     assert field.split(".")[0] in problem["detail"] or field == "body"
+
+
+@pytest.mark.parametrize("value", PATHS_THAT_ARE_NOT_ABSOLUTE)
+async def test_create_version_needs_absolute_paths(admin_client: httpx.AsyncClient, value: str) -> None:
+    fn = (await admin_client.post("/v2/nvcf/functions", json=function_body("paths"))).json()["function"]
+    for field, override in (
+        ("inferenceUrl", {"inferenceUrl": value}),
+        ("health.uri", {"health": {**HEALTH, "uri": value}}),
+    ):
+        response = await admin_client.post(
+            f"/v2/nvcf/functions/{fn['id']}/versions", json=function_body("paths", **override)
+        )
+        assert response.status_code == 400, response.text
+        problem = response.json()
+        assert problem["field"] == field and problem["rule"].startswith("must be an absolute path")
+    ok = function_body("paths", inferenceUrl="/v1/chat?x=1", health={**HEALTH, "uri": "/health/ready"})
+    assert (await admin_client.post(f"/v2/nvcf/functions/{fn['id']}/versions", json=ok)).status_code == 200
 
 
 async def test_container_args_required_by_local_backend(admin_client: httpx.AsyncClient) -> None:

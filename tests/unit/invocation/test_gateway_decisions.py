@@ -4,6 +4,7 @@ version, rate limit, wake), and the one mapping from an error to its answer."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -13,13 +14,14 @@ from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.exec_envelope import exec_document
 from fnplane.invocation.http import error_answer
 from fnplane.invocation.rate_limit import RateLimiter
+from fnplane.invocation.revocations import OpenInvocations
 from fnplane.invocation.router import Route, Router
 from fnplane.invocation.routing import direct_target, poll_seconds
 from fnplane.invocation.service import InvocationService
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
 from fnplane.invocation.waker import Waker
-from fnplane.shared import errors
+from fnplane.shared import errors, revocations
 from fnplane.shared.models.access import AccessGrant, VersionTarget
 
 FID = "3f1c9a52-7d4e-4b8a-9c21-5e6f7a8b9c0d"
@@ -136,6 +138,9 @@ class TableAuthority:
             raise errors.UnauthorizedError("invalid bearer")
         return self.grants[bearer]
 
+    def forget(self, event: object) -> None:
+        pass
+
 
 def service(authority: TableAuthority, limiter: RateLimiter | None = None) -> InvocationService:
     settings = GatewaySettings(auth_cache_ttl_s=60.0)
@@ -148,6 +153,7 @@ def service(authority: TableAuthority, limiter: RateLimiter | None = None) -> In
         waker=Waker(settings, bus.has_workers),  # no control_url: never wakes
         stores=Buckets(None),  # type: ignore[arg-type]
         signer=UrlSigner(b"k" * 32),
+        open_invocations=OpenInvocations(),
     )
 
 
@@ -202,3 +208,29 @@ def test_the_exec_envelope_carries_the_workers_error_code():
     assert doc["errorCode"] == 404  # the function's own error: its status
     status, doc = exec_document("r", 302, [], b"", "https://gw/result")
     assert status == 200 and doc["responseReference"] == "https://gw/result"
+
+
+# --- the gateway's grant cache ---------------------------------------------------------------------
+
+
+async def test_cached_grants_are_dropped_by_a_revocation_and_never_outlive_their_credential():
+    lasting = grant(version(V1, "ACTIVE")).model_copy(update={"key_id": "k1"})
+    expired = grant(version(V1, "ACTIVE")).model_copy(update={"key_id": "k2", "valid_until": time.time() - 1})
+    authority = TableAuthority({"lasting": lasting, "expired": expired})
+    access = CachedAccess(authority, 60.0)
+    for _ in range(2):
+        await access.grant("lasting", "invoke_function", FID)
+    assert authority.calls == 1  # cached
+    access.forget(revocations.revoked(key_ids=["k2"]))
+    await access.grant("lasting", "invoke_function", FID)
+    assert authority.calls == 1  # another key's revocation leaves it
+    access.forget(revocations.revoked(key_ids=["k1"]))
+    await access.grant("lasting", "invoke_function", FID)
+    assert authority.calls == 2  # asked again
+    access.forget(revocations.revoked(function_ids=[FID]))
+    await access.grant("lasting", "invoke_function", FID)
+    assert authority.calls == 3
+    # a credential that expires before the TTL: never served from the cache past its expiry
+    for _ in range(2):
+        await access.grant("expired", "invoke_function", FID)
+    assert authority.calls == 5

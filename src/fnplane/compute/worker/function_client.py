@@ -15,6 +15,7 @@ from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.shared import wire
 from fnplane.shared.headers import HOP_BY_HOP
 from fnplane.shared.models.compute import InstanceAssignment
+from fnplane.shared.models.functions import request_target
 
 # set by the worker; client-supplied copies are dropped (invocation.md 7.3)
 RESERVED = frozenset(
@@ -114,7 +115,7 @@ class FunctionClient:
         """The function's response once its head arrived; the request body streams from the gateway.
         HttpConnectionError when the function cannot be reached; BodyError when the body cannot."""
         body = self._body(env, inline) if env.body_more else inline
-        return self._pool.request(env.method, self._prefix + env.path, headers, body)
+        return self._pool.request(env.method, self._prefix + request_target(env.path), headers, body)
 
     async def _body(self, env: wire.Envelope, inline: bytes) -> AsyncIterator[bytes]:
         if inline:

@@ -20,6 +20,7 @@ import aiohttp
 
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.shared.models.compute import HealthCheck
+from fnplane.shared.models.functions import request_target
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ HealthCheckFn = Callable[[], Awaitable[HealthResult]]
 
 class HttpHealthCheck:
     def __init__(self, host: str, port: int, health: HealthCheck) -> None:
-        uri = health.uri if health.uri.startswith("/") else f"/{health.uri}"
-        self.url = f"http://{host}:{port}{uri}"
+        # the host and port are ours; the stored uri only ever becomes the path
+        self.url = f"http://{host}:{port}{request_target(health.uri)}"
         self.expected = health.expected_status_code
         self.timeout_s = health.timeout_s
         self._session: aiohttp.ClientSession | None = None

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 
 from fnplane.control.auth.api_keys import wire_time
-from fnplane.control.auth.authenticator import DatabaseAuthenticator
 from fnplane.control.auth.principal import Principal
+from fnplane.control.auth.revocation import Revoker
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.accounts import AccountRecord, AccountRepository
 from fnplane.control.db.repositories.clients import ClientRecord, ClientRepository
+from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ConflictError, NotFoundError
 from fnplane.shared.models.auth import AccountDto, CreateAccountRequest, UpdateAccountRequest
 from fnplane.shared.scopes import ACCOUNT_SCOPES
@@ -49,13 +50,13 @@ class AccountService:
         self,
         accounts: AccountRepository,
         clients: ClientRepository,
-        authenticator: DatabaseAuthenticator,
+        revoker: Revoker,
         *,
         default_max_functions: int,
     ) -> None:
         self._accounts = accounts
         self._clients = clients
-        self._authenticator = authenticator
+        self._revoker = revoker
         self._default_max_functions = default_max_functions
 
     async def create(self, nca_id: str, request: CreateAccountRequest) -> AccountDto:
@@ -154,8 +155,8 @@ class AccountService:
                 rule="account not authorized on any function",
             )
         await self._accounts.delete(nca_id)
-        # its keys and clients are gone with it; other processes forget them within auth_cache_ttl_s
-        self._authenticator.invalidate_account(nca_id)
+        # its keys and clients are gone with it
+        await self._revoker.revoked(revocations.revoked(nca_ids=[nca_id]))
 
     async def _get(self, nca_id: str) -> AccountRecord:
         record = await self._accounts.get(nca_id)

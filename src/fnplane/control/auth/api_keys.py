@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fnplane.control.auth.authenticator import ACTIVE, DatabaseAuthenticator, key_status
+from fnplane.control.auth.authenticator import ACTIVE, key_status
 from fnplane.control.auth.credentials import key_hint, keyed_hash, new_api_key
 from fnplane.control.auth.principal import (
     ACCOUNT_FUNCTIONS,
@@ -23,8 +23,10 @@ from fnplane.control.auth.principal import (
     Principal,
     ResourceGrant,
 )
+from fnplane.control.auth.revocation import Revoker
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.api_keys import ApiKeyRecord, ApiKeyRepository
+from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ForbiddenError, NotFoundError
 from fnplane.shared.models.auth import CreateKeyRequest, KeyAuthorizations, KeyDto
 
@@ -79,7 +81,7 @@ class ApiKeyService:
     def __init__(
         self,
         repository: ApiKeyRepository,
-        authenticator: DatabaseAuthenticator,
+        revoker: Revoker,
         *,
         key_hash_secret: str,
         max_keys_per_owner: int,
@@ -87,7 +89,7 @@ class ApiKeyService:
         max_authz_size_chars: int,
     ) -> None:
         self._repository = repository
-        self._authenticator = authenticator
+        self._revoker = revoker
         self._secret = key_hash_secret
         self._max_keys = max_keys_per_owner
         self._max_ttl = timedelta(days=max_ttl_days)
@@ -125,6 +127,14 @@ class ApiKeyService:
 
     async def exists(self, value: str) -> bool:
         return await self._repository.by_hash(keyed_hash(self._secret, value)) is not None
+
+    async def revoke_value(self, value: str) -> bool:
+        """Delete the key with this value (the replaced admin key); False if there is none."""
+        record = await self._repository.by_hash(keyed_hash(self._secret, value))
+        if record is None or not await self._repository.delete(record.nca_id, record.key_id):
+            return False
+        await self._revoker.revoked(revocations.revoked(key_ids=[record.key_id]))
+        return True
 
     async def count_for_owner(self, nca_id: str, owner_id: str) -> int:
         return await self._repository.count_for_owner(nca_id, owner_id)
@@ -189,7 +199,7 @@ class ApiKeyService:
     async def delete(self, caller: Principal, key_id: str) -> None:
         if not await self._repository.delete(caller.nca_id, key_id):
             raise NotFoundError(f"Key '{key_id}' not found")
-        self._authenticator.invalidate(key_id)
+        await self._revoker.revoked(revocations.revoked(key_ids=[key_id]))
 
     async def update_authorizations(
         self, caller: Principal, key_id: str, authorizations: KeyAuthorizations | None
@@ -201,7 +211,8 @@ class ApiKeyService:
             raise BadRequestError(f"Key '{key_id}' is {status}", field="status", rule="key must be ACTIVE")
         self._check_delegation(caller, document)
         await self._repository.set_authorizations(caller.nca_id, key_id, document)
-        self._authenticator.invalidate(key_id)
+        # it may do less than before: every gateway re-resolves it
+        await self._revoker.revoked(revocations.revoked(key_ids=[key_id]))
         return self.to_dto(await self._get(caller, key_id))
 
     # --- rules --------------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 * `nvapi-...` strings are API keys: looked up by keyed hash; SUSPENDED, EXPIRED or unknown -> 401.
   Scopes and resources are the union over the key's `authorizations.policies`.
-* Anything else is a JWT (nvcf-api.md 5.2): ES256, our issuer, `scopes` JSON-array claim; `sub` is
-  looked up in the clients table for the tenant (unknown `sub` -> 404, as NVCF does). The scopes are
-  those of the token, narrowed to what the client is allowed now.
+* Anything else is a JWT (nvcf-api.md 5.2): ES256, our issuer and audience, `scopes` JSON-array claim;
+  `sub` is looked up in the clients table for the tenant (unknown `sub` -> 404, as NVCF does); its
+  `ncaId` and `clientEpoch` must match the client as stored now (a token issued before the client's
+  creation or last rotation -> 401). The scopes are those of the token, narrowed to what the client
+  is allowed now.
 
-Resolutions are cached for `auth_cache_ttl_s` (never past the credential's own expiry). Revoking a
-key, or deleting or rotating a client, calls `invalidate()` so this process forgets it at once;
-other processes forget it within the TTL.
+Resolutions are cached for `auth_cache_ttl_s` (never past the credential's own expiry). A revocation
+(auth/revocation.py `Revoker`) calls `forget()` so this process forgets it at once; the gateways hear
+of it over the bus.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from fnplane.control.auth.signing import TokenSigner
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.api_keys import ApiKeyRecord, ApiKeyRepository
 from fnplane.control.db.repositories.clients import ClientRepository
+from fnplane.shared import revocations
 from fnplane.shared.errors import NotFoundError, UnauthorizedError
+from fnplane.shared.revocations import CredentialsRevoked
 
 ACTIVE = "ACTIVE"
 SUSPENDED = "SUSPENDED"
@@ -38,6 +42,10 @@ class Authenticator(Protocol):
 
     async def authenticate(self, bearer: str) -> Principal:
         """Resolve a bearer string (API key or JWT); raise UnauthorizedError if it is not valid."""
+        ...
+
+    def forget(self, event: CredentialsRevoked) -> None:
+        """Drop the cached resolutions a revocation covers."""
         ...
 
 
@@ -64,6 +72,7 @@ def principal_for_key(record: ApiKeyRecord) -> Principal:
         scopes=frozenset(scopes),
         resources=tuple(grants),
         extra={"key_id": record.key_id},
+        valid_until=record.expires_at.timestamp(),
     )
 
 
@@ -84,6 +93,8 @@ class DatabaseAuthenticator:
         self._ttl_s = cache_ttl_s
         # bearer -> (principal, monotonic deadline)
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        # bumped by every forget(): a resolution that started before one is not cached
+        self._generation = 0
 
     async def authenticate(self, bearer: str) -> Principal:
         cached = self._cache.get(bearer)
@@ -92,28 +103,19 @@ class DatabaseAuthenticator:
             if time.monotonic() < deadline:
                 return principal
             self._cache.pop(bearer, None)
+        generation = self._generation
         if is_api_key(bearer):
             principal, valid_for_s = await self._resolve_key(bearer)
         else:
             principal, valid_for_s = await self._resolve_jwt(bearer)
-        self._remember(bearer, principal, min(self._ttl_s, valid_for_s))
+        if generation == self._generation:
+            self._remember(bearer, principal, min(self._ttl_s, valid_for_s))
         return principal
 
-    def invalidate(self, credential_id: str) -> None:
-        """Forget every cached resolution of a key id or a client id (revocation, rotation)."""
-        stale = [
-            bearer
-            for bearer, (principal, _) in self._cache.items()
-            if principal.extra.get("key_id") == credential_id
-            or principal.extra.get("client_id") == credential_id
-        ]
-        for bearer in stale:
-            self._cache.pop(bearer, None)
-
-    def invalidate_account(self, nca_id: str) -> None:
-        """Forget every cached credential of an account (the account was deleted)."""
-        for bearer in [b for b, (p, _) in self._cache.items() if p.nca_id == nca_id]:
-            self._cache.pop(bearer, None)
+    def forget(self, event: CredentialsRevoked) -> None:
+        """Forget every cached resolution the revocation covers (this process; Revoker broadcasts)."""
+        self._generation += 1
+        revocations.forget_covered(self._cache, event, lambda _, entry: entry[0].held())
 
     def _remember(self, bearer: str, principal: Principal, ttl_s: float) -> None:
         if ttl_s <= 0:
@@ -142,6 +144,11 @@ class DatabaseAuthenticator:
         client = await self._clients.get(subject)
         if client is None:
             raise NotFoundError(f"Client '{subject}' not found")
+        # a token of an earlier secret, or of an earlier client with the same id (auth/signing.py)
+        if claims.get("ncaId") != client.nca_id or claims.get("clientEpoch") != client.epoch_us:
+            raise UnauthorizedError(
+                "Unauthorized access: the token was issued before its client's secret was last set"
+            )
         principal = Principal(
             nca_id=client.nca_id,
             subject=subject,
@@ -149,5 +156,6 @@ class DatabaseAuthenticator:
             scopes=frozenset(scopes) & frozenset(client.allowed_scopes),
             resources=None,
             extra={"client_id": subject, "jti": str(claims.get("jti", ""))},
+            valid_until=float(claims["exp"]),
         )
         return principal, float(claims["exp"]) - time.time()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fnplane.control.auth.accounts import AccountService
 from fnplane.control.auth.api_keys import ApiKeyService
 from fnplane.control.auth.authenticator import DatabaseAuthenticator
+from fnplane.control.auth.revocation import PublishRevoked, Revoker
 from fnplane.control.auth.service_accounts import ServiceAccountService
 from fnplane.control.auth.signing import TokenSigner
 from fnplane.control.db.repositories.accounts import AccountRepository
@@ -26,22 +27,33 @@ class AuthComponents:
     accounts: AccountRepository
     signer: TokenSigner
     authenticator: DatabaseAuthenticator
+    revoker: Revoker
     api_keys: ApiKeyService
     service_accounts: ServiceAccountService
     account_service: AccountService
 
 
-def create_auth(engine: Engine, settings: ControlSettings) -> AuthComponents:
+def create_auth(
+    engine: Engine, settings: ControlSettings, publish_revoked: PublishRevoked | None = None
+) -> AuthComponents:
+    """`publish_revoked` broadcasts revocations to the gateways (auth/revocation.py); None: this
+    process forgets them at once, others within `auth_cache_ttl_s`."""
     secret = settings.require_key_hash_secret()
-    signer = TokenSigner(SigningKeyRepository(engine), issuer=settings.jwt_issuer, key_hash_secret=secret)
+    signer = TokenSigner(
+        SigningKeyRepository(engine),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        key_hash_secret=secret,
+    )
     clients = ClientRepository(engine)
     keys = ApiKeyRepository(engine)
     authenticator = DatabaseAuthenticator(
         keys, clients, signer, key_hash_secret=secret, cache_ttl_s=settings.auth_cache_ttl_s
     )
+    revoker = Revoker(authenticator, publish_revoked)
     api_keys = ApiKeyService(
         keys,
-        authenticator,
+        revoker,
         key_hash_secret=secret,
         max_keys_per_owner=settings.max_api_keys_per_owner,
         max_ttl_days=settings.max_api_key_ttl_days,
@@ -50,12 +62,14 @@ def create_auth(engine: Engine, settings: ControlSettings) -> AuthComponents:
     service_accounts = ServiceAccountService(
         clients,
         signer,
-        authenticator,
+        revoker,
         key_hash_secret=secret,
         token_ttl_s=settings.jwt_ttl_s,
     )
     accounts = AccountRepository(engine)
     account_service = AccountService(
-        accounts, clients, authenticator, default_max_functions=settings.default_max_functions
+        accounts, clients, revoker, default_max_functions=settings.default_max_functions
     )
-    return AuthComponents(accounts, signer, authenticator, api_keys, service_accounts, account_service)
+    return AuthComponents(
+        accounts, signer, authenticator, revoker, api_keys, service_accounts, account_service
+    )

@@ -41,7 +41,11 @@ _scheme = OAuth2(
 
 
 def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization")
+    return parse_bearer(request.headers.get("authorization"))
+
+
+def parse_bearer(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` value; UnauthorizedError otherwise."""
     if not header:
         raise UnauthorizedError("Header of type `authorization` was missing")
     scheme, _, token = header.partition(" ")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fnplane.shared.revocations import Held
+
 # The three API-key resource kinds of NVCF (nvcf-api.md 5.4).
 ACCOUNT_FUNCTIONS = "account-functions"
 AUTHORIZED_FUNCTIONS = "authorized-functions"
@@ -19,6 +21,8 @@ class ResourceGrant:
     id: str
 
     def covers_function(self, function_id: str, version_id: str | None, *, owned: bool) -> bool:
+        """Does the grant cover that version (`version_id` None: the whole function, every version,
+        which a grant on one version `F/V` does not)?"""
         if self.type == ACCOUNT_FUNCTIONS:
             return owned
         if self.type == AUTHORIZED_FUNCTIONS:
@@ -27,7 +31,7 @@ class ResourceGrant:
             fid, _, vid = self.id.partition("/")
             if fid != function_id:
                 return False
-            return vid in ("", "*") or version_id is None or vid == version_id
+            return vid in ("", "*") or vid == version_id
         return False
 
 
@@ -45,12 +49,19 @@ class Principal:
     scopes: frozenset[str]
     resources: tuple[ResourceGrant, ...] | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # when the credential expires (seconds since 1970): nothing may cache it longer
+    valid_until: float | None = field(default=None, compare=False)
+
+    def held(self, function_id: str | None = None) -> Held:
+        """This credential (on that function), as a revocation matches it."""
+        return Held(self.extra.get("key_id"), self.extra.get("client_id"), self.nca_id, function_id)
 
     def has_any_scope(self, *scopes: str) -> bool:
         return any(scope in self.scopes for scope in scopes)
 
     def may_access_function(self, function_id: str, version_id: str | None, *, owned: bool) -> bool:
-        """The API-key resource filter; JWTs pass (account visibility is checked separately)."""
+        """The API-key resource filter (`version_id` None: the whole function); JWTs pass (account
+        visibility is checked separately)."""
         if self.resources is None:
             return True
         return any(grant.covers_function(function_id, version_id, owned=owned) for grant in self.resources)

@@ -3,8 +3,14 @@
 A service account is a row of the clients table with a secret (stored as a keyed hash) and the
 scopes it may ever hold. `token()` is `POST /token`: it checks the secret and mints an ES256 JWT
 whose `scopes` claim is the requested scopes intersected with the allowed ones. Rotating the
-secret makes the old secret useless at once; tokens already minted stay valid until they expire
-(they are bearer tokens) but are re-checked against the client's allowed scopes on every use.
+secret makes the old secret and every token minted with it useless at once (a token carries the
+epoch of its client's secret, auth/signing.py); tokens are re-checked against the client's allowed
+scopes on every use.
+
+Delegation: a service account's tokens see the whole account (JWTs have no resource filter), so only
+a caller whose own resources cover the whole account (a JWT, or an API key with both
+`account-functions/*` and `authorized-functions/*`) may create, rotate or delete one, and only one
+whose scopes are all among the caller's: nobody hands out, or takes over, more than they hold.
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ import re
 import uuid
 from collections.abc import Iterable
 
-from fnplane.control.auth.authenticator import DatabaseAuthenticator
 from fnplane.control.auth.credentials import hashes_equal, keyed_hash, new_client_secret
-from fnplane.control.auth.principal import Principal
+from fnplane.control.auth.principal import ACCOUNT_FUNCTIONS, AUTHORIZED_FUNCTIONS, Principal
+from fnplane.control.auth.revocation import Revoker
 from fnplane.control.auth.signing import MintedToken, TokenSigner
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.clients import ClientRecord, ClientRepository
+from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ForbiddenError, NotFoundError
 from fnplane.shared.scopes import ACCOUNT_SETUP
 
@@ -41,14 +48,14 @@ class ServiceAccountService:
         self,
         repository: ClientRepository,
         signer: TokenSigner,
-        authenticator: DatabaseAuthenticator,
+        revoker: Revoker,
         *,
         key_hash_secret: str,
         token_ttl_s: int,
     ) -> None:
         self._repository = repository
         self._signer = signer
-        self._authenticator = authenticator
+        self._revoker = revoker
         self._secret = key_hash_secret
         self._ttl_s = token_ttl_s
 
@@ -85,9 +92,7 @@ class ServiceAccountService:
             )
         if not scopes:
             raise BadRequestError("scopes must name at least one scope", field="scopes", rule="non-empty")
-        missing = sorted(set(scopes) - caller.scopes)
-        if missing:
-            raise ForbiddenError(f"the caller cannot grant scopes it lacks: {', '.join(missing)}")
+        _check_delegation(caller, scopes, "grant")
         return await self.register(caller.nca_id, scopes, client_id=client_id, name=name)
 
     async def list_for(self, caller: Principal) -> list[ClientRecord]:
@@ -102,24 +107,25 @@ class ServiceAccountService:
     async def rotate(self, caller: Principal, client_id: str) -> tuple[ClientRecord, str]:
         """A new secret. A super admin (`account_setup`) may set one for any client of any account,
         including the admin client an account was created with (`adminClientId`, no secret yet): that
-        is how the first credential of a new account is handed out."""
+        is how the first credential of a new account is handed out. Anyone else only for a service
+        account of their own account that they could have created (module docstring)."""
         if caller.has_any_scope(ACCOUNT_SETUP):
             if await self._repository.get(client_id) is None:
                 raise NotFoundError(f"Service account '{client_id}' not found")
         else:
-            await self.get(caller, client_id)
+            _check_delegation(caller, (await self.get(caller, client_id)).allowed_scopes, "take over")
         secret = new_client_secret()
         await self._repository.set_secret(client_id, keyed_hash(self._secret, secret), now_utc())
-        self._authenticator.invalidate(client_id)
+        await self._revoker.revoked(revocations.revoked(client_ids=[client_id]))
         record = await self._repository.get(client_id)
         if record is None:  # deleted concurrently
             raise NotFoundError(f"Service account '{client_id}' not found")
         return record, secret
 
     async def delete(self, caller: Principal, client_id: str) -> None:
-        await self.get(caller, client_id)
+        _check_delegation(caller, (await self.get(caller, client_id)).allowed_scopes, "delete")
         await self._repository.delete(client_id)
-        self._authenticator.invalidate(client_id)
+        await self._revoker.revoked(revocations.revoked(client_ids=[client_id]))
 
     async def token(
         self, client_id: str, secret: str, requested: list[str] | None, ttl_s: int | None = None
@@ -136,4 +142,20 @@ class ServiceAccountService:
         granted = allowed if requested is None else allowed & set(requested)
         if not granted:
             raise OAuthError("invalid_scope", "none of the requested scopes is allowed for this client")
-        return await self._signer.mint(client_id, granted, ttl_s or self._ttl_s)
+        return await self._signer.mint(record, granted, ttl_s or self._ttl_s)
+
+
+def _check_delegation(caller: Principal, scopes: Iterable[str], action: str) -> None:
+    """403 unless the caller holds every scope and the whole account a service account's tokens get."""
+    if caller.resources is not None:
+        held = {grant.type for grant in caller.resources if grant.id == "*"}
+        if not {ACCOUNT_FUNCTIONS, AUTHORIZED_FUNCTIONS} <= held:
+            raise ForbiddenError(
+                f"the caller's resources do not cover the whole account; it cannot {action} a service "
+                "account (its tokens see every function of the account)"
+            )
+    missing = sorted(set(scopes) - caller.scopes)
+    if missing:
+        raise ForbiddenError(
+            f"the caller cannot {action} a service account with scopes it lacks: {', '.join(missing)}"
+        )

@@ -8,6 +8,12 @@ Private keys are stored encrypted (PKCS#8, AES-256) under a key derived from the
 (`ControlSettings.key_hash_secret`, which `fnplane up` keeps in its home directory, not in the
 database). A copy of the database alone therefore cannot mint tokens, and a key written into the
 table by someone without the secret (or a plaintext one) is never loaded: it is skipped with a warning.
+
+A token names its account (`ncaId`) and the epoch of its client's secret (`clientEpoch`: the client's
+creation or last rotation, ClientRecord.epoch_us); the authenticator refuses it when either differs
+from the client as stored now, so rotating a secret, or deleting a client id and creating it again
+(even in another account), invalidates every token minted before. `aud` is our audience and checked,
+`iss`, `exp`, `nbf` and `iat` are checked as PyJWT does.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fnplane.control.db.repositories._time import now_utc
+from fnplane.control.db.repositories.clients import ClientRecord
 from fnplane.control.db.repositories.signing_keys import SigningKeyRecord, SigningKeyRepository
 from fnplane.shared.errors import UnauthorizedError
 
@@ -85,9 +92,12 @@ class MintedToken:
 
 
 class TokenSigner:
-    def __init__(self, repository: SigningKeyRepository, *, issuer: str, key_hash_secret: str) -> None:
+    def __init__(
+        self, repository: SigningKeyRepository, *, issuer: str, audience: str, key_hash_secret: str
+    ) -> None:
         self._repository = repository
         self._issuer = issuer
+        self._audience = audience
         self._password = storage_password(key_hash_secret)
         self._ignored: set[str] = set()  # kids already warned about
         self._keys: dict[str, _Key] = {}
@@ -142,7 +152,9 @@ class TokenSigner:
         # the newest active key signs (the table is ordered by creation time)
         return [k for k in self._keys.values() if k.active][-1]
 
-    async def mint(self, subject: str, scopes: Iterable[str], ttl_s: int) -> MintedToken:
+    async def mint(self, client: ClientRecord, scopes: Iterable[str], ttl_s: int) -> MintedToken:
+        """A token for `client` (as stored now: its account and the epoch of its secret)."""
+        subject = client.client_id
         key = await self._active_key()
         now = int(time.time())
         scope_list = sorted(set(scopes))
@@ -150,12 +162,14 @@ class TokenSigner:
             "iss": self._issuer,
             "sub": subject,
             "azp": subject,
-            "aud": [subject, "s:api"],
+            "aud": [self._audience],
             "iat": now,
             "nbf": now,
             "jti": str(uuid.uuid4()),
             "exp": now + ttl_s,
             "scopes": scope_list,
+            "ncaId": client.nca_id,
+            "clientEpoch": client.epoch_us,
         }
         token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
         return MintedToken(token, ttl_s, scope_list)
@@ -186,7 +200,8 @@ class TokenSigner:
                 key.public_key,
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
-                options={"require": ["exp", "iat", "sub"], "verify_aud": False},
+                audience=self._audience,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
             )
         except jwt.ExpiredSignatureError as error:
             raise UnauthorizedError("Unauthorized access: token expired") from error

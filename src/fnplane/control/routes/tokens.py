@@ -9,7 +9,6 @@ RFC 6749 5.2 JSON bodies, not problem documents, because OAuth2 clients parse th
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 from urllib.parse import unquote
 
@@ -45,7 +44,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
         raise OAuthError("invalid_client", "client authentication must use HTTP Basic", 401)
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError) as error:
+    except ValueError as error:  # binascii.Error, UnicodeDecodeError, or non-ASCII text
         raise OAuthError("invalid_client", "malformed HTTP Basic credentials", 401) from error
     client_id, sep, secret = decoded.partition(":")
     if not sep:

@@ -1,18 +1,20 @@
 """The control plane's `AccessAuthority` (shared.contracts): what the invocation plane asks per request.
 
-`grant(bearer, scope, function_id, version_id)` authenticates with the app's authenticator, checks the
-scope and, if a function is named, returns every version of it the caller may see (404 / 403 as in
-`services.visibility`). Two caches, both bounded:
+`grant(bearer, scope, function_id, version_id)` authenticates with the app's authenticator (which
+caches the credential's principal), checks the scope and, if a function is named, returns every
+version of it the caller may see (404 / 403 as in `services.visibility`). A function's visible versions
+are cached for `access_versions_cache_ttl_s`, short because their `status` decides where the gateway
+sends a request (a version that just became ACTIVE must be seen soon); bounded.
 
-* the credential's principal for `auth_cache_ttl_s` (a revoked key stops working within that time);
-* a function's visible versions for `access_versions_cache_ttl_s`, short because their `status`
-  decides where the gateway sends a request (a version that just became ACTIVE must be seen soon).
+`forget(event)` (a revocation the gateway heard of, shared/revocations.py) drops both caches' entries
+the event covers, so that the gateway's re-check that follows sees the database.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from fnplane.control.auth.authenticator import Authenticator
@@ -20,8 +22,10 @@ from fnplane.control.auth.principal import Principal
 from fnplane.control.db.repositories import deployments as deployments_repo
 from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services.visibility import SeenVersion, visible_version, visible_versions
+from fnplane.shared import revocations
 from fnplane.shared.errors import ForbiddenError
 from fnplane.shared.models.access import AccessGrant, VersionTarget
+from fnplane.shared.revocations import CredentialsRevoked, Held
 
 K = TypeVar("K")
 T = TypeVar("T")
@@ -53,29 +57,25 @@ class _TtlCache(Generic[K, T]):
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
+    def forget(self, event: CredentialsRevoked, held: Callable[[K, T], Held]) -> None:
+        revocations.forget_covered(self._entries, event, lambda key, entry: held(key, entry[1]))
+
 
 class ControlAccessAuthority:
-    def __init__(
-        self, database: Database, authenticator: Authenticator, *, auth_ttl_s: float, versions_ttl_s: float
-    ) -> None:
+    def __init__(self, database: Database, authenticator: Authenticator, *, versions_ttl_s: float) -> None:
         self._database = database
         self._authenticator = authenticator
-        self._principals: _TtlCache[str, Principal] = _TtlCache(auth_ttl_s)
-        self._versions: _TtlCache[tuple[str, str, str | None], list[VersionTarget]] = _TtlCache(
-            versions_ttl_s
+        # (bearer, function, version) -> (the principal it was for, its visible versions)
+        self._versions: _TtlCache[tuple[str, str, str | None], tuple[Principal, list[VersionTarget]]] = (
+            _TtlCache(versions_ttl_s)
         )
-
-    async def principal(self, bearer: str) -> Principal:
-        cached = self._principals.get(bearer)
-        if cached is None:
-            cached = await self._authenticator.authenticate(bearer)
-            self._principals.put(bearer, cached)
-        return cached
+        # bumped by every forget(): versions looked up before one are not cached
+        self._generation = 0
 
     async def grant(
         self, bearer: str, scope: str, function_id: str | None = None, version_id: str | None = None
     ) -> AccessGrant:
-        principal = await self.principal(bearer)
+        principal = await self._authenticator.authenticate(bearer)
         if not principal.has_any_scope(scope):
             raise ForbiddenError(f"the credential lacks the required scope: {scope}")
         versions: list[VersionTarget] = []
@@ -85,9 +85,18 @@ class ControlAccessAuthority:
             ncaId=principal.nca_id,
             subject=principal.subject,
             scopes=sorted(principal.scopes),
+            keyId=principal.extra.get("key_id"),
+            clientId=principal.extra.get("client_id"),
+            validUntil=principal.valid_until,
             functionId=function_id,
             versions=versions,
         )
+
+    def forget(self, event: CredentialsRevoked) -> None:
+        self._generation += 1
+        self._authenticator.forget(event)
+
+        self._versions.forget(event, lambda key, entry: entry[0].held(key[1]))
 
     async def _visible(
         self, principal: Principal, bearer: str, function_id: str, version_id: str | None
@@ -95,14 +104,16 @@ class ControlAccessAuthority:
         key = (bearer, function_id, version_id)
         cached = self._versions.get(key)
         if cached is not None:
-            return cached
+            return cached[1]
+        generation = self._generation
         async with self._database.reading() as conn:
             if version_id is None:
                 seen = await visible_versions(conn, principal, function_id)
             else:
                 seen = [await visible_version(conn, principal, function_id, version_id)]
             targets = [await _target(conn, s) for s in seen]
-        self._versions.put(key, targets)
+        if generation == self._generation:
+            self._versions.put(key, (principal, targets))
         return targets
 
 

@@ -9,10 +9,12 @@ function is a 400 for ordinary accounts.
 from __future__ import annotations
 
 from fnplane.control.auth.principal import Principal
+from fnplane.control.auth.revocation import Revoker
 from fnplane.control.db.repositories import authorizations as parties_repo
 from fnplane.control.db.repositories.authorizations import Party
 from fnplane.control.db.repositories.transactions import Connection, Database
-from fnplane.control.services.visibility import owned_function, version_not_found
+from fnplane.control.services.visibility import owned_function, owned_version
+from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ConflictError, NotFoundError
 from fnplane.shared.models.deployments import AuthorizedPartiesDto, AuthorizedPartyDto
 from fnplane.shared.scopes import ACCOUNT_SETUP
@@ -43,10 +45,11 @@ def _dto(function_id: str, owner: str, version_id: str | None, parties: list[Par
 
 
 async def _owned(conn: Connection, principal: Principal, function_id: str, version_id: str | None) -> None:
-    """The function (and the version, if given) is owned by the caller (404) and covered by the key (403)."""
-    versions = await owned_function(conn, principal, function_id)
-    if version_id is not None and version_id not in {v.version_id for v in versions}:
-        raise version_not_found(function_id, version_id)
+    """The function (or the version, if given) is owned by the caller (404) and covered by the key (403)."""
+    if version_id is None:
+        await owned_function(conn, principal, function_id)
+    else:
+        await owned_version(conn, principal, function_id, version_id)
 
 
 async def _manageable(
@@ -77,8 +80,14 @@ def _check_parties(principal: Principal, parties: list[AuthorizedPartyDto]) -> N
 
 
 class AuthorizationService:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, revoker: Revoker) -> None:
         self._database = database
+        self._revoker = revoker
+
+    async def _revoked(self, function_id: str, before: list[Party], after: set[str]) -> None:
+        """Broadcast when an account that was a party is one no more."""
+        if any(p.nca_id not in after for p in before):
+            await self._revoker.revoked(revocations.revoked(function_ids=[function_id]))
 
     async def share(
         self,
@@ -91,10 +100,13 @@ class AuthorizationService:
         _check_parties(principal, parties)
         async with self._database.transaction() as conn:
             await _manageable(conn, principal, function_id, version_id)
+            before = await parties_repo.parties(conn, function_id, version_id)
             await parties_repo.replace(
                 conn, function_id, version_id, [(p.nca_id, p.client_id) for p in parties]
             )
-            return await _stored(conn, principal, function_id, version_id)
+            stored = await _stored(conn, principal, function_id, version_id)
+        await self._revoked(function_id, before, {p.nca_id for p in parties})
+        return stored
 
     async def add_party(
         self, principal: Principal, function_id: str, version_id: str | None, party: AuthorizedPartyDto
@@ -122,14 +134,18 @@ class AuthorizationService:
             await _manageable(conn, principal, function_id, version_id)
             if not await parties_repo.remove(conn, function_id, version_id, party.nca_id):
                 raise NotFoundError(f"Account '{party.nca_id}' is not an authorized party")
-            return await _stored(conn, principal, function_id, version_id)
+            stored = await _stored(conn, principal, function_id, version_id)
+        await self._revoker.revoked(revocations.revoked(function_ids=[function_id]))
+        return stored
 
     async def clear(
         self, principal: Principal, function_id: str, version_id: str | None
     ) -> AuthorizedPartiesDto:
         async with self._database.transaction() as conn:
             await _manageable(conn, principal, function_id, version_id)
+            before = await parties_repo.parties(conn, function_id, version_id)
             await parties_repo.clear(conn, function_id, version_id)
+        await self._revoked(function_id, before, set())
         return _dto(function_id, principal.nca_id, version_id, [])
 
     async def get_function(self, principal: Principal, function_id: str) -> list[AuthorizedPartiesDto]:

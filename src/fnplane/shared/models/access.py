@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from fnplane.shared.models.compute import WireModel
+from fnplane.shared.revocations import Held
 
 
 class AccessRequest(WireModel):
@@ -48,5 +49,15 @@ class AccessGrant(WireModel):
     nca_id: str = Field(alias="ncaId")
     subject: str
     scopes: list[str]
+    # which credential this is, so a revocation (shared/revocations.py) finds its grants: the API
+    # key's id, or the JWT's client id
+    key_id: str | None = Field(None, alias="keyId")
+    client_id: str | None = Field(None, alias="clientId")
+    # when the credential expires (seconds since 1970): a cache keeps the grant no longer
+    valid_until: float | None = Field(None, alias="validUntil")
     function_id: str | None = Field(None, alias="functionId")
     versions: list[VersionTarget] = Field(default_factory=list)
+
+    def held(self, function_id: str | None) -> Held:
+        """The grant's credential (on that function), as a revocation matches it."""
+        return Held(self.key_id, self.client_id, self.nca_id, function_id)

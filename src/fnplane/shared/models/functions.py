@@ -97,6 +97,38 @@ def _not_blank(value: str) -> str:
     return value
 
 
+# what a stored path may contain: it is appended to http://127.0.0.1:<port> by the worker
+ABSOLUTE_PATH_RULE = (
+    "must be an absolute path: start with a single '/', without scheme, authority, '@', '\\', "
+    "whitespace or control characters"
+)
+_NOT_IN_PATH = re.compile(r"[\x00-\x20\x7f@\\]")
+
+
+def is_absolute_path(value: str) -> bool:
+    """`/...` and nothing that could make a URL's host or break its request line."""
+    return value.startswith("/") and not value.startswith("//") and _NOT_IN_PATH.search(value) is None
+
+
+def request_target(path: str) -> str:
+    """`path` (with its query) as an origin-form request target the worker can send to its function:
+    it starts with '/', so no stored or client value can name another host (defence in depth beside
+    the validation), and whitespace, control and non-ASCII characters are percent-encoded."""
+    target = path if path.startswith("/") else "/" + path
+    if _UNSAFE_IN_TARGET.search(target) is None:
+        return target
+    return _UNSAFE_IN_TARGET.sub(lambda m: "".join(f"%{b:02X}" for b in m.group(0).encode()), target)
+
+
+_UNSAFE_IN_TARGET = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")
+
+
+def _absolute_path(value: str | None) -> str | None:
+    if value is not None and not is_absolute_path(value):
+        raise invalid(ABSOLUTE_PATH_RULE)
+    return value
+
+
 class HealthDto(ApiModel):
     protocol: Annotated[HealthProtocol, lenient(HealthProtocol)]
     uri: str
@@ -105,6 +137,12 @@ class HealthDto(ApiModel):
     expected_status_code: int = Field(ge=100, le=599)
 
     _uri = field_validator("uri")(_not_blank)
+
+
+class HealthRequestDto(HealthDto):
+    """`health` as a client sends it: its `uri` is a path the worker will call."""
+
+    _uri_path = field_validator("uri")(_absolute_path)
 
 
 class EnvironmentVariable(ApiModel):
@@ -281,7 +319,7 @@ class CreateFunctionRequest(ApiModel):
     helm_chart_service_name: str | None = None
     container_args: str | None = None
     container_environment: list[EnvironmentVariable] | None = None
-    health: HealthDto | None = None
+    health: HealthRequestDto | None = None
     health_uri: str | None = None
     models: list[ModelDto] | None = None
     resources: list[ResourceDto] | None = None
@@ -295,6 +333,7 @@ class CreateFunctionRequest(ApiModel):
     telemetries: TelemetriesDto | None = None
 
     _inference_url = field_validator("inference_url")(_not_blank)
+    _paths = field_validator("inference_url", "health_uri")(_absolute_path)
     _tags = field_validator("tags")(_check_tags)
 
     @field_validator("name")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +23,16 @@ class ClientRecord:
     allowed_scopes: list[str]
     created_at: datetime
     rotated_at: datetime | None
+
+    @property
+    def epoch_us(self) -> int:
+        """When the client's current secret began (creation or last rotation), in whole microseconds
+        since 1970: the `clientEpoch` claim of every token minted for it (auth/signing.py)."""
+        began = self.rotated_at or self.created_at
+        return (began - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _record(row: object) -> ClientRecord:
