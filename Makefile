@@ -13,7 +13,7 @@ export FNPLANE_TEST_POSTGRES_URL ?= postgresql://root@127.0.0.1:5432/test
 # directories that exist (bench/ and examples/ arrive with later issues)
 LINT_PATHS := $(wildcard src tests bench examples)
 
-.PHONY: install install-dev run test check bench migration settings-doc clean
+.PHONY: install install-dev system-packages run test check bench migration settings-doc clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PIP) install -q -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
-install: $(VENV)/.installed
+install: system-packages $(VENV)/.installed
 
-install-dev: $(VENV)/.installed-dev
+install-dev: system-packages $(VENV)/.installed-dev
+
+# bubblewrap (the function sandbox), installed with apt-get where we are root; else says what is missing
+system-packages:
+	@scripts/install-system-packages
 
 run: install
 	$(VENV)/bin/fnplane up $(ARGS)

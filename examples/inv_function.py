@@ -14,7 +14,8 @@ Routes (any method unless noted):
     /large?bytes=N&delay=S  N deterministic bytes (pattern(N) below) after S s, in 64 KiB writes
     /status?code=N        that status with {"error": "..."}
     /progress?steps=N&interval=S  writes the NVCF progress file N times, then answers {"done": true}
-    /files?name=F         writes F into NVCF-LARGE-OUTPUT-DIR (forces the 302 large-result path)
+    /files?name=F         writes F into NVCF-LARGE-OUTPUT-DIR (forces the 302 large-result path);
+                          with &link=T, also plants F.link, a symlink to T (which the worker never follows)
     /assets               JSON {assetId: sha256} of the files in NVCF-ASSET-DIR
     /v2/health/ready      200
 """
@@ -190,8 +191,11 @@ async def progress(request: web.Request) -> web.Response:
 
 async def files(request: web.Request) -> web.Response:
     out = Path(request.headers["NVCF-LARGE-OUTPUT-DIR"])
-    name = (await params(request)).get("name", "extra.bin")
+    q = await params(request)
+    name = q.get("name", "extra.bin")
     await asyncio.to_thread((out / name).write_bytes, pattern(1000))
+    if "link" in q:
+        await asyncio.to_thread((out / f"{name}.link").symlink_to, q["link"])
     return web.json_response({"wrote": name})
 
 

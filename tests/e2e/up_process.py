@@ -7,6 +7,7 @@ a test can always clean up by process group) and waits for `GET /health`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import psutil
 import pytest
 
 FNPLANE = Path(sys.executable).parent / "fnplane"
+REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 40.0
 STOP_TIMEOUT_S = 40.0
 
@@ -42,6 +44,11 @@ class UpProcess:
         self.stdout_path = home.parent / f"{home.name}-{self.port}.out"
         self.stderr_path = home.parent / f"{home.name}-{self.port}.err"
         environment = {k: v for k, v in os.environ.items() if not k.startswith("FNPLANE_")}
+        # the tests' functions live in this repository, whatever the working directory: their sandbox
+        # may read it (what an operator does with the setting for a model cache, say)
+        environment["FNPLANE_AGENT_SANDBOX_READ_ONLY_PATHS"] = json.dumps([str(REPO)])
+        # and some write marker files into the test's directory (DIR, inside it, stays hidden)
+        environment["FNPLANE_AGENT_SANDBOX_SHARED_PATHS"] = json.dumps([str(home.parent)])
         environment.update(env or {})
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.process = subprocess.Popen(
@@ -153,3 +160,16 @@ def deploy_inv_function(
             return dict(fn)
         time.sleep(0.2)
     raise AssertionError(f"never ACTIVE: {r.text}")
+
+
+def function_processes(function_id: str) -> list[psutil.Process]:
+    """The processes of a function's instances on this host, by the NVCF_FUNCTION_ID in their
+    environment, without the sandbox's bwrap processes that carry it too: host pids a test can signal."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("NVCF_FUNCTION_ID") == function_id and process.name() != "bwrap":
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found

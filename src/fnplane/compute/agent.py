@@ -25,6 +25,7 @@ from typing import Any
 from fnplane.bus.connection import BusCredential, NatsError, connect
 from fnplane.bus.topology import ensure_version_queue
 from fnplane.compute.backends.local import LocalProcessBackend
+from fnplane.compute.backends.sandbox import select_sandbox
 from fnplane.compute.control_client import ControlPlaneClient, ControlPlaneError
 from fnplane.compute.credentials import write_worker_credentials
 from fnplane.compute.settings import AgentSettings
@@ -63,6 +64,15 @@ class Agent:
             error_log_bytes=settings.error_log_bytes,
             log_max_bytes=settings.log_max_bytes,
             log_backups=settings.log_backups,
+            # DIR (keys, secrets, database, NATS store) and the state directory under it; the agent's
+            # token file
+            hidden_paths=[
+                settings.home,
+                *settings.sandbox_hidden_paths,
+                *([settings.token_file] if settings.token_file is not None else []),
+            ],
+            read_only_paths=settings.sandbox_read_only_paths,
+            shared_paths=settings.sandbox_shared_paths,
         )
         self.control = ControlPlaneClient(settings.control_url, settings.token, settings.http_timeout_s)
         self.supervisors: dict[str, InstanceSupervisor] = {}
@@ -84,8 +94,19 @@ class Agent:
 
     # ---- lifecycle ----------------------------------------------------------------------------------
 
+    @property
+    def isolation(self) -> str:
+        """How function processes are kept from the platform (`GET /health` of `fnplane up`)."""
+        return self.backend.isolation
+
     async def start(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        self.backend.sandbox = await asyncio.to_thread(
+            select_sandbox, s.sandbox, executable=s.sandbox_bwrap, tmpfs_bytes=s.sandbox_tmpfs_bytes
+        )
+        if self.backend.sandbox is not None:
+            log.info("function processes run in a %s sandbox", self.backend.isolation)
         earlier = await self.backend.cleanup()
         if earlier:
             log.warning(

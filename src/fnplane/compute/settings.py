@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -108,6 +109,20 @@ class AgentSettings(BaseSettings):
 
     # the interpreter that runs `python -m fnplane.compute.worker` (empty: the agent's own)
     worker_python: str = ""
+
+    # function sandbox (compute/backends/sandbox.py): bubblewrap, none (a single trusted user only), or
+    # auto = bubblewrap when a probe run of bwrap works here, else none (with a warning)
+    sandbox: Literal["auto", "bubblewrap", "none"] = "auto"
+    # the bwrap program (a name on PATH or a path)
+    sandbox_bwrap: str = "bwrap"
+    # size limit of each private tmpfs (/tmp, HOME) of a sandboxed function; 0 = the kernel's default
+    sandbox_tmpfs_bytes: int = 1024 * 1024 * 1024
+    # more directories a sandboxed function may read (besides the system and the working directory)
+    sandbox_read_only_paths: list[Path] = Field(default_factory=list)
+    # directories every sandboxed function may write (a shared volume; DIR stays hidden even inside one)
+    sandbox_shared_paths: list[Path] = Field(default_factory=list)
+    # more paths a sandboxed function never sees (besides DIR), e.g. a TLS key in the working directory
+    sandbox_hidden_paths: list[Path] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _read_token_file(self) -> AgentSettings:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fnplane.compute.backends.base import BackendError, ExitStatus, InstanceBackend
+from fnplane.compute.backends.base import BackendError, ExitStatus, InstanceBackend, request_root
 from fnplane.compute.backends.processes import ProcessTable, RotatingLog, stop_process_group
 from fnplane.compute.credentials import remove_worker_credentials
 from fnplane.compute.settings import AgentSettings
@@ -274,6 +274,8 @@ class InstanceSupervisor:
                 "FNPLANE_WORKER_METRICS_INTERVAL_S": str(settings.metrics_interval_s),
                 # the puller's drain (FNPLANE_WORKER_DRAIN_TIMEOUT_S) is the invocation plane's setting
                 "FNPLANE_WORKER_STOP_TIMEOUT_S": str(settings.stop_grace_s),
+                # the instance's request directory, which the function's sandbox binds read-write
+                "FNPLANE_WORKER_REQUEST_ROOT": str(request_root(settings.state_dir, self.instance_id)),
             }
         )
         process = await self.table.spawn(

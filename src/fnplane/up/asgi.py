@@ -102,8 +102,11 @@ class PlatformApp:
         gateway: Lifespan,
         is_gateway_request: Callable[[Scope], bool],
         limits: RequestLimits,
+        facts: Callable[[], dict[str, str]] = dict,
     ) -> None:
         self._control = control
+        # what /health reports besides its checks (e.g. `isolation`: how functions are sandboxed)
+        self._facts = facts
         self._gateway = gateway
         self._is_gateway_request = is_gateway_request
         self._health = health
@@ -179,12 +182,13 @@ class PlatformApp:
         if self.draining:
             failing["platform"] = "shutting down"
         if not failing:
-            body = {"status": "ok", "checks": checks}
+            body = {"status": "ok", "checks": checks, **self._facts()}
             await _send_json(send, 200, body, "application/json")
             return
         detail = "not ready: " + ", ".join(f"{name} ({state})" for name, state in sorted(failing.items()))
         document = problem(503, detail, scope.get("path", "/health"))
         document["checks"] = checks
+        document.update(self._facts())
         await _send_json(send, 503, document, PROBLEM_CONTENT_TYPE)
 
 

@@ -166,7 +166,7 @@ class Platform:
             gateway_per_credential=s.gateway_max_concurrent_per_credential,
             body_idle_timeout_s=s.body_idle_timeout_s,
         )
-        self._app = PlatformApp(self._control, self.health, gateway, claims, limits)
+        self._app = PlatformApp(self._control, self.health, gateway, claims, limits, self.facts)
         header_limits = HeaderLimits(
             http1_max_header_bytes=s.http1_max_header_bytes,
             http2_max_header_bytes=s.http2_max_header_bytes,
@@ -243,6 +243,10 @@ class Platform:
                 "home": self.home.path,
             }
         )
+        if self.settings.tls_key is not None:
+            # a TLS key may lie in the working directory: a sandboxed function never sees it
+            hidden = [*agent_settings.sandbox_hidden_paths, self.settings.tls_key]
+            agent_settings = agent_settings.model_copy(update={"sandbox_hidden_paths": hidden})
         self.agent = Agent(agent_settings, self.bus_credentials.agent(agent_settings.cluster_name))
         await self.agent.start()
         # the agent gives each function process its grace period before SIGKILL, then reports; never
@@ -267,6 +271,13 @@ class Platform:
             "agent": await _check(self._check_agent(), timeout_s),
         }
         return checks
+
+    def facts(self) -> dict[str, str]:
+        """What /health reports besides its checks: `isolation`, how function processes are kept from
+        the platform (`bubblewrap`, or `none`: the process backend is then for a single trusted user)."""
+        if self.agent is None:
+            return {}
+        return {"isolation": self.agent.isolation}
 
     async def _check_database(self) -> str:
         if self._engine is None:

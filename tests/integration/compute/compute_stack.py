@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 import polling
 from closed_bus import ClosedBus
@@ -258,3 +259,18 @@ async def wait_status(
     client: httpx.AsyncClient, fn: dict[str, Any], status: str, timeout_s: float = 20.0
 ) -> dict[str, Any]:
     return await polling.wait_status(client, fn, status, timeout_s, interval_s=0.1)
+
+
+def started_processes(agent_id: str, instance_id: str | None = None, *, role: str) -> list[psutil.Process]:
+    """The processes the agent started (one per instance and role): the marked processes without the
+    forks that share their marked environment (a sandbox's init is a fork of bwrap)."""
+    marked = marked_processes(agent_id, instance_id, role=role)
+    pids = {process.pid for process, _ in marked}
+    return [process for process, _ in marked if _parent_pid(process) not in pids]
+
+
+def _parent_pid(process: psutil.Process) -> int | None:
+    try:
+        return process.ppid()
+    except psutil.Error:
+        return None

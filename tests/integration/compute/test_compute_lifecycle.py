@@ -7,18 +7,26 @@ import signal
 
 import httpx
 import psutil
-from compute_stack import PY, Platform, create_function, deploy, wait_for, wait_status
+from compute_stack import PY, Platform, create_function, deploy, started_processes, wait_for, wait_status
 
 from fnplane.compute.backends.processes import INSTANCE_MARKER, marked_processes
 from polling import get_version
 
 
 async def _pid(port: int) -> int | None:
+    """The pid the function reports (inside a sandbox: its pid in its own PID namespace)."""
     try:
         async with httpx.AsyncClient(timeout=2.0) as client:
             return int((await client.get(f"http://127.0.0.1:{port}/pid")).json()["pid"])
     except httpx.HTTPError:
         return None
+
+
+def _function_pid(agent_id: str, instance_id: str) -> int | None:
+    """The host pid of the instance's function process (the outer bwrap when sandboxed): the one that
+    carries the agent's markers."""
+    found = started_processes(agent_id, instance_id, role="function")
+    return found[0].pid if len(found) == 1 else None
 
 
 async def test_deploy_runs_listens_shows_logs_and_undeploy_leaves_nothing(db_stack: Platform) -> None:
@@ -35,7 +43,8 @@ async def test_deploy_runs_listens_shows_logs_and_undeploy_leaves_nothing(db_sta
     instance_id = instance["instanceId"]
     supervisor = agent.supervisors[instance_id]
     assert supervisor.port is not None
-    pid = await _pid(supervisor.port)
+    assert await _pid(supervisor.port) is not None
+    pid = _function_pid(agent.agent_id, instance_id)
     assert pid is not None
     environ = psutil.Process(pid).environ()
     assert environ[INSTANCE_MARKER] == instance_id
@@ -70,13 +79,13 @@ async def test_kill_dash_nine_is_replaced_and_active_again(db_stack: Platform) -
     instance_id = active["activeInstances"][0]["instanceId"]
     port = agent.supervisors[instance_id].port
     assert port is not None
-    first = await _pid(port)
-    assert first is not None
+    first = _function_pid(agent.agent_id, instance_id)
+    assert first is not None and await _pid(port) is not None
     os.kill(first, signal.SIGKILL)
 
     async def serving_again() -> int | None:
-        pid = await _pid(port)
-        return pid if pid not in (None, first) else None
+        pid = _function_pid(agent.agent_id, instance_id)
+        return pid if pid not in (None, first) and await _pid(port) is not None else None
 
     second = await wait_for(serving_again)
     assert second != first

@@ -221,8 +221,7 @@ class InvocationStack:
         base = {
             "ack_wait_s": 5.0,
             "progress_interval_s": 1.0,
-            "large_output_root": str(self.tmp / "out"),
-            "asset_root": str(self.tmp / "assets"),
+            "request_root": str(self.tmp / "requests"),
         }
         base.update(settings)
         assignment = self.assignment(fn, port, max_concurrency)
@@ -255,8 +254,7 @@ class InvocationStack:
                 "FNPLANE_WORKER_FUNCTION_PORT": str(port),
                 "FNPLANE_WORKER_NATS_URL": self.nats_url,
                 "FNPLANE_WORKER_HEALTH_POLL_INTERVAL_S": "0.2",
-                "FNPLANE_WORKER_LARGE_OUTPUT_ROOT": str(self.tmp / "out"),
-                "FNPLANE_WORKER_ASSET_ROOT": str(self.tmp / "assets"),
+                "FNPLANE_WORKER_REQUEST_ROOT": str(self.tmp / "requests"),
             }
         )
         environ.update(env)

@@ -20,6 +20,7 @@ from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import subjects, wire
 
 VERSION = "0b9c8f9e-7a53-4d5e-8c43-3b1e2f6d7a10"
+FUNCTION = "7d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
 WINDOW = 8
 
 
@@ -76,7 +77,7 @@ def envelope(gateway: RequestBus, request_id: str, *, body_more: bool = False) -
     now = time.time()
     return wire.Envelope(
         request_id=request_id,
-        function_id="fn",
+        function_id=FUNCTION,
         version_id=VERSION,
         nca_id="nca",
         mode=wire.InvocationMode.DIRECT,
@@ -111,7 +112,7 @@ async def next_item(exchange: Exchange):
 async def test_request_response_and_credits_over_a_real_server(pair: Pair):
     gateway, worker = pair.gateway, pair.worker
     rid = "5a1c7d3e-0f6b-4c2a-9d8e-1b2c3d4e5f60"
-    exchange = Exchange(rid, "fn", VERSION, None)
+    exchange = Exchange(rid, FUNCTION, VERSION, None)
     gateway.open(exchange)
     sent = envelope(gateway, rid)
     await gateway.publish(sent, b"first body bytes")
@@ -167,7 +168,7 @@ async def test_the_worker_pulls_a_large_body_chunk_by_chunk(pair: Pair):
     )
     inline, eof = await body.read(500)
     assert not eof
-    exchange = Exchange(rid, "fn", VERSION, body)
+    exchange = Exchange(rid, FUNCTION, VERSION, body)
     gateway.open(exchange)
     sent = envelope(gateway, rid, body_more=True)
     offset = len(inline)
@@ -195,7 +196,7 @@ async def test_cancel_reaches_the_worker_and_the_status_record_is_shared(pair: P
 
     record = wire.StatusRecord(
         request_id=rid,
-        function_id="fn",
+        function_id=FUNCTION,
         version_id=VERSION,
         nca_id="nca",
         status=wire.RequestStatus.IN_PROGRESS,

@@ -10,6 +10,16 @@ from fnplane.shared.models.compute import HealthCheck, InstanceAssignment, Insta
 
 REPO = Path(__file__).resolve().parents[3]
 
+# `python -c` program: a parent that ignores SIGTERM and a child that ignores it too, in the same group;
+# "up" is printed only once the child runs (Popen returns after its exec)
+STUBBORN = (
+    "import signal,subprocess,sys,time;"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+    "subprocess.Popen([sys.executable,'-c',"
+    "'import signal,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);time.sleep(60)']);"
+    "print('up',flush=True);time.sleep(60)"
+)
+
 
 def make_assignment(
     container_args: str, *, protocol: str = "HTTP", **overrides: object

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from compute_support import REPO, make_assignment
+from compute_support import REPO, STUBBORN, make_assignment
 
 from fnplane.compute.backends.base import BackendError
 from fnplane.compute.backends.local import LocalProcessBackend
@@ -96,23 +96,12 @@ def _pids(found: list[tuple[psutil.Process, str]]) -> set[int]:
     return {process.pid for process, _ in found}
 
 
-# a parent that ignores SIGTERM and a child that ignores it too, in the same group; "up" is printed only
-# once the child runs (Popen returns after its exec)
-_STUBBORN = (
-    "import signal,subprocess,sys,time;"
-    "signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-    "subprocess.Popen([sys.executable,'-c',"
-    "'import signal,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);time.sleep(60)']);"
-    "print('up',flush=True);time.sleep(60)"
-)
-
-
 async def test_stop_kills_children_even_when_they_ignore_sigterm(tmp_path: Path) -> None:
     backend = _backend(tmp_path)
     backend.stop_grace_s = 0.5
     # `python` may be a pyenv shim whose helper processes come and go while it starts: count only once
     # the function said it is up, and compare with its real process tree rather than a number
-    assignment = make_assignment(f'python -c "{_STUBBORN}"')
+    assignment = make_assignment(f'python -c "{STUBBORN}"')
     handle = await backend.start(assignment)
     try:
         await _until_logged(backend, assignment.instance_id, "up")
@@ -132,7 +121,7 @@ async def test_processes_of_another_agent_are_never_touched(tmp_path: Path) -> N
     # another agent with its own id, running an instance with the same id, that ignores SIGTERM
     other = _backend(tmp_path / "other")
     other.stop_grace_s = 0.5
-    assignment = make_assignment(f'python -c "{_STUBBORN}"')
+    assignment = make_assignment(f'python -c "{STUBBORN}"')
     echo = make_assignment(f"{sys.executable} examples/echo_server.py", instanceId=assignment.instance_id)
     await other.start(assignment)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fnplane.shared.models.compute import InstanceAssignment
 
@@ -21,6 +22,12 @@ class BackendError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.cause = cause
+
+
+def request_root(state_dir: Path, instance_id: str) -> Path:
+    """The instance's request directory (0700), where its worker keeps each request's asset and output
+    directories; a backend makes it, and the function may write in it (and nowhere else of the agent's)."""
+    return state_dir / "requests" / instance_id
 
 
 @dataclass

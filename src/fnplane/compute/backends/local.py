@@ -2,26 +2,40 @@
 
 `containerArgs` is split like a POSIX shell splits words (shlex, no shell runs), `$(VAR)` references are
 expanded from the instance environment as Kubernetes expands container args, and the process runs in the
-agent's working directory with `containerEnvironment` plus the NVCF variables. Output goes through the
-agent into a rotated, size-bounded log file per instance, so the agent also keeps the stderr tail that a
-failure report carries.
+agent's working directory with `containerEnvironment` plus the NVCF variables and a minimal PATH, HOME,
+TMPDIR and LANG, nothing else of the agent's environment. With a sandbox (sandbox.py) the command runs
+inside bubblewrap, seeing only the system, the working directory and its instance's request directory
+(`<state>/requests/<instance>`, 0700, read-write; the worker puts each request's asset and output
+directories there). Output goes through the agent into a rotated, size-bounded log file per instance, so
+the agent also keeps the stderr tail that a failure report carries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import shlex
+import shutil
 import socket
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fnplane.compute.backends.base import BackendError, ExitStatus, InstanceBackend, InstanceHandle
+from fnplane.compute.backends.base import (
+    BackendError,
+    ExitStatus,
+    InstanceBackend,
+    InstanceHandle,
+    request_root,
+)
 from fnplane.compute.backends.processes import (
+    AGENT_MARKER,
+    INSTANCE_MARKER,
+    ROLE_MARKER,
     ProcessTable,
     RotatingLog,
     marked_processes,
@@ -29,11 +43,15 @@ from fnplane.compute.backends.processes import (
     tail_lines,
     terminate_processes,
 )
+from fnplane.compute.backends.sandbox import SANDBOX_HOME, SANDBOX_TMP, BubblewrapSandbox, SandboxMounts
 from fnplane.shared.models.compute import InstanceAssignment
 
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
-# inherited from the agent's own environment only when the child does not set them
-_INHERITED_PREFIX_BLOCKLIST = ("FNPLANE_", "NVCF_")
+# the only variables of the agent's own environment a function gets (unless it sets them itself)
+_INHERITED = ("PATH", "HOME", "TMPDIR", "LANG")
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+# an instance id names its request directory: one path component
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def expand_references(value: str, env: dict[str, str]) -> str:
@@ -59,8 +77,9 @@ def build_argv(container_args: str | None, env: dict[str, str]) -> list[str]:
 
 
 def build_environment(assignment: InstanceAssignment, port: int, base: dict[str, str]) -> dict[str, str]:
-    """The agent's PATH-like basics, then containerEnvironment, then the variables NVCF injects."""
-    env = {k: v for k, v in base.items() if not k.startswith(_INHERITED_PREFIX_BLOCKLIST)}
+    """PATH, HOME, TMPDIR and LANG of `base`, then containerEnvironment, then the variables NVCF injects."""
+    env = {k: base[k] for k in _INHERITED if k in base}
+    env.setdefault("PATH", _DEFAULT_PATH)
     env.update(assignment.container_environment)
     health = assignment.health
     env.update(
@@ -82,7 +101,18 @@ def build_environment(assignment: InstanceAssignment, port: int, base: dict[str,
             "MAX_REQUEST_CONCURRENCY": str(assignment.max_request_concurrency),
         }
     )
-    return env
+    # the platform's own prefix: its process markers are set (and for a sandbox removed) by the agent
+    return {k: v for k, v in env.items() if not k.startswith("FNPLANE_")}
+
+
+def _find_program(program: str, search_path: str, workdir: Path) -> None:
+    """FileNotFoundError unless `program` names an executable (as execvp would find it)."""
+    if "/" in program:
+        found = str(workdir / program) if os.access(workdir / program, os.X_OK) else None
+    else:
+        found = shutil.which(program, path=search_path)
+    if found is None or os.path.isdir(found):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -112,8 +142,19 @@ class LocalProcessBackend(InstanceBackend):
         error_log_bytes: int = 1024,
         log_max_bytes: int = 10 * 1024 * 1024,
         log_backups: int = 2,
+        sandbox: BubblewrapSandbox | None = None,
+        hidden_paths: Sequence[Path] = (),
+        read_only_paths: Sequence[Path] = (),
+        shared_paths: Sequence[Path] = (),
     ) -> None:
         self.state_dir = state_dir
+        self.sandbox = sandbox
+        # besides the state directory: never visible to a sandboxed function (DIR, a TLS key)
+        self.hidden_paths = list(hidden_paths)
+        # besides the system and the working directory: visible read-only
+        self.read_only_paths = list(read_only_paths)
+        # read-write for every sandboxed function (an operator's shared volume)
+        self.shared_paths = list(shared_paths)
         self.workdir = workdir
         self.stop_grace_s = stop_grace_s
         self.error_log_bytes = error_log_bytes
@@ -121,6 +162,11 @@ class LocalProcessBackend(InstanceBackend):
         self.log_backups = log_backups
         self.table = ProcessTable(state_dir / "processes.json", agent_id)
         self._instances: dict[str, _Instance] = {}
+
+    @property
+    def isolation(self) -> str:
+        """What keeps a function from the platform: `bubblewrap`, or `none` (a single trusted user)."""
+        return self.sandbox.isolation if self.sandbox is not None else "none"
 
     def log_path(self, instance_id: str) -> Path:
         return self.state_dir / "logs" / f"{instance_id}.log"
@@ -138,6 +184,19 @@ class LocalProcessBackend(InstanceBackend):
         instance.stderr.clear()
         instance.stderr_bytes = 0
         try:
+            root = await asyncio.to_thread(self._make_request_root, assignment.instance_id)
+            if self.sandbox is not None:
+                # inside bwrap a missing program is an exit code; outside it is a start failure
+                _find_program(argv[0], env["PATH"], self.workdir)
+                env.update({"HOME": SANDBOX_HOME, "TMPDIR": SANDBOX_TMP})
+                mounts = SandboxMounts(
+                    workdir=self.workdir,
+                    writable=[root],
+                    readable=self.read_only_paths,
+                    shared=self.shared_paths,
+                    hidden=[self.state_dir, *self.hidden_paths],
+                )
+                argv = self.sandbox.wrap(argv, mounts, unset=(AGENT_MARKER, INSTANCE_MARKER, ROLE_MARKER))
             process = await self.table.spawn(
                 assignment.instance_id, "function", argv, env=env, cwd=self.workdir
             )
@@ -154,6 +213,20 @@ class LocalProcessBackend(InstanceBackend):
             asyncio.create_task(self._pump(instance, process.stderr, is_stderr=True)),
         ]
         return instance.handle
+
+    def _make_request_root(self, instance_id: str) -> Path:
+        if not _SAFE_ID.fullmatch(instance_id):
+            raise BackendError(f"instance id {instance_id!r} is not a path component", cause="system-error")
+        root = request_root(self.state_dir, instance_id)
+        root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(root, 0o700)
+        return root
+
+    def _remove_request_root(self, instance_id: str) -> None:
+        if _SAFE_ID.fullmatch(instance_id):
+            # rmtree never follows a symlink the function left in it (shutil.rmtree.avoids_symlink_attacks)
+            shutil.rmtree(request_root(self.state_dir, instance_id), ignore_errors=True)
 
     async def _pump(self, instance: _Instance, stream: asyncio.StreamReader, *, is_stderr: bool) -> None:
         while True:
@@ -200,7 +273,9 @@ class LocalProcessBackend(InstanceBackend):
         deadline = loop.time() + self.stop_grace_s
         instance = self._instances.get(instance_id)
         if instance is not None and instance.process is not None:
-            await stop_process_group(instance.process, self.stop_grace_s)
+            if self.sandbox is not None:
+                await self.sandbox.terminate_inside(instance.process, self.stop_grace_s)
+            await stop_process_group(instance.process, max(deadline - loop.time(), 0.1))
             for pump in instance.pumps:
                 pump.cancel()
             await asyncio.gather(*instance.pumps, return_exceptions=True)
@@ -211,6 +286,8 @@ class LocalProcessBackend(InstanceBackend):
         # group members had their SIGTERM with the leader: they get what is left of the same grace period
         await terminate_processes([process for process, _ in strays], max(deadline - loop.time(), 0.0))
         self.table.forget(instance_id, "function")
+        if forget:
+            await asyncio.to_thread(self._remove_request_root, instance_id)
         if forget and instance is not None:
             instance.log.close()
             del self._instances[instance_id]
@@ -256,7 +333,10 @@ class LocalProcessBackend(InstanceBackend):
     async def cleanup(self) -> list[str]:
         # one live agent per state directory (and so per agent id): ConflictError otherwise
         self.table.lock()
-        return await self.table.sweep_earlier(self.stop_grace_s)
+        found = await self.table.sweep_earlier(self.stop_grace_s)
+        # what the earlier run's requests left behind
+        await asyncio.to_thread(shutil.rmtree, self.state_dir / "requests", True)
+        return found
 
     async def aclose(self) -> None:
         try:

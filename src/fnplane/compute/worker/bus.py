@@ -28,6 +28,8 @@ from nats.errors import Error as NatsError
 from fnplane.bus.buckets import Buckets
 from fnplane.bus.connection import Client, connect
 from fnplane.bus.topology import ensure_consumer, queue_exists
+from fnplane.compute.worker.envelopes import Refusal, check_envelope, usable_subject
+from fnplane.compute.worker.problems import WORKER_SOURCE, problem
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.shared import errors, subjects, topology, wire
 
@@ -295,10 +297,26 @@ class WorkerBus:
         try:
             envelope = wire.decode_request(headers)
         except wire.WireError as exc:
+            # nobody to answer: no reply subject can be trusted from a message that does not decode
             log.warning("dropping request message %s: %s", msg.subject, exc)
-            await msg.term()
+            await msg.ack()
+            return
+        refusal = check_envelope(envelope, msg.subject, self._version_id)
+        if refusal is not None:
+            await self._refuse(msg, envelope, refusal)
             return
         await on_delivery(Delivery(msg, envelope))
+
+    async def _refuse(self, msg: Msg, envelope: wire.Envelope, refusal: Refusal) -> None:
+        """Answer a malformed request 400 with its utils error code, and ack it: it never runs."""
+        log.warning("refusing request message %s: %s (%d)", msg.subject, refusal.detail, refusal.error_code)
+        if usable_subject(envelope.reply_to):
+            headers, body = problem(400, refusal.detail, WORKER_SOURCE, refusal.error_code)
+            attempt = msg.metadata.num_delivered or 1
+            head = wire.Head(400, headers, end=True)
+            with contextlib.suppress(NatsError):  # the answer is a courtesy; the ack is what counts
+                await self.nc.publish(envelope.reply_to, body, headers=wire.encode_head(head, attempt))
+        await msg.ack()
 
     # --- responses ---------------------------------------------------------------------------------
 

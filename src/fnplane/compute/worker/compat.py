@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
-from pathlib import Path
 from typing import IO
 
 from fnplane.compute.worker.bus import BodyError, CreditTimeout, ResponseChannel
@@ -28,6 +28,7 @@ from fnplane.compute.worker.problems import (
     problem,
 )
 from fnplane.compute.worker.progress import ProgressPoller, ProgressWatch, extra_files
+from fnplane.compute.worker.request_dirs import RequestDir
 from fnplane.compute.worker.results import ResultWriter
 from fnplane.shared import wire
 
@@ -42,7 +43,7 @@ class _Result:
         status: int,
         headers: list[tuple[str, str]],
         body: bytes,
-        spill: Path | None = None,
+        spill: IO[bytes] | None = None,
         *,
         worker_error: bool = False,
     ) -> None:
@@ -64,7 +65,7 @@ class CompatRequest:
         client: FunctionClient,
         channel: ResponseChannel,
         writer: ResultWriter,
-        output_dir: Path,
+        output: RequestDir,
         poller: ProgressPoller,
         status_refresh_s: float,
         detached: bool = False,
@@ -75,7 +76,7 @@ class CompatRequest:
         self._client = client
         self._channel = channel
         self._writer = writer
-        self._output_dir = output_dir
+        self._output = output
         self._poller = poller
         self._status_refresh_s = status_refresh_s
         # the client got its 202: results go to the status bucket
@@ -83,7 +84,7 @@ class CompatRequest:
 
     async def run(self) -> None:
         collect = asyncio.create_task(self._collect())
-        progress = ProgressWatch(self._output_dir)
+        progress = ProgressWatch(self._output)
         self._poller.add(progress)
         deadline = self._env.request_time + self._env.poll_s
         refresh_at = time.monotonic() + self._status_refresh_s
@@ -152,34 +153,37 @@ class CompatRequest:
         if is_stream(resp):
             return resp
         limit = env.max_response_bytes
-        fh: IO[bytes] | None = None
+        # an unnamed file of the worker's own (not in the function's directories); closed by _deliver
+        spill: IO[bytes] | None = None
         try:
             buf = bytearray()
-            spill: Path | None = None
             while chunk := await resp.read_chunk():
-                if fh is None and len(buf) + len(chunk) <= limit:
+                if spill is None and len(buf) + len(chunk) <= limit:
                     buf += chunk
                     continue
-                if fh is None:
-                    spill = self._output_dir.parent / f"{env.request_id}.response"
-                    fh = await asyncio.to_thread(open, spill, "wb")
-                    await asyncio.to_thread(fh.write, bytes(buf))
+                if spill is None:
+                    spill = await asyncio.to_thread(tempfile.TemporaryFile)
+                    await asyncio.to_thread(spill.write, bytes(buf))
                     buf = bytearray()
-                await asyncio.to_thread(fh.write, chunk)
+                await asyncio.to_thread(spill.write, chunk)
             return _Result(resp.status, response_headers(resp), bytes(buf), spill)
         except (HttpConnectionError, BodyError, OSError) as exc:
+            if spill is not None:
+                await asyncio.to_thread(spill.close)
             source = WORKER_SOURCE if isinstance(exc, BodyError) else CONNECTION_SOURCE
             h, b = problem(500, f"{exc!r}", source)
             return _Result(500, h, b, worker_error=True)
         finally:
-            if fh is not None:
-                await asyncio.to_thread(fh.close)
             resp.release()
 
     async def _deliver(self, result: _Result) -> None:
-        extra = await asyncio.to_thread(extra_files, self._output_dir)
+        extra = await asyncio.to_thread(extra_files, self._output)
         if result.spill is not None or extra:
-            name = await self._writer.store_large(result.body, result.spill, extra)
+            try:
+                name = await self._writer.store_large(result.body, result.spill, extra, self._output)
+            finally:
+                if result.spill is not None:
+                    await asyncio.to_thread(result.spill.close)
             if self.detached:
                 await self._writer.store_large_result(name)
             else:

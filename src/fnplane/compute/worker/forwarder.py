@@ -26,13 +26,8 @@ Two rules hold whatever fails:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 from fnplane.compute.worker.bus import BodyError, CreditTimeout, Delivery, ResponseChannel, WorkerBus
 from fnplane.compute.worker.compat import CompatRequest, fail_stream
@@ -47,6 +42,7 @@ from fnplane.compute.worker.problems import (
     problem,
 )
 from fnplane.compute.worker.progress import ProgressPoller
+from fnplane.compute.worker.request_dirs import RequestDir, RequestRoot
 from fnplane.compute.worker.results import RequestRejected, ResultUploadError, ResultWriter, download_assets
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.shared import errors, wire
@@ -64,10 +60,8 @@ class Forwarder:
         self._bus = bus
         self._client = client
         self._settings = settings
-        root = Path(tempfile.gettempdir()) / "fnplane"
-        # per-request dirs are joined as strings; Path objects only where files are touched (hot path)
-        self._output_root = (settings.large_output_root or str(root / "response")).rstrip("/")
-        self._asset_root = (settings.asset_root or str(root / "inputAssets")).rstrip("/")
+        # the instance's request directory, private; per-request paths are joined as strings (hot path)
+        self._root = RequestRoot(settings.request_root)
         self._compat: dict[str, CompatRequest] = {}
         self._progress = ProgressPoller(settings.progress_poll_s)
 
@@ -77,6 +71,7 @@ class Forwarder:
     async def aclose(self) -> None:
         """After the last request ended."""
         await self._progress.aclose()
+        self._root.close()
 
     def is_detached(self, request_id: str) -> bool:
         request = self._compat.get(request_id)
@@ -93,13 +88,15 @@ class Forwarder:
         writer = ResultWriter(self._bus.buckets, env, self._settings.inline_result_bytes)
         # a detached request stores its answer whole, so an SSE answer takes the compat path too
         compat = env.mode is wire.InvocationMode.PEXEC and (env.detached or not wants_stream(env))
-        output_dir_s = f"{self._output_root}/{rid}"
-        asset_dir_s = f"{self._asset_root}/{rid}"
+        # the request's own directories, only when it uses them (direct calls touch no file)
         files = compat or bool(env.assets)
+        dirs: RequestDir | None = None
         deadline = asyncio.timeout_at(asyncio.get_running_loop().time() + env.expires_at - time.time())
         try:
             async with deadline:
-                await self._run(delivery, channel, writer, compat, output_dir_s, asset_dir_s)
+                if files:
+                    dirs = await asyncio.to_thread(self._root.create, rid)
+                await self._run(delivery, channel, writer, compat, dirs)
             return True
         except RequestRejected:
             log.info("request %s was cancelled; stopped", rid)
@@ -114,8 +111,10 @@ class Forwarder:
         finally:
             self._compat.pop(rid, None)
             self._bus.close_channel(rid)
+            if dirs is not None:
+                dirs.close()
             if files:
-                await asyncio.to_thread(_remove_dirs, output_dir_s, asset_dir_s)
+                await asyncio.to_thread(self._root.remove, rid)
 
     async def _run(
         self,
@@ -123,19 +122,16 @@ class Forwarder:
         channel: ResponseChannel,
         writer: ResultWriter,
         compat: bool,
-        output_dir_s: str,
-        asset_dir_s: str,
+        dirs: RequestDir | None,
     ) -> None:
         env = delivery.envelope
         if env.detached:
             await writer.start()  # RequestRejected: cancelled while it waited, it never runs
         # an earlier delivery already answered 202: this one works detached from the start
         detached = env.detached or (delivery.attempt > 1 and compat and await writer.exists())
-        if compat:
-            await asyncio.to_thread(os.makedirs, output_dir_s, exist_ok=True)
-        if env.assets:
+        if env.assets and dirs is not None:
             try:
-                await download_assets(self._bus.buckets, env.assets, Path(asset_dir_s))
+                await download_assets(self._bus.buckets, env.assets, dirs)
             except (OSError, errors.FnplaneError) as exc:
                 headers, body = problem(
                     500, f"asset download failed: {exc}", WORKER_SOURCE, ASSET_DOWNLOAD_ERROR
@@ -145,11 +141,12 @@ class Forwarder:
                 else:
                     await channel.head(500, headers, body, end=True)
                 return
-        headers = self._client.request_headers(env, output_dir_s, asset_dir_s)
+        rid = env.request_id
+        headers = self._client.request_headers(env, self._root.output_path(rid), self._root.asset_path(rid))
         if not compat and env.detached:
             await self._record_pass_through(env, delivery.inline, headers, writer)
             return
-        if not compat:
+        if not compat or dirs is None:
             await self._pass_through(env, delivery.inline, headers, channel)
             return
         request = CompatRequest(
@@ -159,7 +156,7 @@ class Forwarder:
             client=self._client,
             channel=channel,
             writer=writer,
-            output_dir=Path(output_dir_s),
+            output=dirs,
             poller=self._progress,
             status_refresh_s=self._status_refresh_s(),
             detached=detached,
@@ -222,11 +219,3 @@ class Forwarder:
                 log.exception("could not report the failure of request %s (attempt %d)", rid, attempt + 1)
                 await asyncio.sleep(REPORT_RETRY_S * 2**attempt)
         return False
-
-
-def _remove_dirs(*dirs: str) -> None:
-    for d in dirs:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(d)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{d}.response")

@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
+from fnplane.compute.worker.request_dirs import RequestDir
+
 PROGRESS_FILE = "progress"
+# a larger progress file is not read (its partialResponse goes into a status record)
+MAX_PROGRESS_BYTES = 1024 * 1024
 
 
 class ProgressWatch:
-    def __init__(self, output_dir: Path) -> None:
-        self.path = output_dir / PROGRESS_FILE
+    def __init__(self, output: RequestDir) -> None:
+        self._output = output
         self.mtime_ns = 0
         self.percent: int | None = None
         self.partial: Any = None
@@ -28,17 +30,20 @@ class ProgressWatch:
         self.changed = asyncio.Event()
 
     def poll(self) -> bool:
-        """Whether the file changed since the last look (blocking: call it in a thread)."""
-        try:
-            mtime = os.stat(self.path).st_mtime_ns
-        except OSError:
+        """Whether the file changed since the last look (blocking: call it in a thread).
+
+        Only a regular file counts: a symlink planted as `progress` is never followed."""
+        mtime = self._output.output_mtime_ns(PROGRESS_FILE)
+        if mtime is None or mtime == self.mtime_ns:
             return False
-        if mtime == self.mtime_ns:
+        fh = self._output.open_output(PROGRESS_FILE)
+        if fh is None:
             return False
         try:
-            doc = json.loads(self.path.read_bytes())
+            with fh:
+                doc = json.loads(fh.read(MAX_PROGRESS_BYTES))
         except (OSError, ValueError):
-            return False  # half-written; the next look sees the whole file
+            return False  # half-written (or too big); the next look sees the whole file
         self.mtime_ns = mtime
         if isinstance(doc, dict):
             with contextlib.suppress(TypeError, ValueError):
@@ -47,12 +52,10 @@ class ProgressWatch:
         return True
 
 
-def extra_files(output_dir: Path) -> list[Path]:
-    """The files besides `progress` the function left in its output dir: they go into the result zip."""
-    try:
-        return sorted(p for p in output_dir.iterdir() if p.name != PROGRESS_FILE and p.is_file())
-    except OSError:
-        return []
+def extra_files(output: RequestDir) -> list[str]:
+    """The regular files besides `progress` the function left in its output dir: they go into the
+    result zip (links, FIFOs and directories are left out)."""
+    return output.output_files(skip=PROGRESS_FILE)
 
 
 class ProgressPoller:

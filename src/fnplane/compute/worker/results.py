@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
+import shutil
+import tempfile
 import zipfile
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 
 from fnplane.bus.buckets import CHUNK_BYTES, Buckets
+from fnplane.compute.worker.request_dirs import RequestDir
 from fnplane.shared import errors, subjects, wire
+
+_COPY_BYTES = 1024 * 1024
 
 
 class ResultUploadError(Exception):
@@ -97,48 +100,56 @@ class ResultWriter:
         percent = 100 if status is wire.RequestStatus.FULFILLED else None
         await self.store(self.record(status, percent_complete=percent, response=response))
 
-    async def store_large(self, body: bytes, spill: Path | None, extra: list[Path]) -> str:
-        """Zip `{rid}.response` and the extra output files (NVCF large.go) into the object store."""
-        rid = self._env.request_id
-        base = spill.parent if spill is not None else (extra[0].parent.parent if extra else Path("."))
-        zip_path = base / f"{rid}.zip"
+    async def store_large(
+        self, body: bytes, spill: IO[bytes] | None, extra: list[str], output: RequestDir | None
+    ) -> str:
+        """Zip `{rid}.response` and the extra output files (NVCF large.go) into the object store.
 
-        def build() -> None:
-            with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        `spill` holds the response when it outgrew memory; the extra files are opened in the output
+        dir without following links, and one that is no longer a regular file is left out."""
+        rid = self._env.request_id
+
+        def build(zip_file: IO[bytes]) -> None:
+            with zipfile.ZipFile(zip_file, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
                 if spill is not None:
-                    zf.write(spill, arcname=f"{rid}.response")
+                    spill.seek(0)
+                    with zf.open(zipfile.ZipInfo(f"{rid}.response"), "w", force_zip64=True) as member:
+                        shutil.copyfileobj(spill, member, _COPY_BYTES)
                 else:
                     zf.writestr(f"{rid}.response", body)
-                for path in extra:
-                    zf.write(path, arcname=path.name)
+                for name in extra:
+                    source = output.open_output(name) if output is not None else None
+                    if source is None:
+                        continue
+                    with source, zf.open(zipfile.ZipInfo(name), "w", force_zip64=True) as member:
+                        shutil.copyfileobj(source, member, _COPY_BYTES)
 
         name = subjects.result_object(rid)
         try:
-            await asyncio.to_thread(build)
-            fh = await asyncio.to_thread(open, zip_path, "rb")
+            # an unnamed file of the worker's own: nothing the function can see or replace
+            zip_file = await asyncio.to_thread(tempfile.TemporaryFile)
             try:
-                await self._buckets.put_result(self._env.version_id, name, fh)
+                await asyncio.to_thread(build, zip_file)
+                await asyncio.to_thread(zip_file.seek, 0)
+                await self._buckets.put_result(self._env.version_id, name, zip_file)
             finally:
-                await asyncio.to_thread(fh.close)
+                await asyncio.to_thread(zip_file.close)
         except (OSError, zipfile.BadZipFile, errors.FnplaneError) as exc:
             raise ResultUploadError(f"large response upload failed: {exc!r}") from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(zip_path.unlink)
         return name
 
 
 async def download_assets(
-    buckets: Buckets, assets: list[wire.AssetReference], asset_dir: Path, timeout_s: float = 300.0
+    buckets: Buckets, assets: list[wire.AssetReference], output: RequestDir, timeout_s: float = 300.0
 ) -> None:
-    """Each asset into `asset_dir/<assetId>`, concurrently (NVCF-ASSET-DIR): from its signed URL at a
-    gateway (NVCF's presigned GET), or from the bus when the reference carries none."""
-    await asyncio.to_thread(asset_dir.mkdir, parents=True, exist_ok=True)
+    """Each asset into `NVCF-ASSET-DIR/<assetId>`, concurrently, as new files (never through a link):
+    from its signed URL at a gateway (NVCF's presigned GET), or from the bus when the reference carries
+    none."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
 
         async def one(ref: wire.AssetReference) -> None:
-            fh = await asyncio.to_thread(open, asset_dir / ref.asset_id, "wb")
+            fh = await asyncio.to_thread(output.create_asset, ref.asset_id)
             try:
                 if ref.url:
                     await _fetch(session, ref, fh)

@@ -47,9 +47,10 @@ class WorkerSettings(BaseSettings):
     credit_timeout_s: float = 60.0
     # one chunk of a large request body from the gateway
     body_pull_timeout_s: float = 10.0
-    # per-request NVCF-LARGE-OUTPUT-DIR and NVCF-ASSET-DIR live under these (default: temp dir)
-    large_output_root: str = ""
-    asset_root: str = ""
+    # the instance's request directory: each request gets `<root>/<requestId>/` (0700) holding its
+    # NVCF-ASSET-DIR (`assets`) and NVCF-LARGE-OUTPUT-DIR (`output`); the agent sets it to
+    # `<state>/requests/<instance>` (empty: a new private temporary directory)
+    request_root: str = ""
     # detached results up to this size go inline into the status bucket, bigger ones to the object store
     inline_result_bytes: int = 256 * 1024
     # how often the progress file is looked at while a pexec request runs
