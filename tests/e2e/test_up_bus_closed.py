@@ -20,6 +20,8 @@ from fnplane.bus.credentials import OperatorKeys, UserCredential, decode_claims
 from fnplane.shared import permissions
 from fnplane.shared.permissions import Permissions
 
+ECHO = Path(__file__).parents[2] / "examples" / "echo_server.py"
+
 
 def nats_url(home: Path) -> str:
     [ports] = list((home / "nats" / "ports").glob("*.ports"))
@@ -51,7 +53,7 @@ async def invoke_echo(url: str, admin_key: str) -> None:
                 "inferenceUrl": "/echo",
                 "inferencePort": 8000,
                 "containerImage": "example/echo:1",
-                "containerArgs": f"python {Path(__file__).parents[2] / 'examples' / 'echo_server.py'}",
+                "containerArgs": f"{sys.executable} {ECHO}",
             },
         )
         assert created.status_code == 200, created.text

@@ -21,7 +21,8 @@ async def final_record(stack, request_id: str, timeout_s: float = 20.0):
     buckets = stack.gateway.bus.buckets
     deadline = asyncio.get_running_loop().time() + timeout_s
     while asyncio.get_running_loop().time() < deadline:
-        record = await buckets.get_status(request_id)
+        version_id = await buckets.version_of(request_id)
+        record = await buckets.get_status(version_id, request_id) if version_id else None
         if record is not None and record.is_final:
             return record
         await asyncio.sleep(0.05)
@@ -74,7 +75,9 @@ async def test_an_idempotency_key_behaves_the_same_through_another_gateway(stack
     fn = await stack.deploy(name="sub", inference_url="/slow", max_concurrency=1)
     port = await stack.function_process()
     await stack.worker(fn, port)
-    other = create_gateway_app(gateway_settings, stack.nats_url, stack.authority)
+    other = create_gateway_app(
+        gateway_settings, stack.nats_url, stack.authority, stack.bus.credentials.gateway()
+    )
     await other.start()
     try:
         async with httpx.AsyncClient(

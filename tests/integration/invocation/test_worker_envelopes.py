@@ -16,7 +16,6 @@ import uuid
 import zipfile
 from pathlib import Path
 
-import nats
 import pytest
 
 from fnplane.shared import subjects, wire
@@ -44,9 +43,10 @@ def _envelope(fn: dict, request_id: str, reply_to: str, **changes: object) -> di
     return doc
 
 
-async def _publish_raw(url: str, subject: str, envelope: dict, body: bytes) -> wire.HeadMessage | None:
-    """Publish one request message as a raw client would; the head the worker answers (None: none)."""
-    nc = await nats.connect(url)
+async def _publish_raw(stack, subject: str, envelope: dict, body: bytes) -> wire.HeadMessage | None:
+    """Publish one request message as a raw client with the gateway's grants would (a forged envelope
+    needs nothing less); the head the worker answers (None: none)."""
+    nc = await stack.bus.gateway_client()
     try:
         replies = await nc.subscribe(str(envelope["replyTo"]))
         headers = {wire.HDR_MSG_ID: str(uuid.uuid4()), wire.HDR_ENVELOPE: json.dumps(envelope)}
@@ -62,8 +62,8 @@ async def _publish_raw(url: str, subject: str, envelope: dict, body: bytes) -> w
         await nc.close()
 
 
-async def _queue_is_empty(url: str, version_id: str) -> bool:
-    nc = await nats.connect(url)
+async def _queue_is_empty(stack, version_id: str) -> bool:
+    nc = await stack.bus.gateway_client()
     try:
         info = await nc.jetstream().stream_info(subjects.request_stream(version_id))
         return info.state.messages == 0
@@ -72,8 +72,9 @@ async def _queue_is_empty(url: str, version_id: str) -> bool:
 
 
 def _tree(root: Path) -> set[str]:
-    """Every path under the test's directory but the nats-server's store (which changes by itself)."""
-    return {str(p.relative_to(root)) for p in root.rglob("*") if "nats" not in p.relative_to(root).parts[0]}
+    """Every path under the test's directory but the nats-server's store (`bus/nats`: it changes by
+    itself)."""
+    return {str(p.relative_to(root)) for p in root.rglob("*") if "nats" not in p.relative_to(root).parts[:2]}
 
 
 @pytest.fixture
@@ -105,10 +106,10 @@ async def test_a_malformed_envelope_is_refused_with_its_error_code_and_touches_n
     (victim / "keep.txt").write_text("precious")
     before = _tree(tmp_path)
     rid = request_id or str(uuid.uuid4())
-    reply = f"_INBOX.test.{uuid.uuid4().hex}"
+    reply = subjects.gateway_response_inbox("test", uuid.uuid4().hex)
     envelope = _envelope(fn, rid, reply, **changes)
     head = await _publish_raw(
-        stack.nats_url, subjects.request_subject(fn["versionId"], rid), envelope, b'{"name": "x.bin"}'
+        stack, subjects.request_subject(fn["versionId"], rid), envelope, b'{"name": "x.bin"}'
     )
     assert head is not None, "the worker did not answer"
     assert head.head.status == 400
@@ -117,7 +118,7 @@ async def test_a_malformed_envelope_is_refused_with_its_error_code_and_touches_n
     assert problem["type"].startswith("urn:nvcf-worker-service:problem-details:")
     # acked: nothing is redelivered, and no file appeared or vanished anywhere under the test's directory
     await asyncio.sleep(0.5)
-    assert await _queue_is_empty(stack.nats_url, fn["versionId"])
+    assert await _queue_is_empty(stack, fn["versionId"])
     assert (victim / "keep.txt").read_text() == "precious"
     assert _tree(tmp_path) == before
 
@@ -125,10 +126,10 @@ async def test_a_malformed_envelope_is_refused_with_its_error_code_and_touches_n
 async def test_a_message_on_another_requests_subject_is_refused(stack, deployed) -> None:
     fn = deployed
     rid = str(uuid.uuid4())
-    reply = f"_INBOX.test.{uuid.uuid4().hex}"
+    reply = subjects.gateway_response_inbox("test", uuid.uuid4().hex)
     # the envelope names one request, the subject another (a replayed or forged message)
     subject = subjects.request_subject(fn["versionId"], str(uuid.uuid4()))
-    head = await _publish_raw(stack.nats_url, subject, _envelope(fn, rid, reply), b"{}")
+    head = await _publish_raw(stack, subject, _envelope(fn, rid, reply), b"{}")
     assert head is not None and head.head.status == 400
     assert json.loads(head.body)["errorCode"] == 901
 
@@ -137,12 +138,10 @@ async def test_a_well_formed_raw_envelope_still_runs(stack, deployed) -> None:
     """The checks refuse only what is malformed: the same raw message with sound ids is served."""
     fn = deployed
     rid = str(uuid.uuid4())
-    reply = f"_INBOX.test.{uuid.uuid4().hex}"
+    reply = subjects.gateway_response_inbox("test", uuid.uuid4().hex)
     # `/echo` on this function: an ordinary answer, no large result
     envelope = _envelope(fn, rid, reply, path="/echo")
-    head = await _publish_raw(
-        stack.nats_url, subjects.request_subject(fn["versionId"], rid), envelope, b'{"ok": 1}'
-    )
+    head = await _publish_raw(stack, subjects.request_subject(fn["versionId"], rid), envelope, b'{"ok": 1}')
     assert head is not None and head.head.status == 200
     assert json.loads(head.body) == {"ok": 1}
 
