@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import up_process
 from up_process import UpProcess
 
 PROBE = Path(__file__).with_name("sandbox_probe.py")
@@ -124,8 +125,10 @@ def test_a_sandboxed_function_cannot_reach_the_platform(tmp_path: Path, start_up
         assert key not in "".join(env.values())
         assert env["MODEL"] == "tiny" and env["NVCF_FUNCTION_ID"] == fn["id"]
         # a private HOME and TMPDIR: empty at first, writable, not the platform's
-        # (a bound directory under /tmp, like this test's, brings its empty parent directories along)
-        mountpoints = {workdir.parts[2]} if workdir.parts[1] == "tmp" else set()
+        # (a bound directory under /tmp, like this test's or a checkout's, brings its empty parent
+        # directories along)
+        bound = (workdir, up_process.REPO)
+        mountpoints = {p.parts[2] for p in bound if len(p.parts) > 2 and p.parts[1] == "tmp"}
         assert report["home"]["before"] == [] and report["home"]["write"] == "written", report["home"]
         assert set(report["tmp"]["before"]) <= mountpoints and report["tmp"]["write"] == "written"
         assert env["HOME"] != os.environ.get("HOME") and not Path(env["HOME"], "sandbox-probe-write").exists()
