@@ -37,8 +37,6 @@ ALLOWED = {
 }
 ALLOWED_PREFIXES = ("NVCF_", "INFERENCE_HEALTH_")
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-
 
 def _deploy_probe(client: httpx.Client) -> dict[str, Any]:
     r = client.post(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import stat
 import sys
 from pathlib import Path
@@ -20,8 +19,6 @@ from fnplane.compute.backends.base import request_root
 from fnplane.compute.backends.local import LocalProcessBackend
 from fnplane.compute.backends.processes import AGENT_MARKER, INSTANCE_MARKER, marked_processes
 from fnplane.compute.backends.sandbox import BubblewrapSandbox, SandboxError, select_sandbox
-
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
 # prints its environment's FNPLANE_ names, then "up"; on SIGTERM prints "got SIGTERM" and exits 0
 _GRACEFUL = (
