@@ -86,3 +86,11 @@ class CpuMeter:
             component, end = after.get(key, (component, start))
             used[component] += end - start
         return CpuUse(used)
+
+
+def cpu_row(name: str, clients: int, gateway: dict[str, float], direct: dict[str, float] | None) -> str:
+    """A row of the CPU tables in docs/benchmarks.md: us per request per component, through the
+    platform (`gateway`, from `per_request_us`) and for the direct call's function."""
+    cells = [gateway[c] for c in (GATEWAY, WORKER, NATS, "platform", FUNCTION)]
+    direct_cell = f"{direct[FUNCTION]:,.0f}" if direct is not None else "-"
+    return f"| {name} | {clients} | " + " | ".join(f"{v:,.0f}" for v in cells) + f" | {direct_cell} |"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,6 +44,8 @@ class Platform:
         self.home = Path(tempfile.mkdtemp(prefix="fnplane-bench-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port()
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.key = "nvapi-" + secrets.token_urlsafe(32)
         self.proc: subprocess.Popen[bytes] | None = None
         self.direct_proc: subprocess.Popen[bytes] | None = None
@@ -64,7 +67,7 @@ class Platform:
                 "--http-port",
                 str(self.port),
                 "--grpc-port",
-                str(free_port()),
+                str(self.grpc_port),
             ],
             cwd=REPO,
             env=env,
@@ -77,13 +80,18 @@ class Platform:
         self.direct_url = f"http://127.0.0.1:{direct_port}"
         wait_http(f"{self.direct_url}/v2/health/ready")
 
-    def deploy(self, name: str, inference_url: str, concurrency: int) -> dict[str, Any]:
+    def deploy(
+        self, name: str, inference_url: str, concurrency: int, function: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Register and deploy a function (`function` overrides fields of the HTTP echo's registration)
+        and wait until it is ACTIVE and, for an HTTP function, answers through the gateway."""
         body = {
             "name": name,
             "inferenceUrl": inference_url,
             "inferencePort": 8000,
             "containerImage": "example/inv:1",
             "containerArgs": f"{sys.executable} {FUNCTION} $(PORT)",
+            **(function or {}),
         }
         r = httpx.post(f"{self.url}/v2/nvcf/functions", json=body, headers=self.auth, timeout=10)
         r.raise_for_status()
@@ -112,6 +120,8 @@ class Platform:
             time.sleep(0.3)
         else:
             raise TimeoutError(f"{name} never became ACTIVE")
+        if body.get("health", {}).get("protocol") == "gRPC":
+            return fn  # no HTTP to answer; a gRPC session's first call waits for the worker itself
         # ACTIVE means an instance is healthy; wait until its worker answers through the gateway too
         host = f"{fn['id']}.invocation.127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
@@ -137,3 +147,5 @@ class Platform:
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        # no leftovers: the run's home (database, NATS store, logs) goes with it
+        shutil.rmtree(self.home, ignore_errors=True)

@@ -3,11 +3,14 @@ same run, with the CPU each process spends per request (bench/cpu.py), written t
 (the hand-written sections named in KEPT_SECTIONS are kept as they are).
 
 Scenarios mirror NVCF's load tests (reference/invocation.md 8.3-8.7): small echo at 1 and 32 clients,
-4 KiB responses, 2 MB requests, 10 MB responses via 302, SSE at 500-2,500 events/s, 1,000 held long polls.
+4 KiB responses, 2 MB requests, 10 MB responses via 302, SSE at 500-2,500 events/s, 1,000 held long polls;
+then the gRPC scenarios (bench/grpc_calls.py). `python -m bench.run --grpc` runs only those and rewrites only
+the doc's gRPC section.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform as pyplatform
@@ -19,8 +22,9 @@ from pathlib import Path
 
 import psutil
 
+from bench import grpc_calls as grpc_bench
 from bench import loadgen
-from bench.cpu import FUNCTION, CpuMeter, CpuUse
+from bench.cpu import FUNCTION, CpuMeter, CpuUse, cpu_row
 from bench.platform import REPO, Platform
 
 DOC = REPO / "docs" / "benchmarks.md"
@@ -39,6 +43,12 @@ KEPT_SECTIONS = (
     "What we changed on the request path and what it bought",
     "CPU per request before the second edition of the request path",
     "Cold start",
+    "gRPC: where the time goes",
+    "Issues 10 and 11: same-run A/B of the HTTP path, 1ad1b05 (before) → e656aab (after)",
+    "Issues 8 and 9: same-run A/B, 61cbc3c (before) → 3f8ce52 (after)",
+    "Issues 12 and 13: same-run A/B of the HTTP path, d2a9446 (before) → main at 19:30 UTC (after)",
+    "Issue 14 and the telemetry cut: same-run A/B of the HTTP path, d842f9c (before) → a852378 (after)",
+    "Telemetry CPU: same-run A/B",
 )
 
 
@@ -58,6 +68,10 @@ def machine() -> str:
     )
 
 
+def now() -> str:
+    return f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+
+
 def load(url: str, connections: int, headers: dict[str, str], body: bytes) -> loadgen.LoadResult:
     if loadgen.have_wrk():
         return loadgen.wrk(url, connections=connections, duration_s=DURATION_S, headers=headers, body=body)
@@ -66,13 +80,11 @@ def load(url: str, connections: int, headers: dict[str, str], body: bytes) -> lo
     )
 
 
-def cpu_row(name: str, clients: int, gateway: dict[str, float], direct: dict[str, float] | None) -> str:
-    cells = [gateway[c] for c in ("gateway", "worker", "nats", "platform", "function")]
-    direct_cell = f"{direct['function']:,.0f}" if direct is not None else "-"
-    return f"| {name} | {clients} | " + " | ".join(f"{v:,.0f}" for v in cells) + f" | {direct_cell} |"
-
-
 def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.run")
+    ap.add_argument("--grpc", action="store_true", help="only the gRPC scenarios (the doc's gRPC section)")
+    if ap.parse_args().grpc:
+        return grpc_only()
     p = Platform()
     rows: list[str] = []
     cpu_rows: list[str] = []
@@ -224,9 +236,33 @@ def main() -> None:
             f"* 1,000 held long polls: `fnplane up` process (control plane + gateway + agent) peaked at "
             f"**{peak:.0f} MiB** RSS (target < 300 MB: {'met' if peak * 1.048576 < 300 else 'NOT met'})"
         )
+        grpc_results = grpc_bench.measure(p, meter)
     finally:
         p.stop()
-    write_doc(rows, large_row, sse_rows, hold_row, notes, cpu_rows, idle_ms_per_s)
+    grpc_section = grpc_bench.section(grpc_results, now(), machine(), "make bench")
+    write_doc(rows, large_row, sse_rows, hold_row, notes, cpu_rows, idle_ms_per_s, grpc_section)
+
+
+def grpc_only() -> None:
+    p = Platform()
+    try:
+        p.start()
+        assert p.proc is not None
+        results = grpc_bench.measure(p, CpuMeter(p.proc.pid))
+    finally:
+        p.stop()
+    section = grpc_bench.section(results, now(), machine(), "python -m bench.run --grpc")
+    old = DOC.read_text() if DOC.exists() else ""
+    # in place of the last gRPC section, else where `make bench` puts it: before the kept sections
+    pattern = r"^## gRPC\n.*?(?=^## |\Z)"
+    if re.search(pattern, old, flags=re.S | re.M):
+        text = re.sub(pattern, lambda _: section + "\n", old, count=1, flags=re.S | re.M)
+    else:
+        kept = [m.start() for h in KEPT_SECTIONS if (m := re.search(rf"^## {re.escape(h)}", old, re.M))]
+        at = min(kept, default=len(old))
+        text = old[:at] + section + "\n" + old[at:]
+    DOC.write_text(text.rstrip() + "\n")
+    print(f"wrote the gRPC section of {DOC}")
 
 
 def write_doc(
@@ -237,6 +273,7 @@ def write_doc(
     notes: list[str],
     cpu_rows: list[str],
     idle_ms_per_s: float,
+    grpc_section: str,
 ) -> None:
     old = DOC.read_text() if DOC.exists() else ""
     # hand-written sections survive a re-run: the cold-start numbers (bench/cold_start.py), the
@@ -249,7 +286,7 @@ def write_doc(
     generator = "wrk" if loadgen.have_wrk() else "an asyncio client (wrk not installed)"
     text = f"""# Benchmarks
 
-Written by `make bench` (`python -m bench.run`) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
+Written by `make bench` (`python -m bench.run`) on {now()} UTC.
 Machine: {machine()}. Everything (load generator, `fnplane up` with NATS, worker and function processes)
 shares this machine, so absolute numbers are low; the ratios against the direct call, measured in the
 same run with the same function server (`examples/inv_function.py`, aiohttp) on its own port, are the
@@ -303,6 +340,7 @@ measured by the client from the first to the last of 1 s worth of events.
 | --- | ---: | ---: | ---: |
 {hold_row}
 
+{grpc_section}
 """
     DOC.write_text(text + kept.rstrip() + "\n" if kept else text)
     print(f"wrote {DOC}")

@@ -2,6 +2,9 @@
 
     containerArgs: "python examples/echo_server.py"   (listens on $PORT, default 8000)
 
+It listens on 127.0.0.1, or on $FUNCTION_HOST: the test image (tests/images/echo.Containerfile) sets
+0.0.0.0, since a published container port arrives on the container's own interface, not its loopback.
+
 GET /v2/health/ready -> 200; any POST echoes its JSON body back; GET /pid tells the process id.
 ECHO_STARTUP_DELAY_S delays listening (a slow-starting server).
 """
@@ -53,8 +56,9 @@ def main() -> None:
         print(f"echo: warming up for {delay_s}s", flush=True)
         time.sleep(delay_s)
     port = int(os.environ.get("PORT", "8000"))
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    print(f"echo: listening on 127.0.0.1:{port}", flush=True)
+    host = os.environ.get("FUNCTION_HOST", "127.0.0.1")
+    server = ThreadingHTTPServer((host, port), Handler)
+    print(f"echo: listening on {host}:{port}", flush=True)
     server.serve_forever()
 
 

@@ -2,6 +2,8 @@
 
     python examples/inv_function.py [port]
 
+It listens on 127.0.0.1, or on $FUNCTION_HOST (its test image, tests/images/inv.Containerfile: 0.0.0.0).
+
 Routes (any method unless noted):
     /echo                 the request body back, same Content-Type
     /inspect              JSON: method, path, query, headers, body length and sha256 as the function saw them
@@ -232,5 +234,10 @@ if __name__ == "__main__":
         else os.environ.get("PORT") or os.environ.get("INFERENCE_PORT") or 8000
     )
     web.run_app(
-        make_app(), host="127.0.0.1", port=port, print=None, access_log=None, handler_cancellation=True
+        make_app(),
+        host=os.environ.get("FUNCTION_HOST", "127.0.0.1"),
+        port=port,
+        print=None,
+        access_log=None,
+        handler_cancellation=True,
     )

@@ -1,4 +1,6 @@
-"""Fixtures every test tier shares: databases (SQLite and the real PostgreSQL) and a control-plane app.
+"""Fixtures every test tier shares: databases (SQLite and the real PostgreSQL) and a control-plane app,
+a real Podman with the test images (tests/podman.py: `podman_service`, `container_images`), and a real
+registry with an image pushed to it (tests/container_registry.py: `container_registry`).
 
 PostgreSQL tests run when FNPLANE_TEST_POSTGRES_URL is set (`.ci/run` and `make test` set it to the
 local server); each test gets a database of its own, dropped afterwards.
@@ -9,8 +11,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
+
+from container_registry import container_registry
+from podman import build_images_for, container_images, podman_service
+
+# fixtures, registered by being imported here
+__all__ = ["container_images", "container_registry", "podman_service"]
 
 POSTGRES_URL = os.environ.get("FNPLANE_TEST_POSTGRES_URL", "")
 
@@ -53,12 +62,8 @@ async def _drop_postgres_database(name: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
-    """A fresh, empty database: once on SQLite, once on the real PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/fnplane.db"
-        return
+@asynccontextmanager
+async def _fresh_postgres_database() -> AsyncIterator[str]:
     if not POSTGRES_URL:
         pytest.skip("FNPLANE_TEST_POSTGRES_URL is not set")
     name, url = await _create_postgres_database()
@@ -68,7 +73,29 @@ async def database_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterato
         await _drop_postgres_database(name)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
+    """A fresh, empty database: once on SQLite, once on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/fnplane.db"
+        return
+    async with _fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh, empty database on the real PostgreSQL only (for what SQLite cannot do: replicas)."""
+    async with _fresh_postgres_database() as url:
+        yield url
+
+
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     """For tests whose subject is not the database."""
     return f"sqlite:///{tmp_path}/fnplane.db"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # the test images are built here, not in a test's setup, out of reach of the per-test timeout
+    build_images_for(items)

@@ -16,13 +16,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from up_process import UpProcess
+from up_process import UpProcess, new_api_key
 
 pytestmark = pytest.mark.xdist_group("bounded_input_up")
 
@@ -216,23 +215,7 @@ def test_a_stalled_body_gets_408_and_the_connection_is_freed(up: UpProcess) -> N
 
 
 def _new_key(up: UpProcess, scopes: list[str]) -> str:
-    body = {
-        "description": "concurrency",
-        "expires_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
-        "authorizations": {
-            "policies": [
-                {
-                    "aud": "nvidia-cloud-functions-ncp-service-id-aketm",
-                    "product": "nv-cloud-functions",
-                    "resources": [{"id": "*", "type": "account-functions"}],
-                    "scopes": scopes,
-                }
-            ]
-        },
-    }
-    r = httpx.post(f"{up.url}/v1/keys", json=body, headers=AUTH)
-    assert r.status_code == 200, r.text
-    return str(r.json()["value"])
+    return new_api_key(up, AUTH, scopes)[1]
 
 
 @contextmanager

@@ -32,6 +32,7 @@ ALLOWED = {
     "PWD",
     "INFERENCE_PORT",
     "PORT",
+    "HEALTH_PORT",
     "MAX_REQUEST_CONCURRENCY",
     "MODEL",
 }

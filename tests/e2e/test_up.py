@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from up_process import START_TIMEOUT_S, STOP_TIMEOUT_S, UpProcess, assert_all_gone
+from up_process import START_TIMEOUT_S, STOP_TIMEOUT_S, UpProcess, assert_all_gone, self_signed_certificate
 
 
 def test_first_start_serves_health_and_prints_the_admin_key_once(
@@ -95,34 +95,7 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path, start_up: type[UpProcess])
 def test_tls_serves_h2_by_alpn_and_the_agent_still_reaches_the_api(
     tmp_path: Path, start_up: type[UpProcess]
 ) -> None:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fnplane.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("fnplane.test")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    cert_path, key_path = self_signed_certificate(tmp_path)
     up = start_up(tmp_path / "home", args=["--tls-cert", str(cert_path), "--tls-key", str(key_path)])
     https = f"https://127.0.0.1:{up.port}/health"
     deadline = time.monotonic() + START_TIMEOUT_S

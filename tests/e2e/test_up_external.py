@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from up_process import START_TIMEOUT_S, STOP_TIMEOUT_S, UpProcess, assert_all_gone, free_port
+from up_process import START_TIMEOUT_S, STOP_TIMEOUT_S, UpProcess, assert_all_gone, free_port, wait_for_port
 
 from fnplane.bus.credentials import UserCredential
 from fnplane.up.bus_auth import BusCredentials, operator_keys
@@ -32,13 +31,7 @@ def external_nats(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_port(port)
         yield f"nats://127.0.0.1:{port}", process
     finally:
         process.terminate()

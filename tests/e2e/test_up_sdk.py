@@ -37,13 +37,13 @@ async def test_async_client_deploys_and_invokes(platform: tuple[UpProcess, str])
         assert [f["id"] for f in await client.list_functions()] == [fid]
         await client.deploy(fid, vid, gpu="L40S", instance_type="LOCAL.GPU.L40S_1x")
         await client.wait_for_status(fid, vid, "ACTIVE", timeout_s=60)
-        response = await client.invoke(fid, {"hello": "sdk"})
-        assert response.json() == {"echo": {"hello": "sdk"}, "path": "/echo"}
+        assert await client.invoke(fid, {"hello": "sdk"}) == {"echo": {"hello": "sdk"}, "path": "/echo"}
 
         account = await client.create_service_account("ci", ["invoke_function"])
         token = await client.token(account["clientId"], account["clientSecret"], ["invoke_function"])
-        async with AsyncClient(up.url, token) as ci:
-            assert (await ci.invoke(fid, {"from": "jwt"})).json()["echo"] == {"from": "jwt"}
+        assert token["token_type"].lower() == "bearer" and token["expires_in"] > 0
+        async with AsyncClient(up.url, token["access_token"]) as ci:
+            assert (await ci.invoke(fid, {"from": "jwt"}))["echo"] == {"from": "jwt"}
             with pytest.raises(ForbiddenError) as forbidden:
                 await ci.list_functions()
             assert forbidden.value.status == 403  # type: ignore[attr-defined]

@@ -47,16 +47,24 @@ def env_names(cls: type[BaseSettings], name: str, field: FieldInfo) -> list[str]
 
 
 def field_comments(cls: type[BaseSettings]) -> dict[str, str]:
-    """The comment lines directly above each field in the class body."""
+    """The comment lines directly above each field in the class body (or a base class's of ours)."""
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass.__module__.startswith("fnplane."):
+            comments.update(_own_field_comments(klass, cls.model_fields))
+    return comments
+
+
+def _own_field_comments(klass: type, fields: dict[str, FieldInfo]) -> dict[str, str]:
     comments: dict[str, str] = {}
     pending: list[str] = []
-    for line in inspect.getsource(cls).splitlines():
+    for line in inspect.getsource(klass).splitlines():
         stripped = line.strip()
         if line.startswith("    #") and not line.startswith("     "):
             pending.append(stripped.lstrip("# ").rstrip())
             continue
         match = _FIELD_LINE.match(line)
-        if match and match.group(1) in cls.model_fields:
+        if match and match.group(1) in fields:
             comments[match.group(1)] = " ".join(pending)
         if not line.startswith("        "):  # a continuation line keeps nothing pending
             pending = []

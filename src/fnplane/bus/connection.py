@@ -82,7 +82,8 @@ async def connect(
         auth["inbox_prefix"] = inbox_prefix
     connected = False
     await nc.connect(
-        url,
+        # a cluster: "nats://a:4222,nats://b:4222" (the client learns the others from the server too)
+        [server.strip() for server in url.split(",") if server.strip()],
         name=name,
         max_reconnect_attempts=-1,
         disconnected_cb=disconnected,

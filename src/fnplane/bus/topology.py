@@ -8,24 +8,47 @@
 * `ensure_buckets(specs)` creates the KV and object-store buckets (the gateway, at start) and
   `bind_buckets(specs)` only opens them (workers: a request reaches a worker only after a gateway
   started, so its buckets exist).
+
+Every stream and bucket gets `FNPLANE_NATS_REPLICAS` copies (`BusSettings`): 1 on one server (the
+embedded one), 3 on a JetStream cluster (docs/deploy.md). Every component of an installation must be
+given the same value: one that differs would scale the shared streams up and down.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fnplane.bus.connection import Client
 from fnplane.shared import subjects, topology
 from fnplane.shared.topology import BucketKind, BucketSpec, ConsumerSpec, QueueSpec
 
 
+class BusSettings(BaseSettings):
+    """How the platform's JetStream state is kept (FNPLANE_NATS_*), the same for every component."""
+
+    model_config = SettingsConfigDict(env_prefix="FNPLANE_NATS_")
+
+    # copies of every stream and bucket: 1 on one server, 3 on a JetStream cluster (at most the
+    # cluster's size; JetStream refuses more)
+    replicas: int = Field(default=1, ge=1, le=5)
+
+
+@functools.cache
+def replicas() -> int:
+    """The installation's replica count, read once per process."""
+    return BusSettings().replicas
+
+
 async def ensure_queue(js: JetStreamContext, spec: QueueSpec, *, update: bool = True) -> None:
-    config = spec.stream_config()
+    config = {**spec.stream_config(), "num_replicas": replicas()}
     try:
         await js.add_stream(**config)
     except BadRequestError:
@@ -87,6 +110,7 @@ async def _bucket(js: JetStreamContext, spec: BucketSpec, *, create: bool) -> Ke
             storage=storage,
             max_bytes=spec.max_bytes,
             direct=spec.direct,
+            replicas=replicas(),
         )
         try:
             return await js.create_key_value(kv_config)
@@ -99,7 +123,7 @@ async def _bucket(js: JetStreamContext, spec: BucketSpec, *, create: bool) -> Ke
         with contextlib.suppress(BucketNotFoundError):
             return await js.object_store(spec.name)
     os_config = api.ObjectStoreConfig(
-        bucket=spec.name, ttl=spec.ttl_s, storage=storage, max_bytes=spec.max_bytes
+        bucket=spec.name, ttl=spec.ttl_s, storage=storage, max_bytes=spec.max_bytes, replicas=replicas()
     )
     try:
         return await js.create_object_store(spec.name, os_config)

@@ -24,6 +24,8 @@ from typing import Any
 
 from fnplane.bus.connection import BusCredential, NatsError, connect
 from fnplane.bus.topology import ensure_version_queue
+from fnplane.compute.backends.container import ContainerBackend, ContainerLimits
+from fnplane.compute.backends.gpus import GpuPool
 from fnplane.compute.backends.local import LocalProcessBackend
 from fnplane.compute.backends.sandbox import select_sandbox
 from fnplane.compute.control_client import ControlPlaneClient, ControlPlaneError
@@ -56,24 +58,7 @@ class Agent:
         self._nats_credential = nats_credential
         self.name = settings.cluster_name
         self.agent_id = settings.effective_agent_id
-        self.backend = LocalProcessBackend(
-            state_dir=settings.state_dir,
-            workdir=settings.workdir,
-            agent_id=self.agent_id,
-            stop_grace_s=settings.stop_grace_s,
-            error_log_bytes=settings.error_log_bytes,
-            log_max_bytes=settings.log_max_bytes,
-            log_backups=settings.log_backups,
-            # DIR (keys, secrets, database, NATS store) and the state directory under it; the agent's
-            # token file
-            hidden_paths=[
-                settings.home,
-                *settings.sandbox_hidden_paths,
-                *([settings.token_file] if settings.token_file is not None else []),
-            ],
-            read_only_paths=settings.sandbox_read_only_paths,
-            shared_paths=settings.sandbox_shared_paths,
-        )
+        self.backend: LocalProcessBackend | ContainerBackend = build_backend(settings, self.agent_id)
         self.control = ControlPlaneClient(settings.control_url, settings.token, settings.http_timeout_s)
         self.supervisors: dict[str, InstanceSupervisor] = {}
         self.registered = False
@@ -102,11 +87,16 @@ class Agent:
     async def start(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         s = self.settings
-        self.backend.sandbox = await asyncio.to_thread(
-            select_sandbox, s.sandbox, executable=s.sandbox_bwrap, tmpfs_bytes=s.sandbox_tmpfs_bytes
-        )
-        if self.backend.sandbox is not None:
-            log.info("function processes run in a %s sandbox", self.backend.isolation)
+        if isinstance(self.backend, ContainerBackend):
+            # no runtime answering is a start failure (ContainerRuntimeError), as a missing sandbox is
+            await self.backend.connect()
+            log.info("functions run as containers through %s", self.backend.url)
+        else:
+            self.backend.sandbox = await asyncio.to_thread(
+                select_sandbox, s.sandbox, executable=s.sandbox_bwrap, tmpfs_bytes=s.sandbox_tmpfs_bytes
+            )
+            if self.backend.sandbox is not None:
+                log.info("function processes run in a %s sandbox", self.backend.isolation)
         earlier = await self.backend.cleanup()
         if earlier:
             log.warning(
@@ -419,6 +409,53 @@ class Agent:
         finally:
             waiter.cancel()
             await lines.aclose()  # type: ignore[attr-defined]
+
+
+def build_backend(settings: AgentSettings, agent_id: str) -> LocalProcessBackend | ContainerBackend:
+    """The backend `settings.backend` names (docs/backends.md)."""
+    if settings.backend == "container":
+        return ContainerBackend(
+            state_dir=settings.state_dir,
+            agent_id=agent_id,
+            stop_grace_s=settings.stop_grace_s,
+            host=settings.container_host,
+            api_timeout_s=settings.container_api_timeout_s,
+            limits=ContainerLimits(
+                cpus=settings.container_cpus,
+                cpus_default=settings.container_cpus_default,
+                memory_bytes=settings.container_memory_bytes,
+                memory_default_bytes=settings.container_memory_default_bytes,
+            ),
+            gpus=container_gpus(settings),
+            labels=settings.container_labels,
+            error_log_bytes=settings.error_log_bytes,
+            log_max_bytes=settings.log_max_bytes,
+            log_backups=settings.log_backups,
+        )
+    return LocalProcessBackend(
+        state_dir=settings.state_dir,
+        workdir=settings.workdir,
+        agent_id=agent_id,
+        stop_grace_s=settings.stop_grace_s,
+        error_log_bytes=settings.error_log_bytes,
+        log_max_bytes=settings.log_max_bytes,
+        log_backups=settings.log_backups,
+        # DIR (keys, secrets, database, NATS store) and the state directory under it; the agent's
+        # token file
+        hidden_paths=[
+            settings.home,
+            *settings.sandbox_hidden_paths,
+            *([settings.token_file] if settings.token_file is not None else []),
+        ],
+        read_only_paths=settings.sandbox_read_only_paths,
+        shared_paths=settings.sandbox_shared_paths,
+    )
+
+
+def container_gpus(settings: AgentSettings) -> GpuPool | None:
+    """The real GPUs a container backend hands out (None: a fake pool, no GPU is requested)."""
+    devices = settings.real_gpus()
+    return None if devices is None else GpuPool(devices, settings.container_gpu_request)
 
 
 async def run_agent(settings: AgentSettings) -> int:

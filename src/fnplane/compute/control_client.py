@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from fnplane.shared.control_urls import ControlUrls
 from fnplane.shared.models.compute import (
     ClusterRecord,
     ClusterRegistration,
@@ -18,17 +19,26 @@ class ControlPlaneError(Exception):
 
 
 class ControlPlaneClient:
+    """`base_url`: the control API, or its replicas' URLs comma-separated (shared/control_urls.py)."""
+
     def __init__(self, base_url: str, token: str, timeout_s: float) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self._urls = ControlUrls(base_url)
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout_s)
 
     async def _call(self, method: str, path: str, body: str | None = None) -> httpx.Response:
-        try:
-            response = await self._http.request(
-                method, path, content=body, headers={"Content-Type": "application/json"} if body else None
-            )
-        except httpx.HTTPError as error:
-            raise ControlPlaneError(f"{method} {path}: {type(error).__name__}: {error}") from error
+        headers = {"Content-Type": "application/json"} if body else None
+        for base in self._urls.in_order():
+            try:
+                response = await self._http.request(method, f"{base}{path}", content=body, headers=headers)
+                break
+            except httpx.TransportError as error:  # this replica is down or cut off: the next one
+                self._urls.unreachable(base)
+                failure = error
+            except httpx.HTTPError as error:
+                raise ControlPlaneError(f"{method} {path}: {type(error).__name__}: {error}") from error
+        else:
+            raise ControlPlaneError(f"{method} {path}: {type(failure).__name__}: {failure}") from failure
         if response.status_code >= 300:
             raise ControlPlaneError(f"{method} {path}: {response.status_code} {response.text[:300]}")
         return response

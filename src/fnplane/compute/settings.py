@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fnplane.shared.models.compute import GpuInventory, InstanceTypeInventory
+
+if TYPE_CHECKING:
+    from fnplane.compute.inventory import GpuDevices
 
 
 def default_inventory() -> list[GpuInventory]:
@@ -63,6 +66,10 @@ class AgentSettings(BaseSettings):
     inventory: list[GpuInventory] | None = None
     # use NVML (pynvml) when importable and GPUs are present
     discover_gpus: bool = True
+    # the configured inventory describes this host's real GPUs, numbered 0, 1, ... in its order (each
+    # pool's capacity of them): the container backend requests them from its runtime as it does GPUs
+    # found through NVML (off: a configured pool is fake, like the default one, and none is requested)
+    inventory_gpus_real: bool = False
     # stable per (state dir, cluster) unless given, so a restarted agent recognises its processes
     agent_id: str | None = None
 
@@ -110,6 +117,30 @@ class AgentSettings(BaseSettings):
     # the interpreter that runs `python -m fnplane.compute.worker` (empty: the agent's own)
     worker_python: str = ""
 
+    # what runs an instance (docs/backends.md): `process` = containerArgs as a local process (sandboxed,
+    # below); `container` = containerImage through the Docker Engine API (Docker or Podman)
+    backend: Literal["process", "container"] = "process"
+    # the container runtime's API, e.g. unix:///run/podman/podman.sock; empty: DOCKER_HOST, then
+    # CONTAINER_HOST, then the first of /var/run/docker.sock and /run/podman/podman.sock that exists
+    container_host: str = ""
+    # deadline of each call to the container runtime (a pull's: between two progress lines; the wait
+    # for an exit and the output stream have none)
+    container_api_timeout_s: float = Field(default=60.0, gt=0)
+    # CPUs a container may use, per instance type name, as JSON: {"LOCAL.GPU.L40S_1x": 8}
+    container_cpus: dict[str, float] = Field(default_factory=dict)
+    # CPUs of a container whose instance type container_cpus does not list; 0 = no limit
+    container_cpus_default: float = Field(default=0.0, ge=0)
+    # memory limit of a container (no swap on top), per instance type name, as JSON
+    container_memory_bytes: dict[str, int] = Field(default_factory=dict)
+    # memory limit of a container whose instance type container_memory_bytes does not list; 0 = none
+    container_memory_default_bytes: int = Field(default=0, ge=0)
+    # how a container asks its runtime for the GPUs of its instance (docs/backends.md "GPUs"), when
+    # they are real: device-request = the NVIDIA Container Toolkit's request for those device indices
+    # (Docker); cdi = CDI device names nvidia.com/gpu=<index> (Docker 28.2+, Podman)
+    container_gpu_request: Literal["device-request", "cdi"] = "device-request"
+    # labels of the operator's on every container, as JSON ({"team": "ml"}); the fnplane.* ones win
+    container_labels: dict[str, str] = Field(default_factory=dict)
+
     # function sandbox (compute/backends/sandbox.py): bubblewrap, none (a single trusted user only), or
     # auto = bubblewrap when a probe run of bwrap works here, else none (with a warning)
     sandbox: Literal["auto", "bubblewrap", "none"] = "auto"
@@ -146,6 +177,19 @@ class AgentSettings(BaseSettings):
             return self.agent_id
         digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
         return f"{self.cluster_name}-{digest}"
+
+    def real_gpus(self) -> GpuDevices | None:
+        """The GPUs a container backend requests from its runtime: NVML's when the inventory comes from
+        NVML, a configured inventory's when `inventory_gpus_real` says it is this host's; None for a
+        fake pool, which has nothing to request."""
+        from fnplane.compute.inventory import GpuDevices, discover_nvml_devices, nvml_devices
+
+        if self.inventory is not None:
+            return GpuDevices.numbered(self.inventory) if self.inventory_gpus_real else None
+        if not self.discover_gpus:
+            return None
+        found = discover_nvml_devices()
+        return nvml_devices(found) if found else None
 
     def effective_inventory(self) -> list[GpuInventory]:
         if self.inventory is not None:

@@ -32,11 +32,14 @@ from fnplane.compute.backends.processes import ProcessTable, RotatingLog, stop_p
 from fnplane.compute.credentials import remove_worker_credentials
 from fnplane.compute.settings import AgentSettings
 from fnplane.compute.worker.events import parse_event
+from fnplane.compute.worker_metrics import WORKER_METRICS
 from fnplane.shared.models.compute import InstanceAssignment, InstanceReport, InstanceState
 
 log = logging.getLogger(__name__)
 
 Reporter = Callable[[str, InstanceReport], Awaitable[None] | None]
+# a start's progress (an image pull) is reported at most this often; the newest word always arrives
+PROGRESS_REPORT_INTERVAL_S = 1.0
 PrepareWorker = Callable[[InstanceAssignment], Awaitable[Path | None]]
 
 
@@ -69,8 +72,14 @@ class InstanceSupervisor:
         self.state = InstanceState.STARTING
         self.cause: str | None = None
         self.error_log: str | None = None
+        # what the backend says a start is doing (an image pull's progress), reported while it lasts
+        self.detail: str | None = None
+        self._progress_task: asyncio.Task[None] | None = None
         self.restarts = 0
         self.port: int | None = None
+        # where the worker health-checks the function: `port`, or the backend's second port for a
+        # `health.port` other than the inference port
+        self.health_port: int | None = None
         self.load = LoadSample()
         self.healthy = False
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -91,7 +100,11 @@ class InstanceSupervisor:
 
     def report_now(self) -> InstanceReport:
         return InstanceReport(
-            state=self.state, cause=self.cause, errorLog=self.error_log, restarts=self.restarts
+            state=self.state,
+            cause=self.cause,
+            errorLog=self.error_log,
+            restarts=self.restarts,
+            detail=self.detail,
         )
 
     async def _report(self, state: InstanceState) -> None:
@@ -107,6 +120,8 @@ class InstanceSupervisor:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # a start cut short (a pull under way) says nothing more
+        await self._end_progress()
         await self._stop_processes()
         remove_worker_credentials(self.settings.state_dir, self.instance_id)
         if self.state != InstanceState.FAILED:
@@ -231,13 +246,40 @@ class InstanceSupervisor:
 
     async def _launch(self) -> bool:
         try:
-            handle = await self.backend.start(self.assignment)
+            handle = await self.backend.start(self.assignment, self._on_progress)
         except BackendError as error:
+            await self._end_progress()
             await self._fail(error.cause, error.detail, self.backend.stderr_tail(self.instance_id))
             return False
+        await self._end_progress()
         self.port = handle.port
+        self.health_port = handle.health_port or handle.port
         self._exit_task = asyncio.create_task(self._watch_exit())
         return True
+
+    def _on_progress(self, detail: str) -> None:
+        """The backend's word on a start under way: reported as `starting` with it, at most once per
+        PROGRESS_REPORT_INTERVAL_S (the newest word always goes out)."""
+        self.detail = detail
+        if self._progress_task is None or self._progress_task.done():
+            self._progress_task = asyncio.create_task(self._report_progress())
+
+    async def _report_progress(self) -> None:
+        while True:
+            said = self.detail
+            await self._report(InstanceState.STARTING)
+            await asyncio.sleep(PROGRESS_REPORT_INTERVAL_S)
+            if self.detail == said:
+                return
+
+    async def _end_progress(self) -> None:
+        """The start is over: no more progress reports, and the next report says nothing of it."""
+        task, self._progress_task = self._progress_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.detail = None
 
     async def _watch_exit(self) -> None:
         status = await self.backend.wait(self.instance_id)
@@ -259,13 +301,15 @@ class InstanceSupervisor:
         settings = self.settings
         env.update(
             {
-                # the credential travels only as a file: the path, never the content
+                # the credential travels only as a file: the path, never the content; the function's
+                # environment (its secrets) and the registry login are none of the worker's business
                 "FNPLANE_WORKER_ASSIGNMENT": self.assignment.model_dump_json(
-                    by_alias=True, exclude={"nats_credentials"}
+                    by_alias=True, exclude={"nats_credentials", "registry_auth", "container_environment"}
                 ),
                 "FNPLANE_WORKER_NATS_CREDS": str(creds) if creds is not None else "",
                 "FNPLANE_WORKER_FUNCTION_HOST": "127.0.0.1",
                 "FNPLANE_WORKER_FUNCTION_PORT": str(self.port),
+                "FNPLANE_WORKER_HEALTH_PORT": str(self.health_port),
                 "FNPLANE_WORKER_NATS_URL": settings.nats_url,
                 "FNPLANE_WORKER_NATS_CONNECT_TIMEOUT_S": str(settings.nats_connect_timeout_s),
                 "FNPLANE_WORKER_HEALTH_POLL_INTERVAL_S": str(settings.health_poll_interval_s),
@@ -276,6 +320,7 @@ class InstanceSupervisor:
                 "FNPLANE_WORKER_STOP_TIMEOUT_S": str(settings.stop_grace_s),
                 # the instance's request directory, which the function's sandbox binds read-write
                 "FNPLANE_WORKER_REQUEST_ROOT": str(request_root(settings.state_dir, self.instance_id)),
+                "FNPLANE_WORKER_REQUEST_DIRS_SHARED": "true" if self.backend.shares_request_dirs else "false",
             }
         )
         process = await self.table.spawn(
@@ -309,6 +354,8 @@ class InstanceSupervisor:
                 self.load.busy_slot_seconds += float(event.get("busySlotSeconds", 0.0))
                 self.load.slot_seconds += slots * float(event.get("intervalSeconds", 0.0))
                 self.load.invocations += int(event.get("invocations", 0))
+                version = (self.assignment.function_id, self.assignment.version_id)
+                WORKER_METRICS.record(self.instance_id, version, event)
         code = await process.wait()
         if not self._stopping:
             await self._events.put(("worker-exit", code))
@@ -330,6 +377,7 @@ class InstanceSupervisor:
                 task.cancel()
         await stop_process_group(process, self.settings.stop_grace_s)
         self.table.forget(self.instance_id, "worker")
+        WORKER_METRICS.worker_stopped(self.instance_id)
 
     def take_load(self) -> LoadSample:
         sample, self.load = self.load, LoadSample()

@@ -18,7 +18,7 @@ from __future__ import annotations
 from fnplane.control.auth.authenticator import Authenticator
 from fnplane.control.auth.dependencies import parse_bearer
 from fnplane.control.content_type import FORM_PATHS
-from fnplane.shared import errors
+from fnplane.shared import errors, metrics
 from fnplane.shared.asgi import (
     ASGIApp,
     BodyGuard,
@@ -62,6 +62,7 @@ class BodyAdmissionMiddleware:
                 bearer = parse_bearer(raw.decode("latin-1") if raw is not None else None)
                 await self._authenticator.authenticate(bearer)
             except errors.FnplaneError as error:
+                metrics.count_auth_failure("control", error)
                 await send_error(send, error, path)
                 return
         guard = BodyGuard(receive, send, path, max_bytes=self._limit)

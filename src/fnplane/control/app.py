@@ -4,7 +4,8 @@ What the app is made of is built once by `create_components` and kept as `app.co
 whoever builds the app hands in its collaborators (the agent kick, the NATS connection) as arguments
 and reads what it needs (the gateway's `access_authority`) from `app.components`.
 
-Every FnplaneError and every request-validation error becomes `application/problem+json`.
+Every FnplaneError and every request-validation error becomes `application/problem+json`, and the
+OpenAPI document (`/v3/openapi`) says so (`fnplane.control.openapi`).
 """
 
 from __future__ import annotations
@@ -17,19 +18,24 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from fnplane.control.admission import BodyAdmissionMiddleware
 from fnplane.control.auth.revocation import PublishRevoked
-from fnplane.control.autoscaler import AutoscalerSettings
+from fnplane.control.autoscaler import AutoscalerSettings, SharePeers
 from fnplane.control.components import ControlComponents, create_components
 from fnplane.control.content_type import JsonBodyMiddleware
 from fnplane.control.db.repositories.transactions import Engine
+from fnplane.control.openapi import document_problems
+from fnplane.control.reconciler import WakePeers
+from fnplane.control.request_metrics import RequestMetricsMiddleware
 from fnplane.control.routes import include_all
 from fnplane.control.services.instance_logs import NatsConnection
 from fnplane.control.services.instances import IssueWorkerCredentials
 from fnplane.control.services.notify import NotifyClusterChanged
 from fnplane.control.settings import ControlSettings
 from fnplane.control.uuid_paths import UuidPathMiddleware
+from fnplane.shared import metrics
 from fnplane.shared.errors import BadRequestError, FnplaneError
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for, problem_headers
 
@@ -55,6 +61,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FnplaneError)
     async def _domain_error(request: Request, error: FnplaneError) -> ProblemResponse:
+        metrics.count_auth_failure("control", error)
         return _domain_problem(request, error)
 
     @app.exception_handler(RequestValidationError)
@@ -77,9 +84,28 @@ def install_problem_handlers(app: FastAPI) -> None:
             return _domain_problem(
                 request, BadRequestError(f"{error.detail}: {rule}", field="body", rule=rule)
             )
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # RFC 9110 15.5.6: every method of the path (Starlette names those of one route only)
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         return ProblemResponse(
-            problem(error.status_code, str(error.detail), request.url.path), status_code=error.status_code
+            problem(error.status_code, str(error.detail), request.url.path),
+            status_code=error.status_code,
+            headers=headers or None,
         )
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes on the request's path (asked of the router, as it would route)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
 
 
 class ControlApp(FastAPI):
@@ -88,6 +114,12 @@ class ControlApp(FastAPI):
     def __init__(self, components: ControlComponents, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.components = components
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, built once, with the problem answers the API really gives."""
+        if self.openapi_schema is None:
+            self.openapi_schema = document_problems(super().openapi())
+        return self.openapi_schema
 
 
 @asynccontextmanager
@@ -108,6 +140,8 @@ def create_app(
     nats: NatsConnection | None = None,
     autoscaler_settings: AutoscalerSettings | None = None,
     issue_worker_credentials: IssueWorkerCredentials | None = None,
+    wake_peers: WakePeers | None = None,
+    share_with_peers: SharePeers | None = None,
 ) -> ControlApp:
     """The app; MissingKeyHashSecretError (naming FNPLANE_CONTROL_KEY_HASH_SECRET) without a secret.
 
@@ -120,6 +154,10 @@ def create_app(
     * `autoscaler_settings`: default `AutoscalerSettings()` (from FNPLANE_AUTOSCALER_*).
     * `issue_worker_credentials(version_id, instance_id)`: the `.creds` text of a new instance's own
       NATS credential (`fnplane up` holds the account signing key); None: assignments carry none.
+    * `wake_peers()`: on a replica without the control lease, tells the holder to reconcile
+      (`fnplane control` broadcasts on NATS); None: the holder finds the change at its next pass.
+    * `share_with_peers(payload)`: broadcasts what the autoscaler learns (agents' load, wakes) to the
+      other replicas, whose `autoscaler.observe_from_peer` records it; None: a single replica.
     """
     components = create_components(
         settings,
@@ -129,6 +167,8 @@ def create_app(
         nats=nats,
         autoscaler_settings=autoscaler_settings,
         issue_worker_credentials=issue_worker_credentials,
+        wake_peers=wake_peers,
+        share_with_peers=share_with_peers,
     )
     app = ControlApp(
         components,
@@ -148,5 +188,7 @@ def create_app(
         authenticator=components.auth.authenticator,
         max_body_bytes=settings.max_body_bytes,
     )
+    # outermost: every answer is counted, the admission's refusals too
+    app.add_middleware(RequestMetricsMiddleware)
     include_all(app)
     return app

@@ -14,27 +14,37 @@
 Beyond NVCF: `Autoscaler.wake(version_id)` scales a version from zero at once when a request waits for
 it (the gateway calls `POST /v1/fnplane/versions/{vid}/wake`), instead of after a metrics loop.
 A queue-depth source, when given, counts a waiting request as an invocation too.
+
+Several control-plane replicas: only the lease holder's cycles decide, but the agents' reports and
+the wakes reach whichever replica they were sent to. Each replica passes what it learns on to the
+others (`share_with_peers`, a NATS broadcast `fnplane control` wires in) and records theirs
+(`observe_from_peer`), so every replica, the holder and whoever takes over from it, sees all of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
+import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fnplane.control.db.lease import Lease, LocalLease
 from fnplane.control.db.repositories import deployments as deployments_repo
 from fnplane.control.db.repositories import functions as functions_repo
 from fnplane.control.db.repositories import instances as instances_repo
 from fnplane.control.db.repositories.deployments import GpuSpecRecord
 from fnplane.control.db.repositories.transactions import Database
 from fnplane.control.services.deployments import DeploymentService
+from fnplane.shared import metrics
 from fnplane.shared.models.compute import WorkerMetrics
 from fnplane.shared.models.functions import FunctionStatus
 from fnplane.shared.models.wire import duration_seconds
@@ -42,6 +52,9 @@ from fnplane.shared.models.wire import duration_seconds
 log = logging.getLogger(__name__)
 
 QueueDepth = Callable[[str], Awaitable[int]]
+SharePeers = Callable[[bytes], Awaitable[None]]
+# a broadcast to the other replicas that takes longer than this is given up (they miss one sample)
+_SHARE_TIMEOUT_S = 2.0
 
 
 class AutoscalerSettings(BaseSettings):
@@ -221,8 +234,15 @@ class Autoscaler:
         *,
         store: WorkerLoadStore | None = None,
         queue_depth: QueueDepth | None = None,
+        lease: Lease | None = None,
+        share_with_peers: SharePeers | None = None,
     ) -> None:
         self._database = database
+        # with several control-plane replicas, only the lease holder's cycles decide (db/lease.py)
+        self._lease: Lease = lease or LocalLease()
+        self._share_with_peers = share_with_peers
+        # this replica's own broadcasts come back to it: recognised by this id and skipped
+        self._origin = uuid.uuid4().hex
         self._deployments = deployments
         self.settings = settings or AutoscalerSettings()
         self.store = store or WorkerLoadStore(self.settings)
@@ -242,6 +262,8 @@ class Autoscaler:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.scaling_interval_s)
+            if not self._lease.held:
+                continue
             try:
                 await self.run_once()
             except asyncio.CancelledError:
@@ -253,15 +275,39 @@ class Autoscaler:
                     raise asyncio.CancelledError from None  # a driver turned our cancellation into its own
                 log.exception("autoscaling cycle failed")
 
-    def record_metrics(self, metrics: WorkerMetrics) -> None:
-        """What an agent reported about its workers' load."""
+    async def record_metrics(self, metrics: WorkerMetrics) -> None:
+        """What an agent reported about its workers' load (passed on to the other replicas)."""
         self.store.record(metrics)
+        await self._share({"metrics": metrics.model_dump(mode="json", by_alias=True)})
 
     async def wake(self, version_id: str) -> bool:
         """A request waits for the version: count it as an invocation, so the version is not scaled
         straight back to zero, and request an instance at once if it has none; whether it did."""
         self.store.note_invoked(version_id)
+        await self._share({"invoked": version_id})
         return await self.request_instance_now(version_id)
+
+    def observe_from_peer(self, payload: bytes) -> None:
+        """What another replica's `record_metrics` or `wake` learnt (its broadcast, received here)."""
+        try:
+            document = json.loads(payload)
+            if document.get("origin") == self._origin:
+                return
+            if "metrics" in document:
+                self.store.record(WorkerMetrics.model_validate(document["metrics"]))
+            if isinstance(document.get("invoked"), str):
+                self.store.note_invoked(document["invoked"])
+        except (ValueError, AttributeError, ValidationError) as error:
+            log.warning("unreadable observation from another replica: %s", error)
+
+    async def _share(self, observation: dict[str, Any]) -> None:
+        if self._share_with_peers is None:
+            return
+        payload = json.dumps({"origin": self._origin, **observation}).encode()
+        try:
+            await asyncio.wait_for(self._share_with_peers(payload), _SHARE_TIMEOUT_S)
+        except (TimeoutError, OSError) as error:
+            log.warning("could not pass an observation on to the other replicas: %s", error)
 
     async def request_instance_now(self, version_id: str) -> bool:
         """Scale an ACTIVE version with no live instance to one instance at once; whether it did.
@@ -301,11 +347,16 @@ class Autoscaler:
                 specs = await deployments_repo.specs_of(conn, deployment.deployment_id)
                 rows = await instances_repo.of_version(conn, version.version_id)
                 current = sum(1 for r in rows if r.desired and r.state in instances_repo.LIVE_STATES)
-                plans.append((version.version_id, specs, current))
-        for version_id, specs, current in plans:
+                plans.append((version.function_id, version.version_id, specs, current))
+        for function_id, version_id, specs, current in plans:
             total = await self._decide(version_id, specs, current)
             if total is None:
                 continue
+            metrics.AUTOSCALER_CURRENT.labels(function_id, version_id).set(current)
+            metrics.AUTOSCALER_DESIRED.labels(function_id, version_id).set(total)
+            samples = self.store.samples(version_id)
+            if samples:
+                metrics.AUTOSCALER_UTILIZATION.labels(function_id, version_id).set(samples[-1])
             targets = distribute(specs, total)
             if all(targets[s.gpu_specification_id] == s.target_instances for s in specs):
                 continue
@@ -315,6 +366,7 @@ class Autoscaler:
                         spec.gpu_specification_id, targets[spec.gpu_specification_id]
                     )
             changed[version_id] = sum(targets.values())
+            metrics.AUTOSCALER_DECISIONS.labels("up" if changed[version_id] > current else "down").inc()
             log.info(
                 "autoscaler: version %s from %d to %d instance(s)", version_id, current, changed[version_id]
             )

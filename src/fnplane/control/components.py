@@ -8,9 +8,12 @@
           │                     services, the Revoker(publish_revoked) that broadcasts revocations
           ├── secret_box        SecretBox: function secrets sealed at rest
           ├── notifier          ClusterNotifier(notify_cluster_changed): kicks agents
+          ├── lease             Lease (db/lease.py): which replica runs the once-only loops below
           ├── reconciler        Reconciler: status and instance counts; its `wake` goes to the services
+          │                     (a replica without the lease passes a wake on through `wake_peers`)
           ├── access_authority  ControlAccessAuthority: what the gateway asks per request
-          ├── functions, deployments, clusters, instances, authorizations, secrets, instance_logs
+          ├── functions, deployments, clusters, instances, authorizations, secrets, instance_logs,
+          │   registry_credentials
           └── autoscaler        Autoscaler(deployments): scaling cycles, metrics, wake-from-zero
 
 Every part gets its collaborators through its constructor; nothing is looked up later. Routes reach
@@ -26,9 +29,10 @@ from fastapi import Request
 
 from fnplane.control.auth.components import AuthComponents, create_auth
 from fnplane.control.auth.revocation import PublishRevoked
-from fnplane.control.autoscaler import Autoscaler, AutoscalerSettings
+from fnplane.control.autoscaler import Autoscaler, AutoscalerSettings, SharePeers
+from fnplane.control.db.lease import Lease, create_lease
 from fnplane.control.db.repositories.transactions import Database, Engine
-from fnplane.control.reconciler import Reconciler
+from fnplane.control.reconciler import Reconciler, WakePeers
 from fnplane.control.services.access import ControlAccessAuthority
 from fnplane.control.services.authorizations import AuthorizationService
 from fnplane.control.services.clusters import ClusterService
@@ -37,6 +41,7 @@ from fnplane.control.services.functions import FunctionService
 from fnplane.control.services.instance_logs import InstanceLogService, NatsConnection
 from fnplane.control.services.instances import InstanceService, IssueWorkerCredentials
 from fnplane.control.services.notify import ClusterNotifier, NotifyClusterChanged
+from fnplane.control.services.registry_credentials import RegistryCredentialService
 from fnplane.control.services.secret_box import SecretBox
 from fnplane.control.services.secrets import SecretService
 from fnplane.control.settings import ControlSettings
@@ -57,17 +62,23 @@ class ControlComponents:
     instances: InstanceService
     authorizations: AuthorizationService
     secrets: SecretService
+    registry_credentials: RegistryCredentialService
     instance_logs: InstanceLogService
     autoscaler: Autoscaler
 
+    lease: Lease
+
     async def start(self) -> None:
-        """Start the background loops (the app's lifespan calls this)."""
+        """Take part in the lease, then start the background loops (the app's lifespan calls this)."""
+        self.lease.on_acquired(self.reconciler.wake)
+        await self.lease.start()
         await self.reconciler.start()
         await self.autoscaler.start()
 
     async def aclose(self) -> None:
         await self.autoscaler.aclose()
         await self.reconciler.aclose()
+        await self.lease.aclose()
 
 
 def create_components(
@@ -79,6 +90,8 @@ def create_components(
     nats: NatsConnection | None = None,
     autoscaler_settings: AutoscalerSettings | None = None,
     issue_worker_credentials: IssueWorkerCredentials | None = None,
+    wake_peers: WakePeers | None = None,
+    share_with_peers: SharePeers | None = None,
 ) -> ControlComponents:
     """The control plane on `engine`; MissingKeyHashSecretError without a key-hash secret."""
     key_hash_secret = settings.require_key_hash_secret()  # refused before the engine is touched
@@ -87,7 +100,9 @@ def create_components(
     # function secret values are stored sealed; opened only for the agents' instance assignments
     secret_box = SecretBox(key_hash_secret)
     notifier = ClusterNotifier(database, notify_cluster_changed)
-    reconciler = Reconciler(database, settings, notifier)
+    # once-only work (reconciling, autoscaling) runs on the replica holding this lease
+    lease = create_lease(engine, poll_interval_s=settings.lease_poll_interval_s)
+    reconciler = Reconciler(database, settings, notifier, lease, wake_peers)
     deployments = DeploymentService(database, settings, notifier, reconciler.wake)
     return ControlComponents(
         settings=settings,
@@ -101,14 +116,24 @@ def create_components(
             auth.authenticator,
             versions_ttl_s=settings.access_versions_cache_ttl_s,
         ),
-        functions=FunctionService(database, auth.accounts, secret_box, notifier),
+        functions=FunctionService(database, auth.accounts, secret_box, notifier, settings.image_registries),
         deployments=deployments,
         clusters=ClusterService(database, reconciler.wake),
         instances=InstanceService(database, secret_box, reconciler.wake, issue_worker_credentials),
         authorizations=AuthorizationService(database, auth.revoker),
         secrets=SecretService(database, secret_box),
+        registry_credentials=RegistryCredentialService(
+            database, secret_box, auth.accounts, settings.recognized_registries
+        ),
         instance_logs=InstanceLogService(database, nats),
-        autoscaler=Autoscaler(database, deployments, autoscaler_settings or AutoscalerSettings()),
+        autoscaler=Autoscaler(
+            database,
+            deployments,
+            autoscaler_settings or AutoscalerSettings(),
+            lease=lease,
+            share_with_peers=share_with_peers,
+        ),
+        lease=lease,
     )
 
 
@@ -151,6 +176,10 @@ def authorization_service(request: Request) -> AuthorizationService:
 
 def secret_service(request: Request) -> SecretService:
     return control_components(request).secrets
+
+
+def registry_credential_service(request: Request) -> RegistryCredentialService:
+    return control_components(request).registry_credentials
 
 
 def instance_log_service(request: Request) -> InstanceLogService:

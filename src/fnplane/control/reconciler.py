@@ -11,14 +11,21 @@ Level-triggered and idempotent (compute.md 6.0): each pass
 A pass runs every `reconcile_interval_s` and at once after `wake()`, which the services that change
 what should run (an instance report, a deployment, a PATCH, a registered cluster, the autoscaler's
 target) are built with, so a status follows a report within a second.
+
+With several control-plane replicas only the holder of the control lease (`db/lease.py`) runs passes.
+A replica that is woken without the lease hands the wake to the holder through `wake_peers` (a NATS
+broadcast the role wires in; the holder's `wake_from_peer` receives it); a wake lost on the way only
+waits for the holder's next periodic pass.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from fnplane.control.db.lease import Lease, LocalLease
 from fnplane.control.db.repositories import deployments as deployments_repo
 from fnplane.control.db.repositories import functions as functions_repo
 from fnplane.control.db.repositories import instances as instances_repo
@@ -35,6 +42,8 @@ from fnplane.shared.models.compute import InstanceState
 from fnplane.shared.models.functions import FunctionStatus
 
 log = logging.getLogger(__name__)
+
+WakePeers = Callable[[], Awaitable[None]]
 
 # victims on scale-down: not yet started first, then starting, then the oldest running (NVCF)
 _VICTIM_ORDER = {
@@ -127,16 +136,34 @@ async def _terminate_unclaimed(conn: Connection, settings: ControlSettings, now:
 class Reconciler:
     """Runs reconcile passes: periodically and whenever woken. start() / wake() / aclose()."""
 
-    def __init__(self, database: Database, settings: ControlSettings, notifier: ClusterNotifier) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: ControlSettings,
+        notifier: ClusterNotifier,
+        lease: Lease | None = None,
+        wake_peers: WakePeers | None = None,
+    ) -> None:
         self._database = database
         self._settings = settings
         self._notifier = notifier
+        self._lease: Lease = lease or LocalLease()
+        self._wake_peers = wake_peers
         self._wake = asyncio.Event()
+        # a wake of our own that the lease holder has yet to hear of (we do not hold the lease)
+        self._forward = False
         self._task: asyncio.Task[None] | None = None
         self.passes = 0
 
     def wake(self) -> None:
+        """Run a pass soon: here if this replica holds the lease, else on the holder."""
+        self._forward = True
         self._wake.set()
+
+    def wake_from_peer(self) -> None:
+        """Another replica was woken (only the holder acts on it; nothing is passed on again)."""
+        if self._lease.held:
+            self._wake.set()
 
     async def start(self) -> None:
         if self._task is None:
@@ -154,7 +181,7 @@ class Reconciler:
     async def _run(self) -> None:
         while True:
             try:
-                await self.run_once()
+                await self._cycle()
             except asyncio.CancelledError:
                 raise
             except Exception:  # supervisor: a failed pass (database hiccup) is logged and retried next period
@@ -168,6 +195,13 @@ class Reconciler:
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    async def _cycle(self) -> None:
+        forward, self._forward = self._forward, False
+        if self._lease.held:
+            await self.run_once()
+        elif forward and self._wake_peers is not None:
+            await asyncio.wait_for(self._wake_peers(), self._settings.reconcile_interval_s)
 
     async def run_once(self) -> None:
         """One full pass (also callable directly, e.g. by tests that drive time themselves)."""

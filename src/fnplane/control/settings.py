@@ -27,6 +27,21 @@ class ControlSettings(BaseSettings):
     # how long a resolved credential is cached by the control plane and the gateway
     auth_cache_ttl_s: float = 5.0
     default_max_functions: int = 2147483647
+    # registries an account may add credentials for (nvcf-api.md 1.9, NVCF's default list); a name
+    # matches itself and its subdomains (123.dkr.ecr.us-east-1.amazonaws.com for dkr.ecr.amazonaws.com)
+    recognized_registries: list[str] = [
+        "docker.io",
+        "nvcr.io",
+        "helm.ngc.nvidia.com",
+        "api.ngc.nvidia.com",
+        "dkr.ecr.amazonaws.com",
+        "public.ecr.aws",
+        "cr.volces.com",
+        "azurecr.io",
+    ]
+    # NVCF's registry allowlist: a function's containerImage must come from one of these registries
+    # (the host part of the image, `docker.io` when it names none); empty: any registry
+    image_registries: list[str] = []
     # a request body over this is refused with 413 before it is read (the API's bodies are small JSON)
     max_body_bytes: int = 1024 * 1024
     # a cluster whose agent has not sent a heartbeat for this long has its instances marked failed
@@ -41,6 +56,10 @@ class ControlSettings(BaseSettings):
     # (a crash-looping version is not replaced forever); it resumes when old failures age out
     instance_failure_limit: int = 5
     instance_failure_window_s: float = 600.0
+    # with several control-plane replicas on one PostgreSQL, the one holding the control lease runs
+    # the reconciler and the autoscaler; the others try to take it this often (and the holder checks
+    # its lease connection this often): a dead holder is replaced within about this long
+    lease_poll_interval_s: float = 2.0
     # the AccessAuthority caches a function's visible versions (with their status) this long
     access_versions_cache_ttl_s: float = 0.5
 

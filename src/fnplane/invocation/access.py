@@ -76,7 +76,7 @@ def choose_version(grant: AccessGrant, version_id: str | None) -> VersionTarget:
     if invocable:
         return invocable[0] if len(invocable) == 1 else random.choice(invocable)
     if any(v.status == "DEGRADED" for v in versions):
-        raise errors.BadRequestError(
+        raise errors.FailedPreconditionError(
             f"function {grant.function_id} is DEGRADED and cannot be invoked",
             field="functionId",
             rule="function status must be ACTIVE or DEGRADING",

@@ -20,6 +20,8 @@ Parts, each built once here and handed to the parts that use it:
     endpoints: invocations.py, status.py, queues.py, assets.py,
                submissions.py (respond-async, idempotency keys, cancel)
     Router (router.py)                                   the path table
+    RequestTelemetry (request_telemetry.py)              per request: log context, span, access line,
+                                                         an invocation's metrics (observe.py)
 """
 
 from __future__ import annotations
@@ -28,14 +30,25 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from fnplane.bus.connection import BusCredential
-from fnplane.invocation import invocations, submissions
+from fnplane.invocation import invocations, observe, submissions
 from fnplane.invocation.access import CachedAccess
 from fnplane.invocation.assets import AssetEndpoints
 from fnplane.invocation.backpressure import ConcurrencyLimit
 from fnplane.invocation.bus import RequestBus
-from fnplane.invocation.http import EXPOSE, Message, Receive, Request, Scope, Send, send_bytes, send_error
+from fnplane.invocation.http import (
+    EXPOSE,
+    Message,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    send_bytes,
+    send_error,
+    send_method_not_allowed,
+)
 from fnplane.invocation.queues import QueueEndpoints
 from fnplane.invocation.rate_limit import RateLimiter
+from fnplane.invocation.request_telemetry import RequestTelemetry
 from fnplane.invocation.revocations import OpenInvocations, Revocations
 from fnplane.invocation.router import Endpoint, Route, Router
 from fnplane.invocation.routing import direct_target, is_gateway_request
@@ -45,8 +58,9 @@ from fnplane.invocation.signing import UrlSigner
 from fnplane.invocation.status import StatusEndpoints
 from fnplane.invocation.submissions import Submissions
 from fnplane.invocation.waker import Waker
-from fnplane.shared import errors
+from fnplane.shared import errors, metrics
 from fnplane.shared.contracts import AccessAuthority
+from fnplane.telemetry import logs
 
 __all__ = ["Gateway", "GatewaySettings", "create_gateway_app", "is_gateway_request"]
 
@@ -77,6 +91,9 @@ def routes(
         whole: Callable[[Request, str, str | None], Awaitable[None]],
     ) -> Endpoint:
         async def call(request: Request, function_id: str, version_id: str | None = None) -> None:
+            logs.annotate(function_id=function_id)  # for the access line even when admission fails
+            if version_id is not None:
+                logs.annotate(function_version_id=version_id)
             with limit.hold():
                 if submissions.applies(request):  # respond-async or an Idempotency-Key
                     await whole(request, function_id, version_id)
@@ -163,6 +180,13 @@ class Gateway:
         await self.bus.aclose()
 
     @property
+    def service(self) -> InvocationService:
+        """Every invocation's decisions (the gRPC proxy beside this gateway shares them)."""
+        if self._service is None:
+            raise errors.UnavailableError("the gateway is starting")
+        return self._service
+
+    @property
     def ready(self) -> bool:
         return self._router is not None and self.bus.connected
 
@@ -178,9 +202,22 @@ class Gateway:
         target = direct_target(request.headers, self.settings.host_label)
         if target is None:
             request.send = _with_cors(send)
+            routed = observe.route_of(request.method, request.path)
+        else:
+            routed = ("direct", target[0])
+        # log context, span, access line; metrics of an invocation (assets, queues, results: none)
+        seen = RequestTelemetry(request, direct=target, counted=routed)
+        try:
+            await self._answer(request, target)
+        finally:
+            seen.close()
+
+    async def _answer(self, request: Request, target: tuple[str, str | None] | None) -> None:
         try:
             await self._route(request, target)
         except errors.FnplaneError as exc:
+            observe.own_error()
+            metrics.count_auth_failure("invocation", exc)
             invocation = target is not None or request.path.startswith(INVOCATION_PREFIXES)
             await send_error(request.send, exc, request.path, invocation=invocation)
 
@@ -214,6 +251,10 @@ class Gateway:
             return
         resolved = self._router.resolve(request.method, request.path)
         if resolved is None:
+            allowed = self._router.allowed(request.path)
+            if allowed:  # RFC 9110 15.5.6, as the control API answers a wrong method
+                await send_method_not_allowed(request, allowed)
+                return
             raise errors.NotFoundError(f"no route for {request.method} {request.path}")
         endpoint, params = resolved
         await endpoint(request, *params)

@@ -9,11 +9,16 @@ Messages: shared/wire.py; streams and buckets: shared/topology.py.
 * `cancel()` broadcasts the request id to the version's workers and purges the queued message
   (`explicit`: a client's DELETE, which stops a detached request too).
 * `queue_depth()` / `queue_position()` read the stream and its consumer.
+* gRPC sessions (invocation/grpc/): a session request is published like a request; the worker's
+  answer (SessionMessage) is confirmed with `confirm_session()`, a call's messages go to the worker
+  with `send()`, its credits reach the call's `Exchange.on_credit` as they arrive.
 * Revocations (`subjects.CREDENTIALS_REVOKED`, shared/revocations.py) go to `on_revoked`; after a
   reconnect it gets `revocations.EVERYTHING` (what was published meanwhile is lost on core NATS).
-* After a reconnect (the server restarted, or the connection broke), a queued request whose message
-  left its queue while no answer reached this gateway lost that answer (a worker sent it while this
-  gateway was not subscribed): it gets a 503 at once instead of waiting out its poll window.
+* A queued request whose message left its queue while no answer reached this gateway lost that
+  answer (a worker sent it while this gateway was not subscribed, or a NATS node died with it on the
+  way): it gets a 503 at once instead of waiting out its poll window. Checked for every waiting
+  request after a reconnect, and for each request still without a head `lost_answer_check_after_s`
+  after it was queued, then at doubling intervals (`_watch_lost_answers`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError
 from nats.js.errors import NotFoundError as JsNotFoundError
+from nats.js.errors import ServiceUnavailableError as JsServiceUnavailableError
 
 from fnplane.bus.buckets import Buckets
 from fnplane.bus.connection import BusCredential, Client, connect
@@ -42,8 +48,13 @@ from fnplane.invocation.exchange import DISCONNECTED, Exchange
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import errors, revocations, subjects, topology, wire
 from fnplane.shared.revocations import CredentialsRevoked
+from fnplane.telemetry import tracing
 
 log = logging.getLogger(__name__)
+
+# how often waiting requests are looked at for a lost answer, and how long a head may trail the ack
+LOST_ANSWER_SWEEP_S = 1.0
+LOST_ANSWER_GRACE_S = 0.5
 
 # JetStream error codes (nats-server errors.json)
 ERR_MAX_MESSAGES = 10077  # maximum messages exceeded
@@ -68,6 +79,8 @@ class RequestBus:
         self.buckets: Buckets | None = None
         self._exchanges: dict[str, Exchange] = {}
         self._known_streams: set[str] = set()
+        # version id -> function id of every version this gateway has queued to (its queue-depth gauge)
+        self.queued_versions: dict[str, str] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.drain = DrainMeter(self.queue_progress, settings.queue_full_retry_after_max_s)
 
@@ -99,6 +112,7 @@ class RequestBus:
         await self.nc.subscribe(subjects.LOCATE_SUBJECT, cb=self._on_locate)
         if self._on_revoked is not None:
             await self.nc.subscribe(subjects.CREDENTIALS_REVOKED, cb=self._on_revocation)
+        self.spawn(self._watch_lost_answers())
 
     async def _on_revocation(self, msg: Msg) -> None:
         assert self._on_revoked is not None
@@ -117,32 +131,56 @@ class RequestBus:
         self.spawn(self._answer_lost_requests())
 
     async def _answer_lost_requests(self) -> None:
-        """Requests waiting for their head whose message is gone from the queue: the answer was lost.
+        """After a reconnect: every request still waiting for its head is checked at once."""
+        waiting = [e for e in self._exchanges.values() if self._awaits_head(e)]
+        await asyncio.gather(*(self._answer_if_lost(e) for e in waiting))
+
+    async def _watch_lost_answers(self) -> None:
+        """Each request without a head `lost_answer_check_after_s` after it was queued is checked, then
+        again after twice as long, and so on: a handful of reads for a request that runs long."""
+        while True:
+            await asyncio.sleep(LOST_ANSWER_SWEEP_S)
+            now = time.monotonic()
+            due = [e for e in self._exchanges.values() if self._awaits_head(e) and e.check_at <= now]
+            for exchange in due:
+                exchange.check_every *= 2
+                exchange.check_at = now + exchange.check_every
+            if due:
+                # one check failing (the connection closing) must not end the watch
+                await asyncio.gather(*(self._answer_if_lost(e) for e in due), return_exceptions=True)
+
+    @staticmethod
+    def _awaits_head(exchange: Exchange) -> bool:
+        return exchange.queued and exchange.attempt is None and exchange.queue.empty()
+
+    async def _answer_if_lost(self, exchange: Exchange) -> None:
+        """The request's message is gone from the queue and no head came: the answer was lost.
 
         Workers ack a request after its last response message, and core NATS does not keep messages for
-        a subscriber that is not there. A head that arrives meanwhile lands in the queue first (it was
-        routed to us before the ack removed the message), so such an exchange is left alone.
+        a subscriber that is not there. A head still on its way (through another node of a cluster than
+        the ack) gets `LOST_ANSWER_GRACE_S` to arrive before the caller is answered.
         """
         assert self.js is not None
-        for exchange in list(self._exchanges.values()):
-            if not exchange.queued or exchange.attempt is not None or not exchange.queue.empty():
-                continue
-            subject = subjects.request_subject(exchange.version_id, exchange.request_id)
-            try:
-                await self.js.get_last_msg(subjects.request_stream(exchange.version_id), subject)
-                continue  # still queued, or a worker still holds it
-            except JsNotFoundError:
-                pass
-            except (TimeoutError, NatsError) as exc:
-                log.warning("request %s not checked after the reconnect: %r", exchange.request_id, exc)
-                continue
-            if exchange.attempt is None and exchange.queue.empty() and self.holds(exchange.request_id):
-                exchange.queue.put_nowait(
-                    errors.UnavailableError(
-                        "the request bus was interrupted after a worker took the request; its answer "
-                        "was lost, retry the request"
-                    )
+        if time.monotonic() - exchange.queued_at >= self._settings.request_ttl_s:
+            return  # it may have expired unpicked (the queue's max age): that ends in a 504
+        subject = subjects.request_subject(exchange.version_id, exchange.request_id)
+        try:
+            await self.js.get_last_msg(subjects.request_stream(exchange.version_id), subject)
+            return  # still queued, or a worker still holds it
+        except JsNotFoundError:
+            pass
+        except (TimeoutError, NatsError) as exc:
+            log.warning("request %s not checked for a lost answer: %r", exchange.request_id, exc)
+            return
+        await asyncio.sleep(LOST_ANSWER_GRACE_S)
+        if self._awaits_head(exchange) and self.holds(exchange.request_id) is exchange:
+            log.warning("request %s: its answer was lost on the bus", exchange.request_id)
+            exchange.queue.put_nowait(
+                errors.UnavailableError(
+                    "the request bus was interrupted after a worker took the request; its answer "
+                    "was lost, retry the request"
                 )
+            )
 
     async def aclose(self) -> None:
         for task in list(self._background):
@@ -176,14 +214,23 @@ class RequestBus:
     async def _on_response(self, msg: Msg) -> None:
         exchange = self._exchanges.get(subjects.last_token(msg.subject))
         if exchange is None:
+            if msg.reply:  # a worker asking about a gRPC session nobody waits for any more
+                await self._reply(msg, wire.encode_session_refusal("no such session"), b"")
             return
         try:
             message = wire.decode_response(msg.headers, msg.data)
         except wire.WireError as exc:
             log.warning("dropping a response message of request %s: %s", exchange.request_id, exc)
             return
-        if type(message) is wire.ChunkMessage:
+        kind = type(message)
+        if kind is wire.ChunkMessage:
             exchange.credit_to = msg.reply
+        elif kind is wire.CreditMessage:
+            if exchange.on_credit is not None:
+                exchange.on_credit(message.chunks)  # type: ignore[union-attr]
+            return
+        elif kind is wire.SessionMessage:
+            message.reply = msg.reply or ""  # type: ignore[union-attr]
         exchange.queue.put_nowait(message)
 
     async def _on_body_pull(self, msg: Msg) -> None:
@@ -224,6 +271,18 @@ class RequestBus:
         if exchange is not None:
             await self._reply(msg, None, f"{exchange.version_id} {exchange.function_id}".encode())
 
+    async def send(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        """One message to a worker (the calls of a gRPC session it holds)."""
+        assert self.nc is not None
+        await self.nc.publish(subject, data, headers=headers)
+
+    async def confirm_session(self, reply: str, refusal: str | None = None) -> None:
+        """Answer a worker that took a gRPC session: confirmed, or refused with the reason."""
+        if reply and self.nc is not None:
+            headers = wire.encode_session_refusal(refusal) if refusal else None
+            with contextlib.suppress(NatsError):
+                await self.nc.publish(reply, b"", headers=headers)
+
     async def grant_credit(self, exchange: Exchange, chunks: int) -> None:
         """Grant the worker `chunks` more response chunks."""
         if exchange.credit_to and self.nc is not None:
@@ -248,40 +307,53 @@ class RequestBus:
         self._known_streams.add(version_id)
 
     async def publish(self, envelope: wire.Envelope, inline: bytes) -> None:
-        """Queue the request; JetStream's ack confirms it is stored (retries are de-duplicated)."""
+        """Queue the request; JetStream's ack confirms it is stored (retries are de-duplicated).
+
+        A JetStream that does not answer for a moment (a cluster electing a stream leader after a node
+        died) is tried again `publish_attempts` times; then the caller gets a 503, never silence."""
         assert self.js is not None
         vid = envelope.version_id
-        if vid not in self._known_streams:
-            await self.ensure_stream(vid)
         subject = subjects.request_subject(vid, envelope.request_id)
-        headers = wire.encode_request(envelope)
+        # the trace context of the gateway's span (None while tracing is off)
+        headers = wire.encode_request(envelope, tracing.inject())
         s = self._settings
         for attempt in range(s.publish_attempts):
             try:
+                if vid not in self._known_streams:
+                    await self.ensure_stream(vid)
                 await self.js.publish(subject, inline, headers=headers, timeout=s.publish_timeout_s)
                 self._queued(envelope.request_id)
+                self.queued_versions[vid] = envelope.function_id
                 return
             except NoStreamResponseError:
-                await self.ensure_stream(vid)
+                self._known_streams.discard(vid)  # made again on the next attempt
+                continue
             except APIError as exc:
                 if exc.err_code == ERR_MAX_MESSAGES_PER_SUBJECT:
                     self._queued(envelope.request_id)
                     return  # our own earlier attempt landed: a duplicate
+                # (a full queue answers with code 503 too: told apart by its error code)
                 if exc.err_code == ERR_MAX_MESSAGES or "maximum messages" in (exc.description or ""):
                     raise errors.TooManyRequestsError(
                         f"the request queue of function version {vid} is full: {exc.description}",
                         retry_after_s=await self.drain.retry_after(vid),
                     ) from None
-                raise errors.UnavailableError(f"could not queue the request: {exc.description}") from None
-            except (TimeoutError, NatsTimeoutError, NoRespondersError) as exc:
-                if attempt + 1 >= s.publish_attempts:
-                    raise errors.UnavailableError(f"could not queue the request: {exc!r}") from None
-                await asyncio.sleep(0.1 * 2**attempt)
+                if not isinstance(exc, JsServiceUnavailableError):
+                    raise errors.UnavailableError(f"could not queue the request: {exc.description}") from None
+                failure: Exception = exc  # JetStream is electing a leader, or catching up: again
+            except (TimeoutError, NatsError) as exc:
+                failure = exc
+            if attempt + 1 >= s.publish_attempts:
+                raise errors.UnavailableError(f"could not queue the request: {failure!r}") from None
+            await asyncio.sleep(0.1 * 2**attempt)
         raise errors.UnavailableError("could not queue the request")
 
     def _queued(self, request_id: str) -> None:
         if (exchange := self._exchanges.get(request_id)) is not None:
             exchange.queued = True
+            exchange.queued_at = time.monotonic()
+            exchange.check_every = self._settings.lost_answer_check_after_s
+            exchange.check_at = exchange.queued_at + exchange.check_every
 
     # --- cancel, purge -----------------------------------------------------------------------------
 

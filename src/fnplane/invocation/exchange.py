@@ -9,6 +9,7 @@ has written to the client.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fnplane.invocation.http import Receive
@@ -78,11 +79,15 @@ class Exchange:
     __slots__ = (
         "attempt",
         "body",
+        "check_at",
+        "check_every",
         "credit_batch",
         "credit_to",
         "function_id",
+        "on_credit",
         "queue",
         "queued",
+        "queued_at",
         "request_id",
         "version_id",
     )
@@ -103,6 +108,14 @@ class Exchange:
         self.credit_to: str | None = None
         # JetStream acknowledged the request message (it is, or was, in its version's queue)
         self.queued = False
+        self.queued_at = 0.0  # monotonic
+        # when the request bus next checks that the answer was not lost (its message left the queue
+        # while no head came), and the wait before the check after that (doubling)
+        self.check_at = 0.0
+        self.check_every = 0.0
+        # a gRPC call's sender: the worker granted it more request messages (handled on arrival, not
+        # queued behind response messages the client has yet to read)
+        self.on_credit: Callable[[int], None] | None = None
 
 
 async def watch_disconnect(exchange: Exchange, receive: Receive) -> None:

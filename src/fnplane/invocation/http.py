@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fnplane.shared import errors
-from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem_for, problem_headers
+from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for, problem_headers
 from fnplane.shared.wire import RequestStatus, nvcf_status
 
 Scope = MutableMapping[str, Any]
@@ -161,3 +161,10 @@ async def send_error(
 ) -> None:
     status, headers, body = error_answer(error, instance, invocation=invocation)
     await send_bytes(send, status, body, headers)
+
+
+async def send_method_not_allowed(request: Request, allowed: list[str]) -> None:
+    """405 problem+json with `Allow`: the path has routes, none for this method."""
+    document = problem(405, f"{request.method} is not allowed on {request.path}", request.path)
+    headers = [(b"content-type", PROBLEM_CONTENT_TYPE.encode()), (b"allow", ", ".join(allowed).encode())]
+    await send_bytes(request.send, 405, json.dumps(document).encode(), headers)

@@ -17,6 +17,7 @@ from fnplane.shared import errors
 from fnplane.shared.headers import HOP_BY_HOP
 from fnplane.shared.models.access import AccessGrant, VersionTarget
 from fnplane.shared.wire import InvocationMode
+from fnplane.telemetry import tracing
 
 NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -52,11 +53,12 @@ async def respond(service: InvocationService, request: Request, inv: Invocation)
         return
     try:
         await send({"type": "http.response.start", "status": head.status, "headers": headers})
-        if head.body:
-            await send({"type": "http.response.body", "body": head.body, "more_body": True})
-        async for chunk in inv.chunks():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        with tracing.span("response stream"):
+            if head.body:
+                await send({"type": "http.response.body", "body": head.body, "more_body": True})
+            async for chunk in inv.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
     except ClientGone:
         return
     except OSError:

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from fnplane.invocation import observe
 from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.exchange import DISCONNECTED, BodyReader, Exchange, watch_disconnect
 from fnplane.invocation.http import Request
@@ -30,10 +31,11 @@ from fnplane.invocation.revocations import OpenInvocations
 from fnplane.invocation.routing import forwarded_headers
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.waker import Waker
-from fnplane.shared import errors, subjects, wire
+from fnplane.shared import errors, metrics, subjects, wire
 from fnplane.shared.models.access import AccessGrant, VersionTarget
 from fnplane.shared.models.invocation import MAX_DIRECT_RESPONSE_BYTES
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem_for, problem_headers
+from fnplane.telemetry import logs
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,12 @@ class Invocation:
         self._watcher: asyncio.Task[None] | None = None
         self._finished = False
         self._deadline_at = 0.0
+        logs.annotate(
+            request_id=self.request_id,
+            function_id=call.function_id,
+            function_version_id=self.version_id,
+            account=call.grant.nca_id,
+        )
 
     # --- as OpenInvocations sees it (revocations.Revocable) ----------------------------------------
 
@@ -177,6 +185,7 @@ class Invocation:
             self._exchange.queue.put_nowait(error)
 
     def _problem(self, error: errors.FnplaneError) -> Head:
+        observe.own_error()
         status, doc = problem_for(error, self.request.path)
         headers = [("content-type", PROBLEM_CONTENT_TYPE), *problem_headers(error)]
         return Head(status, headers, json.dumps(doc).encode())
@@ -229,6 +238,7 @@ class Invocation:
                     wake_at = None
                     continue
                 await self.abandon()
+                observe.own_error()
                 return Head(504, [], b"")
             if item == DISCONNECTED:
                 await self.abandon()
@@ -243,6 +253,9 @@ class Invocation:
                 continue  # heartbeats, stray messages of an earlier attempt
             exchange.attempt = item.attempt
             head = item.head
+            woken_at = self._waker.answered(self.version_id)
+            if woken_at is not None:  # the first answer since the version was woken from zero
+                metrics.COLD_START.labels("wake").observe(time.time() - woken_at)
             if head.status == 202 or head.large_result:
                 # the client will poll or download by request id, at any gateway: note its version
                 await self._remember_version()
@@ -266,6 +279,11 @@ class Invocation:
             await bus.publish(envelope, inline)
         except errors.FnplaneError as exc:
             exchange.queue.put_nowait(_PublishFailed(exc))
+        except Exception as exc:  # whatever broke, the caller waiting for this request hears of it
+            log.exception("request %s: queueing failed", envelope.request_id)
+            exchange.queue.put_nowait(
+                _PublishFailed(errors.UnavailableError(f"could not queue the request: {exc!r}"))
+            )
 
     def _watch(self) -> None:
         """Start watching for the client going away (once)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fnplane.shared.problems import PROBLEM_SCHEMA, openapi_problem_response
+
 _UUID = {"type": "string", "format": "uuid"}
 
 
@@ -44,24 +46,34 @@ _IDEMPOTENCY_HEADER = {
     "description": "a retry with the same key within 24 h joins or replays the first request; the same "
     "key with another request is 422",
 }
+# every answer of the gateway's paths can be one of these problem documents (docs/errors.md)
+_ERRORS = {
+    "400": openapi_problem_response("bad input: `field` and `rule` name what was wrong"),
+    "401": openapi_problem_response("missing or invalid credential"),
+    "403": openapi_problem_response("the credential lacks the scope or the resource"),
+    "404": openapi_problem_response("unknown, or not visible to the caller's account"),
+    "429": openapi_problem_response("too many requests in flight with this credential (Retry-After)"),
+    "503": openapi_problem_response("the gateway is at its concurrency limit (Retry-After)"),
+}
 _INVOKE_RESPONSES = {
     "200": {"description": "the function's response; NVCF-REQID and NVCF-STATUS headers"},
     "202": {"description": "pending: poll the status endpoint with NVCF-REQID"},
     "302": {"description": "a result over 5 MiB: fetch it from Location"},
-    "400": {"description": "bad input or only DEGRADED versions"},
-    "401": {"description": "missing or invalid credential"},
-    "403": {"description": "no invoke_function scope or resource"},
-    "404": {"description": "unknown function or no ACTIVE version"},
-    "410": {"description": "the request was cancelled (NVCF-STATUS: rejected)"},
-    "422": {"description": "an Idempotency-Key already used with another request"},
-    "429": {"description": "queue full or rate limited (Retry-After)"},
-    "503": {"description": "the gateway is at its concurrency limit (Retry-After)"},
+    **_ERRORS,
+    "400": openapi_problem_response("bad input or only DEGRADED versions"),
+    "404": openapi_problem_response("unknown function or no ACTIVE version"),
+    "410": openapi_problem_response("the request was cancelled (NVCF-STATUS: rejected)"),
+    "413": openapi_problem_response("the body is over the invocation limit"),
+    "422": openapi_problem_response("an Idempotency-Key already used with another request"),
+    "429": openapi_problem_response("queue full or rate limited (Retry-After)"),
+    # NVCF's answer, kept: no body at all
     "504": {"description": "no worker picked the request up in time (empty body)"},
 }
 _CANCEL_RESPONSES = {
     "204": {"description": "cancelled: queued, it never runs; running, its call is aborted"},
-    "404": {"description": "unknown, or another account's request"},
-    "409": {"description": "already finished: fetch its result"},
+    **_ERRORS,
+    "404": openapi_problem_response("unknown, or another account's request"),
+    "409": openapi_problem_response("already finished: fetch its result"),
 }
 _EXEC_BODY = {
     "required": True,
@@ -127,7 +139,7 @@ _FID = _path_param("functionId")
 _VID = _path_param("functionVersionId")
 _RID = _path_param("requestId")
 _AID = _path_param("assetId")
-_OK = {"200": {"description": "OK"}, "404": {"description": "not found"}}
+_OK = {"200": {"description": "OK"}, **_ERRORS}
 
 GATEWAY_OPENAPI_PATHS: dict[str, dict[str, Any]] = {
     "/v2/nvcf/pexec/functions/{functionId}": _pexec([_FID]),
@@ -158,7 +170,11 @@ GATEWAY_OPENAPI_PATHS: dict[str, dict[str, Any]] = {
             "Create an asset and get its upload URL",
             "invoke_function",
             [],
-            {"200": {"description": "{assetId, uploadUrl, contentType, description}"}},
+            {
+                "200": {"description": "{assetId, uploadUrl, contentType, description}"},
+                **_ERRORS,
+                "413": openapi_problem_response("the body is over the limit"),
+            },
             requestBody={
                 "required": True,
                 "content": {
@@ -175,12 +191,17 @@ GATEWAY_OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                 },
             },
         ),
-        "get": _op("List the account's assets", "invoke_function", [], {"200": {"description": "{assets}"}}),
+        "get": _op(
+            "List the account's assets",
+            "invoke_function",
+            [],
+            {"200": {"description": "{assets}"}, **_ERRORS},
+        ),
     },
     "/v2/nvcf/assets/{assetId}": {
         "get": _op("Get an asset", "invoke_function", [_AID], _OK),
         "delete": _op(
-            "Delete an asset", "invoke_function", [_AID], {"204": {"description": "deleted"}, **_OK}
+            "Delete an asset", "invoke_function", [_AID], {"204": {"description": "deleted"}, **_ERRORS}
         ),
     },
 }
@@ -188,6 +209,7 @@ GATEWAY_OPENAPI_PATHS: dict[str, dict[str, Any]] = {
 
 def merge_into(document: dict[str, Any]) -> dict[str, Any]:
     """`document` (an OpenAPI dict) with the gateway's paths added; existing paths win."""
+    document.setdefault("components", {}).setdefault("schemas", {}).setdefault("Problem", PROBLEM_SCHEMA)
     paths = document.setdefault("paths", {})
     for path, item in GATEWAY_OPENAPI_PATHS.items():
         paths.setdefault(path, item)

@@ -46,12 +46,24 @@ class Router:
         self._routes = routes
 
     def resolve(self, method: str, path: str) -> tuple[Endpoint, list[Any]] | None:
-        """The endpoint and its path parameters for `method path`, or None (404)."""
-        parts = [p.lower() if is_uuid(p) else p for p in path.rstrip("/").split("/")[1:]]
-        if tuple(parts[:2]) != PREFIX:
+        """The endpoint and its path parameters for `method path`, or None (404, or 405: `allowed`)."""
+        parts = _parts(path)
+        if parts is None:
             return None
-        parts = parts[2:]
         for route in self._routes:
             if route.method == method and (params := route.match(parts)) is not None:
                 return route.endpoint, params
         return None
+
+    def allowed(self, path: str) -> list[str]:
+        """The methods some route takes on `path` (none: an unknown path)."""
+        parts = _parts(path)
+        if parts is None:
+            return []
+        return sorted({route.method for route in self._routes if route.match(parts) is not None})
+
+
+def _parts(path: str) -> list[str] | None:
+    """The segments after /v2/nvcf (UUIDs lower-cased), None for a path outside it."""
+    parts = [p.lower() if is_uuid(p) else p for p in path.rstrip("/").split("/")[1:]]
+    return parts[2:] if tuple(parts[:2]) == PREFIX else None

@@ -47,16 +47,18 @@ def direct_target(headers: dict[str, str], host_label: str = "invocation") -> tu
 
     Headers `function-id` / `function-version-id` take precedence over the Host forms
     `{fid}.{label}.{domain}` and `{vid}.{fid}.{label}.{domain}` (version first); the domain may be an
-    address and port. Host names are case-insensitive (RFC 9110 4.2.3) and ids are stored in lower
-    case, so both are compared in lower case.
+    address and port. `function-version-id` also pins the version of the `{fid}` Host form. Host names
+    are case-insensitive (RFC 9110 4.2.3) and ids are stored in lower case, so both are compared in
+    lower case.
     """
+    pinned = (headers.get("function-version-id") or "").strip().lower() or None
     fid = headers.get("function-id")
     if fid:
-        return fid.strip().lower(), (headers.get("function-version-id") or "").strip().lower() or None
+        return fid.strip().lower(), pinned
     host = (headers.get("host") or headers.get(":authority") or "").lower()
     labels = host.split(".", 3)
     if len(labels) >= 3 and labels[1] == host_label and is_uuid(labels[0]):
-        return labels[0], None
+        return labels[0], pinned
     if len(labels) >= 4 and labels[2] == host_label and is_uuid(labels[0]) and is_uuid(labels[1]):
         return labels[1], labels[0]
     return None

@@ -3,12 +3,14 @@ its collaborators handed in (access cache, rate limiter, request bus, waker, buc
 
     admit()        access (scope `invoke_function`, visibility), version choice, rate limit, wake
     invocation()   one request through the bus (invoke.py), ready to `begin()`
+    wake()         a request (or gRPC session) still not taken: maybe no instance runs
     result_location()  the signed Location of a large result
 """
 
 from __future__ import annotations
 
 from fnplane.bus.buckets import Buckets
+from fnplane.invocation import observe
 from fnplane.invocation.access import CachedAccess, choose_version
 from fnplane.invocation.assets import asset_record, content_path
 from fnplane.invocation.bus import RequestBus
@@ -21,6 +23,7 @@ from fnplane.invocation.signing import UrlSigner
 from fnplane.invocation.waker import Waker
 from fnplane.shared import errors, scopes, subjects, wire
 from fnplane.shared.models.access import AccessGrant, VersionTarget
+from fnplane.telemetry import tracing
 
 
 class InvocationService:
@@ -49,10 +52,13 @@ class InvocationService:
         self, bearer: str, function_id: str, version_id: str | None
     ) -> tuple[AccessGrant, VersionTarget]:
         """Every invocation's gate: access, version choice, rate limits, and a wake for an idle version."""
-        grant = await self._access.grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
-        target = choose_version(grant, version_id)
-        self._rate_limiter.check(grant, target)
-        self._waker.wake_if_idle(target.version_id, bearer)
+        with tracing.span("admission"):
+            grant = await self._access.grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
+            target = choose_version(grant, version_id)
+            observe.chosen(target.version_id, grant.nca_id)
+            self._rate_limiter.check(grant, target)
+            self._waker.wake_if_idle(target.version_id, bearer)
+            observe.admitted(function_id, target.version_id, grant.nca_id)
         return grant, target
 
     async def asset_references(
@@ -75,6 +81,14 @@ class InvocationService:
                 )
             )
         return refs
+
+    def wake(self, version_id: str, bearer: str) -> None:
+        self._waker.wake(version_id, bearer)
+
+    @property
+    def open_invocations(self) -> OpenInvocations:
+        """What a revocation re-checks (gRPC sessions join them)."""
+        return self._open
 
     def invocation(self, request: Request, call: Call) -> Invocation:
         return Invocation(self._bus, self.settings, self._waker, self._open, request, call)

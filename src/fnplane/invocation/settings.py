@@ -62,6 +62,10 @@ class GatewaySettings(BaseSettings):
     purge_timeout_s: float = 5.0
     # once a response started, no message from the worker for this long ends it with an error
     worker_silence_s: float = 20.0
+    # a queued request without a head this long is checked: if its message has left the queue (a worker
+    # took and finished it) the answer was lost on the way (a NATS node died, a link broke) and the
+    # caller gets a 503 at once; then again after twice as long, and so on (one JetStream read each)
+    lost_answer_check_after_s: float = Field(default=3.0, gt=0)
     # credential + function lookups are cached this long
     auth_cache_ttl_s: float = 5.0
     # signed asset upload URL validity (NVCF presign: 35 min) and large-result Location validity (24 h)

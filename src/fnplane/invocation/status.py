@@ -22,7 +22,7 @@ import contextlib
 import json
 
 from fnplane.bus.buckets import Buckets
-from fnplane.invocation import idempotency
+from fnplane.invocation import idempotency, observe
 from fnplane.invocation.access import CachedAccess
 from fnplane.invocation.exec_envelope import exec_document
 from fnplane.invocation.http import Request, invocation_headers, send_bytes, send_json
@@ -65,6 +65,7 @@ class StatusEndpoints:
         )
         if grant.nca_id != record.nca_id:
             raise errors.NotFoundError(f"request {request_id} not found")
+        observe.located(record.function_id, record.version_id)
         return record
 
     async def wait(self, record: StatusRecord, poll_s: float) -> StatusRecord:

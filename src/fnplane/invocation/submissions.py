@@ -42,6 +42,7 @@ from fnplane.invocation.service import InvocationService
 from fnplane.invocation.status import StatusEndpoints
 from fnplane.shared import errors, wire
 from fnplane.shared.wire import InvocationMode, RequestStatus, StatusRecord
+from fnplane.telemetry import logs
 
 # methods an Idempotency-Key applies to on direct invocation (the others are idempotent already)
 KEYED_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -139,6 +140,12 @@ class Submissions:
     ) -> None:
         respond_async = form is not Form.DIRECT and wants_async(request.raw_headers)
         request_id = str(uuid.uuid4())
+        logs.annotate(
+            request_id=request_id,
+            function_id=call.function_id,
+            function_version_id=call.target.version_id,
+            account=call.grant.nca_id,
+        )
         bucket_key = None
         if key is not None:
             bucket_key = idempotency.bucket_key(call.grant.nca_id, key)

@@ -12,7 +12,6 @@ checks that the caller may invoke the version), at most once per `WAKE_INTERVAL_
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from fnplane.invocation.settings import GatewaySettings
+from fnplane.shared.control_urls import ControlUrls
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,11 @@ class Waker:
         self._has_workers = has_workers
         self._woken: dict[str, float] = {}
         self._probed: dict[str, float] = {}
+        # versions woken with no worker serving them: when (epoch seconds), until their first answer
+        self._cold: dict[str, float] = {}
         self._http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._urls = ControlUrls(settings.control_url) if settings.control_url else None
 
     @property
     def enabled(self) -> bool:
@@ -60,7 +63,13 @@ class Waker:
 
     async def _wake_if_no_workers(self, version_id: str, bearer: str) -> None:
         if not await self._has_workers(version_id):
+            self._cold.setdefault(version_id, time.time())
             self.wake(version_id, bearer)
+
+    def answered(self, version_id: str) -> float | None:
+        """A version answered: when it was woken from zero, if this is its first answer since (the
+        time from there is the cold start a caller saw); else None."""
+        return self._cold.pop(version_id, None) if self._cold else None
 
     def wake(self, version_id: str, bearer: str) -> None:
         now = time.monotonic()
@@ -77,13 +86,17 @@ class Waker:
     async def _post(self, version_id: str, bearer: str) -> None:
         if self._http is None:
             self._http = aiohttp.ClientSession()
-        url = f"{self._settings.control_url.rstrip('/')}/v1/fnplane/versions/{version_id}/wake"
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with self._http.post(
-                url,
-                # aiohttp would label the empty body application/octet-stream, which the API refuses
-                headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=self._settings.wake_timeout_s),
-            ) as resp:
-                if resp.status >= 400:
-                    log.warning("wake hint for version %s answered %d", version_id, resp.status)
+        assert self._urls is not None
+        for base in self._urls.in_order():
+            try:
+                async with self._http.post(
+                    f"{base}/v1/fnplane/versions/{version_id}/wake",
+                    # aiohttp would label the empty body application/octet-stream, which the API refuses
+                    headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+                    timeout=aiohttp.ClientTimeout(total=self._settings.wake_timeout_s),
+                ) as resp:
+                    if resp.status >= 400:
+                        log.warning("wake hint for version %s answered %d", version_id, resp.status)
+                    return
+            except (aiohttp.ClientError, TimeoutError):  # that replica is down: the next one
+                self._urls.unreachable(base)

@@ -2,6 +2,7 @@
 
     FnplaneError
      ├── BadRequestError        invalid input; names the field and the rule
+     │    └── FailedPreconditionError  valid, but the target's state forbids it (a DEGRADED function)
      ├── UnauthorizedError      missing, malformed or expired credential
      ├── ForbiddenError         valid credential without the scope or resource
      ├── NotFoundError          unknown, or not visible to the caller's account
@@ -34,6 +35,10 @@ class BadRequestError(FnplaneError):
         super().__init__(detail)
         self.field = field
         self.rule = rule
+
+
+class FailedPreconditionError(BadRequestError):
+    """HTTP answers it 400 as NVCF does; gRPC has a code of its own (FAILED_PRECONDITION)."""
 
 
 class UnauthorizedError(FnplaneError):

@@ -53,8 +53,19 @@ def gateway() -> Permissions:
 
 def control() -> Permissions:
     return Permissions(
-        publish=(f"{subjects.PREFIX}.clusters.>", subjects.CREDENTIALS_REVOKED),
-        subscribe=(f"{subjects.CONTROL_INBOX_PREFIX}.>",),
+        publish=(
+            f"{subjects.PREFIX}.clusters.>",
+            subjects.CREDENTIALS_REVOKED,
+            subjects.CONTROL_RECONCILE,
+            subjects.CONTROL_OBSERVATIONS,
+        ),
+        subscribe=(
+            f"{subjects.CONTROL_INBOX_PREFIX}.>",
+            subjects.CONTROL_RECONCILE,
+            subjects.CONTROL_OBSERVATIONS,
+            # another replica's revocations: this one's authenticator forgets them too
+            subjects.CREDENTIALS_REVOKED,
+        ),
     )
 
 

@@ -24,6 +24,32 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 # the namespace of `type`: urn:<namespace>:problem-details:<kind>
 NV_BOOT = "nv-boot"
 
+# The JSON schema of the documents `problem` and `problem_for` build, for the OpenAPI documents of the
+# control API and the gateway (members beyond these, e.g. /health's `checks`, are allowed).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 7807 problem document (docs/errors.md)",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "example": "urn:nv-boot:problem-details:bad-request"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 100, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "field": {"type": "string", "description": "400: the invalid field; 422: the header"},
+        "rule": {"type": "string", "description": "400: the rule the field broke"},
+    },
+}
+# where the OpenAPI documents keep it
+PROBLEM_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def openapi_problem_response(description: str) -> dict[str, Any]:
+    """An OpenAPI response object: a problem document (`PROBLEM_SCHEMA` as `components.schemas.Problem`)."""
+    return {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": PROBLEM_SCHEMA_REF}}}
+
+
 _STATUS_BY_ERROR: dict[type[errors.FnplaneError], int] = {
     errors.BadRequestError: 400,
     errors.UnauthorizedError: 401,

@@ -112,6 +112,16 @@ def worker_credit_inbox(worker_id: str, request_id: str) -> str:
     return f"{PREFIX}.wk.{_worker(worker_id)}.c.{_token(request_id)}"
 
 
+def worker_sessions(worker_id: str) -> str:
+    """Wildcard a worker subscribes to for the calls of the gRPC sessions it holds."""
+    return f"{PREFIX}.wk.{_worker(worker_id)}.s.*"
+
+
+def worker_session_inbox(worker_id: str, session_id: str) -> str:
+    """Where the proxy sends the calls (and keepalives) of one gRPC session to the worker holding it."""
+    return f"{PREFIX}.wk.{_worker(worker_id)}.s.{_token(session_id)}"
+
+
 def last_token(subject: str) -> str:
     return subject.rsplit(".", 1)[-1]
 
@@ -223,3 +233,10 @@ def instance_logs_cancel(cluster_name: str, token: str) -> str:
 
 # the control plane's reply inboxes (nats-py `inbox_prefix`): the agents answer log requests there
 CONTROL_INBOX_PREFIX = f"{PREFIX}.ctl.i"
+
+# Core-NATS broadcast among control-plane replicas: "the reconciler should run" (a replica without the
+# control lease was woken; the holder runs a pass). Empty payload.
+CONTROL_RECONCILE = f"{PREFIX}.ctl.reconcile"
+# Core-NATS broadcast among control-plane replicas: what one of them learnt that the autoscaler of the
+# lease holder needs (agents' load reports, requests waiting for a version; control/peers.py)
+CONTROL_OBSERVATIONS = f"{PREFIX}.ctl.observed"

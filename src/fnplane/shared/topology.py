@@ -12,12 +12,16 @@ server match it (names come from `shared/subjects.py`).
     fnplane_gateway        KV: gateway-wide state (the URL-signing key)          forever   1 MiB
     fnplane_idempotency    KV (gateways only): Idempotency-Key records           24 h     1 GiB
     fnplane_objects        object store: assets                                  24 h     8 GiB
-    fnplane_results_<version> object store: one version's large/detached results 24 h     8 GiB
+    fnplane_results_<version> object store: one version's large/detached results 24 h  (no bound*)
 
 Status records and results are laid out per version so that a worker's credential can be limited to
-its own version's (shared/permissions.py). Every bucket has a maximum size (JetStream `max_bytes`): a
-full bucket refuses new writes rather than filling the server's disk; the gateway answers 429 with
-Retry-After until entries expire.
+its own version's (shared/permissions.py). Every shared bucket has a maximum size (JetStream
+`max_bytes`): a full bucket refuses new writes rather than filling the server's disk; the gateway
+answers 429 with Retry-After until entries expire. (*) A version's result store has none: JetStream
+reserves a stream's `max_bytes` from the server's store when the stream is created, so with a bound
+per version a server with 50 GiB of store would host six function versions. Results are bounded by
+their lifetime, the largest result a worker uploads, and the server's own store limit
+(`max_file_store`), whose exhaustion fails the upload (the caller gets an errored answer).
 
 Lifetimes fit together: a queued request lives at most `REQUEST_TTL_S`, and a status record is
 refreshed while its request runs and then lives `STATUS_TTL_S` from its last write, so a record
@@ -186,6 +190,10 @@ def worker_buckets(*, status_ttl_s: float = STATUS_TTL_S) -> tuple[BucketSpec, .
     return (BucketSpec(subjects.STATUS_BUCKET, BucketKind.KEY_VALUE, status_ttl_s, STATUS_MAX_BYTES),)
 
 
+# JetStream's "no limit"
+UNBOUNDED = -1
+
+
 def result_store(version_id: str, object_ttl_s: float = OBJECT_TTL_S) -> BucketSpec:
-    """The object store of one version's large and detached results."""
-    return BucketSpec(subjects.result_bucket(version_id), BucketKind.OBJECTS, object_ttl_s, OBJECTS_MAX_BYTES)
+    """The object store of one version's large and detached results (no size reservation, see above)."""
+    return BucketSpec(subjects.result_bucket(version_id), BucketKind.OBJECTS, object_ttl_s, UNBOUNDED)

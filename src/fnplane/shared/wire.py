@@ -13,8 +13,22 @@ buckets. A message is NATS headers (`dict[str, str]`) plus a payload (`bytes`).
       | <- heartbeat -----------------------------------------  |  the worker still works on it
       | <- end -----------------------------------------------  |  error text if the response broke off
       | -- cancel -> version's cancel subject -------------->   |  request id (+ explicit: DELETE)
+      a queued request also carries the gateway span's `traceparent` (+ `tracestate`) while tracing is on
       status record: the status bucket's value of a detached (202) request, written by the worker
       idempotency record: the idempotency bucket's value of one Idempotency-Key, written by gateways
+
+A gRPC session (`InvocationMode.GRPC`) is queued like a request; the worker that takes it holds one
+slot for the session and its calls travel on two subjects, each call a stream of its own:
+
+    grpc proxy                                                worker
+      | -- session request -> version's work queue --------->   |  Envelope (mode grpc)
+      | <- session (request/reply on the session inbox) -----   |  SessionAccept: where calls go
+      | -- open / data / end / cancel -> calls subject ------>   |  GrpcCall, request messages
+      | <- head / data / end ------------ call inbox ---------   |  metadata, messages, GrpcTrailer
+      | <- credit ----------------------- call inbox ---------   |  request messages granted
+      | -- credit (reply to a data message) ----------------->   |  response messages granted
+      | -- alive / close -> calls subject ------------------->   |  the proxy still holds the session
+      | <- alive / end ------------------ session inbox ------   |  the worker still holds it
 
 A request queued with `detached` (`Prefer: respond-async`, or an `Idempotency-Key`) has no caller
 waiting on its reply inbox: the worker writes its status record from the start (in-progress before it
@@ -29,6 +43,8 @@ Flow control: at most `Head.window` chunks are unanswered; the gateway answers e
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -47,6 +63,16 @@ HDR_OFFSET = "Fnplane-Offset"  # body pull: bytes the worker already holds
 HDR_EOF = "Fnplane-Eof"  # body pull reply: "1" when this chunk is the last
 HDR_STATUS = "Status"  # JetStream's status code on pull responses (100, 404, 408, 409)
 HDR_CANCEL = "Fnplane-Cancel"  # "explicit" on a cancel a client asked for (DELETE), not a disconnect
+HDR_SESSION = "Fnplane-Session"  # SessionAccept JSON on a worker's answer to a gRPC session request
+HDR_CALL = "Fnplane-Call"  # the call id on every message of a gRPC call towards the worker
+HDR_GRPC_CALL = "Fnplane-Grpc-Call"  # GrpcCall JSON on the open of a gRPC call
+HDR_TRAILER = "Fnplane-Trailer"  # GrpcTrailer JSON on the end of a gRPC call
+HDR_MORE = "Fnplane-More"  # "1" on a piece of a gRPC message that goes on in the next data message
+# W3C trace context of the gateway's span on a queued request (only while tracing is on): the worker's
+# span continues it (NVCF injects it into the NATS headers the same way)
+HDR_TRACEPARENT = "traceparent"
+HDR_TRACESTATE = "tracestate"
+TRACE_HEADERS = (HDR_TRACEPARENT, HDR_TRACESTATE)
 
 
 class WireError(FnplaneError):
@@ -58,11 +84,18 @@ class Kind(StrEnum):
     DATA = "data"
     END = "end"
     ALIVE = "alive"
+    # gRPC sessions only
+    SESSION = "session"
+    CREDIT = "credit"
+    OPEN = "open"
+    CANCEL = "cancel"
+    CLOSE = "close"
 
 
 class InvocationMode(StrEnum):
     PEXEC = "pexec"  # NVCF "compatibility mode": 202 timer, progress, 302 large results, problem+json
     DIRECT = "direct"  # Host-header / function-id header invocation: pure pass-through
+    GRPC = "grpc"  # a gRPC session: the envelope opens it, its calls follow on the session's subjects
 
 
 class RequestStatus(StrEnum):
@@ -135,9 +168,22 @@ _envelope_decoder = msgspec.json.Decoder(Envelope)
 _encode = msgspec.json.encode
 
 
-def encode_request(envelope: Envelope) -> dict[str, str]:
-    """Headers of the queued request (its payload is the first body bytes)."""
-    return {HDR_MSG_ID: envelope.request_id, HDR_ENVELOPE: _encode(envelope).decode()}
+def encode_request(envelope: Envelope, trace: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Headers of the queued request (its payload is the first body bytes); `trace`: the W3C trace
+    context to continue (`traceparent`, `tracestate`)."""
+    headers = {HDR_MSG_ID: envelope.request_id, HDR_ENVELOPE: _encode(envelope).decode()}
+    if trace:
+        for name in TRACE_HEADERS:
+            if value := trace.get(name):
+                headers[name] = _one_line(value)
+    return headers
+
+
+def decode_trace(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The trace context a queued request carries (None: none)."""
+    if not headers or HDR_TRACEPARENT not in headers:
+        return None
+    return {name: headers[name] for name in TRACE_HEADERS if name in headers}
 
 
 def decode_request(headers: dict[str, str] | None) -> Envelope:
@@ -213,18 +259,37 @@ class HeadMessage(msgspec.Struct):
 class ChunkMessage(msgspec.Struct):
     attempt: str
     data: bytes
+    # a gRPC message goes on in the next chunk (fragments())
+    more: bool = False
 
 
 class EndMessage(msgspec.Struct):
     attempt: str
     error: str | None
+    # the end of a gRPC call: its status, details and trailing metadata
+    trailer: GrpcTrailer | None = None
 
 
 class AliveMessage(msgspec.Struct):
     attempt: str
 
 
-ResponseMessage = HeadMessage | ChunkMessage | EndMessage | AliveMessage
+class SessionMessage(msgspec.Struct):
+    """A worker took a gRPC session; `reply` is where the proxy confirms (or refuses) it."""
+
+    attempt: str
+    accept: SessionAccept
+    reply: str = ""
+
+
+class CreditMessage(msgspec.Struct):
+    """A worker grants a gRPC call more request messages."""
+
+    attempt: str
+    chunks: int
+
+
+ResponseMessage = HeadMessage | ChunkMessage | EndMessage | AliveMessage | SessionMessage | CreditMessage
 
 
 def kind_header(kind: Kind, attempt: int | str) -> dict[str, str]:
@@ -249,7 +314,7 @@ def decode_response(headers: dict[str, str] | None, data: bytes) -> ResponseMess
         raise WireError("response message without a kind")
     kind, _, attempt = value.partition(" ")
     if kind == Kind.DATA:
-        return ChunkMessage(attempt, data)
+        return ChunkMessage(attempt, data, HDR_MORE in headers)  # type: ignore[operator]
     if kind == Kind.HEAD:
         assert headers is not None
         try:
@@ -259,9 +324,16 @@ def decode_response(headers: dict[str, str] | None, data: bytes) -> ResponseMess
         return HeadMessage(attempt, head, data)
     if kind == Kind.END:
         assert headers is not None
-        return EndMessage(attempt, headers.get(HDR_ERROR))
+        raw = headers.get(HDR_TRAILER)
+        trailer = _decode(_trailer_decoder, raw, "trailer") if raw is not None else None
+        return EndMessage(attempt, headers.get(HDR_ERROR), trailer)
     if kind == Kind.ALIVE:
         return AliveMessage(attempt)
+    if kind == Kind.CREDIT:
+        return CreditMessage(attempt, decode_credit(data))
+    if kind == Kind.SESSION:
+        assert headers is not None
+        return SessionMessage(attempt, _decode(_accept_decoder, headers.get(HDR_SESSION, ""), "session"))
     raise WireError(f"unknown response message kind {kind!r}")
 
 
@@ -392,6 +464,190 @@ def decode_idempotency(data: bytes) -> IdempotencyRecord:
         return _idempotency_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise WireError(f"malformed idempotency record: {exc}") from None
+
+
+# --- gRPC sessions -------------------------------------------------------------------------------
+
+# a gRPC message (up to 4 MiB and more) travels in pieces of at most this size: NATS servers refuse
+# messages over their max_payload (1 MiB by default)
+GRPC_FRAGMENT_BYTES = 256 * 1024
+
+
+def fragments(message: bytes, size: int = GRPC_FRAGMENT_BYTES) -> list[bytes]:
+    """The pieces of one gRPC message, in order (an empty message is one empty piece)."""
+    if len(message) <= size:
+        return [message]
+    return [message[i : i + size] for i in range(0, len(message), size)]
+
+
+def more_header(headers: dict[str, str]) -> dict[str, str]:
+    """The headers of a data message whose gRPC message goes on in the next one."""
+    return {**headers, HDR_MORE: "1"}
+
+
+# gRPC metadata: text values, and bytes for keys ending in "-bin" (base64 on the wire)
+Metadata = Sequence[tuple[str, str | bytes]]
+BINARY_SUFFIX = "-bin"
+
+
+def encode_metadata(metadata: Metadata) -> list[tuple[str, str]]:
+    out = []
+    for key, value in metadata:
+        if isinstance(value, bytes):
+            out.append((key, base64.b64encode(value).decode()))
+        else:
+            out.append((key, value))
+    return out
+
+
+def decode_metadata(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str | bytes]]:
+    out: list[tuple[str, str | bytes]] = []
+    for key, value in pairs:
+        if key.endswith(BINARY_SUFFIX):
+            try:
+                out.append((key, base64.b64decode(value, validate=True)))
+            except ValueError:
+                raise WireError(f"metadata {key!r} is not base64") from None
+        else:
+            out.append((key, value))
+    return out
+
+
+class SessionAccept(msgspec.Struct):
+    # the worker's subject for this session's calls (under its own subjects)
+    calls_to: str = msgspec.field(name="callsTo")
+
+
+class GrpcCall(msgspec.Struct, omit_defaults=True):
+    """One call of a session, as the proxy opens it on the worker."""
+
+    call_id: str = msgspec.field(name="callId")
+    # "/package.Service/Method"
+    method: str
+    # the client's metadata (encode_metadata) without its credential
+    metadata: list[tuple[str, str]]
+    # the proxy's inbox of this call's response stream
+    reply_to: str = msgspec.field(name="replyTo")
+    # the client's deadline, as seconds left when the call was opened
+    timeout_s: float | None = msgspec.field(default=None, name="timeoutSeconds")
+    # request messages the proxy sends before it waits for the worker's credit
+    window: int = 8
+    # the open's payload is the call's first request message (it arrived with the call)
+    inline: bool = False
+    # and the client sent nothing after it: the whole request is here (most unary and
+    # server-streaming calls: one message to the worker, and one batch to the function)
+    complete: bool = False
+
+
+class GrpcTrailer(msgspec.Struct, omit_defaults=True):
+    """How a call ended: its gRPC status code, details and trailing metadata (encode_metadata)."""
+
+    code: int
+    details: str = ""
+    metadata: list[tuple[str, str]] = msgspec.field(default_factory=list)
+
+
+_accept_decoder = msgspec.json.Decoder(SessionAccept)
+_call_decoder = msgspec.json.Decoder(GrpcCall)
+_trailer_decoder = msgspec.json.Decoder(GrpcTrailer)
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], raw: str, what: str) -> Any:
+    try:
+        return decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise WireError(f"malformed {what}: {exc}") from None
+
+
+# worker -> proxy
+
+
+def encode_session_accept(accept: SessionAccept, attempt: int | str) -> dict[str, str]:
+    return {HDR_KIND: f"{Kind.SESSION} {attempt}", HDR_SESSION: _encode(accept).decode()}
+
+
+def encode_grpc_end(attempt: int | str, trailer: GrpcTrailer) -> dict[str, str]:
+    return {HDR_KIND: f"{Kind.END} {attempt}", HDR_TRAILER: _encode(trailer).decode()}
+
+
+def encode_credit_message(attempt: int | str, chunks: int) -> tuple[dict[str, str], bytes]:
+    return {HDR_KIND: f"{Kind.CREDIT} {attempt}"}, encode_credit(chunks)
+
+
+def encode_session_refusal(detail: str) -> dict[str, str]:
+    """The proxy's answer to a session it no longer waits for (its caller gave up)."""
+    return {HDR_ERROR: _one_line(detail)}
+
+
+def session_refusal(headers: dict[str, str] | None) -> str | None:
+    """Why the proxy refused a session (None: confirmed)."""
+    return (headers or {}).get(HDR_ERROR)
+
+
+# proxy -> worker, on the session's calls subject
+
+
+def encode_call_open(call: GrpcCall) -> dict[str, str]:
+    return {HDR_KIND: str(Kind.OPEN), HDR_CALL: call.call_id, HDR_GRPC_CALL: _encode(call).decode()}
+
+
+def call_header(kind: Kind, call_id: str) -> dict[str, str]:
+    """The headers of a call's data, end (the client finished sending) or cancel message."""
+    return {HDR_KIND: str(kind), HDR_CALL: call_id}
+
+
+SESSION_ALIVE = {HDR_KIND: str(Kind.ALIVE)}
+SESSION_CLOSE = {HDR_KIND: str(Kind.CLOSE)}
+
+
+class CallOpened(msgspec.Struct):
+    call: GrpcCall
+    # the first request message when `call.inline`
+    data: bytes = b""
+
+
+class CallData(msgspec.Struct):
+    call_id: str
+    data: bytes
+    # the request message goes on in the next data message (fragments())
+    more: bool = False
+
+
+class CallEnded(msgspec.Struct):
+    call_id: str
+
+
+class CallCancelled(msgspec.Struct):
+    call_id: str
+
+
+class SessionAlive(msgspec.Struct):
+    pass
+
+
+class SessionClosed(msgspec.Struct):
+    pass
+
+
+SessionEvent = CallOpened | CallData | CallEnded | CallCancelled | SessionAlive | SessionClosed
+
+
+def decode_session_event(headers: dict[str, str] | None, data: bytes) -> SessionEvent:
+    headers = headers or {}
+    kind = headers.get(HDR_KIND)
+    if kind == Kind.DATA:
+        return CallData(headers.get(HDR_CALL, ""), data, HDR_MORE in headers)
+    if kind == Kind.OPEN:
+        return CallOpened(_decode(_call_decoder, headers.get(HDR_GRPC_CALL, ""), "call"), data)
+    if kind == Kind.END:
+        return CallEnded(headers.get(HDR_CALL, ""))
+    if kind == Kind.CANCEL:
+        return CallCancelled(headers.get(HDR_CALL, ""))
+    if kind == Kind.ALIVE:
+        return SessionAlive()
+    if kind == Kind.CLOSE:
+        return SessionClosed()
+    raise WireError(f"unknown session message kind {kind!r}")
 
 
 def _one_line(text: str) -> str:

@@ -3,7 +3,8 @@
 Routing: a request the gateway claims (`fnplane.invocation.is_gateway_request(scope)`: invocation
 paths, `Host: <fid>.invocation.<domain>`, `function-id` headers) goes to the gateway, even for the path
 `/health` (a function may have one); otherwise `/health` is answered here, and everything else goes to
-the control app.
+the control app. A role run alone (`fnplane control`, `fnplane gateway`) has one of the two apps: a
+request for the missing one is answered 404.
 
 Granian serves this app without ASGI lifespan events (interface `asginl`); the supervisor drives each
 inner app's lifespan with `Lifespan` and hands each request the lifespan state of the app it goes to.
@@ -97,9 +98,9 @@ class PlatformApp:
 
     def __init__(
         self,
-        control: Lifespan,
+        control: Lifespan | None,
         health: HealthCheck,
-        gateway: Lifespan,
+        gateway: Lifespan | None,
         is_gateway_request: Callable[[Scope], bool],
         limits: RequestLimits,
         facts: Callable[[], dict[str, str]] = dict,
@@ -121,7 +122,7 @@ class PlatformApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return
-        if self._is_gateway_request(scope):
+        if self._gateway is not None and self._is_gateway_request(scope):
             if self.draining:
                 await _send_problem(send, 503, "the platform is shutting down", scope.get("path", ""))
                 return
@@ -129,6 +130,11 @@ class PlatformApp:
             return
         if scope["type"] == "http" and scope.get("path") == "/health":
             await self._answer_health(scope, send)
+            return
+        if self._control is None:
+            if scope["type"] == "http":
+                detail = "not found: this is a gateway; the control API is served by `fnplane control`"
+                await _send_problem(send, 404, detail, scope.get("path", ""))
             return
         await self._call(self._control, scope, receive, send)
 

@@ -101,3 +101,36 @@ class BusCredentials:
         assert self._issuer is not None
         grants = permissions.worker(version_id, instance_id)
         return self._issuer.issue(f"worker-{instance_id}", grants).creds_file()
+
+
+# what `fnplane nats-creds` writes from the operator keys in DIR (docs/deploy.md)
+NATS_MATERIALS = ("control", "gateway", "agent", "signing-key", "server-config")
+
+
+def write_nats_material(home: Path, what: str, out: Path, *, cluster_name: str = "local") -> str:
+    """Write one role's `.creds` file, the account signing key's seed, or the nats-server config
+    fragment, from `DIR/nats-keys.json` (made on first use, as `fnplane up` makes it); returns what to
+    tell the operator. Every file is written mode 0600."""
+    if what not in NATS_MATERIALS:
+        raise BusCredentialError(f"unknown NATS material {what!r}: one of {', '.join(NATS_MATERIALS)}")
+    home.mkdir(parents=True, exist_ok=True)
+    keys = operator_keys(home)
+    if what == "server-config":
+        write_secret(out, keys.server_config())
+        return f"{out}: the nats-server auth config (include it in the server's config file)"
+    if what == "signing-key":
+        write_secret(out, keys.account_signing)
+        return (
+            f"{out}: the account signing key; give `fnplane control` --nats-signing-key-file {out} "
+            f"--nats-account {keys.account_public_key}"
+        )
+    credentials = BusCredentials.for_embedded(keys)
+    credential = {
+        "control": credentials.control,
+        "gateway": credentials.gateway,
+        "agent": lambda: credentials.agent(cluster_name),
+    }[what]()
+    assert isinstance(credential, UserCredential)
+    write_secret(out, credential.creds_file())
+    suffix = f" of cluster {cluster_name}" if what == "agent" else ""
+    return f"{out}: the NATS credentials of a {what}{suffix}"

@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 from fnplane.shared import loop as event_loop
 from fnplane.shared.errors import FnplaneError
+from fnplane.telemetry import tracing
 from fnplane.up.asgi import LifespanError
+from fnplane.up.demo import run_demo
 from fnplane.up.settings import UpSettings
 from fnplane.up.supervisor import Platform
 
@@ -38,9 +40,11 @@ async def serve(settings: UpSettings, *, out: Callable[[str], None] = print) -> 
         event_loop.freeze_startup_objects()
         out(
             f"fnplane is up: API and gateway at {platform.url} (GET /health), "
+            f"gRPC at {platform.grpc_target}, "
             f"NATS at {platform.nats_url}, database {_redact(platform.database_url or '')}. "
             "Ctrl-C stops everything."
         )
+        demo = asyncio.create_task(_demo(platform, out), name="demo") if settings.demo else None
         failure: str | None = None
         while not stop.is_set():
             try:
@@ -51,6 +55,9 @@ async def serve(settings: UpSettings, *, out: Callable[[str], None] = print) -> 
                     logger.error("%s; stopping", failure)
                     break
         out("fnplane is stopping ...")
+        if demo is not None:
+            demo.cancel()
+            await asyncio.wait({demo})
         await platform.aclose()
         out("fnplane stopped.")
         return 1 if failure else 0
@@ -59,8 +66,27 @@ async def serve(settings: UpSettings, *, out: Callable[[str], None] = print) -> 
             loop.remove_signal_handler(signum)
 
 
+async def _demo(platform: Platform, out: Callable[[str], None]) -> None:
+    """`--demo`: the echo example deployed through the platform's own API (up/demo.py)."""
+    assert platform.admin_key is not None
+    await run_demo(
+        platform.internal_url,
+        platform.admin_key,
+        platform.workdir,
+        public_url=platform.url,
+        key_path=platform.home.admin_key_path,
+        out=out,
+        timeout_s=platform.settings.demo_timeout_s,
+    )
+
+
 def run_up(settings: UpSettings, *, out: Callable[[str], None] = print) -> int:
-    return event_loop.run(serve(settings, out=out))
+    # the gateway's and the gRPC proxy's spans (OTEL_* set); the workers configure their own
+    tracing.configure_tracing("fnplane")
+    try:
+        return event_loop.run(serve(settings, out=out))
+    finally:
+        tracing.shutdown_tracing()
 
 
 def _redact(url: str) -> str:

@@ -7,9 +7,31 @@ environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def valid_log_level(value: str) -> str:
+    """A validated log level (the roles' settings check theirs with it too)."""
+    if value.lower() not in ("debug", "info", "warning", "error"):
+        raise ValueError("log level must be debug, info, warning or error")
+    return value.lower()
+
+
+def reachable_host(host: str) -> str:
+    """An address this process can reach its own port on (0.0.0.0 / :: are not)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def base_url(host: str, port: int, *, tls: bool) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def _default_home() -> Path:
@@ -27,6 +49,8 @@ class UpSettings(BaseSettings):
     http_port: int = Field(8080, ge=1, le=65535)
     # reserved for the gRPC proxy (issue 5)
     grpc_port: int = Field(8081, ge=1, le=65535)
+    # GET /metrics (Prometheus) on this port of `host`; None: no metrics port
+    metrics_port: int | None = Field(None, ge=1, le=65535)
     # default: SQLite at DIR/fnplane.db
     database_url: str | None = None
     # default: an embedded nats-server with JetStream, data under DIR/nats, closed to clients without
@@ -42,6 +66,9 @@ class UpSettings(BaseSettings):
     nats_account: str | None = None
     # where the local backend runs containerArgs; default: the directory `fnplane up` started in
     workdir: Path | None = None
+    # what runs the functions (docs/backends.md): `process` or `container`; default: the agent's
+    # setting FNPLANE_AGENT_BACKEND, which defaults to `process`
+    backend: Literal["process", "container"] | None = None
     # base of the absolute URLs the platform hands out; default: the request's own scheme and Host
     public_url: str | None = None
     tls_cert: Path | None = None
@@ -82,6 +109,11 @@ class UpSettings(BaseSettings):
     # streams one connection may have open at once
     http2_max_header_bytes: int = Field(64 * 1024, ge=1024)
     http2_max_concurrent_streams: int = Field(1000, ge=1)
+    # once up, register and deploy the echo example (examples/echo_server.py in the working directory)
+    # and print the commands to try it (up/demo.py); a second start on the same home reuses it
+    demo: bool = False
+    # how long the demo may take to become ACTIVE before it is reported as failed
+    demo_timeout_s: float = Field(120.0, gt=0)
     # debug, info, warning or error
     log_level: str = "info"
 
@@ -102,9 +134,7 @@ class UpSettings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
-        if value.lower() not in ("debug", "info", "warning", "error"):
-            raise ValueError("log level must be debug, info, warning or error")
-        return value.lower()
+        return valid_log_level(value)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> UpSettings:
@@ -125,13 +155,8 @@ class UpSettings(BaseSettings):
     @property
     def local_host(self) -> str:
         """An address this process can reach its own HTTP port on (0.0.0.0 / :: are not)."""
-        if self.host in ("0.0.0.0", ""):
-            return "127.0.0.1"
-        if self.host == "::":
-            return "::1"
-        return self.host
+        return reachable_host(self.host)
 
     @property
     def local_url(self) -> str:
-        host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
-        return f"{'https' if self.tls else 'http'}://{host}:{self.http_port}"
+        return base_url(self.local_host, self.http_port, tls=self.tls)

@@ -4,6 +4,7 @@ Start order (each step's undo is pushed on a stack, so a failed start unwinds wh
 
     embedded nats-server -> database (migrated) -> NATS client (cluster-change kicks, revocations)
     -> bootstrap (account, admin key, signing key) -> control app -> gateway -> HTTP server -> agent
+    -> gRPC proxy
 
 Stop order is the reverse, with a drain first: new invocations and /health get 503, running
 invocations get `drain_timeout_s` to finish, then the agent stops every function process and worker
@@ -17,7 +18,6 @@ the unchanged URL by itself. Only a server that keeps dying makes `failure()` re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +28,7 @@ from fnplane.bus.connection import connect
 from fnplane.bus.revocations import revocation_publisher
 from fnplane.compute.agent import Agent
 from fnplane.compute.settings import AgentSettings
+from fnplane.control import state_metrics
 from fnplane.control.app import ControlApp, create_app
 from fnplane.control.auth.bootstrap import bootstrap
 from fnplane.control.auth.credentials import new_api_key
@@ -36,18 +37,20 @@ from fnplane.control.db.engine import check_database, open_database
 from fnplane.control.settings import ControlSettings
 from fnplane.invocation import openapi as gateway_openapi
 from fnplane.invocation.app import Gateway, create_gateway_app, is_gateway_request
+from fnplane.invocation.grpc.proxy import GrpcProxy
+from fnplane.invocation.grpc.settings import GrpcSettings
 from fnplane.invocation.settings import GatewaySettings
-from fnplane.shared import subjects
+from fnplane.shared import metrics, subjects
 from fnplane.up.asgi import Lifespan, PlatformApp, RequestLimits
 from fnplane.up.bus_auth import BusCredentials, operator_keys
 from fnplane.up.home import PlatformHome
+from fnplane.up.metrics import MetricsServer
 from fnplane.up.nats import EmbeddedNats
 from fnplane.up.server import HeaderLimits, HttpServer, free_loopback_port
 from fnplane.up.settings import UpSettings
+from fnplane.up.undo import UndoStack, probe
 
 logger = logging.getLogger(__name__)
-
-Closer = tuple[str, Callable[[], Awaitable[None]], float]
 
 
 class Platform:
@@ -55,12 +58,14 @@ class Platform:
         self.settings = settings
         self.home = PlatformHome(settings.home)
         self._out = out
-        self._closers: list[Closer] = []
+        self._undo = UndoStack(settings.stop_timeout_s + 5)
         self.nats_url: str | None = None
         self.admin_key: str | None = None
         self.database_url: str | None = None
         # where in-process clients (the agent) reach the control API: plain HTTP on loopback
         self.internal_url: str = settings.local_url
+        # where the agent runs containerArgs
+        self.workdir: Path = (settings.workdir or Path.cwd()).resolve()
         self._embedded_nats: EmbeddedNats | None = None
         self.bus_credentials = BusCredentials(None)
         self._engine: Any = None
@@ -71,11 +76,18 @@ class Platform:
         self._app: PlatformApp | None = None
         self.gateway: Gateway | None = None
         self.agent: Agent | None = None
+        self.grpc_proxy: GrpcProxy | None = None
         self._started = False
 
     @property
     def url(self) -> str:
         return self.settings.local_url
+
+    @property
+    def grpc_target(self) -> str:
+        """Where gRPC clients connect (`grpc.insecure_channel(target)`)."""
+        host = self.settings.local_host
+        return f"[{host}]:{self.settings.grpc_port}" if ":" in host else f"{host}:{self.settings.grpc_port}"
 
     # -- start ----------------------------------------------------------------------------------------
 
@@ -90,7 +102,6 @@ class Platform:
     async def _start(self) -> None:
         s = self.settings
         self.home.prepare()
-        workdir = (s.workdir or Path.cwd()).resolve()
 
         if s.nats_url:
             self.nats_url = s.nats_url
@@ -189,11 +200,15 @@ class Platform:
             await internal.start("127.0.0.1")
             self._push("internal-http", lambda: internal.aclose(s.http_stop_timeout_s))
 
-        await self._start_agent(workdir)
+        await self._start_agent(self.workdir)
+
+        await self._start_grpc_proxy()
+
+        if s.metrics_port is not None:
+            await self._start_metrics(control_app, s.metrics_port)
 
         app = self._app
         self._push("drain", lambda: self._drain(app), s.drain_timeout_s + 5)
-        # gRPC proxy (issue 5) starts here, on s.grpc_port, next to the HTTP server.
 
     async def _bootstrap_admin_key(
         self, control_settings: ControlSettings, publish_revoked: PublishRevoked
@@ -233,6 +248,24 @@ class Platform:
 
         return lifespan, claims
 
+    async def _start_grpc_proxy(self) -> None:
+        """The gRPC port, beside the gateway whose decisions and bus it shares; stopped before the agent
+        (its sessions are closed while the workers holding them still run)."""
+        assert self.gateway is not None
+        s = self.settings
+        self.grpc_proxy = GrpcProxy(
+            self.gateway.service,
+            self.gateway.bus,
+            GrpcSettings(),
+            host=s.host,
+            port=s.grpc_port,
+            tls_cert=s.tls_cert,
+            tls_key=s.tls_key,
+        )
+        await self.grpc_proxy.start()
+        proxy = self.grpc_proxy
+        self._push("grpc-proxy", proxy.aclose)
+
     async def _start_agent(self, workdir: Path) -> None:
         agent_settings = AgentSettings().model_copy(
             update={
@@ -241,6 +274,7 @@ class Platform:
                 "token": self.admin_key,
                 "workdir": workdir,
                 "home": self.home.path,
+                **({"backend": self.settings.backend} if self.settings.backend else {}),
             }
         )
         if self.settings.tls_key is not None:
@@ -254,8 +288,26 @@ class Platform:
         grace_s = agent_settings.stop_grace_s + 2 * agent_settings.http_timeout_s + 10
         self._push("agent", self._stop_agent, max(self.settings.stop_timeout_s, grace_s))
 
+    async def _start_metrics(self, control_app: ControlApp, port: int) -> None:
+        """GET /metrics; the instance and queue gauges are read from the control plane and the bus
+        when scraped."""
+        database = control_app.components.database
+        gateway = self.gateway
+        assert gateway is not None
+
+        async def platform_state() -> None:
+            deployed = await state_metrics.refresh(database)
+            depths = [(fid, vid, await gateway.bus.queue_depth(vid)) for fid, vid in deployed]
+            metrics.QUEUE_DEPTH.clear()
+            for function_id, version_id, depth in depths:
+                metrics.QUEUE_DEPTH.labels(function_id, version_id).set(depth)
+
+        server = MetricsServer(self.settings.host, port, [platform_state])
+        await server.start(self.settings.local_host)
+        self._push("metrics", server.aclose)
+
     def _push(self, name: str, close: Callable[[], Awaitable[None]], timeout_s: float | None = None) -> None:
-        self._closers.append((name, close, timeout_s or self.settings.stop_timeout_s + 5))
+        self._undo.push(name, close, timeout_s)
 
     # -- wiring ---------------------------------------------------------------------------------------
 
@@ -266,9 +318,9 @@ class Platform:
         checks = {
             "api": "ok" if self._control is not None and self._started else "starting",
             "gateway": "ok" if self.gateway is not None and self.gateway.ready else "not ready",
-            "database": await _check(self._check_database(), timeout_s),
-            "nats": await _check(self._check_nats(), timeout_s),
-            "agent": await _check(self._check_agent(), timeout_s),
+            "database": await probe(self._check_database(), timeout_s),
+            "nats": await probe(self._check_nats(), timeout_s),
+            "agent": await probe(self._check_agent(), timeout_s),
         }
         return checks
 
@@ -335,21 +387,4 @@ class Platform:
 
     async def aclose(self) -> None:
         self._started = False
-        while self._closers:
-            name, close, timeout_s = self._closers.pop()
-            logger.debug("stopping %s", name)
-            try:
-                await asyncio.wait_for(close(), timeout_s)
-            except TimeoutError:
-                logger.error("stopping %s took too long; moving on", name)
-            except Exception:  # the supervisor: log and keep stopping the rest
-                logger.exception("stopping %s failed", name)
-
-
-async def _check(probe: Awaitable[str], timeout_s: float) -> str:
-    try:
-        return await asyncio.wait_for(probe, timeout_s)
-    except TimeoutError:
-        return "timed out"
-    except Exception as error:  # a health probe reports, it never raises
-        return f"failed: {type(error).__name__}"
+        await self._undo.unwind()

@@ -228,7 +228,19 @@ def test_back_pressure(tmp_path: Path, start_up: type[UpProcess]) -> None:
             assert held.result().status_code == 200
 
         # a full queue (one request running, one waiting): 429 with Retry-After from the drain rate
-        assert client.post(pexec, headers=ASYNC, json={"seconds": 5}).status_code == 202
+        running = client.post(pexec, headers=ASYNC, json={"seconds": 5})
+        assert running.status_code == 202
+        # the worker has it (position 0) before the next one queues: else that one would find it
+        # still waiting, the queue full
+        wait_for(
+            lambda: (
+                client.get(f"/v2/nvcf/queues/{running.headers['nvcf-reqid']}/position")
+                .json()
+                .get("positionInQueue")
+                == 0
+            ),
+            what="the first request picked up",
+        )
         assert client.post(pexec, headers=ASYNC, json={"seconds": 0}).status_code == 202
         r = client.post(pexec, headers=ASYNC, json={"seconds": 0})
         assert r.status_code == 429, r.text

@@ -121,15 +121,17 @@ class Platform:
         return [p for agent_id in agent_ids for p, _ in marked_processes(agent_id)]
 
     async def start_agent_process(
-        self, cluster_name: str = "local"
+        self, cluster_name: str = "local", *, env: dict[str, str] | None = None
     ) -> tuple[asyncio.subprocess.Process, str]:
-        """`fnplane agent` as a child process (default fake pool); the process and its agent id."""
+        """`fnplane agent` as a child process (default fake pool), with more environment `env`; the
+        process and its agent id."""
         settings = self.agent_settings(cluster_name)
         environment = {k: v for k, v in os.environ.items() if not k.startswith("FNPLANE_")}
         for name in _AGENT_PROCESS_SETTINGS:
             environment[f"FNPLANE_AGENT_{name.upper()}"] = str(getattr(settings, name))
         # the credential travels in the environment, never on the command line
         environment["FNPLANE_AGENT_TOKEN"] = self.admin_key
+        environment.update(env or {})
         process = await asyncio.create_subprocess_exec(
             str(Path(PY).parent / "fnplane"), "agent",
             "--nats-url", self.nats_url, "--nats-creds", str(settings.nats_creds),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from compute_stack import PY, Platform, create_function, deploy, platform, wait_for, wait_status
+from prometheus_client import REGISTRY
 
 from fnplane.control.autoscaler import AutoscalerSettings
 from polling import get_version
@@ -47,7 +48,14 @@ async def test_autoscaler_scales_up_under_load_and_down_to_zero_when_idle(scalin
     }
     response = await stack.client.post("/v1/fnplane/clusters/local/metrics", json=metrics)
     assert response.status_code == 204
+    ups = _sample("fnplane_autoscaler_decisions_total", direction="up")
     assert await autoscaler.run_once() == {fn["versionId"]: 2}
+    # the decision as NVCF's autoscaler gauges show it, and one more decision up
+    version = {"function_id": fn["id"], "function_version_id": fn["versionId"]}
+    assert _sample("nvcf_autoscaler_scaling_current_instances", **version) == 1
+    assert _sample("nvcf_autoscaler_scaling_desired_instances", **version) == 2
+    assert _sample("nvcf_autoscaler_scaling_utilization", **version) == pytest.approx(95.0)
+    assert _sample("fnplane_autoscaler_decisions_total", direction="up") == ups + 1
     await wait_for(lambda: _running(stack, fn, 2))
     assert len(agent.supervisors) == 2
 
@@ -62,13 +70,21 @@ async def test_autoscaler_scales_up_under_load_and_down_to_zero_when_idle(scalin
     assert await autoscaler.run_once() == {fn["versionId"]: 1}
     await asyncio.sleep(2.5)
     await stack.client.post("/v1/fnplane/clusters/local/metrics", json=idle)
+    downs = _sample("fnplane_autoscaler_decisions_total", direction="down")
     assert await autoscaler.run_once() == {fn["versionId"]: 0}
+    assert _sample("nvcf_autoscaler_scaling_desired_instances", **version) == 0
+    assert _sample("fnplane_autoscaler_decisions_total", direction="down") == downs + 1
 
     async def no_process() -> bool:
         return not stack.leftovers()
 
     await wait_for(no_process)
     assert (await get_version(stack.client, fn))["status"] == "ACTIVE"
+
+
+def _sample(name: str, **labels: str) -> float:
+    """A sample of this process's metrics registry (the platform runs in the test process)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def _running(stack: Platform, fn: dict, count: int) -> bool:

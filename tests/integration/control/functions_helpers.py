@@ -126,10 +126,14 @@ async def _none_desired(client: httpx.AsyncClient, cluster: str) -> bool:
 
 @pytest.fixture
 async def reconciler(control_app: Any) -> AsyncIterator[Any]:
-    """The app's reconciler, running (the ASGI test transport does not run the lifespan)."""
+    """The app's reconciler, running (the ASGI test transport does not run the lifespan), with the
+    control lease it runs under (on PostgreSQL an advisory lock: only its holder reconciles)."""
     reconciler = control_app.components.reconciler
+    lease = control_app.components.lease
+    await lease.start()
     await reconciler.start()
     try:
         yield reconciler
     finally:
         await reconciler.aclose()
+        await lease.aclose()

@@ -101,6 +101,17 @@ def _bodies(world: dict[str, str]) -> dict[tuple[str, str], Any]:
         ("PUT", "/v2/nvcf/secrets/functions/{functionId}/versions/{versionId}"): {
             "secrets": [{"name": "MATRIX", "value": "x"}]
         },
+        ("POST", "/v2/nvcf/registry-credentials"): _registry_credential("matrix-post"),
+        ("PATCH", "/v2/nvcf/registry-credentials/{registryCredentialId}"): {"artifactTypeEnums": ["HELM"]},
+    }
+
+
+def _registry_credential(name: str) -> dict[str, Any]:
+    login = "dXNlcjpwYXNz"  # user:pass
+    return {
+        "registryHostname": "nvcr.io",
+        "secret": {"name": name, "value": login},
+        "artifactTypes": ["CONTAINER"],
     }
 
 
@@ -123,7 +134,16 @@ async def _world(admin: httpx.AsyncClient, auth: AuthComponents, index: int) -> 
     client, _ = await auth.service_accounts.register("nvcf-default", [MANAGE_KEYS])
     nca_id = f"matrix-account-{index}"
     await auth.accounts.ensure(nca_id, nca_id, 10)
+    # one registry credential at a time (an account may hold 25): an earlier world's, unless deleted
+    held = (await admin.get("/v2/nvcf/registry-credentials")).json()["registryCredentials"]
+    if not held:
+        response = await admin.post(
+            "/v2/nvcf/registry-credentials", json=_registry_credential(f"matrix-{index}")
+        )
+        assert response.status_code == 200, response.text
+        held = [response.json()["registryCredential"]]
     return {
+        "registryCredentialId": held[0]["registryCredentialId"],
         "functionId": fn["id"],
         "functionVersionId": fn["versionId"],
         "versionId": fn["versionId"],

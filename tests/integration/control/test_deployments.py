@@ -288,3 +288,21 @@ async def test_shared_account_cannot_deploy(admin_client: httpx.AsyncClient, mak
         json={"authorizedParties": [{"ncaId": "nvcf-default"}]},
     )
     assert (await deploy(admin_client, fn, spec(0, 1))).status_code == 404
+
+
+async def test_a_health_port_other_than_the_inference_port_reaches_the_assignment(
+    admin_client: httpx.AsyncClient,
+) -> None:
+    await register_cluster(admin_client)
+    health = {"protocol": "HTTP", "uri": "/v2/health/ready", "port": 8000, "timeout": "PT5S"}
+    fn = await create_function(admin_client, inferencePort=8001, health={**health, "expectedStatusCode": 200})
+    assert (await deploy(admin_client, fn, spec(1, 1))).status_code == 200
+    [placed] = await assignments(admin_client)
+    assert placed["inferencePort"] == 8001
+    assert placed["health"] == {
+        "protocol": "HTTP",
+        "uri": "/v2/health/ready",
+        "port": 8000,
+        "timeoutSeconds": 5.0,
+        "expectedStatusCode": 200,
+    }

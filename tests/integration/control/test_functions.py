@@ -164,6 +164,9 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
         {"health": {"protocol": "HTTP", "uri": "/", "timeout": "PT1S", "expectedStatusCode": 200}},
         "health.port",
     ),
+    ("health port zero", {"health": {**HEALTH, "port": 0}}, "health.port"),
+    ("health port above 65535", {"health": {**HEALTH, "port": 65536}}, "health.port"),
+    ("health port not a number", {"health": {**HEALTH, "port": "http"}}, "health.port"),
     ("LLM without models", {"functionType": "LLM"}, "body"),
     ("model without version", {"models": [{"name": "m", "uri": "u"}]}, "body"),
     ("telemetries empty", {"telemetries": {}}, "telemetries"),
@@ -218,13 +221,16 @@ async def test_create_version_needs_absolute_paths(admin_client: httpx.AsyncClie
     assert (await admin_client.post(f"/v2/nvcf/functions/{fn['id']}/versions", json=ok)).status_code == 200
 
 
-async def test_container_args_required_by_local_backend(admin_client: httpx.AsyncClient) -> None:
+async def test_a_function_needs_an_image_or_a_command_line(admin_client: httpx.AsyncClient) -> None:
     body = function_body("no-args")
     del body["containerArgs"]
+    # an image alone: the container backend runs its own CMD
+    assert (await admin_client.post("/v2/nvcf/functions", json=body)).status_code == 200
+    del body["containerImage"]
     response = await admin_client.post("/v2/nvcf/functions", json=body)
     assert response.status_code == 400
     assert response.json()["field"] == "containerArgs"
-    assert "containerArgs" in response.json()["detail"]
+    assert "containerImage" in response.json()["detail"] and "containerArgs" in response.json()["detail"]
     helm = {"name": "chart", "inferenceUrl": "/", "helmChart": "oci://x/c", "helmChartServiceName": "svc"}
     assert (await admin_client.post("/v2/nvcf/functions", json=helm)).status_code == 200
 
@@ -417,3 +423,15 @@ async def test_max_functions_per_account(
     second = await client.post("/v2/nvcf/functions", json=function_body("two"))
     assert second.status_code == 400
     assert "maximum" in second.json()["detail"]
+
+
+async def test_the_health_port_is_1_to_65535(admin_client: httpx.AsyncClient) -> None:
+    for port, rule in ((0, "greater than 0"), (65536, "less than or equal to 65535")):
+        body = function_body("health-port", health={**HEALTH, "port": port})
+        response = await admin_client.post("/v2/nvcf/functions", json=body)
+        assert response.status_code == 400, response.text
+        problem = response.json()
+        assert problem["field"] == "health.port" and rule in problem["rule"], problem
+    for port in (1, 65535):
+        fn = await create_function(admin_client, name=f"health-port-{port}", health={**HEALTH, "port": port})
+        assert fn["health"]["port"] == port

@@ -66,6 +66,35 @@ async def test_deploying_to_active_when_min_instances_run(admin_client: httpx.As
     assert instance["instanceCreatedAt"].endswith("Z") and instance["instanceUpdatedAt"].endswith("Z")
 
 
+async def test_a_starting_instance_says_what_it_does_in_healthinfo_until_it_runs(
+    admin_client: httpx.AsyncClient,
+) -> None:
+    fn = await _deployed(admin_client, 2)
+    first, second = await wait_live(admin_client, 2)
+    path = f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}"
+
+    async def health() -> list[dict[str, Any]]:
+        return list((await admin_client.get(path)).json()["deployment"].get("healthInfo") or [])
+
+    pulling = "pulling image nvcr.io/acme/model:1: 2 of 5 layers, 1.0 of 80.0 MB"
+    await report(admin_client, first["instanceId"], "starting", detail=pulling)
+    await report(admin_client, second["instanceId"], "starting")
+    [entry] = await health()
+    assert entry["icmsRequestId"] == first["instanceId"] and entry["error"] == pulling
+    assert entry["instanceType"] == "LOCAL.GPU.L40S_1x" and entry["gpu"] == "L40S"
+    # the newest word replaces the last; an oversized one is cut to a line's worth
+    await report(admin_client, first["instanceId"], "starting", detail="x" * 5000)
+    assert [len(e["error"]) for e in await health()] == [512]
+    # a report without a detail says the start is over
+    await report(admin_client, first["instanceId"], "starting")
+    assert await health() == []
+    await report(admin_client, second["instanceId"], "running", detail="ignored once running")
+    assert await health() == []
+    await report(admin_client, first["instanceId"], "starting", detail=pulling)
+    await report(admin_client, first["instanceId"], "failed", cause="image-pull-issues", errorLog="denied")
+    assert [e["error"] for e in await health()] == ["image-pull-issues: denied"]
+
+
 async def test_deploying_to_error_when_every_instance_fails(admin_client: httpx.AsyncClient) -> None:
     fn = await _deployed(admin_client, 2)
     first, second = await wait_live(admin_client, 2)

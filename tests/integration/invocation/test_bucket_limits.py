@@ -51,3 +51,20 @@ async def test_buckets_are_bounded_and_a_full_asset_store_refuses_uploads(stack)
     assert full.headers["content-type"] == "application/problem+json"
     assert full.headers["retry-after"].isdigit()
     assert "full" in full.json()["detail"]
+
+
+async def test_a_version_result_store_reserves_no_storage(stack) -> None:
+    """JetStream reserves a stream's max_bytes at creation: with a bound per version, a server ran out
+    of store after a handful of deployed versions. Many versions' result stores fit in any store."""
+    import uuid
+
+    for _ in range(40):  # 40 x 8 GiB would be 320 GiB of reservations: more than this disk
+        await stack.gateway.bus.ensure_stream(str(uuid.uuid4()))
+    nc = await stack.bus.gateway_client()
+    try:
+        version = str(uuid.uuid4())
+        await stack.gateway.bus.ensure_stream(version)
+        info = await nc.jetstream().stream_info(subjects.object_stream(subjects.result_bucket(version)))
+        assert info.config.max_bytes in (None, -1)
+    finally:
+        await nc.close()

@@ -146,3 +146,15 @@ async def test_assets_upload_download_by_the_worker_and_delete(stack):
     assert (await stack.client.get(f"/v2/nvcf/assets/{asset['assetId']}")).status_code == 404
     bad = await stack.client.post("/v2/nvcf/assets", json={"contentType": "x/y"})
     assert bad.status_code == 400 and bad.json()["field"] == "description"
+
+
+async def test_a_wrong_method_on_a_gateway_path_is_405_with_allow(stack):
+    # it was a 404 "no route", as for a path that does not exist (found by tests/e2e/test_api_fuzz.py)
+    r = await stack.client.request("PUT", "/v2/nvcf/assets")
+    assert r.status_code == 405, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["allow"] == "GET, POST"
+    assert r.json()["status"] == 405
+    r = await stack.client.request("TRACE", f"/v2/nvcf/queues/{'0' * 8}-0000-0000-0000-{'0' * 12}/position")
+    assert (r.status_code, r.headers["allow"]) == (405, "GET")
+    assert (await stack.client.get("/v2/nvcf/no-such-thing")).status_code == 404

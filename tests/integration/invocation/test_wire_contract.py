@@ -17,11 +17,16 @@ from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.exchange import BodyReader, Exchange
 from fnplane.invocation.settings import GatewaySettings
-from fnplane.shared import subjects, wire
+from fnplane.shared import errors, subjects, wire
 
 VERSION = "0b9c8f9e-7a53-4d5e-8c43-3b1e2f6d7a10"
 FUNCTION = "7d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
 WINDOW = 8
+# how long a message may take between the two buses: generous, for a loaded CI machine (a bound,
+# not a measurement: a lost message still fails the test)
+DELIVERY_BOUND_S = 20.0
+# the gateway looks for lost answers this soon after queueing (then at doubling intervals)
+LOST_CHECK_S = 0.5
 
 
 class Pair:
@@ -43,7 +48,9 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     worker: WorkerBus | None = None
     try:
         gateway = RequestBus(
-            url, GatewaySettings(body_chunk_bytes=1000), credential=server.credentials.gateway()
+            url,
+            GatewaySettings(body_chunk_bytes=1000, lost_answer_check_after_s=LOST_CHECK_S),
+            credential=server.credentials.gateway(),
         )
         await gateway.start()
         await server.prepare_version(VERSION)
@@ -106,7 +113,7 @@ def chunked_receive(chunks: list[bytes]):
 
 
 async def next_item(exchange: Exchange):
-    return await asyncio.wait_for(exchange.queue.get(), 5.0)
+    return await asyncio.wait_for(exchange.queue.get(), DELIVERY_BOUND_S)
 
 
 async def test_request_response_and_credits_over_a_real_server(pair: Pair):
@@ -117,7 +124,7 @@ async def test_request_response_and_credits_over_a_real_server(pair: Pair):
     sent = envelope(gateway, rid)
     await gateway.publish(sent, b"first body bytes")
     await worker.top_up(1)
-    delivery = await asyncio.wait_for(pair.deliveries.get(), 5.0)
+    delivery = await asyncio.wait_for(pair.deliveries.get(), DELIVERY_BOUND_S)
     assert delivery.envelope == sent
     assert delivery.inline == b"first body bytes"
     assert delivery.attempt == 1
@@ -139,7 +146,7 @@ async def test_request_response_and_credits_over_a_real_server(pair: Pair):
     while len(received) < len(chunks):
         await gateway.grant_credit(exchange, batch)
         received += [await _chunk(exchange) for _ in range(min(batch, len(chunks) - len(received)))]
-    await asyncio.wait_for(sender, 5.0)
+    await asyncio.wait_for(sender, DELIVERY_BOUND_S)
     assert received == chunks
     assert await next_item(exchange) == wire.EndMessage("1", "stopped\nhere".replace("\n", " "))
 
@@ -189,10 +196,10 @@ async def test_cancel_reaches_the_worker_and_the_status_record_is_shared(pair: P
     gateway, worker = pair.gateway, pair.worker
     rid = "7c3e9f5a-2b8d-4e4c-9f0a-3d4e5f6a7b82"
     await gateway.cancel(VERSION, rid)
-    assert await asyncio.wait_for(pair.cancels.get(), 5.0) == (rid, False)
+    assert await asyncio.wait_for(pair.cancels.get(), DELIVERY_BOUND_S) == (rid, False)
     # a client's DELETE: told apart, so the worker stops a detached request too
     await gateway.cancel(VERSION, rid, explicit=True)
-    assert await asyncio.wait_for(pair.cancels.get(), 5.0) == (rid, True)
+    assert await asyncio.wait_for(pair.cancels.get(), DELIVERY_BOUND_S) == (rid, True)
 
     record = wire.StatusRecord(
         request_id=rid,
@@ -205,3 +212,45 @@ async def test_cancel_reaches_the_worker_and_the_status_record_is_shared(pair: P
     await worker.buckets.put_status(record)
     assert gateway.buckets is not None
     assert await gateway.buckets.get_status(VERSION, rid) == record
+
+
+async def test_an_answer_lost_on_the_bus_is_a_503_at_the_next_check(pair: Pair):
+    """A worker took the request and finished it (its message left the queue), but no head reached the
+    gateway (a NATS node died with it on the way): the caller is answered at once, not at its window's
+    end. While the worker still holds the request, the checks leave it alone."""
+    gateway, worker = pair.gateway, pair.worker
+    rid = "9d2f4b6a-8c1e-4f3a-b5d7-2e4f6a8b0c13"
+    exchange = Exchange(rid, FUNCTION, VERSION, None)
+    gateway.open(exchange)
+    await gateway.publish(envelope(gateway, rid), b"")
+    await worker.top_up(1)
+    delivery = await asyncio.wait_for(pair.deliveries.get(), DELIVERY_BOUND_S)
+    # held (not acked): the checks at 0.5 s and 1.5 s find the message, and leave the request waiting
+    await asyncio.sleep(4 * LOST_CHECK_S)
+    assert exchange.queue.empty()
+    await delivery.ack()
+    lost = await asyncio.wait_for(exchange.queue.get(), DELIVERY_BOUND_S)
+    assert isinstance(lost, errors.UnavailableError)
+    assert "its answer was lost" in lost.detail
+
+
+async def test_a_queue_that_does_not_answer_is_a_503_not_silence(tmp_path: Path):
+    """The first request of a version makes its queue (a JetStream API call) and then publishes; when
+    JetStream does not answer (here the server is gone; in a cluster, a stream leader being elected)
+    both are tried again, then the caller gets UnavailableError, never an exception nobody hears."""
+    server = ClosedBus(tmp_path, restart_limit=0)
+    url = await server.start()
+    gateway = RequestBus(
+        url,
+        GatewaySettings(publish_timeout_s=0.3, publish_attempts=2),
+        credential=server.credentials.gateway(),
+    )
+    try:
+        await gateway.start()
+        await server.kill()
+        rid = "3b5d7f9a-1c2e-4a6b-8d0f-4e6a8c0b2d15"
+        with pytest.raises(errors.UnavailableError, match="could not queue the request"):
+            await asyncio.wait_for(gateway.publish(envelope(gateway, rid), b""), DELIVERY_BOUND_S)
+    finally:
+        await gateway.aclose()
+        await server.aclose()

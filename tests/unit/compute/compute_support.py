@@ -1,14 +1,16 @@
-"""Helpers of the compute unit tests: an assignment factory and short-threshold agent settings."""
+"""Helpers of the compute unit tests: short-threshold agent settings (and the assignment factory of
+tests/assignments.py, re-exported)."""
 
 from __future__ import annotations
 
 import uuid
 from pathlib import Path
 
+from assignments import make_assignment
 from fnplane.compute.settings import AgentSettings
-from fnplane.shared.models.compute import HealthCheck, InstanceAssignment, InstanceState
 
 REPO = Path(__file__).resolve().parents[3]
+__all__ = ["REPO", "STUBBORN", "fast_settings", "make_assignment"]
 
 # `python -c` program: a parent that ignores SIGTERM and a child that ignores it too, in the same group;
 # "up" is printed only once the child runs (Popen returns after its exec)
@@ -19,33 +21,6 @@ STUBBORN = (
     "'import signal,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);time.sleep(60)']);"
     "print('up',flush=True);time.sleep(60)"
 )
-
-
-def make_assignment(
-    container_args: str, *, protocol: str = "HTTP", **overrides: object
-) -> InstanceAssignment:
-    fields: dict[str, object] = {
-        "instanceId": str(uuid.uuid4()),
-        "functionId": str(uuid.uuid4()),
-        "functionVersionId": str(uuid.uuid4()),
-        "functionName": "echo",
-        "ncaId": "nvcf-default",
-        "desired": True,
-        "state": InstanceState.REQUESTED,
-        "gpu": "L40S",
-        "instanceType": "LOCAL.GPU.L40S_1x",
-        "backend": "local",
-        "region": "local",
-        "containerArgs": container_args,
-        "inferenceUrl": "/echo",
-        "inferencePort": 8000,
-        "health": HealthCheck(
-            protocol=protocol, uri="/v2/health/ready", port=8000, timeoutSeconds=2.0, expectedStatusCode=200
-        ),
-        "maxRequestConcurrency": 2,
-    }
-    fields.update(overrides)
-    return InstanceAssignment.model_validate(fields)
 
 
 def fast_settings(home: Path, **overrides: object) -> AgentSettings:

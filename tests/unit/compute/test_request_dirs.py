@@ -68,3 +68,20 @@ def test_planted_links_and_fifos_are_never_followed(tmp_path: Path) -> None:
     root.remove(rid)
     assert (outside / "keep").read_text() == "keep" and not (outside / "written-through").exists()
     assert os.listdir(root.path) == []
+
+
+def test_shared_request_dirs_are_open_to_the_function_s_own_user(tmp_path: Path) -> None:
+    """A container runs its image's user: its request directories are 0777 and assets 0644 (the root
+    lies in the agent's private state dir); by default they stay 0700 / 0600."""
+    for shared, dir_mode, file_mode in ((True, 0o777, 0o644), (False, 0o700, 0o600)):
+        root = RequestRoot(str(tmp_path / f"root-{shared}"), shared=shared)
+        request = root.create(str(uuid.uuid4()))
+        with request.create_asset(str(uuid.uuid4())) as asset:
+            asset.write(b"x")
+        assert stat.S_IMODE(os.stat(root.path).st_mode) == dir_mode
+        assert stat.S_IMODE(os.stat(request.output_path).st_mode) == dir_mode
+        assert stat.S_IMODE(os.stat(request.asset_path).st_mode) == dir_mode
+        [name] = os.listdir(request.asset_path)
+        assert stat.S_IMODE(os.stat(os.path.join(request.asset_path, name)).st_mode) == file_mode
+        request.close()
+        root.close()

@@ -59,14 +59,17 @@ def _tree(pid: int) -> list[psutil.Process]:
     return [leader, *leader.children(recursive=True)]
 
 
-def _all_gone(processes: list[psutil.Process]) -> bool:
+def _all_gone(processes: list[psutil.Process], within_s: float = 5.0) -> bool:
+    """All ended, within a moment: a SIGKILLed namespace's processes die when the kernel gets to them."""
+
     def gone(p: psutil.Process) -> bool:
         try:
             return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return True
 
-    return all(gone(p) for p in processes)
+    _, alive = psutil.wait_procs([p for p in processes if not gone(p)], timeout=within_s)
+    return all(gone(p) for p in alive)
 
 
 async def test_markers_stay_on_bwrap_and_the_function_serves_from_its_namespace(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from fnplane.compute.backends.local import LocalProcessBackend
 from fnplane.compute.backends.processes import marked_processes
 from fnplane.compute.settings import AgentSettings
 from fnplane.compute.supervisor import InstanceSupervisor
-from fnplane.shared.models.compute import InstanceReport, InstanceState
+from fnplane.shared.models.compute import HealthCheck, InstanceReport, InstanceState
 
 PY = sys.executable
 
@@ -158,5 +158,102 @@ async def test_busy_time_reaches_the_supervisor(settings: AgentSettings, busy_s:
         assert sample.slot_seconds > 0
         assert sample.busy_slot_seconds == 0
         assert busy_s > 0
+    finally:
+        await supervisor.stop()
+
+
+class _SlowStartBackend(LocalProcessBackend):
+    """A backend whose start takes a while and says so, as the container backend's pull does."""
+
+    async def start(self, assignment, progress=None):  # type: ignore[no-untyped-def]
+        assert progress is not None
+        for n in range(1, 6):  # within half a second: the first word, a second later the newest
+            progress(f"step {n} of 6")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2.5)  # the reporter has long been idle
+        progress("step 6 of 6")
+        await asyncio.sleep(0.2)
+        return await super().start(assignment, progress)
+
+
+async def test_a_slow_start_is_reported_with_its_newest_word_at_most_once_a_second(
+    settings: AgentSettings,
+) -> None:
+    backend = _SlowStartBackend(
+        state_dir=settings.state_dir,
+        workdir=settings.workdir,
+        agent_id=settings.effective_agent_id,
+        stop_grace_s=settings.stop_grace_s,
+    )
+    reports = Reports()
+    supervisor = InstanceSupervisor(
+        make_assignment(f"{PY} examples/echo_server.py"),
+        backend=backend,
+        table=backend.table,
+        settings=settings,
+        report=reports,
+    )
+    supervisor.start()
+    try:
+        await reports.until(InstanceState.RUNNING)
+        said = [(r.state, r.detail) for r in reports.items]
+        starting = InstanceState.STARTING
+        # the first word, the newest of those that came within the second, the last one at once; then
+        # the start is over and nothing more is said of it
+        assert said[:3] == [(starting, f"step {n} of 6") for n in (1, 5, 6)], said
+        assert all(detail is None for _, detail in said[3:]) and said[-1] == (InstanceState.RUNNING, None)
+    finally:
+        await supervisor.stop()
+
+
+def _health(protocol: str, port: int) -> HealthCheck:
+    return HealthCheck(
+        protocol=protocol, uri="/health-only", port=port, timeoutSeconds=2.0, expectedStatusCode=200
+    )
+
+
+async def test_a_health_port_of_its_own_is_where_the_worker_checks_and_it_survives_a_restart(
+    settings: AgentSettings,
+) -> None:
+    # inference on $PORT, health only on $HEALTH_PORT: checked on the inference port, never healthy
+    supervisor, reports = await _run(
+        settings,
+        f"{PY} tests/e2e/health_port_function.py --port $(PORT) --health-port $(HEALTH_PORT)",
+        inferencePort=8001,
+        health=_health("HTTP", 8000),
+    )
+    try:
+        await reports.until(InstanceState.RUNNING)
+        port, health_port = supervisor.port, supervisor.health_port
+        assert port is not None and health_port is not None and port != health_port
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/health-only")).status_code == 404
+            assert (await client.get(f"http://127.0.0.1:{health_port}/health-only")).status_code == 200
+            answer = (await client.post(f"http://127.0.0.1:{port}/x", json={"a": 1})).json()
+        assert (
+            answer["environ"]["HEALTH_PORT"] == answer["environ"]["INFERENCE_HEALTH_PORT"] == str(health_port)
+        )
+        [function] = [p for p, _ in marked_processes(settings.effective_agent_id, role="function")]
+        seen = len(reports.items)
+        os.kill(function.pid, signal.SIGKILL)
+        await reports.until(InstanceState.STARTING, after=seen)
+        running = await reports.until(InstanceState.RUNNING, after=seen)
+        assert running.restarts == 1
+        assert (supervisor.port, supervisor.health_port) == (port, health_port)
+    finally:
+        await supervisor.stop()
+
+
+async def test_grpc_health_on_a_port_of_its_own(settings: AgentSettings) -> None:
+    # the standard gRPC health service on $HEALTH_PORT only (the server listens on the PORT it is given)
+    supervisor, reports = await _run(
+        settings,
+        f"env PORT=$(HEALTH_PORT) {PY} examples/grpc_server.py",
+        inferencePort=8001,
+        health=_health("gRPC", 8002),
+    )
+    try:
+        await reports.until(InstanceState.RUNNING)
+        assert supervisor.health_port not in (None, supervisor.port)
     finally:
         await supervisor.stop()

@@ -80,6 +80,9 @@ def test_host_and_header_routing():
     assert direct_target({"host": f"{V1}.{FID.upper()}.INVOCATION.127.0.0.1:8080"}) == (FID, V1)
     assert direct_target({"function-id": FID.upper(), "host": "api.example.com"}) == (FID, None)
     assert direct_target({"host": "api.example.com"}) is None
+    # the version header pins the version of the Host form too
+    pinned = {"host": f"{FID}.invocation.example.com", "function-version-id": V1.upper()}
+    assert direct_target(pinned) == (FID, V1)
 
 
 async def _endpoint(*args: object) -> None:
@@ -102,6 +105,11 @@ def test_the_route_table_matches_literals_and_captures_ids_in_lower_case():
     assert router.resolve("GET", f"/v2/nvcf/pexec/functions/{FID}") is None  # wrong method
     assert router.resolve("POST", f"/v3/nvcf/pexec/functions/{FID}") is None
     assert router.resolve("GET", "/v2/nvcf/pexec/status") is None
+    # what a path takes, for the 405's Allow (none: an unknown path, 404)
+    assert router.allowed(f"/v2/nvcf/pexec/functions/{FID}") == ["POST"]
+    assert router.allowed(f"/v2/nvcf/pexec/status/{V1.upper()}") == ["GET"]
+    assert router.allowed("/v2/nvcf/pexec/nothing") == []
+    assert router.allowed(f"/v3/nvcf/pexec/functions/{FID}") == []
 
 
 # --- version choice --------------------------------------------------------------------------------

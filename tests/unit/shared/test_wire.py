@@ -37,6 +37,18 @@ def test_the_envelope_round_trips_with_repeated_headers_and_assets():
     headers = wire.encode_request(original)
     assert headers[wire.HDR_MSG_ID] == original.request_id  # JetStream de-duplicates by request id
     assert wire.decode_request(headers) == original
+    assert wire.decode_trace(headers) is None  # tracing off: no trace context travels
+
+
+def test_a_queued_request_carries_the_trace_context_to_continue():
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    trace = {"traceparent": traceparent, "tracestate": "congo=t61rcWkgMzE", "baggage": "not=carried"}
+    headers = wire.encode_request(envelope(), trace)
+    assert headers[wire.HDR_TRACEPARENT] == traceparent
+    assert wire.decode_trace(headers) == {"traceparent": traceparent, "tracestate": "congo=t61rcWkgMzE"}
+    assert wire.decode_request(headers) == envelope()
+    only_parent = wire.encode_request(envelope(), {"traceparent": traceparent})
+    assert wire.decode_trace(only_parent) == {"traceparent": traceparent}
 
 
 @pytest.mark.parametrize(
@@ -159,3 +171,59 @@ def test_idempotency_records_round_trip_and_malformed_ones_are_refused():
     assert wire.decode_idempotency(wire.encode_idempotency(record)) == record
     with pytest.raises(wire.WireError):
         wire.decode_idempotency(b'{"fingerprint": 1}')
+
+
+# --- gRPC sessions -------------------------------------------------------------------------------
+
+
+def test_grpc_metadata_keeps_text_and_binary_values() -> None:
+    metadata = [("x-tag", "t1"), ("x-raw-bin", b"\x00\xff"), ("x-tag", "t2")]
+    encoded = wire.encode_metadata(metadata)
+    assert all(isinstance(value, str) for _, value in encoded)
+    assert wire.decode_metadata(encoded) == metadata
+    with pytest.raises(wire.WireError):
+        wire.decode_metadata([("x-bad-bin", "not base64!")])
+
+
+def test_every_session_event_survives_its_encoding() -> None:
+    call = wire.GrpcCall(
+        "c1", "/pkg.Svc/Method", wire.encode_metadata([("x-a", "1")]), "fnplane.gw.g.r.c1", 2.5, window=4
+    )
+    assert wire.decode_session_event(wire.encode_call_open(call), b"") == wire.CallOpened(call)
+    data = wire.call_header(wire.Kind.DATA, "c1")
+    assert wire.decode_session_event(data, b"msg") == wire.CallData("c1", b"msg", False)
+    assert wire.decode_session_event(wire.more_header(data), b"part") == wire.CallData("c1", b"part", True)
+    assert wire.decode_session_event(wire.call_header(wire.Kind.END, "c1"), b"") == wire.CallEnded("c1")
+    assert wire.decode_session_event(wire.call_header(wire.Kind.CANCEL, "c1"), b"") == wire.CallCancelled(
+        "c1"
+    )
+    assert wire.decode_session_event(wire.SESSION_ALIVE, b"") == wire.SessionAlive()
+    assert wire.decode_session_event(wire.SESSION_CLOSE, b"") == wire.SessionClosed()
+    with pytest.raises(wire.WireError):
+        wire.decode_session_event({wire.HDR_KIND: "open", wire.HDR_GRPC_CALL: "{"}, b"")
+    with pytest.raises(wire.WireError):
+        wire.decode_session_event({wire.HDR_KIND: "bogus"}, b"")
+
+
+def test_the_worker_side_of_a_session_survives_its_encoding() -> None:
+    accept = wire.decode_response(
+        wire.encode_session_accept(wire.SessionAccept("fnplane.wk.i.n.s.sid"), 2), b""
+    )
+    assert accept == wire.SessionMessage("2", wire.SessionAccept("fnplane.wk.i.n.s.sid"))
+    trailer = wire.GrpcTrailer(9, "not now", wire.encode_metadata([("x-why-bin", b"\x01")]))
+    end = wire.decode_response(wire.encode_grpc_end(2, trailer), b"")
+    assert end == wire.EndMessage("2", None, trailer)
+    headers, payload = wire.encode_credit_message(2, 3)
+    assert wire.decode_response(headers, payload) == wire.CreditMessage("2", 3)
+    piece = wire.decode_response(wire.more_header(wire.kind_header(wire.Kind.DATA, 2)), b"p")
+    assert piece == wire.ChunkMessage("2", b"p", True)
+    assert wire.session_refusal(wire.encode_session_refusal("gone\nnow")) == "gone now"
+    assert wire.session_refusal(None) is None
+
+
+def test_large_grpc_messages_travel_in_pieces_under_the_nats_payload_limit() -> None:
+    message = bytes(range(256)) * 4096  # 1 MiB
+    pieces = wire.fragments(message)
+    assert len(pieces) == 4 and all(len(p) <= wire.GRPC_FRAGMENT_BYTES for p in pieces)
+    assert b"".join(pieces) == message
+    assert wire.fragments(b"") == [b""]

@@ -8,11 +8,17 @@ backoff, restart loop, startup timeout) live in the agent's supervisor, not in a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fnplane.shared.models.compute import InstanceAssignment
+
+# what a backend is doing before the function runs, in one line (e.g. an image pull's progress); the
+# newest value is what counts: a caller may pass on only some of them
+Progress = Callable[[str], None]
+# NVCF's default inferencePort, which is also the default health port (reference/containers.md 1.4)
+DEFAULT_INFERENCE_PORT = 8000
 
 
 class BackendError(Exception):
@@ -30,6 +36,22 @@ def request_root(state_dir: Path, instance_id: str) -> Path:
     return state_dir / "requests" / instance_id
 
 
+def declared_inference_port(assignment: InstanceAssignment) -> int:
+    """The port the function declared for inference (`inferencePort`, NVCF's default when unset)."""
+    return assignment.inference_port or DEFAULT_INFERENCE_PORT
+
+
+def separate_health_port(assignment: InstanceAssignment) -> int | None:
+    """`health.port` when it is not the inference port, else None.
+
+    NVCF's Triton containers answer inference on 8001 (gRPC) and `GET /v2/health/ready` on 8000 (HTTP):
+    such a function gets a second port of its own for the health check (`$HEALTH_PORT`), and the worker
+    checks it there. The comparison is with the declared port, as NVCF's pod has both on one loopback.
+    """
+    port = assignment.health.port
+    return port if port != declared_inference_port(assignment) else None
+
+
 @dataclass
 class InstanceHandle:
     instance_id: str
@@ -37,6 +59,8 @@ class InstanceHandle:
     host: str
     port: int
     pid: int | None = None
+    # where the worker health-checks it, when not on `port` (`separate_health_port`)
+    health_port: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -48,9 +72,15 @@ class ExitStatus:
 
 
 class InstanceBackend(ABC):
+    # the function runs as another user than the worker (a container runs its image's user): the
+    # worker opens its request directories to every user (each instance's lies in the state dir, which
+    # only the agent's user and that instance's own container, through its mount, can reach)
+    shares_request_dirs: bool = False
+
     @abstractmethod
-    async def start(self, assignment: InstanceAssignment) -> InstanceHandle:
-        """Start (or restart, keeping its port) the function of one instance; raise BackendError."""
+    async def start(self, assignment: InstanceAssignment, progress: Progress | None = None) -> InstanceHandle:
+        """Start (or restart, keeping its port) the function of one instance; raise BackendError.
+        `progress` hears what a long start is doing (the container backend's image pull)."""
 
     @abstractmethod
     async def wait(self, instance_id: str) -> ExitStatus:

@@ -3,11 +3,13 @@
 `containerArgs` is split like a POSIX shell splits words (shlex, no shell runs), `$(VAR)` references are
 expanded from the instance environment as Kubernetes expands container args, and the process runs in the
 agent's working directory with `containerEnvironment` plus the NVCF variables and a minimal PATH, HOME,
-TMPDIR and LANG, nothing else of the agent's environment. With a sandbox (sandbox.py) the command runs
-inside bubblewrap, seeing only the system, the working directory and its instance's request directory
-(`<state>/requests/<instance>`, 0700, read-write; the worker puts each request's asset and output
-directories there). Output goes through the agent into a rotated, size-bounded log file per instance, so
-the agent also keeps the stderr tail that a failure report carries.
+TMPDIR and LANG, nothing else of the agent's environment. It listens on a free port the agent picks
+(`$PORT`), and when its `health.port` is not its `inferencePort` it serves its health check on a second
+one (`$HEALTH_PORT`, else the same as `$PORT`); both are kept across restarts. With a sandbox (sandbox.py)
+the command runs inside bubblewrap, seeing only the system, the working directory and its instance's
+request directory (`<state>/requests/<instance>`, 0700, read-write; the worker puts each request's asset
+and output directories there). Output goes through the agent into a rotated, size-bounded log file per
+instance, so the agent also keeps the stderr tail that a failure report carries.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from fnplane.compute.backends.base import (
     ExitStatus,
     InstanceBackend,
     InstanceHandle,
+    Progress,
     request_root,
+    separate_health_port,
 )
 from fnplane.compute.backends.processes import (
     AGENT_MARKER,
@@ -38,6 +42,7 @@ from fnplane.compute.backends.processes import (
     ROLE_MARKER,
     ProcessTable,
     RotatingLog,
+    follow_lines,
     marked_processes,
     stop_process_group,
     tail_lines,
@@ -66,26 +71,46 @@ def expand_references(value: str, env: dict[str, str]) -> str:
     return _REFERENCE.sub(replace, value)
 
 
-def build_argv(container_args: str | None, env: dict[str, str]) -> list[str]:
-    if not container_args or not container_args.strip():
-        raise BackendError("the local backend needs containerArgs (a command line to run)")
+def split_args(container_args: str | None, env: dict[str, str]) -> list[str]:
+    """containerArgs as words (shlex, as NVCA splits them), each with its `$(VAR)` references expanded;
+    [] when there are none."""
     try:
-        words = shlex.split(container_args)
+        words = shlex.split(container_args or "")
     except ValueError as error:
         raise BackendError(f"containerArgs is not a valid command line: {error}") from error
     return [expand_references(word, env) for word in words]
 
 
-def build_environment(assignment: InstanceAssignment, port: int, base: dict[str, str]) -> dict[str, str]:
+def build_argv(container_args: str | None, env: dict[str, str]) -> list[str]:
+    if not container_args or not container_args.strip():
+        raise BackendError("the local backend needs containerArgs (a command line to run)")
+    return split_args(container_args, env)
+
+
+def build_environment(
+    assignment: InstanceAssignment, port: int, base: dict[str, str], health_port: int | None = None
+) -> dict[str, str]:
     """PATH, HOME, TMPDIR and LANG of `base`, then containerEnvironment, then the variables NVCF injects."""
     env = {k: base[k] for k in _INHERITED if k in base}
     env.setdefault("PATH", _DEFAULT_PATH)
-    env.update(assignment.container_environment)
+    env.update(function_environment(assignment, port, health_port))
+    return env
+
+
+def function_environment(
+    assignment: InstanceAssignment, port: int, health_port: int | None = None
+) -> dict[str, str]:
+    """containerEnvironment, then the variables NVCF injects (they win), for a function serving inference
+    on `port` and its health check on `health_port` (None: on `port` too)."""
+    env = dict(assignment.container_environment)
     health = assignment.health
+    health_port = health_port or port
     env.update(
         {
             "INFERENCE_PORT": str(port),
             "PORT": str(port),
+            # fnplane's own, beside PORT: where the function serves its health check (docs/backends.md)
+            "HEALTH_PORT": str(health_port),
             "NVCF_FUNCTION_ID": assignment.function_id,
             "NVCF_FUNCTION_VERSION_ID": assignment.version_id,
             "NVCF_FUNCTION_NAME": assignment.function_name,
@@ -96,7 +121,7 @@ def build_environment(assignment: InstanceAssignment, port: int, base: dict[str,
             # what NVCF's pods also see (compute.md 1.5)
             "INFERENCE_HEALTH_ENDPOINT": health.uri,
             "INFERENCE_HEALTH_PROTOCOL": health.protocol,
-            "INFERENCE_HEALTH_PORT": str(port),
+            "INFERENCE_HEALTH_PORT": str(health_port),
             "INFERENCE_HEALTH_EXPECTED_RESPONSE_CODE": str(health.expected_status_code),
             "MAX_REQUEST_CONCURRENCY": str(assignment.max_request_concurrency),
         }
@@ -116,9 +141,27 @@ def _find_program(program: str, search_path: str, workdir: Path) -> None:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct free ports (all held at once while they are picked, so none comes twice)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def instance_handle(assignment: InstanceAssignment, host: str = "127.0.0.1") -> InstanceHandle:
+    """A new instance's handle: a free port for the function, and a second one for its health check when
+    `health.port` is not its inference port (`separate_health_port`)."""
+    if separate_health_port(assignment) is None:
+        return InstanceHandle(assignment.instance_id, host, free_port(host))
+    port, health_port = free_ports(2, host)
+    return InstanceHandle(assignment.instance_id, host, port, health_port=health_port)
 
 
 @dataclass
@@ -171,15 +214,16 @@ class LocalProcessBackend(InstanceBackend):
     def log_path(self, instance_id: str) -> Path:
         return self.state_dir / "logs" / f"{instance_id}.log"
 
-    async def start(self, assignment: InstanceAssignment) -> InstanceHandle:
+    async def start(self, assignment: InstanceAssignment, progress: Progress | None = None) -> InstanceHandle:
         instance = self._instances.get(assignment.instance_id)
         if instance is None:
-            handle = InstanceHandle(assignment.instance_id, "127.0.0.1", free_port())
+            handle = instance_handle(assignment)
             log = RotatingLog(self.log_path(assignment.instance_id), self.log_max_bytes, self.log_backups)
             instance = self._instances[assignment.instance_id] = _Instance(handle, log)
         elif instance.process is not None and instance.process.returncode is None:
             raise BackendError(f"instance {assignment.instance_id} is already running", cause="system-error")
-        env = build_environment(assignment, instance.handle.port, dict(os.environ))
+        handle = instance.handle
+        env = build_environment(assignment, handle.port, dict(os.environ), handle.health_port)
         argv = build_argv(assignment.container_args, env)
         instance.stderr.clear()
         instance.stderr_bytes = 0
@@ -306,29 +350,8 @@ class LocalProcessBackend(InstanceBackend):
         return await asyncio.to_thread(tail_lines, self.log_path(instance_id), self.log_backups, tail)
 
     async def follow(self, instance_id: str, *, tail: int) -> AsyncIterator[str]:
-        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10000)
-        log = self._log_for(instance_id)
-
-        def listener(data: bytes) -> None:
-            with contextlib.suppress(asyncio.QueueFull):  # a reader that cannot keep up loses lines
-                queue.put_nowait(data)
-
-        if log is not None:
-            log.listeners.add(listener)
-        try:
-            for line in await self.logs(instance_id, tail=tail):
-                yield line
-            if log is None:
-                return
-            pending = b""
-            while True:
-                pending += await queue.get()
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    yield raw.decode("utf-8", "replace")
-        finally:
-            if log is not None:
-                log.listeners.discard(listener)
+        async for line in follow_lines(self._log_for(instance_id), lambda: self.logs(instance_id, tail=tail)):
+            yield line
 
     async def cleanup(self) -> list[str]:
         # one live agent per state directory (and so per agent id): ConflictError otherwise

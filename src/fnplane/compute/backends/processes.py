@@ -22,7 +22,7 @@ import logging
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +79,35 @@ class RotatingLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+async def follow_lines(
+    log: RotatingLog | None, earlier: Callable[[], Awaitable[list[str]]]
+) -> AsyncIterator[str]:
+    """The lines `earlier()` reads, then each new line written to `log` (None: only the earlier ones),
+    until the consumer stops. A reader that cannot keep up loses lines rather than stall the writer."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10000)
+
+    def listener(data: bytes) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(data)
+
+    if log is not None:
+        log.listeners.add(listener)  # before the earlier lines are handed out: nothing falls between
+    try:
+        for line in await earlier():
+            yield line
+        if log is None:
+            return
+        pending = b""
+        while True:
+            pending += await queue.get()
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                yield raw.decode("utf-8", "replace")
+    finally:
+        if log is not None:
+            log.listeners.discard(listener)
 
 
 def tail_lines(path: Path, backups: int, count: int) -> list[str]:

@@ -14,7 +14,7 @@ A function is code the platform did not write. `BubblewrapSandbox.wrap()` turns 
   the working directory), and the host's own secrets in `/etc` are covered too;
 * its own PID and IPC namespaces (it sees no platform process, so no `/proc/<pid>/environ` or memory
   of one), no capabilities, a new session (no terminal to inject into), and death with its parent;
-* the host's network (the worker calls it on 127.0.0.1).
+* the host's network (the worker calls it on 127.0.0.1, on `$PORT` and its health check on `$HEALTH_PORT`).
 
 The process-marker variables the agent uses to find its processes after a restart (processes.py) stay
 on the outer bwrap process: the command's environment has them removed (`--unsetenv`), so a function

@@ -8,8 +8,11 @@ Messages: shared/wire.py; streams and buckets: shared/topology.py (ensured by fn
   408), so a request never waits in a worker that has no slot for it.
 * Each delivered request reaches the puller as a `Delivery` (envelope decoded, ack/nak/term, the
   keepalive that tells JetStream and the gateway the worker still works on it).
-* `ResponseChannel` streams one response to its gateway: head -> chunks -> end, with credits.
+* `ResponseChannel` streams one response to its gateway: head -> chunks -> end, with credits (also
+  the response of one call of a gRPC session, ended by its trailer).
 * `pull_body()` fetches the rest of a large request body from the gateway, chunk by chunk.
+* gRPC sessions (worker/grpc_sessions.py): `announce_session()` tells the proxy where the session's
+  calls go, `open_session()` routes the messages of those calls to their session.
 """
 
 from __future__ import annotations
@@ -64,6 +67,11 @@ class Delivery:
         """The first body bytes, carried by the queued message."""
         return self._msg.data
 
+    @property
+    def trace(self) -> dict[str, str] | None:
+        """The trace context the gateway sent with it (tracing on there), else None."""
+        return wire.decode_trace(self._msg.headers)
+
     async def keepalive(self, nc: Client) -> None:
         """JetStream must not redeliver it yet, and the gateway must not give up on it."""
         await self._msg.in_progress()
@@ -92,17 +100,16 @@ class _Pull:
 class ResponseChannel:
     """The response stream of one request to its gateway: head -> chunk* -> end, with credits."""
 
-    def __init__(
-        self, nc: Client, envelope: wire.Envelope, attempt: int, credit_to: str, settings: WorkerSettings
-    ):
+    def __init__(self, nc: Client, to: str, attempt: int, credit_to: str, settings: WorkerSettings):
         self._nc = nc
-        self._to = envelope.reply_to
+        self._to = to
         self._credit_to = credit_to
         self._window = settings.response_window_chunks
         self._credits = asyncio.Semaphore(self._window)
         self._credit_timeout_s = settings.credit_timeout_s
         self._attempt = attempt
         self._chunk = wire.kind_header(wire.Kind.DATA, attempt)
+        self._chunk_more = wire.more_header(self._chunk)
         self.head_sent = False
 
     def grant(self, chunks: int) -> None:
@@ -122,7 +129,8 @@ class ResponseChannel:
         self.head_sent = True
         await self._nc.publish(self._to, body, headers=wire.encode_head(head, self._attempt))
 
-    async def data(self, chunk: bytes) -> None:
+    async def data(self, chunk: bytes, *, more: bool = False) -> None:
+        """One chunk of the response (`more`: a piece of a gRPC message that goes on in the next)."""
         if self._credits.locked():
             try:
                 await asyncio.wait_for(self._credits.acquire(), self._credit_timeout_s)
@@ -131,13 +139,21 @@ class ResponseChannel:
         else:
             # a credit is there: take it without wait_for's task and timer (once per chunk)
             await self._credits.acquire()
-        await self._nc.publish(self._to, chunk, reply=self._credit_to, headers=self._chunk)
+        await self._nc.publish(
+            self._to, chunk, reply=self._credit_to, headers=self._chunk_more if more else self._chunk
+        )
 
     async def end(self, error: str | None = None) -> None:
         await self._nc.publish(self._to, b"", headers=wire.encode_end(self._attempt, error))
 
+    async def end_call(self, trailer: wire.GrpcTrailer) -> None:
+        """The end of a gRPC call: its status, details and trailing metadata."""
+        await self._nc.publish(self._to, b"", headers=wire.encode_grpc_end(self._attempt, trailer))
+
 
 DeliveryHandler = Callable[[Delivery], Awaitable[None]]
+# the messages of one gRPC session's calls, decoded
+SessionHandler = Callable[[wire.SessionEvent], None]
 # (request id, explicit): explicit cancels (a client's DELETE) stop detached requests too
 CancelHandler = Callable[[str, bool], None]
 
@@ -156,6 +172,7 @@ class WorkerBus:
         self._pulls: collections.deque[_Pull] = collections.deque()
         self._outstanding = 0
         self._channels: dict[str, ResponseChannel] = {}
+        self._sessions: dict[str, SessionHandler] = {}
         self._subs: list[object] = []
         # after a reconnect: the server may have come back without its store
         self._check_topology = False
@@ -219,6 +236,9 @@ class WorkerBus:
         self._subs.append(
             await self.nc.subscribe(subjects.worker_credits(self._worker_id), cb=self._on_credit)
         )
+        self._subs.append(
+            await self.nc.subscribe(subjects.worker_sessions(self._worker_id), cb=self._on_session_message)
+        )
         # the server knows every subscription before the first pull: no cancel or credit is missed
         await self.nc.flush(timeout=max(1, int(self._settings.connect_timeout_s)))
 
@@ -229,7 +249,8 @@ class WorkerBus:
         self._subs.clear()
 
     async def close_connection(self) -> None:
-        with contextlib.suppress(TimeoutError, NatsError):
+        # a connection the server already cut ends with a reset while the client drains it
+        with contextlib.suppress(TimeoutError, NatsError, OSError):
             await asyncio.wait_for(self.nc.close(), 5.0)
 
     # --- pulls -------------------------------------------------------------------------------------
@@ -322,10 +343,12 @@ class WorkerBus:
 
     def open_channel(self, envelope: wire.Envelope, attempt: int) -> ResponseChannel:
         rid = envelope.request_id
-        channel = ResponseChannel(
-            self.nc, envelope, attempt, subjects.worker_credit_inbox(self._worker_id, rid), self._settings
-        )
-        self._channels[rid] = channel
+        return self._open_channel(rid, envelope.reply_to, attempt)
+
+    def _open_channel(self, stream_id: str, to: str, attempt: int) -> ResponseChannel:
+        credit_to = subjects.worker_credit_inbox(self._worker_id, stream_id)
+        channel = ResponseChannel(self.nc, to, attempt, credit_to, self._settings)
+        self._channels[stream_id] = channel
         return channel
 
     def close_channel(self, request_id: str) -> None:
@@ -350,3 +373,51 @@ class WorkerBus:
             raise BodyError(f"request body unavailable: {exc!r}") from exc
         except wire.WireError as exc:
             raise BodyError(exc.detail) from None
+
+    # --- gRPC sessions -----------------------------------------------------------------------------
+
+    async def announce_session(self, envelope: wire.Envelope, attempt: int) -> str | None:
+        """Tell the proxy this worker holds the session and where its calls go; None once the proxy
+        confirmed, else why it refused (its client gave up waiting)."""
+        accept = wire.SessionAccept(subjects.worker_session_inbox(self._worker_id, envelope.request_id))
+        try:
+            reply = await self.nc.request(
+                envelope.reply_to,
+                b"",
+                timeout=self._settings.session_announce_timeout_s,
+                headers=wire.encode_session_accept(accept, attempt),
+            )
+        except (TimeoutError, NatsError) as exc:
+            return f"the proxy did not confirm the session: {exc!r}"
+        return wire.session_refusal(reply.headers)
+
+    def open_session(self, session_id: str, handler: SessionHandler) -> None:
+        self._sessions[session_id] = handler
+
+    def close_session(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    def open_call(self, call: wire.GrpcCall, attempt: int) -> ResponseChannel:
+        """The response stream of one call of a session, to the proxy's inbox of that call."""
+        return self._open_channel(call.call_id, call.reply_to, attempt)
+
+    async def grant_call_credit(self, call: wire.GrpcCall, attempt: int, chunks: int) -> None:
+        """The proxy may send `chunks` more request messages of this call."""
+        headers, data = wire.encode_credit_message(attempt, chunks)
+        await self.nc.publish(call.reply_to, data, headers=headers)
+
+    async def end_session(self, envelope: wire.Envelope, attempt: int, error: str) -> None:
+        """The worker no longer holds the session (the proxy fails the calls still open on it)."""
+        with contextlib.suppress(NatsError):
+            await self.nc.publish(envelope.reply_to, b"", headers=wire.encode_end(attempt, error))
+
+    async def _on_session_message(self, msg: Msg) -> None:
+        handler = self._sessions.get(subjects.last_token(msg.subject))
+        if handler is None:
+            return
+        try:
+            event = wire.decode_session_event(msg.headers, msg.data)
+        except wire.WireError as exc:
+            log.warning("dropping a message of session %s: %s", subjects.last_token(msg.subject), exc)
+            return
+        handler(event)

@@ -1,7 +1,8 @@
 """What the worker tells the agent: one JSON object per line on its stdout.
 
     {"event": "health", "healthy": true, "detail": "GET http://127.0.0.1:41234/health: 200"}
-    {"event": "metrics", "busySlotSeconds": 1.5, "slots": 4, "invocations": 3, "intervalSeconds": 5.0}
+    {"event": "metrics", "busySlotSeconds": 1.5, "slots": 4, "invocations": 3, "intervalSeconds": 5.0,
+     "queueWaitSeconds": {"counts": [...], "sum": 0.02}, "requestSeconds": {"counts": [...], "sum": 0.4}}
 
 A pipe is the simplest robust channel here: the agent learns at once when the worker dies (EOF), and a
 worker whose agent died gets EPIPE and exits too.

@@ -61,7 +61,7 @@ class Forwarder:
         self._client = client
         self._settings = settings
         # the instance's request directory, private; per-request paths are joined as strings (hot path)
-        self._root = RequestRoot(settings.request_root)
+        self._root = RequestRoot(settings.request_root, shared=settings.request_dirs_shared)
         self._compat: dict[str, CompatRequest] = {}
         self._progress = ProgressPoller(settings.progress_poll_s)
 

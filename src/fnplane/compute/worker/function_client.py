@@ -16,6 +16,7 @@ from fnplane.shared import wire
 from fnplane.shared.headers import HOP_BY_HOP
 from fnplane.shared.models.compute import InstanceAssignment
 from fnplane.shared.models.functions import request_target
+from fnplane.telemetry import tracing
 
 # set by the worker; client-supplied copies are dropped (invocation.md 7.3)
 RESERVED = frozenset(
@@ -60,6 +61,28 @@ def response_headers(resp: HttpResponse) -> list[tuple[str, str]]:
     return [(k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP]
 
 
+def platform_headers(
+    env: wire.Envelope, assignment: InstanceAssignment, settings: WorkerSettings
+) -> list[tuple[str, str]]:
+    """What the platform tells the function about a request, whatever the protocol (HTTP headers,
+    gRPC metadata in lower case)."""
+    a = assignment
+    return [
+        ("NVCF-REQID", env.request_id),
+        ("NVCF-SUB", env.subject),
+        ("NVCF-NCAID", env.nca_id),
+        ("NVCF-FUNCTION-NAME", env.function_name or a.function_name),
+        ("NVCF-FUNCTION-ID", env.function_id),
+        ("NVCF-FUNCTION-VERSION-ID", env.version_id),
+        ("NVCF-NSPECTID", settings.nspect_id),
+        ("NVCF-BACKEND", a.backend),
+        ("NVCF-INSTANCETYPE", a.instance_type),
+        ("NVCF-REGION", a.region),
+        ("NVCF-ENV", settings.environment),
+        ("NVCF-INVOCATION-REGION", env.invocation_region),
+    ]
+
+
 class FunctionClient:
     def __init__(
         self, function_url: str, assignment: InstanceAssignment, bus: WorkerBus, settings: WorkerSettings
@@ -83,26 +106,20 @@ class FunctionClient:
         a = self._assignment
         remaining = max(1, int(env.request_time + env.poll_s - time.time()))
         headers = [(k, v) for k, v in env.headers if k.lower() not in DROPPED]
+        if tracing.enabled() and (trace := tracing.inject()):
+            # the function's request continues the worker's span (tracing off: the client's own
+            # traceparent passes untouched)
+            headers = [(k, v) for k, v in headers if k.lower() not in wire.TRACE_HEADERS]
+            headers += trace.items()
         if env.body_length is not None and env.body_more:
             headers.append(("Content-Length", str(env.body_length)))
         if env.mode is wire.InvocationMode.PEXEC and not any(k.lower() == "content-type" for k, _ in headers):
             headers.append(("Content-Type", "application/json"))
+        headers += platform_headers(env, a, self._settings)
         headers += [
-            ("NVCF-REQID", env.request_id),
-            ("NVCF-SUB", env.subject),
-            ("NVCF-NCAID", env.nca_id),
-            ("NVCF-FUNCTION-NAME", env.function_name or a.function_name),
-            ("NVCF-FUNCTION-ID", env.function_id),
-            ("NVCF-FUNCTION-VERSION-ID", env.version_id),
             ("NVCF-ASSET-DIR", asset_dir),
             ("NVCF-LARGE-OUTPUT-DIR", output_dir),
             ("NVCF-MAX-RESPONSE-SIZE-BYTES", str(env.max_response_bytes)),
-            ("NVCF-NSPECTID", self._settings.nspect_id),
-            ("NVCF-BACKEND", a.backend),
-            ("NVCF-INSTANCETYPE", a.instance_type),
-            ("NVCF-REGION", a.region),
-            ("NVCF-ENV", self._settings.environment),
-            ("NVCF-INVOCATION-REGION", env.invocation_region),
             ("NVCF-POLL-SECONDS", str(remaining)),
         ]
         if env.assets:

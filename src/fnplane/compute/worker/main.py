@@ -22,8 +22,12 @@ from fnplane.compute.worker.slots import Slots
 from fnplane.shared import errors
 from fnplane.shared import loop as event_loop
 from fnplane.shared.models.compute import InstanceAssignment
+from fnplane.telemetry import logs, tracing
+from fnplane.telemetry.logs import LogSettings
 
 log = logging.getLogger("fnplane.worker")
+# the worker's text lines, as they always were (the agent copies them to the instance's worker log)
+TEXT_FORMAT = "%(asctime)s worker %(levelname)s %(message)s"
 
 
 class Worker:
@@ -33,7 +37,7 @@ class Worker:
         self.events = events or EventWriter()
         self.slots = Slots(self.assignment.max_request_concurrency)
         self.function_url = f"http://{settings.function_host}:{settings.function_port}"
-        self.check = make_health_check(settings.function_host, settings.function_port, self.assignment.health)
+        self.check = make_health_check(settings.function_host, settings.health_port, self.assignment.health)
         self.monitor = HealthMonitor(self.check, settings, self._on_health)
         self.bus: WorkerBus | None = None
         self.puller: RequestPuller | None = None
@@ -77,6 +81,8 @@ class Worker:
                 slots=self.slots.count,
                 invocations=invocations,
                 intervalSeconds=round(now - last, 6),
+                queueWaitSeconds=self.slots.queue_wait.take(),
+                requestSeconds=self.slots.request_time.take(),
             )
             last = now
 
@@ -118,9 +124,34 @@ async def run_worker(settings: WorkerSettings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    settings = WorkerSettings()
+    a = InstanceAssignment.model_validate_json(settings.assignment)
+    # FNPLANE_LOG_FORMAT and OTEL_* come with the agent's environment, which the worker inherits
+    static = {"function_id": a.function_id, "function_version_id": a.version_id, "instance_id": a.instance_id}
+    logs.configure_logging(
+        "info", LogSettings().format, text_format=TEXT_FORMAT, static=static, batched=False
+    )
+    tracing.configure_tracing(
+        "fnplane-worker",
+        {
+            "function_id": a.function_id,
+            "function_version_id": a.version_id,
+            "function_name": a.function_name,
+            "nca_id": a.nca_id,
+            "instance.id": a.instance_id,
+            "instance.type": a.instance_type,
+        },
+    )
+    log.info(
+        "worker of instance %s started (function on port %s, health on port %s)",
+        a.instance_id,
+        settings.function_port,
+        settings.health_port,
+    )
     try:
-        event_loop.run(run_worker(WorkerSettings()))
+        event_loop.run(run_worker(settings))
     except BrokenPipeError:
         # the agent is gone; nothing left to report to
         pass
+    finally:
+        tracing.shutdown_tracing()

@@ -1,6 +1,8 @@
 """Each request's directories on the worker: `<root>/<requestId>/assets` (NVCF-ASSET-DIR, the input
 assets) and `<root>/<requestId>/output` (NVCF-LARGE-OUTPUT-DIR: the `progress` file and extra result
-files), private (0700) and never followed out of.
+files), private (0700; open to every user when the function runs as another user, a container's: the root
+lies in the agent's 0700 state dir and only that instance's container mounts it) and never followed
+out of.
 
 The root is the instance's request directory (`<state>/requests/<instance>`, made by the backend; the
 function's sandbox binds it read-write at the same path, so the header paths are valid inside). The
@@ -45,16 +47,19 @@ def _component(name: str) -> str:
 class RequestDir:
     """The open directories of one request; `close()` when the request ends."""
 
-    def __init__(self, fd: int, output_path: str, asset_path: str) -> None:
+    def __init__(self, fd: int, output_path: str, asset_path: str, shared: bool = False) -> None:
         self._fd = fd
         self.output_path = output_path
         self.asset_path = asset_path
-        self.output_fd = _make_dir(OUTPUT, fd)
-        self.asset_fd = _make_dir(ASSETS, fd)
+        self._shared = shared
+        self.output_fd = _make_dir(OUTPUT, fd, shared)
+        self.asset_fd = _make_dir(ASSETS, fd, shared)
 
     def create_asset(self, asset_id: str) -> BufferedWriter:
         """A new file for an asset (never an existing name, never through a link)."""
         fd = os.open(_component(asset_id), _CREATE_FLAGS, 0o600, dir_fd=self.asset_fd)
+        if self._shared:
+            os.fchmod(fd, 0o644)
         return os.fdopen(fd, "wb")
 
     def output_files(self, skip: str) -> list[str]:
@@ -94,15 +99,16 @@ class RequestDir:
 class RequestRoot:
     """The instance's request directory, opened once; `create()` / `remove()` one request's."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, shared: bool = False) -> None:
         # no root given (a worker run by hand): a private temporary one, removed by close()
         self._temporary = not path
         if not path:
             path = tempfile.mkdtemp(prefix="fnplane-requests-")
         os.makedirs(path, mode=0o700, exist_ok=True)
         self.path = path.rstrip("/")
+        self._shared = shared
         self._fd = os.open(self.path, _DIR_FLAGS)
-        os.fchmod(self._fd, 0o700)
+        os.fchmod(self._fd, _dir_mode(shared))
 
     def output_path(self, request_id: str) -> str:
         return f"{self.path}/{request_id}/{OUTPUT}"
@@ -114,10 +120,9 @@ class RequestRoot:
         """The request's directories, new (what an earlier delivery left is removed first)."""
         name = _component(request_id)
         self.remove(name)
-        os.mkdir(name, 0o700, dir_fd=self._fd)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=self._fd)
+        fd = _make_dir(name, self._fd, self._shared)
         try:
-            return RequestDir(fd, self.output_path(name), self.asset_path(name))
+            return RequestDir(fd, self.output_path(name), self.asset_path(name), self._shared)
         except BaseException:
             os.close(fd)
             raise
@@ -146,6 +151,13 @@ class RequestRoot:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _make_dir(name: str, parent_fd: int) -> int:
+def _dir_mode(shared: bool) -> int:
+    return 0o777 if shared else 0o700
+
+
+def _make_dir(name: str, parent_fd: int, shared: bool = False) -> int:
     os.mkdir(name, 0o700, dir_fd=parent_fd)
-    return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    if shared:
+        os.fchmod(fd, 0o777)  # set after creation: the umask never narrows it
+    return fd

@@ -4,9 +4,10 @@
 (compute/worker/main.py): `start()`, `set_ready(ready)`, `aclose()`.
 
 It keeps as many messages requested from JetStream as it has free slots (worker/bus.py does the pull
-bookkeeping), runs each delivered request in a tracked task (worker/forwarder.py), and while it runs
-sends keepalives: `in_progress` acks (JetStream redelivers the message to another instance if this
-process dies) and heartbeats to the gateway, one timer for all requests. It acks at the end once the
+bookkeeping), runs each delivered request in a tracked task (worker/forwarder.py; a gRPC session:
+worker/grpc_sessions.py, holding its slot until the session ends), and while it runs sends
+keepalives: `in_progress` acks (JetStream redelivers the message to another instance if this process
+dies) and heartbeats to the gateway, one timer for all requests. It acks at the end once the
 caller has its answer, so abandoned work is never run twice; a request whose caller could not even be
 told that it failed is nak'd and redelivered instead. Cancel broadcasts stop a request (and free its
 slot at once); a detached one only on an explicit cancel.
@@ -21,13 +22,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 
 from fnplane.compute.worker.bus import Delivery, WorkerBus
 from fnplane.compute.worker.forwarder import Forwarder
 from fnplane.compute.worker.function_client import FunctionClient
+from fnplane.compute.worker.grpc_sessions import GrpcSessions
+from fnplane.compute.worker.observation import WorkObservation
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.compute.worker.slots import Slots
+from fnplane.shared import wire
 from fnplane.shared.models.compute import InstanceAssignment
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,8 @@ class RequestPuller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client = FunctionClient(function_url, assignment, bus, settings)
         self._forwarder = Forwarder(bus, self._client, settings)
+        target = function_url.removeprefix("http://").rstrip("/")
+        self._sessions = GrpcSessions(bus, target, assignment, settings)
         bus.on_pull_state_changed = self._wake.set
 
     @property
@@ -100,6 +107,7 @@ class RequestPuller:
             self._pull_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pull_task
+        self._sessions.drain()  # idle sessions end now, busy ones after their last call
         await self._bus.aclose()
         tasks = list(self._tasks.values())
         if tasks:
@@ -150,14 +158,21 @@ class RequestPuller:
         if interval < self._settings.progress_interval_s:
             self._keepalive_wake.set()  # the loop may sleep longer than this request's first beat
         answered = True
+        picked_up = time.time()
+        self._slots.queue_wait.observe(max(0.0, picked_up - envelope.request_time))
         try:
-            answered = await self._forwarder.run(delivery)
+            with WorkObservation(delivery):  # its ids on log lines, its span (tracing on)
+                if envelope.mode is wire.InvocationMode.GRPC:
+                    answered = await self._sessions.run(delivery)
+                else:
+                    answered = await self._forwarder.run(delivery)
         except asyncio.CancelledError:
             # a cancel broadcast ends this request's own task: finish normally so it is acked below;
             # on shutdown the cancellation propagates
             if self._closing:
                 raise
         finally:
+            self._slots.request_time.observe(time.time() - picked_up)
             self._running.pop(rid, None)
             self._tasks.pop(rid, None)
             self._slots.release()

@@ -4,6 +4,7 @@ in worker/main.py and handed to every part. The agent sets them when it starts t
 
 from __future__ import annotations
 
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,7 +15,11 @@ class WorkerSettings(BaseSettings):
     assignment: str = ""
     # where the worker reaches its function
     function_host: str = "127.0.0.1"
+    # the function's inference port on that host
     function_port: int = 0
+    # where the worker health-checks the function on that host: the port of its `health.port` when that
+    # is not its inference port (docs/backends.md "The health port"); 0 = FNPLANE_WORKER_FUNCTION_PORT
+    health_port: int = Field(default=0, ge=0, le=65535)
     # empty = do not connect (health checks only)
     nats_url: str = ""
     # the path of this instance's NATS credentials file (.creds, mode 0600, written by the agent)
@@ -51,6 +56,17 @@ class WorkerSettings(BaseSettings):
     # NVCF-ASSET-DIR (`assets`) and NVCF-LARGE-OUTPUT-DIR (`output`); the agent sets it to
     # `<state>/requests/<instance>` (empty: a new private temporary directory)
     request_root: str = ""
+    # the function runs as another user (a container's image user): request directories 0777 and
+    # asset files 0644, not 0700 / 0600 (the root lies in the agent's 0700 state dir; only this
+    # instance's container has it mounted)
+    request_dirs_shared: bool = False
+    # --- gRPC sessions ----------------------------------------------------------------------------
+    # the proxy confirms a session the worker took within this long, else the worker lets it go
+    session_announce_timeout_s: float = 5.0
+    # no message from the proxy holding a session for this long (it sends keepalives): the session ends
+    session_silence_s: float = 20.0
+    # the largest gRPC message to or from the function (gRPC's own default: 4 MiB)
+    grpc_max_message_bytes: int = 4 * 1024 * 1024
     # detached results up to this size go inline into the status bucket, bigger ones to the object store
     inline_result_bytes: int = 256 * 1024
     # how often the progress file is looked at while a pexec request runs
@@ -68,3 +84,9 @@ class WorkerSettings(BaseSettings):
     # NVCF-ENV / NVCF-NSPECTID values given to the function
     environment: str = "local"
     nspect_id: str = ""
+
+    @model_validator(mode="after")
+    def _health_port_defaults_to_the_function_port(self) -> WorkerSettings:
+        if self.health_port == 0:
+            self.health_port = self.function_port
+        return self

@@ -7,6 +7,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from fnplane.shared import metrics
+from fnplane.shared.metrics import Distribution
+
 
 class Slots:
     """A counting semaphore that also integrates busy slot-seconds.
@@ -24,6 +27,9 @@ class Slots:
         self._busy_since = time.monotonic()
         self._busy_slot_seconds = 0.0
         self._invocations = 0
+        # per request: seconds in the work queue, and seconds from pick-up to the last answer byte
+        self.queue_wait = Distribution(metrics.QUEUE_WAIT_BUCKETS_S)
+        self.request_time = Distribution(metrics.WORKER_LATENCY_BUCKETS_S)
 
     @property
     def busy(self) -> int:

@@ -16,11 +16,17 @@ from fnplane.control.db.repositories.accounts import AccountRecord, AccountRepos
 from fnplane.control.db.repositories.clients import ClientRecord, ClientRepository
 from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ConflictError, NotFoundError
-from fnplane.shared.models.auth import AccountDto, CreateAccountRequest, UpdateAccountRequest
+from fnplane.shared.models.auth import (
+    ACCOUNT_NAME_PATTERN,
+    NCA_ID_PATTERN,
+    AccountDto,
+    CreateAccountRequest,
+    UpdateAccountRequest,
+)
 from fnplane.shared.scopes import ACCOUNT_SCOPES
 
-NAME_RE = re.compile(r"^[a-z0-9A-Z][a-z0-9A-Z\-_]*$")
-NCA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(ACCOUNT_NAME_PATTERN)
+NCA_ID_RE = re.compile(NCA_ID_PATTERN)
 
 
 def _check_name(name: str | None) -> str:

@@ -28,11 +28,11 @@ from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.api_keys import ApiKeyRecord, ApiKeyRepository
 from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ForbiddenError, NotFoundError
-from fnplane.shared.models.auth import CreateKeyRequest, KeyAuthorizations, KeyDto
+from fnplane.shared.models.auth import KEY_DESCRIPTION_PATTERN, CreateKeyRequest, KeyAuthorizations, KeyDto
 
 # NVCF's issuer id for keys of the cloud-functions service; clients may compare against it
 ISSUER_SERVICE_ID = "nvidia-cloud-functions-ncp-service-id-aketm"
-DESCRIPTION_RE = re.compile(r"^[a-zA-Z0-9\s_-]{1,64}$")
+DESCRIPTION_RE = re.compile(KEY_DESCRIPTION_PATTERN)
 _FUNCTION_RESOURCE_RE = re.compile(r"^[^/\s]+/[^/\s]+$")
 RESOURCE_TYPES = (ACCOUNT_FUNCTIONS, AUTHORIZED_FUNCTIONS, FUNCTION)
 

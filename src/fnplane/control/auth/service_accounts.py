@@ -27,9 +27,10 @@ from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.clients import ClientRecord, ClientRepository
 from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ForbiddenError, NotFoundError
+from fnplane.shared.models.auth import CLIENT_ID_PATTERN
 from fnplane.shared.scopes import ACCOUNT_SETUP
 
-CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,127}$")
+CLIENT_ID_RE = re.compile(CLIENT_ID_PATTERN)
 _NAME_MAX = 128
 
 

@@ -11,10 +11,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from fnplane.control.db.lease import lock_key
+
+MIGRATION_LOCK = "fnplane.migrations"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -58,6 +61,12 @@ def _alembic_config(connection: Connection) -> Config:
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the latest revision (an empty database gets every table)."""
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # replicas starting together on an empty database: one migrates, the others then find
+            # the schema current (the lock ends with this transaction)
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(MIGRATION_LOCK)}
+            )
         await connection.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
 
 

@@ -79,6 +79,27 @@ api_keys = Table(
     _ts("expires_at"),
 )
 
+# An account's logins to artifact registries (nvcf-api.md 1.9); the secret is sealed (SecretBox).
+registry_credentials = Table(
+    "registry_credentials",
+    metadata,
+    Column("registry_credential_id", String(36), primary_key=True),
+    Column(
+        "nca_id", String(64), ForeignKey("accounts.nca_id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("name", String(128), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("artifact_types", JSON, nullable=False),
+    Column("tags", JSON, nullable=True),
+    Column("description", String(512), nullable=True),
+    Column("provisioned_by", String(16), nullable=False),
+    # {"name": "registry-credential", "sealed": "aesgcm1:..."}: base64 of username:password, sealed
+    Column("secret", JSON, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    UniqueConstraint("nca_id", "name", "hostname", name="uq_registry_credentials_name_host"),
+)
+
 signing_keys = Table(
     "signing_keys",
     metadata,
@@ -213,6 +234,8 @@ instances = Table(
     Column("cause", Text, nullable=True),
     Column("error_log", Text, nullable=True),
     Column("restarts", Integer, nullable=False, default=0),
+    # what a starting instance is doing, as its agent says (an image pull's progress); None otherwise
+    Column("detail", Text, nullable=True),
     _ts("created_at"),
     _ts("updated_at"),
     _ts("started_at", nullable=True),

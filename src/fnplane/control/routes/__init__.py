@@ -27,4 +27,5 @@ ROUTE_MODULES: list[str] = [
     "instance_logs",
     "scaling",
     "secrets",
+    "registry_credentials",
 ]

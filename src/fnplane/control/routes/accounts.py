@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
 from fastapi.responses import JSONResponse
 
 from fnplane.control.auth.components import AuthComponents
 from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
 from fnplane.control.components import auth_components
-from fnplane.shared.models.auth import AccountDto, CreateAccountRequest, UpdateAccountRequest
+from fnplane.control.openapi import problems
+from fnplane.shared.models.auth import NCA_ID_PATTERN, AccountDto, CreateAccountRequest, UpdateAccountRequest
 from fnplane.shared.scopes import ACCOUNT_SETUP
 
 router = APIRouter(prefix="/v2/nvcf/accounts", tags=["accounts"])
@@ -19,9 +22,10 @@ def _account(dto: AccountDto) -> JSONResponse:
     return JSONResponse({"account": dto.model_dump(by_alias=True, exclude_none=True)})
 
 
-@router.post("/{nca_id}", summary="Create an account")
+@router.post("/{nca_id}", summary="Create an account", responses=problems(409))
 async def create_account(
-    nca_id: str,
+    # checked by the service (its 400 names the rule); documented here
+    nca_id: Annotated[str, Path(json_schema_extra={"pattern": NCA_ID_PATTERN})],
     body: CreateAccountRequest,
     _: Principal = requires(ACCOUNT_SETUP),
     auth: AuthComponents = Depends(auth_components),

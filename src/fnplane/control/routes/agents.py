@@ -70,5 +70,5 @@ async def cluster_metrics(
     principal: Principal = requires(CLUSTER_MANAGEMENT),
     scaler: Autoscaler = Depends(autoscaler),
 ) -> Response:
-    scaler.record_metrics(body)
+    await scaler.record_metrics(body)
     return Response(status_code=204)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends
 from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
 from fnplane.control.components import authorization_service
+from fnplane.control.openapi import problems
 from fnplane.control.services.authorizations import AuthorizationService
 from fnplane.shared.models.deployments import (
     AuthorizedPartiesListResponse,
@@ -60,6 +61,7 @@ def _manage_routes(path: str, level: str, target_of: Callable[..., Target]) -> N
     @router.patch(
         path + "/add",
         name=f"add_{level}_party",
+        responses=problems(409),
         response_model=AuthorizedPartiesResponse,
         response_model_exclude_none=True,
     )

@@ -20,6 +20,7 @@ from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
 from fnplane.control.components import auth_components
 from fnplane.control.db.repositories.clients import ClientRecord
+from fnplane.control.openapi import problems
 from fnplane.shared.models.auth import CreateServiceAccountRequest, ServiceAccountDto
 from fnplane.shared.scopes import MANAGE_KEYS
 
@@ -39,7 +40,9 @@ def _dto(record: ClientRecord, secret: str | None = None) -> dict[str, object]:
     return dto.model_dump(by_alias=True, exclude_none=True)
 
 
-@router.post("", summary="Create a service account (the secret is shown only in this answer)")
+@router.post(
+    "", summary="Create a service account (the secret is shown only in this answer)", responses=problems(409)
+)
 async def create_service_account(
     body: CreateServiceAccountRequest,
     caller: Principal = requires(MANAGE_KEYS),

@@ -53,7 +53,64 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return unquote(client_id), unquote(secret)
 
 
-@router.post("/token", summary="OAuth2 client-credentials token (service accounts)")
+_OAUTH_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+}
+_TOKEN_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "scope": {"type": "string", "description": "space-separated scopes"},
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+_TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "a service-account JWT",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["access_token", "token_type", "expires_in", "scope"],
+                    "properties": {
+                        "access_token": {"type": "string"},
+                        "token_type": {"type": "string", "enum": ["Bearer"]},
+                        "expires_in": {"type": "integer"},
+                        "scope": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+    **{
+        status: {"description": description, "content": {"application/json": {"schema": _OAUTH_ERROR_SCHEMA}}}
+        for status, description in (
+            (400, "RFC 6749 5.2: invalid_request, unsupported_grant_type, invalid_scope"),
+            (401, "RFC 6749 5.2: invalid_client"),
+        )
+    },
+}
+
+
+@router.post(
+    "/token",
+    summary="OAuth2 client-credentials token (service accounts)",
+    openapi_extra=_TOKEN_OPENAPI,
+    responses=_TOKEN_RESPONSES,
+)
 async def token(request: Request, auth: AuthComponents = Depends(auth_components)) -> JSONResponse:
     try:
         content_type = request.headers.get("content-type", "")

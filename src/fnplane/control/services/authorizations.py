@@ -66,16 +66,20 @@ def _check_parties(principal: Principal, parties: list[AuthorizedPartyDto]) -> N
         raise BadRequestError(
             "Validation failed: field 'authorizedParties': the owning account cannot be an authorized party",
             field="authorizedParties",
+            rule="the owning account cannot be an authorized party",
         )
     if any(p.nca_id == PUBLIC for p in parties):
         if not _is_super_admin(principal):
             raise BadRequestError(
-                "Only NVIDIA Super Admin can make a function public", field="authorizedParties"
+                "Only NVIDIA Super Admin can make a function public",
+                field="authorizedParties",
+                rule="'*' (public) is for the NVIDIA Super Admin only",
             )
         if len(parties) != 1 or parties[0].client_id is not None:
             raise BadRequestError(
                 "Validation failed: field 'authorizedParties': '*' must be the only entry, without clientId",
                 field="authorizedParties",
+                rule="'*' must be the only entry, without clientId",
             )
 
 
@@ -123,7 +127,11 @@ class AuthorizationService:
             if any(p.nca_id == party.nca_id for p in current):
                 raise ConflictError(f"Account '{party.nca_id}' is already an authorized party")
             if party.nca_id == PUBLIC or any(p.nca_id == PUBLIC for p in current):
-                raise BadRequestError("'*' must be the only authorized party", field="authorizedParty")
+                raise BadRequestError(
+                    "'*' must be the only authorized party",
+                    field="authorizedParty",
+                    rule="'*' must be the only authorized party",
+                )
             await parties_repo.add(conn, function_id, version_id, party.nca_id, party.client_id)
             return await _stored(conn, principal, function_id, version_id)
 

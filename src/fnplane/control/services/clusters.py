@@ -46,22 +46,19 @@ def _record(row: ClusterRow) -> ClusterRecord:
 
 def _check(name: str, registration: ClusterRegistration) -> None:
     if not name.strip():
-        raise BadRequestError(
-            "Validation failed: field 'clusterName': must not be blank", field="clusterName"
-        )
+        raise _invalid("clusterName", "must not be blank")
     if not registration.group.strip():
-        raise BadRequestError("Validation failed: field 'group': must not be blank", field="group")
+        raise _invalid("group", "must not be blank")
     gpus = [pool.gpu.lower() for pool in registration.inventory]
     if len(gpus) != len(set(gpus)):
-        raise BadRequestError(
-            "Validation failed: field 'inventory': GPU names must be unique", field="inventory"
-        )
+        raise _invalid("inventory", "GPU names must be unique")
     for pool in registration.inventory:
         if not pool.instance_types:
-            raise BadRequestError(
-                f"Validation failed: field 'inventory': GPU {pool.gpu} needs at least one instance type",
-                field="inventory",
-            )
+            raise _invalid("inventory", f"GPU {pool.gpu} needs at least one instance type")
+
+
+def _invalid(field: str, rule: str) -> BadRequestError:
+    return BadRequestError(f"Validation failed: field '{field}': {rule}", field=field, rule=rule)
 
 
 class ClusterService:

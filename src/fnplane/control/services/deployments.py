@@ -304,6 +304,7 @@ class DeploymentService:
                     "Validation failed: field 'deploymentSpecifications': "
                     f"expected {len(specs)} specifications, got {len(updates)}",
                     field="deploymentSpecifications",
+                    rule=f"one entry per GPU specification of the deployment ({len(specs)})",
                 )
             by_id = {s.gpu_specification_id: s for s in specs}
             for index, update in enumerate(updates):
@@ -316,14 +317,19 @@ class DeploymentService:
                         f"Validation failed: field 'deploymentSpecifications[{index}].gpuSpecificationId': "
                         "must name a GPU specification of this deployment",
                         field=f"deploymentSpecifications.{index}.gpuSpecificationId",
+                        rule="must name a GPU specification of this deployment",
                     )
                 if (update.backend or None) and (spec.backend or "").lower() != update.backend.lower():
                     raise BadRequestError(
-                        "backend cannot be changed", field=f"deploymentSpecifications.{index}.backend"
+                        "backend cannot be changed",
+                        field=f"deploymentSpecifications.{index}.backend",
+                        rule="cannot be changed",
                     )
                 if update.clusters and sorted(update.clusters) != sorted(spec.clusters or []):
                     raise BadRequestError(
-                        "clusters cannot be changed", field=f"deploymentSpecifications.{index}.clusters"
+                        "clusters cannot be changed",
+                        field=f"deploymentSpecifications.{index}.clusters",
+                        rule="cannot be changed",
                     )
                 await deployments_repo.update_spec(
                     conn,

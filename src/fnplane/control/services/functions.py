@@ -45,6 +45,7 @@ from fnplane.shared.models.functions import (
     UpdateFunctionRequest,
     Visibility,
 )
+from fnplane.shared.models.registry_credentials import image_registry, recognized
 from fnplane.shared.models.wire import parse_enum
 
 
@@ -145,13 +146,31 @@ def _version_values(
 
 
 def _require_runnable(request: CreateFunctionRequest) -> None:
-    """fnplane: the local backend runs `containerArgs`; without it (and without a chart) nothing can start."""
-    if not request.helm_chart and not (request.container_args and request.container_args.strip()):
+    """Something to start: an image (the container backend runs it, its own CMD unless containerArgs),
+    a command line (`containerArgs`: the process backend runs it), or a Helm chart."""
+    image = (request.container_image or "").strip()
+    args = (request.container_args or "").strip()
+    if not request.helm_chart and not image and not args:
         raise BadRequestError(
-            "Validation failed: field 'containerArgs': is required by fnplane's local backend "
-            "(the command line that starts the function)",
+            "Validation failed: field 'containerArgs': a function needs containerImage (run by the "
+            "container backend) or containerArgs (the command line the process backend runs)",
             field="containerArgs",
-            rule="required unless helmChart is set",
+            rule="containerImage or containerArgs is required unless helmChart is set",
+        )
+
+
+def _require_allowed_image(request: CreateFunctionRequest, allowed: list[str]) -> None:
+    """NVCF's registry allowlist: `containerImage` from a registry the operator allows."""
+    image = (request.container_image or "").strip()
+    if not allowed or not image:
+        return
+    host = image_registry(image)
+    if not recognized(host, allowed):
+        raise BadRequestError(
+            f"Validation failed: field 'containerImage': registry {host} is not allowed "
+            f"(allowed: {', '.join(allowed)})",
+            field="containerImage",
+            rule=f"the image's registry must be one of {', '.join(allowed)}",
         )
 
 
@@ -195,13 +214,18 @@ async def _apply_model_updates(
 ) -> None:
     """Per-model LLM settings; NVCF propagates them to every sibling version of an LLM function."""
     if record.function_type != FunctionType.LLM.value:
-        raise BadRequestError("modelUpdates are only allowed for LLM functions", field="modelUpdates")
+        raise BadRequestError(
+            "modelUpdates are only allowed for LLM functions",
+            field="modelUpdates",
+            rule="only allowed for LLM functions",
+        )
     names = {m["name"] for m in record.models or ()}
     for update in request.model_updates or ():
         if update.model_name not in names:
             raise BadRequestError(
                 f"Validation failed: field 'modelUpdates': unknown model '{update.model_name}'",
                 field="modelUpdates",
+                rule="must name a model of the function",
             )
     for sibling in await functions_repo.versions_of(conn, record.function_id):
         models = [dict(m) for m in sibling.models or ()]
@@ -216,17 +240,24 @@ async def _apply_model_updates(
 
 class FunctionService:
     def __init__(
-        self, database: Database, accounts: AccountRepository, box: SecretBox, notifier: ClusterNotifier
+        self,
+        database: Database,
+        accounts: AccountRepository,
+        box: SecretBox,
+        notifier: ClusterNotifier,
+        image_registries: list[str] | None = None,
     ) -> None:
         self._database = database
         self._accounts = accounts
         self._box = box
         self._notifier = notifier
+        self._image_registries = [r.lower() for r in image_registries or []]
 
     async def create_function(self, principal: Principal, request: CreateFunctionRequest) -> FunctionDto:
         if not principal.may_create_functions():
             raise ForbiddenError("The API key's resources do not include account-functions/*")
         _require_runnable(request)
+        _require_allowed_image(request, self._image_registries)
         account = await self._accounts.get(principal.nca_id)
         if account is None:
             raise NotFoundError(f"Account '{principal.nca_id}' not found")
@@ -250,6 +281,7 @@ class FunctionService:
         self, principal: Principal, function_id: str, request: CreateFunctionRequest
     ) -> FunctionDto:
         _require_runnable(request)
+        _require_allowed_image(request, self._image_registries)
         version_id = str(uuid.uuid4())
         async with self._database.transaction() as conn:
             owner = await functions_repo.function_owner(conn, function_id)
@@ -328,7 +360,9 @@ class FunctionService:
             if request.llm_invocation_config is not None:
                 if seen.record.function_type != FunctionType.LLM.value:
                     raise BadRequestError(
-                        "llmInvocationConfig is only allowed for LLM functions", field="llmInvocationConfig"
+                        "llmInvocationConfig is only allowed for LLM functions",
+                        field="llmInvocationConfig",
+                        rule="only allowed for LLM functions",
                     )
                 values["llm_invocation_config"] = _dump(request.llm_invocation_config)
             await functions_repo.update_version(conn, version_id, **values)

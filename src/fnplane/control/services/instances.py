@@ -29,7 +29,9 @@ from fnplane.control.db.repositories.clusters import ClusterRow
 from fnplane.control.db.repositories.instances import LIVE_STATES, InstanceRow
 from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services.notify import WakeReconciler
+from fnplane.control.services.registry_credentials import login_for_image
 from fnplane.control.services.secret_box import SecretBox
+from fnplane.shared import metrics
 from fnplane.shared.errors import NotFoundError
 from fnplane.shared.models.compute import (
     HealthCheck,
@@ -52,6 +54,8 @@ from fnplane.shared.models.wire import duration_seconds
 MAX_ERROR_LOG_CHARS = 4096
 # healthInfo lists the newest failures only
 MAX_HEALTH_ENTRIES = 16
+# a starting instance's detail is one line (a pull's progress)
+MAX_DETAIL_CHARS = 512
 
 _STATUS_OF = {
     InstanceState.REQUESTED.value: InstanceStatus.STARTING,
@@ -95,6 +99,12 @@ async def _assignment(
         environment = {e["key"]: e["value"] for e in version.container_environment or ()}
         # the only place secret values are opened: they go to the agent, which sets them on the process
         environment.update(box.open_all(version.version_id, version.secrets))
+    # and the login for the image's registry: the agent sends it with the pull
+    registry_auth = (
+        await login_for_image(conn, box, version.nca_id, version.container_image)
+        if version is not None and row.desired
+        else None
+    )
     return InstanceAssignment(
         instanceId=row.instance_id,
         functionId=row.function_id,
@@ -119,6 +129,7 @@ async def _assignment(
         natsCredentials=(
             issue_credentials(row.version_id, row.instance_id) if issue_credentials and row.desired else None
         ),
+        registryAuth=registry_auth,
     )
 
 
@@ -167,10 +178,13 @@ class InstanceService:
                 values["restarts"] = report.restarts
             if report.state in (InstanceState.STARTING, InstanceState.RUNNING):
                 values["state"] = report.state.value
+                # the newest word of a starting instance; a running one has nothing more to say
+                detail = report.detail if report.state is InstanceState.STARTING else None
+                values["detail"] = detail[:MAX_DETAIL_CHARS] if detail else None
                 if row.started_at is None:
                     values["started_at"] = now
             elif report.state in (InstanceState.FAILED, InstanceState.TERMINATED):
-                values.update(state=report.state.value, desired=False, terminated_at=now)
+                values.update(state=report.state.value, desired=False, terminated_at=now, detail=None)
                 if report.cause is not None:
                     values["cause"] = report.cause
                 if report.error_log is not None:
@@ -178,6 +192,9 @@ class InstanceService:
             await instances_repo.update_instance(conn, instance_id, **values)
             updated = await instances_repo.get(conn, instance_id)
         assert updated is not None
+        if report.state is InstanceState.RUNNING and row.state != InstanceState.RUNNING.value:
+            if row.restarts == 0 and report.restarts in (None, 0):  # a first start, not a restart
+                metrics.COLD_START.labels("deploy").observe((now - row.created_at).total_seconds())
         return updated
 
 
@@ -231,15 +248,22 @@ async def active_instances(conn: Connection, version_id: str) -> list[InstanceDt
 
 
 async def health_info(conn: Connection, deployment_id: str) -> list[DeploymentHealthDto]:
+    """One entry per failed instance (its cause and error log), newest first; before them, one per
+    starting instance whose agent says what it is doing (`detail`: an image pull's progress)."""
     clusters = await _clusters_by_id(conn)
-    failed = [r for r in await instances_repo.of_deployment(conn, deployment_id) if r.state == "failed"]
+    rows = await instances_repo.of_deployment(conn, deployment_id)
+    starting = [r for r in rows if r.state == InstanceState.STARTING.value and r.detail]
+    failed = [r for r in rows if r.state == "failed"]
     failed.sort(key=lambda r: r.updated_at, reverse=True)
     out = []
-    for row in failed[:MAX_HEALTH_ENTRIES]:
+    for row in [*starting, *failed][:MAX_HEALTH_ENTRIES]:
         cluster = clusters.get(row.cluster_id)
-        error = row.cause or "instance failed"
-        if row.error_log:
-            error = f"{error}: {row.error_log}"
+        if row.state != "failed":
+            error = row.detail or ""
+        else:
+            error = row.cause or "instance failed"
+            if row.error_log:
+                error = f"{error}: {row.error_log}"
         out.append(
             DeploymentHealthDto(
                 icms_request_id=row.instance_id,

@@ -15,6 +15,23 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from fnplane.shared.models.wire import documented_string
+from fnplane.shared.scopes import ADMIN_SCOPES
+
+# The rules the control plane checks these fields by (in its services, so each 400 names NVCF's rule
+# exactly); the OpenAPI document states them too, so clients and fuzzers know what is accepted.
+ACCOUNT_NAME_PATTERN = r"^[a-z0-9A-Z][a-z0-9A-Z\-_]*$"
+NCA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+KEY_DESCRIPTION_PATTERN = r"^[a-zA-Z0-9\s_-]{1,64}$"
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,127}$"
+
+
+def _scope_list(schema: dict[str, Any]) -> None:
+    """A service account's scopes: at least one, each a scope fnplane knows."""
+    schema.pop("anyOf", None)
+    schema.pop("default", None)
+    schema.update(type="array", items={"type": "string", "enum": sorted(ADMIN_SCOPES)}, minItems=1)
+
 
 class SnakeModel(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
@@ -45,8 +62,12 @@ class KeyAuthorizations(SnakeModel):
 
 
 class CreateKeyRequest(SnakeModel):
-    # validated by the service (not here) so the 400 names NVCF's rule exactly
-    description: str | None = None
+    # validated by the service (not here) so the 400 names NVCF's rule exactly; documented as required
+    model_config = ConfigDict(json_schema_extra={"required": ["description"]})
+
+    description: str | None = Field(
+        None, json_schema_extra=documented_string(pattern=KEY_DESCRIPTION_PATTERN)
+    )
     expires_at: datetime | None = None
     authorizations: KeyAuthorizations | None = None
     audience_service_ids: list[str] | None = None
@@ -78,9 +99,13 @@ class KeyList(SnakeModel):
 
 
 class CreateServiceAccountRequest(CamelModel):
-    client_id: str | None = None
+    # validated by the service; documented here
+    model_config = ConfigDict(json_schema_extra={"required": ["scopes"]})
+
+    # optional: null or absent is a generated id
+    client_id: str | None = Field(None, json_schema_extra={"pattern": CLIENT_ID_PATTERN})
     name: str | None = None
-    scopes: list[str] | None = None
+    scopes: list[str] | None = Field(None, json_schema_extra=_scope_list)
 
 
 class ServiceAccountDto(CamelModel):
@@ -113,7 +138,12 @@ class TokenResponse(SnakeModel):
 
 
 class CreateAccountRequest(CamelModel):
-    name: str | None = None
+    # validated by the service; documented here
+    model_config = ConfigDict(json_schema_extra={"required": ["name"]})
+
+    name: str | None = Field(
+        None, json_schema_extra=documented_string(pattern=ACCOUNT_NAME_PATTERN, minLength=4, maxLength=36)
+    )
     admin_client_id: str | None = None
     registry_credentials: list[dict[str, Any]] | None = None
     max_functions_allowed: int | None = None

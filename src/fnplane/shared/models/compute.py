@@ -72,6 +72,14 @@ class HealthCheck(WireModel):
     expected_status_code: int = Field(alias="expectedStatusCode")
 
 
+class RegistryAuth(WireModel):
+    """The account's login for the registry of an instance's image (Docker's `X-Registry-Auth`)."""
+
+    username: str
+    password: str
+    server_address: str = Field(alias="serveraddress")
+
+
 class InstanceAssignment(WireModel):
     instance_id: str = Field(alias="instanceId")
     function_id: str = Field(alias="functionId")
@@ -95,6 +103,9 @@ class InstanceAssignment(WireModel):
     # the instance's own NATS credentials (.creds text, its version's subjects only), minted by the
     # control plane; the agent writes it to a 0600 file for the worker, never into any environment
     nats_credentials: str | None = Field(None, alias="natsCredentials")
+    # the account's registry credential for `container_image`'s registry host, opened for this
+    # assignment only (the container backend sends it with the pull; never logged or stored)
+    registry_auth: RegistryAuth | None = Field(None, alias="registryAuth")
 
 
 class InstanceAssignments(WireModel):
@@ -107,6 +118,9 @@ class InstanceReport(WireModel):
     # last 1 KiB of the process's stderr when it failed
     error_log: str | None = Field(None, alias="errorLog")
     restarts: int | None = None
+    # what a starting instance is doing before it can serve, in one line (the container backend's
+    # "pulling image X: 2 of 5 layers, ..."); the deployment's healthInfo shows it while it lasts
+    detail: str | None = None
 
 
 class VersionLoad(WireModel):

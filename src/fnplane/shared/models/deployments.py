@@ -215,7 +215,7 @@ class GpuSpecificationResponse(ApiModel):
 
 
 class AuthorizedPartyDto(ApiModel):
-    nca_id: str
+    nca_id: str = Field(json_schema_extra={"pattern": r"\S"})  # not blank (checked below)
     client_id: str | None = None
 
     @field_validator("nca_id")

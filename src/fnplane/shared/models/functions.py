@@ -103,6 +103,8 @@ ABSOLUTE_PATH_RULE = (
     "whitespace or control characters"
 )
 _NOT_IN_PATH = re.compile(r"[\x00-\x20\x7f@\\]")
+# the same rule as a JSON-schema pattern, for the OpenAPI document
+ABSOLUTE_PATH_PATTERN = r"^/(?!/)[^\x00-\x20\x7f@\\]*$"
 
 
 def is_absolute_path(value: str) -> bool:
@@ -141,6 +143,8 @@ class HealthDto(ApiModel):
 
 class HealthRequestDto(HealthDto):
     """`health` as a client sends it: its `uri` is a path the worker will call."""
+
+    uri: str = Field(json_schema_extra={"pattern": ABSOLUTE_PATH_PATTERN})
 
     _uri_path = field_validator("uri")(_absolute_path)
 
@@ -311,8 +315,9 @@ def _check_tags(value: list[str] | None) -> list[str] | None:
 
 
 class CreateFunctionRequest(ApiModel):
-    name: str = Field(min_length=1, max_length=128)
-    inference_url: str
+    # the patterns document what the validators below check (their 400s name the rule)
+    name: str = Field(min_length=1, max_length=128, json_schema_extra={"pattern": NAME_PATTERN.pattern})
+    inference_url: str = Field(json_schema_extra={"pattern": ABSOLUTE_PATH_PATTERN})
     inference_port: int | None = Field(None, gt=0, le=65535)
     container_image: str | None = None
     helm_chart: str | None = None
@@ -320,7 +325,7 @@ class CreateFunctionRequest(ApiModel):
     container_args: str | None = None
     container_environment: list[EnvironmentVariable] | None = None
     health: HealthRequestDto | None = None
-    health_uri: str | None = None
+    health_uri: str | None = Field(None, json_schema_extra={"pattern": ABSOLUTE_PATH_PATTERN})
     models: list[ModelDto] | None = None
     resources: list[ResourceDto] | None = None
     api_body_format: Annotated[ApiBodyFormat, lenient(ApiBodyFormat)] = ApiBodyFormat.CUSTOM

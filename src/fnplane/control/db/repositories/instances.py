@@ -41,6 +41,8 @@ class InstanceRow:
     updated_at: datetime
     started_at: datetime | None
     terminated_at: datetime | None
+    # what a starting instance is doing, as its agent last said (an image pull's progress)
+    detail: str | None = None
 
 
 def _row(row: Any) -> InstanceRow:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 06:43:25.690981
+Create Date: 2026-12-01 22:03:56.038751
 """
 
 import sqlalchemy as sa
@@ -110,6 +110,7 @@ def upgrade() -> None:
         sa.Column("cause", sa.Text(), nullable=True),
         sa.Column("error_log", sa.Text(), nullable=True),
         sa.Column("restarts", sa.Integer(), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
@@ -122,6 +123,31 @@ def upgrade() -> None:
     with op.batch_alter_table("instances", schema=None) as batch_op:
         batch_op.create_index("ix_instances_cluster_desired", ["cluster_id", "desired"], unique=False)
         batch_op.create_index("ix_instances_version_state", ["version_id", "state"], unique=False)
+
+    op.create_table(
+        "registry_credentials",
+        sa.Column("registry_credential_id", sa.String(length=36), nullable=False),
+        sa.Column("nca_id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("hostname", sa.String(length=255), nullable=False),
+        sa.Column("artifact_types", sa.JSON(), nullable=False),
+        sa.Column("tags", sa.JSON(), nullable=True),
+        sa.Column("description", sa.String(length=512), nullable=True),
+        sa.Column("provisioned_by", sa.String(length=16), nullable=False),
+        sa.Column("secret", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["nca_id"],
+            ["accounts.nca_id"],
+            name=op.f("fk_registry_credentials_nca_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("registry_credential_id", name=op.f("pk_registry_credentials")),
+        sa.UniqueConstraint("nca_id", "name", "hostname", name="uq_registry_credentials_name_host"),
+    )
+    with op.batch_alter_table("registry_credentials", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_registry_credentials_nca_id"), ["nca_id"], unique=False)
 
     op.create_table(
         "authorized_parties",
@@ -251,6 +277,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_authorized_parties_function_id"))
 
     op.drop_table("authorized_parties")
+    with op.batch_alter_table("registry_credentials", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_registry_credentials_nca_id"))
+
+    op.drop_table("registry_credentials")
     with op.batch_alter_table("instances", schema=None) as batch_op:
         batch_op.drop_index("ix_instances_version_state")
         batch_op.drop_index("ix_instances_cluster_desired")

@@ -1,0 +1,364 @@
+"""The `fnplane` CLI against a real `fnplane up`: functions, deployments, invocation, queues, logs, GPUs.
+
+Every command runs as a child process (`.venv/bin/fnplane ...`), configured by FNPLANE_URL and
+FNPLANE_API_KEY; `--json` output is parsed for each. One platform and one deployed function
+(tests/e2e/cli_function.py) serve the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from cli_process import Cli, on_terminal
+from up_process import UpProcess
+
+REPO = Path(__file__).resolve().parents[2]
+CLI_FUNCTION = Path(__file__).resolve().parent / "cli_function.py"
+GPU = ["--gpu", "L40S", "--instance-type", "LOCAL.GPU.L40S_1x"]
+WAIT_S = 60.0
+
+
+# one platform serves the module (module-scoped fixtures): its tests stay on one xdist worker, and
+# the first also waits for the platform (and a deployment) to start
+pytestmark = [pytest.mark.xdist_group("cli-platform"), pytest.mark.timeout(240)]
+
+
+@dataclass
+class Platform:
+    up: UpProcess
+    key: str
+    cli: Cli
+    base: Path
+
+
+@dataclass
+class Deployed:
+    function_id: str
+    version_id: str
+    created: dict
+    deployed: dict
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    base = tmp_path_factory.mktemp("cli-platform")
+    up = UpProcess(base / "home", args=["--workdir", str(REPO)])
+    try:
+        up.wait_healthy()
+        key = (base / "home" / "admin-key").read_text().strip()
+        yield Platform(up, key, Cli(up.url, key, base / "config.json"), base)
+        up.stop()
+    finally:
+        up.kill_leftovers()
+
+
+def function_flags(name: str) -> list[str]:
+    return [
+        "--name", name, "--inference-url", "/run", "--inference-port", "8000",
+        "--container-image", "local/cli-function", "--container-args", f"{sys.executable} {CLI_FUNCTION}",
+        "--env", "GREETING=hi", "--health-uri", "/v2/health/ready",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def deployed(platform: Platform) -> Deployed:
+    """cli_function registered and deployed with `deploy ... --wait`, which returns once ACTIVE."""
+    created = platform.cli.json("function", "create", *function_flags("cli-fn"))
+    fid, vid = created["function"]["id"], created["function"]["versionId"]
+    answer = platform.cli.json(
+        "deploy",
+        fid,
+        vid,
+        *GPU,
+        "--min",
+        "1",
+        "--max",
+        "1",
+        "--concurrency",
+        "4",
+        "--wait",
+        "--timeout",
+        "90",
+    )
+    return Deployed(fid, vid, created, answer)
+
+
+def wait_for_file(path: Path) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def markers(platform: Platform) -> Path:
+    """A directory the function's sandbox shares with the test (it holds the gates of `cli_function`)."""
+    folder = platform.base / f"markers-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    return folder
+
+
+def test_create_then_deploy_wait_returns_active(platform: Platform, deployed: Deployed) -> None:
+    function = deployed.created["function"]
+    assert function["name"] == "cli-fn"
+    assert function["status"] == "INACTIVE"
+    assert function["inferenceUrl"] == "/run"
+    assert {"key": "GREETING", "value": "hi"} in function["containerEnvironment"]
+    deployment = deployed.deployed["deployment"]
+    assert deployment["functionStatus"] == "ACTIVE"
+    assert deployment["deploymentSpecifications"][0]["maxRequestConcurrency"] == 4
+    # human output, piped: plain `key: value` lines without colour
+    shown = platform.cli.ok("deploy", "status", deployed.function_id, deployed.version_id).stdout.decode()
+    assert "status: ACTIVE" in shown.splitlines()
+    assert "\x1b" not in shown
+    status = platform.cli.json("deploy", "status", deployed.function_id, deployed.version_id)
+    assert status["deployment"]["deploymentId"] == deployment["deploymentId"]
+
+
+def test_function_list_and_get(platform: Platform, deployed: Deployed) -> None:
+    fid, vid = deployed.function_id, deployed.version_id
+    listed = platform.cli.json("function", "list")
+    assert (fid, vid) in [(f["id"], f["versionId"]) for f in listed["functions"]]
+    versions = platform.cli.json("function", "get", fid)
+    assert [v["versionId"] for v in versions["functions"]] == [vid]
+    version = platform.cli.json("function", "get", fid, vid)
+    assert version["function"]["status"] == "ACTIVE"
+    # piped, a table is a tab-separated header and rows
+    table = platform.cli.ok("function", "list").stdout.decode().splitlines()
+    assert table[0].split("\t")[:4] == ["ID", "VERSION", "NAME", "STATUS"]
+    assert any(line.split("\t")[:2] == [fid, vid] for line in table[1:])
+
+
+def test_invoke_prints_the_answer_as_is(platform: Platform, deployed: Deployed, tmp_path: Path) -> None:
+    fid = deployed.function_id
+    done = platform.cli.ok("invoke", fid, "--data", '{"hello": "cli"}')
+    assert json.loads(done.stdout) == {"echo": {"hello": "cli"}}
+    assert b"request id: " in done.stderr
+    # the same from a file, from stdin, and pinned to the version; --json wraps it in the exec envelope
+    body = tmp_path / "body.json"
+    body.write_text('{"from": "file"}')
+    assert json.loads(platform.cli.ok("invoke", fid, "--data-file", str(body)).stdout) == {
+        "echo": {"from": "file"}
+    }
+    from_stdin = platform.cli.ok(
+        "invoke", fid, "-", "--version", deployed.version_id, input=b'{"from": "stdin"}'
+    )
+    assert json.loads(from_stdin.stdout) == {"echo": {"from": "stdin"}}
+    document = platform.cli.json("invoke", fid, "--data", '{"n": 1}', "--poll-seconds", "5")
+    assert document["status"] == "fulfilled"
+    assert document["response"] == {"echo": {"n": 1}}
+    uuid.UUID(document["reqId"])
+
+
+def test_invoke_async_then_status_then_result(platform: Platform, deployed: Deployed) -> None:
+    gates = markers(platform)
+    body = json.dumps({"mode": "wait", "dir": str(gates)})
+    submitted = platform.cli.json("invoke", deployed.function_id, "--async", "--data", body)
+    assert submitted["status"] == "pending-evaluation"
+    request_id = submitted["reqId"]
+    wait_for_file(gates / "started")  # the function holds the request until released
+    running = platform.cli.json("status", request_id, "--poll-seconds", "1")
+    assert running == {"reqId": request_id, "status": "in-progress"}
+    (gates / "release").touch()
+    finished = platform.cli.json("status", request_id, "--wait", "--poll-seconds", "5")
+    assert finished["status"] == "fulfilled"
+    assert finished["response"] == {"done": True}
+    # a result is delivered once (as NVCF does): then the request is unknown
+    delivered = platform.cli.run("status", request_id)
+    assert delivered.returncode == 1
+    assert delivered.stdout == b""
+    assert b"Not Found (404)" in delivered.stderr
+    # the human `--async` prints just the request id, for `REQ=$(fnplane invoke --async ...)`;
+    # `status --wait` then prints the answer itself
+    other = platform.cli.ok("invoke", deployed.function_id, "--async", "--data", '{"n": 2}').stdout.decode()
+    answer = platform.cli.ok("status", other.strip(), "--wait")
+    assert json.loads(answer.stdout) == {"echo": {"n": 2}}
+
+
+def test_cancel_then_status_is_gone(platform: Platform, deployed: Deployed) -> None:
+    gates = markers(platform)
+    body = json.dumps({"mode": "wait", "dir": str(gates)})
+    request_id = (
+        platform.cli.ok("invoke", deployed.function_id, "--async", "--data", body).stdout.decode().strip()
+    )
+    wait_for_file(gates / "started")
+    assert platform.cli.json("cancel", request_id) == {"reqId": request_id, "status": "rejected"}
+    assert platform.cli.json("status", request_id) == {"reqId": request_id, "status": "rejected"}
+    # waiting for the outcome of a cancelled request is a failure
+    gone = platform.cli.run("status", request_id, "--wait")
+    assert gone.returncode == 1
+    assert gone.stdout == b""
+    assert b"was cancelled" in gone.stderr
+
+
+def test_invoke_stream_prints_each_event_as_it_arrives(platform: Platform, deployed: Deployed) -> None:
+    gates = markers(platform)
+    body = json.dumps({"mode": "sse", "dir": str(gates)})
+    process = platform.cli.popen("invoke", deployed.function_id, "--stream", "--data", body)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"first\n"
+        # the function sends the second event only once released: the first was printed mid-stream
+        assert process.poll() is None
+        (gates / "release-sse").touch()
+        assert process.stdout.read() == b"second\n"
+        assert process.wait(WAIT_S) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # --json: the events in one document once the stream ends
+    (gates / "release-sse").touch()
+    events = platform.cli.json("invoke", deployed.function_id, "--stream", "--data", body)["events"]
+    assert [event["data"] for event in events] == ["first", "second"]
+
+
+def test_invoke_direct_any_path_and_method(platform: Platform, deployed: Deployed) -> None:
+    done = platform.cli.ok(
+        "invoke", deployed.function_id, "--direct", "/any/path?x=1", "--method", "PUT", "--data", '{"k": 1}'
+    )
+    assert json.loads(done.stdout) == {
+        "method": "PUT",
+        "path": "/any/path",
+        "query": "x=1",
+        "body": '{"k": 1}',
+        "contentType": "application/json",
+        "header": None,
+    }
+    # any body and media type, extra headers
+    seen = platform.cli.json(
+        "invoke", deployed.function_id, "--direct", "/text", "--data-file", "-",
+        "--content-type", "text/plain", "-H", "X-Cli-Test: yes", input=b"plain words",
+    )["response"]  # fmt: skip
+    assert (seen["body"], seen["contentType"], seen["header"]) == ("plain words", "text/plain", "yes")
+    document = platform.cli.json(
+        "invoke",
+        deployed.function_id,
+        "--direct",
+        "/other",
+        "--method",
+        "DELETE",
+        "--version",
+        deployed.version_id,
+    )
+    assert document["status"] == "fulfilled"
+    assert document["response"]["method"] == "DELETE"
+    assert document["response"]["path"] == "/other"
+
+
+def test_queue_gpus_and_logs(platform: Platform, deployed: Deployed) -> None:
+    fid, vid = deployed.function_id, deployed.version_id
+    queue = platform.cli.json("queue", fid)
+    assert queue["functionId"] == fid
+    assert [(q["functionVersionId"], q["queueDepth"]) for q in queue["queues"]] == [(vid, 0)]
+    assert platform.cli.json("queue", fid, vid)["queues"][0]["functionVersionId"] == vid
+    groups = platform.cli.json("gpus")["clusterGroups"]
+    assert "L40S" in [gpu["name"] for group in groups for gpu in group["gpus"]]
+    assert "LOCAL.GPU.L40S_1x" in platform.cli.ok("gpus").stdout.decode()
+    logs = platform.cli.json("logs", fid, vid)
+    assert any(line.startswith("cli-function: listening") for line in logs["lines"]), logs
+    # --follow prints the log and keeps going; this test ends it
+    process = platform.cli.popen("logs", fid, vid, "--follow")
+    try:
+        assert process.stdout is not None
+        seen = [process.stdout.readline() for _ in range(len(logs["lines"]))]
+        assert any(line.startswith(b"cli-function: listening") for line in seen)
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(WAIT_S)
+
+
+def test_version_create_update_undeploy_delete(platform: Platform, deployed: Deployed) -> None:
+    fid = deployed.function_id
+    created = platform.cli.json("function", "version", "create", fid, *function_flags("cli-fn"))["function"]
+    assert created["id"] == fid
+    vid = created["versionId"]
+    assert vid != deployed.version_id
+    # on a terminal, --wait shows the status as it changes (on stderr; stdout stays one document)
+    code, stdout, terminal = on_terminal(platform.cli, "deploy", fid, vid, *GPU, "--wait", "--json")
+    assert code == 0, terminal
+    assert json.loads(stdout)["deployment"]["functionStatus"] == "ACTIVE"
+    assert "\x1b[?25l" in terminal  # a live display (Rich hides the cursor while it runs)
+    assert re.search(rf"{fid} {vid}: \w+.* · \d+ s", terminal), terminal  # the status, the seconds waited
+    assert f"{fid} {vid}: ACTIVE" in terminal  # the last status seen
+    updated = platform.cli.json("deploy", "update", fid, vid, *GPU, "--max", "2", "--concurrency", "3")
+    spec = updated["deployment"]["deploymentSpecifications"][0]
+    assert (spec["minInstances"], spec["maxInstances"], spec["maxRequestConcurrency"]) == (1, 2, 3)
+    assert platform.cli.json("undeploy", fid, vid)["function"]["status"] == "INACTIVE"
+    assert platform.cli.json("function", "delete", fid, vid) == {}
+    assert [v["versionId"] for v in platform.cli.json("function", "get", fid)["functions"]] == [
+        deployed.version_id
+    ]
+
+
+def test_an_unknown_function_is_an_error_on_stderr(platform: Platform) -> None:
+    fid, vid = str(uuid.uuid4()), str(uuid.uuid4())
+    problem = httpx.get(
+        f"{platform.up.url}/v2/nvcf/functions/{fid}/versions/{vid}",
+        headers={"Authorization": f"Bearer {platform.key}"},
+    ).json()
+    for args in (["function", "get", fid, vid], ["function", "get", fid, vid, "--json"]):
+        done = platform.cli.run(*args, env={"FORCE_COLOR": "1"})
+        assert done.returncode == 1
+        assert done.stdout == b""
+        assert b"\x1b" not in done.stderr  # piped: never colour codes
+        stderr = done.stderr.decode()
+        assert problem["title"] in stderr
+        assert problem["detail"] in stderr
+
+
+def test_a_platform_that_is_not_there(platform: Platform) -> None:
+    from up_process import free_port
+
+    done = platform.cli.run("function", "list", env={"FNPLANE_URL": f"http://127.0.0.1:{free_port()}"})
+    assert done.returncode == 1
+    assert done.stdout == b""
+    assert b"cannot reach http://127.0.0.1:" in done.stderr
+
+
+def test_usage_errors_exit_2(platform: Platform, deployed: Deployed) -> None:
+    for args in (
+        ["invoke", deployed.function_id, "--data", "{not json"],
+        ["invoke", deployed.function_id, "--data", "{}", "--data-file", "x"],
+        ["invoke", deployed.function_id, "--async", "--stream"],
+    ):
+        done = platform.cli.run(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stdout == b""
+
+
+def test_deploy_wait_fails_when_the_version_goes_to_error(platform: Platform) -> None:
+    crash = f"{sys.executable} {REPO / 'examples' / 'crash_server.py'}"
+    created = platform.cli.json(
+        "function", "create", "--name", "cli-crash", "--inference-url", "/x", "--container-args", crash
+    )
+    fid, vid = created["function"]["id"], created["function"]["versionId"]
+    failed = platform.cli.run("deploy", fid, vid, *GPU, "--wait", "--timeout", "90", "--json")
+    assert failed.returncode == 1
+    assert failed.stdout == b""
+    stderr = failed.stderr.decode()
+    assert f"Deployment failed: version {vid} of function {fid} is ERROR" in stderr
+    assert "health: L40S LOCAL.GPU.L40S_1x: " in stderr  # why: the deployment's health errors
+    assert f"{fid} {vid}: ERROR" in stderr  # the last status the display showed
+    assert platform.cli.json("deploy", "status", fid, vid)["deployment"]["functionStatus"] == "ERROR"
+    assert platform.cli.json("undeploy", fid, vid)["function"]["status"] == "INACTIVE"
+
+
+def test_invoke_with_an_input_asset(platform: Platform, deployed: Deployed) -> None:
+    source = platform.base / "input.bin"
+    source.write_bytes(b"x" * 12345)
+    asset_id = platform.cli.json("asset", "upload", str(source))["assetId"]
+    answer = platform.cli.ok(
+        "invoke", deployed.function_id, "--input-asset", asset_id, "--data", '{"mode": "assets"}'
+    )
+    assert json.loads(answer.stdout) == {"assets": {asset_id: 12345}}
+    assert platform.cli.json("asset", "delete", asset_id) == {}
