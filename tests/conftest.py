@@ -8,9 +8,12 @@ local server); each test gets a database of its own, dropped afterwards.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -99,3 +102,35 @@ def sqlite_url(tmp_path) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # the test images are built here, not in a test's setup, out of reach of the per-test timeout
     build_images_for(items)
+
+
+# pytest-timeout ends a slow test cleanly with a signal (pyproject: timeout). A test that outlives that,
+# say a cleanup waiting on a process that cannot die, would hold its xdist worker and the whole run until
+# CI's own limit, saying nothing. After twice the timeout the watchdog prints every thread's stack and ends
+# the worker: xdist reports the test as crashed, names it, and goes on with a new worker.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    limit_s = 2 * float(item.config.getini("timeout") or 0)
+    if not limit_s:
+        yield
+        return
+    watchdog = threading.Timer(limit_s, _end_a_hung_worker, args=(item, limit_s))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield
+    finally:
+        watchdog.cancel()
+
+
+def _end_a_hung_worker(item: pytest.Item, limit_s: float) -> None:
+    try:
+        capture = item.config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:
+            capture.suspend_global_capture(in_=True)  # the stacks go to the run's own stderr
+        sys.stderr.write(f"\n+++ {item.nodeid} still running after {limit_s:.0f} s; every thread:\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    finally:
+        sys.stderr.flush()
+        os._exit(3)
