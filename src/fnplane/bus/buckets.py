@@ -23,6 +23,7 @@ from io import BufferedIOBase
 from typing import TypeVar, cast
 
 from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError as JsApiError
@@ -31,9 +32,11 @@ from nats.js.errors import (
     BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
+    NoStreamResponseError,
     ObjectNotFoundError,
 )
 from nats.js.errors import NotFoundError as JsNotFoundError
+from nats.js.errors import ServiceUnavailableError as JsServiceUnavailableError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -51,6 +54,9 @@ CAS_ATTEMPTS = 8
 T = TypeVar("T")
 # listing keys: the server sends what matches, then nothing; this long without a key ends the list
 KEY_LIST_IDLE_S = 5.0
+# a gateway starting beside a cluster that is still forming waits this long for the state bucket
+STARTUP_RETRY_S = 30.0
+STARTUP_RETRY_INTERVAL_S = 0.25
 
 
 class Buckets:
@@ -333,11 +339,23 @@ class Buckets:
     # --- gateway state -----------------------------------------------------------------------------
 
     async def signing_key(self) -> bytes:
-        """The URL-signing key every gateway shares (created once, kept in NATS)."""
+        """The URL-signing key every gateway shares (created once, kept in NATS).
+
+        Read at a gateway's start, which in a new cluster may come while the state bucket's stream
+        still elects its leader or its subjects' interest still crosses the routes: the server then has
+        no responder for a while, which is waited out (STARTUP_RETRY_S), not a crash."""
         assert self._state is not None
-        with contextlib.suppress(KeyWrongLastSequenceError, JsBadRequestError):
-            await self._state.create(subjects.SIGNING_KEY, secrets.token_bytes(32))
-        entry = await self._state.get(subjects.SIGNING_KEY)
+        deadline = asyncio.get_running_loop().time() + STARTUP_RETRY_S
+        while True:
+            try:
+                with contextlib.suppress(KeyWrongLastSequenceError, JsBadRequestError):
+                    await self._state.create(subjects.SIGNING_KEY, secrets.token_bytes(32))
+                entry = await self._state.get(subjects.SIGNING_KEY)
+                break
+            except (NoStreamResponseError, NoRespondersError, NatsTimeoutError, JsServiceUnavailableError):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(STARTUP_RETRY_INTERVAL_S)
         assert entry.value is not None
         return entry.value
 
