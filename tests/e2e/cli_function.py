@@ -83,7 +83,8 @@ def main() -> None:
     app.router.add_route("*", "/{tail:.*}", anything)
     port = int(os.environ.get("PORT", "8000"))
     print(f"cli-function: listening on {port}", flush=True)
-    web.run_app(app, host="127.0.0.1", port=port, print=None)
+    # SIGTERM: a request the test left waiting for its release file must not hold the stop (aiohttp: 60 s)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, shutdown_timeout=1.0)
 
 
 if __name__ == "__main__":
