@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import httpx
+from cli_process import Cli
 from up_process import UpProcess, deploy_function
 
 from podman import PodmanService
@@ -67,6 +68,15 @@ def test_the_process_backend_gives_the_health_check_a_port_of_its_own(
     assert environ["INFERENCE_HEALTH_ENDPOINT"] == "/health-only"
     assert httpx.get(f"http://127.0.0.1:{port}/health-only").status_code == 404
     assert httpx.get(f"http://127.0.0.1:{health_port}/health-only").status_code == 200
+
+    # the CLI registers the same health object from NVCF's flags
+    cli = Cli(up.url, key, tmp_path / "config.json")
+    created = cli.json(
+        "function", "create", "--name", "health-port-cli", "--inference-url", "/infer",
+        "--inference-port", "8001", "--container-args", body["containerArgs"], "--health-uri", "/health-only",
+        "--health-port", "8000", "--health-timeout", "PT5S",
+    )  # fmt: skip
+    assert created["function"]["health"] == HEALTH
     assert up.stop() == 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,10 @@ version_app = typer.Typer(help="Versions of a function.", no_args_is_help=True)
 app.add_typer(version_app, name="version")
 
 GRPC_INFERENCE_URL = "/grpc"
+# the API's health defaults (reference/nvcf-api.md, `health`)
+DEFAULT_HEALTH_URI = "/v2/health/ready"
+DEFAULT_INFERENCE_PORT = 8000
+DEFAULT_HEALTH_TIMEOUT = "PT10S"
 
 FUNCTION_COLUMNS = [
     ("ID", key("id")),
@@ -59,6 +64,42 @@ def parse_env(pairs: list[str]) -> list[dict[str, str]]:
     return environment
 
 
+@dataclass(frozen=True)
+class HealthFlags:
+    """`--health-port/-protocol/-timeout/-expected-status-code` (as NVCF's CLI has them): any of them
+    makes a `health` object, completed with the API's defaults (reference/nvcf-api.md: uri `healthUri`
+    or /v2/health/ready, port `inferencePort` or 8000, PT10S, 200, gRPC for a /grpc function)."""
+
+    uri: str | None = None  # --health-uri: alone, it is sent as the API's `healthUri`, as before
+    port: int | None = None
+    protocol: str | None = None
+    timeout: str | None = None
+    expected_status_code: int | None = None
+
+    def given(self) -> bool:
+        return any(v is not None for v in (self.port, self.protocol, self.timeout, self.expected_status_code))
+
+    def document(self, fields: dict[str, Any]) -> dict[str, Any]:
+        health = dict(fields.get("health") or {})
+        grpc = fields.get("inferenceUrl") == GRPC_INFERENCE_URL
+        defaults = {
+            "protocol": "gRPC" if grpc else "HTTP",
+            "uri": fields.get("healthUri") or DEFAULT_HEALTH_URI,
+            "port": fields.get("inferencePort") or DEFAULT_INFERENCE_PORT,
+            "timeout": DEFAULT_HEALTH_TIMEOUT,
+            "expectedStatusCode": 200,
+        }
+        flags = {
+            "uri": self.uri,
+            "protocol": self.protocol,
+            "port": self.port,
+            "timeout": self.timeout,
+            "expectedStatusCode": self.expected_status_code,
+        }
+        health.update({k: v for k, v in flags.items() if v is not None})
+        return {**defaults, **health}
+
+
 def function_fields(
     *,
     input_file: Path | None,
@@ -73,6 +114,7 @@ def function_fields(
     description: str | None,
     function_type: str | None,
     tags: list[str],
+    health: HealthFlags | None = None,
 ) -> dict[str, Any]:
     """The registration body: the input file's fields, overridden by the flags given."""
     fields: dict[str, Any] = {}
@@ -100,6 +142,9 @@ def function_fields(
         "tags": tags or None,
     }
     fields.update({field: value for field, value in flags.items() if value is not None})
+    if health is not None and health.given():
+        fields["health"] = health.document(fields)
+        fields.pop("healthUri", None)
     for required, flag in (("name", "--name"), ("inferenceUrl", "--inference-url")):
         if not fields.get(required):
             raise typer.BadParameter(f"missing option {flag} (or {required} in --input-file)")
@@ -130,6 +175,19 @@ def create(
         int | None, typer.Option(help="Port the function listens on.", show_default=False)
     ] = None,
     health_uri: Annotated[str | None, typer.Option(help="Health check path.", show_default=False)] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(help="Port of the health check, when not the inference port.", show_default=False),
+    ] = None,
+    health_protocol: Annotated[
+        str | None, typer.Option(help="HTTP or gRPC (default: gRPC for --grpc).", show_default=False)
+    ] = None,
+    health_timeout: Annotated[
+        str | None, typer.Option(help="ISO 8601 duration, e.g. PT30S (default PT10S).", show_default=False)
+    ] = None,
+    health_expected_status_code: Annotated[
+        int | None, typer.Option(help="Status of a healthy answer (default 200).", show_default=False)
+    ] = None,
     grpc: Annotated[bool, typer.Option("--grpc", help="A gRPC function (inference URL /grpc).")] = False,
     description: Annotated[str | None, typer.Option(help="Description.", show_default=False)] = None,
     function_type: Annotated[
@@ -147,10 +205,14 @@ def create(
     """Register a function (its first version); with FID, a new version of that function."""
     if function_id is None and ctx.parent is not None and ctx.parent.info_name == "version":
         raise typer.BadParameter("missing argument FID", param_hint="FID")
+    health = HealthFlags(
+        health_uri, health_port, health_protocol, health_timeout, health_expected_status_code
+    )
     fields = function_fields(
         input_file=input_file, name=name, inference_url=inference_url, container_image=container_image,
         container_args=container_args, env=env or [], inference_port=inference_port, health_uri=health_uri,
         grpc=grpc, description=description, function_type=function_type, tags=tags or [],
+        health=health,
     )  # fmt: skip
     with open_session(url, api_key, as_json) as session:
         if function_id is None:

@@ -186,6 +186,42 @@ def test_function_flags_become_the_registration_body(tmp_path) -> None:
     }
 
 
+def test_health_flags_make_a_health_object_with_the_apis_defaults(tmp_path) -> None:
+    from fnplane.cli.functions import HealthFlags
+
+    # --health-uri alone stays the deprecated healthUri, as before
+    assert registration(name="n", inference_url="/x", health_uri="/ok", health=HealthFlags("/ok")) == {
+        "name": "n", "inferenceUrl": "/x", "healthUri": "/ok",
+    }  # fmt: skip
+    # a separate health port (Triton-style): the rest from the API's defaults
+    assert registration(
+        name="n", inference_url="/x", inference_port=9000, health=HealthFlags(port=9001)
+    )["health"] == {
+        "protocol": "HTTP", "uri": "/v2/health/ready", "port": 9001,
+        "timeout": "PT10S", "expectedStatusCode": 200,
+    }  # fmt: skip
+    # every flag, beside --grpc and --health-uri; the port defaults to the inference port
+    assert registration(
+        name="g", grpc=True, health_uri="/h", health=HealthFlags("/h", None, "gRPC", "PT30S", 204)
+    ) == {
+        "name": "g",
+        "inferenceUrl": "/grpc",
+        "health": {
+            "protocol": "gRPC",
+            "uri": "/h",
+            "port": 8000,
+            "timeout": "PT30S",
+            "expectedStatusCode": 204,
+        },
+    }
+    # the input file's health object, with the flags over it
+    body = tmp_path / "fn.json"
+    body.write_text('{"name": "f", "inferenceUrl": "/f", "health": {"uri": "/file", "timeout": "PT5S"}}')
+    assert registration(input_file=body, health=HealthFlags(port=7000))["health"] == {
+        "protocol": "HTTP", "uri": "/file", "port": 7000, "timeout": "PT5S", "expectedStatusCode": 200,
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "flags",
     [{"inference_url": "/x"}, {"name": "n"}, {"name": "n", "inference_url": "/x", "env": ["NOVALUE"]}],
