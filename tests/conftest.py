@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import sys
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -105,32 +103,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # pytest-timeout ends a slow test cleanly with a signal (pyproject: timeout). A test that outlives that,
-# say a cleanup waiting on a process that cannot die, would hold its xdist worker and the whole run until
-# CI's own limit, saying nothing. After twice the timeout the watchdog prints every thread's stack and ends
-# the worker: xdist reports the test as crashed, names it, and goes on with a new worker.
+# say a cleanup waiting on a process that cannot die, or C code that never gives the interpreter back
+# (so no signal handler runs), would hold its xdist worker and the whole run until CI's own limit, saying
+# nothing. faulthandler's timer is a C thread that needs no GIL: after twice the timeout it prints every
+# thread's stack to the run's own stderr and ends the worker; xdist reports the test as crashed, names it,
+# and goes on with a new worker.
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     limit_s = 2 * float(item.config.getini("timeout") or 0)
-    if not limit_s:
-        yield
-        return
-    watchdog = threading.Timer(limit_s, _end_a_hung_worker, args=(item, limit_s))
-    watchdog.daemon = True
-    watchdog.start()
+    if limit_s:
+        faulthandler.dump_traceback_later(limit_s, exit=True, file=_run_stderr(item.config))
     try:
         yield
     finally:
-        watchdog.cancel()
+        if limit_s:
+            faulthandler.cancel_dump_traceback_later()
 
 
-def _end_a_hung_worker(item: pytest.Item, limit_s: float) -> None:
-    try:
-        capture = item.config.pluginmanager.getplugin("capturemanager")
-        if capture is not None:
-            capture.suspend_global_capture(in_=True)  # the stacks go to the run's own stderr
-        sys.stderr.write(f"\n+++ {item.nodeid} still running after {limit_s:.0f} s; every thread:\n")
-        sys.stderr.flush()
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-    finally:
-        sys.stderr.flush()
-        os._exit(3)
+def _run_stderr(config: pytest.Config) -> int:
+    """The stderr the run started with: while a test runs, fd 2 is pytest's capture file."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    saved = getattr(getattr(getattr(capture, "_global_capturing", None), "err", None), "targetfd_save", None)
+    return saved if isinstance(saved, int) else 2
