@@ -14,11 +14,12 @@ import signal
 from pathlib import Path
 
 import polling
+from fnplane.bus.buckets import Buckets
 from fnplane.bus.connection import Client, connect
 from fnplane.bus.credentials import UserCredential
 from fnplane.bus.topology import ensure_version_queue
 from fnplane.compute.credentials import write_worker_credentials
-from fnplane.shared import subjects
+from fnplane.shared import subjects, topology
 from fnplane.up.bus_auth import BusCredentials, operator_keys
 from fnplane.up.nats import EmbeddedNats, find_nats_server
 
@@ -76,6 +77,15 @@ class ClosedBus:
     async def gateway_client(self) -> Client:
         """A client with the gateway's grants (a test that publishes or inspects as a gateway would)."""
         return await connect(self.url, "test-gateway", credential=self.credentials.gateway())
+
+    async def create_buckets(self) -> None:
+        """The buckets a gateway creates at its start, for a test without a gateway: a worker's
+        credential may only open them, and its instance is RUNNING only once it pulls."""
+        nc = await self.gateway_client()
+        try:
+            await Buckets(nc.jetstream()).open(topology.buckets() + topology.gateway_buckets(), create=True)
+        finally:
+            await nc.close()
 
     async def agent_client(self, cluster_name: str = "local") -> Client:
         return await connect(

@@ -43,6 +43,6 @@ async def wait_status(
         reached: dict[str, Any] = await wait_for(check, timeout_s, interval_s)
     except pytest.fail.Exception:
         pytest.fail(
-            f"status {status} not reached within {timeout_s} s: {(await get_version(client, fn))['status']}"
+            f"status {status} not reached within {timeout_s} s: {await get_version(client, fn)}"
         )
     return reached

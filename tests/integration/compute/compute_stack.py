@@ -178,6 +178,7 @@ async def platform(
     """The platform on `database_url` (SQLite in tmp_path when None)."""
     async with nats_server(tmp_path) as bus:
         nats_url = bus.url
+        await bus.create_buckets()  # as the gateway of `fnplane up` does before any worker starts
         settings = ControlSettings(
             database_url=database_url or f"sqlite:///{tmp_path}/fnplane.db",
             key_hash_secret="test-secret",

@@ -2,7 +2,8 @@
 
 It health-checks the function, owns the instance's request slots, reports health and busy time to the
 agent (worker/events.py) and, once connected to NATS, runs the request puller of worker/requests.py, which
-pulls only while the function is healthy.
+pulls only while the function is healthy. It reports the function healthy only once that puller runs, so
+a RUNNING instance can take a request.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from fnplane.telemetry import logs, tracing
 from fnplane.telemetry.logs import LogSettings
 
 log = logging.getLogger("fnplane.worker")
+# a puller that could not start (buckets not there yet, a bus error) is tried again after this long
+PULLER_RETRY_S = 2.0
 # the worker's text lines, as they always were (the agent copies them to the instance's worker log)
 TEXT_FORMAT = "%(asctime)s worker %(levelname)s %(message)s"
 
@@ -45,9 +48,13 @@ class Worker:
         self._stopped = asyncio.Event()
 
     async def _on_health(self, healthy: bool, detail: str) -> None:
-        self.events.emit("health", healthy=healthy, detail=detail)
         if self.puller is not None:
             self.puller.set_ready(healthy)
+        elif healthy and self.settings.nats_url:
+            # healthy, but not pulling yet: the instance is RUNNING (its version ACTIVE, a share of the
+            # queue expected of it) only once it can take a request; _start_puller says so then
+            return
+        self.events.emit("health", healthy=healthy, detail=detail)
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self.monitor.run(), name="health"))
@@ -56,18 +63,32 @@ class Worker:
             self._tasks.append(asyncio.create_task(self._start_puller(), name="puller"))
 
     async def _start_puller(self) -> None:
+        """Connect and start pulling, retried until it works: NATS may be down, or the buckets not there
+        yet (a gateway creates them; a worker's credential may not), as when an agent host comes up
+        before any gateway. A start that failed once must not leave a worker that never pulls."""
         s = self.settings
         a = self.assignment
-        while self.bus is None:
+        while self.puller is None:
+            if self.bus is None:
+                try:
+                    self.bus = await WorkerBus.connect(s.nats_url, a.version_id, worker_id(a), s)
+                except errors.UnavailableError as error:
+                    log.warning("worker cannot reach NATS at %s: %s", s.nats_url, error)
+                    await asyncio.sleep(s.health_poll_interval_s)
+                    continue
+            puller = RequestPuller(self.bus, a, self.function_url, self.slots, s)
             try:
-                self.bus = await WorkerBus.connect(s.nats_url, a.version_id, worker_id(a), s)
-            except errors.UnavailableError as error:
-                log.warning("worker cannot reach NATS at %s: %s", s.nats_url, error)
-                await asyncio.sleep(s.health_poll_interval_s)
-        puller = RequestPuller(self.bus, a, self.function_url, self.slots, s)
-        await puller.start()
-        self.puller = puller
-        puller.set_ready(self.monitor.healthy)
+                await puller.start()
+            except Exception as error:  # supervisor: retried; the instance is not RUNNING meanwhile
+                log.warning("worker cannot take requests yet, retrying: %r", error)
+                with contextlib.suppress(Exception):
+                    await puller.aclose()
+                await asyncio.sleep(PULLER_RETRY_S)
+                continue
+            self.puller = puller
+        self.puller.set_ready(self.monitor.healthy)
+        if self.monitor.healthy:
+            self.events.emit("health", healthy=True, detail=self.monitor.last_detail)
 
     async def _report_metrics(self) -> None:
         last = time.monotonic()
