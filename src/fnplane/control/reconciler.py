@@ -218,8 +218,10 @@ class Reconciler:
             deployments = await deployments_repo.all_deployments(conn)
         for deployment in deployments:
             async with self._database.transaction() as conn:
-                # re-read inside the transaction: an API call may have deleted it meanwhile
-                fresh = await deployments_repo.by_id(conn, deployment.deployment_id)
+                # re-read and lock inside the transaction: an undeploy deletes the row and releases the
+                # instances in one transaction, so the pass sees all of that or none of it (reading the
+                # instances just after an undeploy's commit placed a new one for a deleted deployment)
+                fresh = await deployments_repo.by_id(conn, deployment.deployment_id, for_update=True)
                 if fresh is not None:
                     changed |= await reconcile_deployment(conn, fresh, self._settings, now)
         self.passes += 1

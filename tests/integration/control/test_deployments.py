@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -15,6 +16,10 @@ from functions_helpers import (
     spec,
 )
 
+from fnplane.control.app import ControlApp
+from fnplane.control.db.repositories import deployments as deployments_repo
+from fnplane.control.db.repositories._time import now_utc
+from fnplane.control.reconciler import reconcile_deployment
 from fnplane.shared.scopes import DEPLOY_FUNCTION, LIST_FUNCTIONS
 from polling import get_version
 
@@ -190,6 +195,29 @@ async def test_delete_deployment_returns_function_inactive(admin_client: httpx.A
     assert (await admin_client.delete(path)).status_code == 404
     # a new deployment is allowed again
     assert (await deploy(admin_client, fn, spec(1, 1))).status_code == 200
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite has one writer anyway
+async def test_an_undeploy_waits_for_a_reconcile_pass_that_holds_its_deployment(
+    admin_client: httpx.AsyncClient, control_app: ControlApp
+) -> None:
+    """A pass that read the deployment, then the instances just after an undeploy's commit, placed a new
+    instance for a deleted deployment (CI: an undeployed function never stopped): the pass locks the
+    deployment's row, so the undeploy comes wholly before it or after it."""
+    await register_cluster(admin_client)
+    fn = await create_function(admin_client)
+    created = (await deploy(admin_client, fn, spec(1, 1))).json()["deployment"]
+    path = f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}"
+    components = control_app.components
+    async with components.database.transaction() as conn:
+        held = await deployments_repo.by_id(conn, created["deploymentId"], for_update=True)
+        assert held is not None
+        undeploy = asyncio.create_task(admin_client.delete(path))
+        await asyncio.sleep(0.5)
+        assert not undeploy.done(), "the undeploy went ahead of a pass holding its deployment"
+        await reconcile_deployment(conn, held, components.settings, now_utc())
+    assert (await undeploy).status_code == 200
+    assert [i["desired"] for i in await assignments(admin_client)] == [False]
 
 
 async def test_delete_version_removes_deployment_and_stops_instances(admin_client: httpx.AsyncClient) -> None:

@@ -75,8 +75,11 @@ async def by_version(conn: Connection, version_id: str) -> DeploymentRecord | No
     return None if row is None else _deployment(row)
 
 
-async def by_id(conn: Connection, deployment_id: str) -> DeploymentRecord | None:
-    row = (await conn.execute(select(D).where(D.c.deployment_id == deployment_id))).first()
+async def by_id(conn: Connection, deployment_id: str, *, for_update: bool = False) -> DeploymentRecord | None:
+    """`for_update`: the row stays locked until the transaction ends (PostgreSQL; SQLite has one writer),
+    so an undeploy that deletes it waits for the transaction, or the transaction for the undeploy."""
+    query = select(D).where(D.c.deployment_id == deployment_id)
+    row = (await conn.execute(query.with_for_update() if for_update else query)).first()
     return None if row is None else _deployment(row)
 
 
