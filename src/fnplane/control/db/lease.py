@@ -87,6 +87,7 @@ class AdvisoryLease:
         self._connection: AsyncConnection | None = None
         self._callbacks: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def held(self) -> bool:
@@ -146,8 +147,13 @@ class AdvisoryLease:
     async def _release(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            # never back to the pool: a session lock would travel with it to the next borrower
-            await _discard(connection)
+            # never back to the pool: a session lock would travel with it to the next borrower. Closing
+            # a connection whose server went away can wait on the driver for long; the lease loop does
+            # not wait beyond its query timeout (the close goes on alone)
+            closing = asyncio.create_task(_discard(connection), name=f"lease-{self.name}-discard")
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            await asyncio.wait({closing}, timeout=self._query_timeout_s)
 
 
 async def _discard(connection: AsyncConnection) -> None:
