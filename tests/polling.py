@@ -42,7 +42,5 @@ async def wait_status(
     try:
         reached: dict[str, Any] = await wait_for(check, timeout_s, interval_s)
     except pytest.fail.Exception:
-        pytest.fail(
-            f"status {status} not reached within {timeout_s} s: {await get_version(client, fn)}"
-        )
+        pytest.fail(f"status {status} not reached within {timeout_s} s: {await get_version(client, fn)}")
     return reached
