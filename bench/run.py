@@ -49,6 +49,7 @@ KEPT_SECTIONS = (
     "Issues 12 and 13: same-run A/B of the HTTP path, d2a9446 (before) → main at 19:30 UTC (after)",
     "Issue 14 and the telemetry cut: same-run A/B of the HTTP path, d842f9c (before) → a852378 (after)",
     "Telemetry CPU: same-run A/B",
+    "What lands with stop 18: same-run A/B of the HTTP path, 1ad1b05 (landed) → c50800c (submitted)",
 )
 
 
