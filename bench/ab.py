@@ -71,7 +71,7 @@ def measure(p: Platform, fn: dict, clients: int, body: bytes) -> dict[str, float
     us["worker_sys"] = sum(a.system - b.system for a, b in cpu) * 1e6 / n
     us["reads"] = sum(a.read_count - b.read_count for a, b in io) / n
     us["writes"] = sum(a.write_count - b.write_count for a, b in io) / n
-    us["rps"], us["p50"], us["errors"] = res.rps, res.p50_ms, res.errors
+    us["rps"], us["p50"], us["p99"], us["errors"] = res.rps, res.p50_ms, res.p99_ms, res.errors
     return us
 
 
@@ -94,7 +94,8 @@ def measure_direct(p: Platform, clients: int, body: bytes) -> dict[str, float]:
 def row(us: dict[str, float]) -> str:
     cells = " ".join(f"{k} {us[k]:5.0f}" for k in COLUMNS)
     return (
-        f"rps {us['rps']:6.0f} ({us['of_direct']:4.0%} of direct) p50 {us['p50']:5.2f} ms "
+        f"rps {us['rps']:6.0f} ({us['of_direct']:4.0%} of direct) "
+        f"p50 {us['p50']:5.2f} p99 {us['p99']:6.2f} ms "
         f"err {us['errors']:.0f}  {cells}  "
         f"(worker sys {us['worker_sys']:.0f}; worker syscalls/request: read {us['reads']:.2f} "
         f"write {us['writes']:.2f})"

@@ -3,6 +3,7 @@ version, rate limit, wake), and the one mapping from an error to its answer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -242,3 +243,77 @@ async def test_cached_grants_are_dropped_by_a_revocation_and_never_outlive_their
     for _ in range(2):
         await access.grant("expired", "invoke_function", FID)
     assert authority.calls == 5
+
+
+async def settle() -> None:
+    """Let every task that is ready run until it waits (a few loop turns)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+class GatedAuthority(TableAuthority):
+    """A TableAuthority whose lookups wait until `gate` is set (a slow database)."""
+
+    def __init__(self, grants: dict[str, AccessGrant]) -> None:
+        super().__init__(grants)
+        self.gate = asyncio.Event()
+
+    async def grant(
+        self, bearer: str, scope: str, function_id: str | None = None, version_id: str | None = None
+    ) -> AccessGrant:
+        self.calls += 1
+        await self.gate.wait()
+        if bearer not in self.grants:
+            raise errors.UnauthorizedError("invalid bearer")
+        return self.grants[bearer]
+
+
+async def test_concurrent_requests_share_one_lookup_and_a_caller_going_away_cancels_none():
+    authority = GatedAuthority({"good": grant(version(V1, "ACTIVE"))})
+    access = CachedAccess(authority, 60.0)
+    waiting = [asyncio.create_task(access.grant("good", "invoke_function", FID)) for _ in range(32)]
+    refused = [asyncio.create_task(access.grant("bad", "invoke_function", FID)) for _ in range(3)]
+    await settle()
+    waiting[0].cancel()  # the client that started the lookup goes away
+    authority.gate.set()
+    grants = await asyncio.gather(*waiting[1:])
+    assert {g.versions[0].version_id for g in grants} == {V1}
+    assert authority.calls == 2  # one for "good", one for "bad"
+    for task in refused:
+        with pytest.raises(errors.UnauthorizedError):
+            await task
+    with pytest.raises(errors.UnauthorizedError):
+        await access.grant("bad", "invoke_function", FID)
+    assert authority.calls == 3  # a refusal is shared while in flight, never cached
+
+
+async def test_a_grant_near_its_end_is_served_while_one_lookup_renews_it():
+    authority = GatedAuthority({"good": grant(version(V1, "ACTIVE"))})
+    authority.gate.set()
+    access = CachedAccess(authority, 0.5)
+    await access.grant("good", "invoke_function", FID)
+    await asyncio.sleep(0.45)  # in the last fifth of its 0.5 s
+    authority.gate.clear()  # the renewal hangs: callers must not wait for it
+    for _ in range(10):
+        await asyncio.wait_for(access.grant("good", "invoke_function", FID), 0.04)
+    assert authority.calls == 2  # one renewal for all of them
+    authority.gate.set()
+    await asyncio.sleep(0.1)  # past the first grant's end: the renewed one serves
+    await access.grant("good", "invoke_function", FID)
+    assert authority.calls == 2
+
+
+async def test_a_revocation_during_a_lookup_makes_later_requests_ask_again():
+    lasting = grant(version(V1, "ACTIVE")).model_copy(update={"key_id": "k1"})
+    authority = GatedAuthority({"lasting": lasting})
+    access = CachedAccess(authority, 60.0)
+    before = asyncio.create_task(access.grant("lasting", "invoke_function", FID))
+    await settle()
+    access.forget(revocations.revoked(key_ids=["k1"]))
+    after = asyncio.create_task(access.grant("lasting", "invoke_function", FID))
+    await settle()
+    assert authority.calls == 2  # the request after the revocation did not join the earlier lookup
+    authority.gate.set()
+    await asyncio.gather(before, after)
+    await access.grant("lasting", "invoke_function", FID)
+    assert authority.calls == 2  # the later lookup's grant is cached, the earlier one's is not
