@@ -44,7 +44,7 @@ from fnplane.up.asgi import Lifespan, LifespanError, PlatformApp, RequestLimits
 from fnplane.up.bus_auth import BusCredentials
 from fnplane.up.home import write_secret
 from fnplane.up.metrics import MetricsServer, Refresher
-from fnplane.up.role_settings import ControlServerSettings, GatewayServerSettings, _ServerFields
+from fnplane.up.role_settings import ControlServerSettings, GatewayServerSettings, RoleFields
 from fnplane.up.runner import _redact
 from fnplane.up.server import HeaderLimits, HttpServer
 from fnplane.up.undo import UndoStack, probe
@@ -60,7 +60,7 @@ class _RoleServer:
 
     role = "role"
 
-    def __init__(self, settings: _ServerFields, out: Callable[[str], None]) -> None:
+    def __init__(self, settings: RoleFields, out: Callable[[str], None]) -> None:
         self._server_settings = settings
         self._out = out
         self._undo = UndoStack(settings.stop_timeout_s + 5)
