@@ -8,12 +8,10 @@ still comes from their own variables.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fnplane.up.settings import ServingSettings, valid_admin_key
+from fnplane.up.settings import ServingSettings, UserPath, valid_admin_key
 
 
 class RoleFields(ServingSettings):
@@ -23,16 +21,11 @@ class RoleFields(ServingSettings):
     # the platform's NATS (JetStream on); required
     nats_url: str = ""
     # this role's NATS credentials file (.creds; `fnplane nats-creds`); None: an open server
-    nats_creds: Path | None = None
+    nats_creds: UserPath | None = None
     # how long the first NATS connection may take
     nats_connect_timeout_s: float = Field(10.0, gt=0)
     # requests in flight per credential; over the limit: 429 with Retry-After
     max_concurrent_per_credential: int = Field(64, ge=1)
-
-    @field_validator("nats_creds")
-    @classmethod
-    def _expand(cls, value: Path | None) -> Path | None:
-        return value.expanduser() if value is not None else None
 
     @field_validator("nats_url")
     @classmethod
@@ -51,25 +44,20 @@ class ControlServerSettings(RoleFields, BaseSettings):
         validation_alias=AliasChoices("FNPLANE_CONTROL_SERVER_DATABASE_URL", "FNPLANE_CONTROL_DATABASE_URL"),
     )
     # a file holding the key-hash secret (the same on every replica); else FNPLANE_CONTROL_KEY_HASH_SECRET
-    key_hash_secret_file: Path | None = None
+    key_hash_secret_file: UserPath | None = None
     # the seed of the NATS account's signing key (SA...), so that every worker gets a credential of
     # its own (`fnplane nats-creds signing-key`); without it workers use their agent's credential
-    nats_signing_key_file: Path | None = None
+    nats_signing_key_file: UserPath | None = None
     # the account's public key (A...), when nats_signing_key_file holds a signing key rather than the
     # account's identity key
     nats_account: str | None = None
     # on an empty database: the admin key is written here (0600) once, when this replica creates it;
     # FNPLANE_ADMIN_KEY registers that value instead
-    admin_key_file: Path | None = None
+    admin_key_file: UserPath | None = None
     # registered as the admin key (an `nvapi-` string), on every replica alike
     admin_key: str | None = Field(
         None, validation_alias=AliasChoices("FNPLANE_ADMIN_KEY", "FNPLANE_CONTROL_SERVER_ADMIN_KEY")
     )
-
-    @field_validator("key_hash_secret_file", "nats_signing_key_file", "admin_key_file")
-    @classmethod
-    def _expand_files(cls, value: Path | None) -> Path | None:
-        return value.expanduser() if value is not None else None
 
     @field_validator("database_url")
     @classmethod

