@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -78,6 +79,8 @@ class RequestBus:
         self.js: JetStreamContext | None = None
         self.buckets: Buckets | None = None
         self._exchanges: dict[str, Exchange] = {}
+        # request id -> the publish waiting for JetStream's answer on this gateway's ack inbox
+        self._acks: dict[str, asyncio.Future[Msg]] = {}
         self._known_streams: set[str] = set()
         # version id -> function id of every version this gateway has queued to (its queue-depth gauge)
         self.queued_versions: dict[str, str] = {}
@@ -109,6 +112,7 @@ class RequestBus:
         )
         await self.nc.subscribe(subjects.gateway_responses(self.gateway_id), cb=self._on_response)
         await self.nc.subscribe(subjects.gateway_bodies(self.gateway_id), cb=self._on_body_pull)
+        await self.nc.subscribe(subjects.gateway_acks(self.gateway_id), cb=self._on_ack)
         await self.nc.subscribe(subjects.LOCATE_SUBJECT, cb=self._on_locate)
         if self._on_revoked is not None:
             await self.nc.subscribe(subjects.CREDENTIALS_REVOKED, cb=self._on_revocation)
@@ -233,6 +237,11 @@ class RequestBus:
             message.reply = msg.reply or ""  # type: ignore[union-attr]
         exchange.queue.put_nowait(message)
 
+    async def _on_ack(self, msg: Msg) -> None:
+        waiting = self._acks.get(subjects.last_token(msg.subject))
+        if waiting is not None and not waiting.done():
+            waiting.set_result(msg)
+
     async def _on_body_pull(self, msg: Msg) -> None:
         exchange = self._exchanges.get(subjects.last_token(msg.subject))
         if exchange is None or exchange.body is None:
@@ -321,7 +330,7 @@ class RequestBus:
             try:
                 if vid not in self._known_streams:
                     await self.ensure_stream(vid)
-                await self.js.publish(subject, inline, headers=headers, timeout=s.publish_timeout_s)
+                await self._store(envelope.request_id, subject, inline, headers)
                 self._queued(envelope.request_id)
                 self.queued_versions[vid] = envelope.function_id
                 return
@@ -347,6 +356,29 @@ class RequestBus:
                 raise errors.UnavailableError(f"could not queue the request: {failure!r}") from None
             await asyncio.sleep(0.1 * 2**attempt)
         raise errors.UnavailableError("could not queue the request")
+
+    async def _store(self, request_id: str, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        """Publish to the version's queue and wait for JetStream to say it is stored; raises what
+        `JetStreamContext.publish` raises. The answer comes to this gateway's ack inbox, routed by
+        request id: no reply inbox, future and timer of nats-py's request() per request."""
+        assert self.nc is not None
+        waiting: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._acks[request_id] = waiting
+        try:
+            await self.nc.publish(
+                subject, data, reply=subjects.gateway_ack_inbox(self.gateway_id, request_id), headers=headers
+            )
+            async with asyncio.timeout(self._settings.publish_timeout_s):
+                answer = await waiting
+        finally:
+            if self._acks.get(request_id) is waiting:
+                del self._acks[request_id]
+        if answer.headers and answer.headers.get("Status") == "503" and not answer.data:
+            raise NoStreamResponseError  # no stream listens on the subject (nats-py: no responders)
+        if b'"error"' in answer.data:
+            document = json.loads(answer.data)
+            if "error" in document:
+                raise APIError.from_error(document["error"])
 
     def _queued(self, request_id: str) -> None:
         if (exchange := self._exchanges.get(request_id)) is not None:

@@ -81,6 +81,16 @@ def gateway_body_inbox(gateway_id: str, request_id: str) -> str:
     return f"{PREFIX}.gw.{_token(gateway_id)}.b.{_token(request_id)}"
 
 
+def gateway_acks(gateway_id: str) -> str:
+    """Wildcard a gateway hears JetStream's answers to its queued requests on (stored, or why not);
+    no worker may publish there."""
+    return f"{PREFIX}.gw.{_token(gateway_id)}.a.*"
+
+
+def gateway_ack_inbox(gateway_id: str, request_id: str) -> str:
+    return f"{PREFIX}.gw.{_token(gateway_id)}.a.{_token(request_id)}"
+
+
 # request/reply: "which gateway holds this request?" (queue position of a request still waiting)
 LOCATE_SUBJECT = f"{PREFIX}.gw.locate"
 

@@ -158,3 +158,17 @@ async def test_a_wrong_method_on_a_gateway_path_is_405_with_allow(stack):
     r = await stack.client.request("TRACE", f"/v2/nvcf/queues/{'0' * 8}-0000-0000-0000-{'0' * 12}/position")
     assert (r.status_code, r.headers["allow"]) == (405, "GET")
     assert (await stack.client.get("/v2/nvcf/no-such-thing")).status_code == 404
+
+
+async def test_a_queue_deleted_behind_the_gateways_back_is_made_again(stack):
+    fn = await stack.deploy(name="gone")
+    bus = stack.gateway.bus
+    await bus.ensure_stream(fn["versionId"])  # the gateway knows the queue and will not look again
+    await bus.js.delete_stream(subjects.request_stream(fn["versionId"]))
+    r = await stack.client.post(
+        f"/v2/nvcf/pexec/functions/{fn['id']}", headers={"NVCF-POLL-SECONDS": "1"}, json={}
+    )
+    # queued, and with no worker to take it answered as NVCF does after poll + 2 s (504, empty body);
+    # a publish that was not stored would have been a 503 problem at once
+    assert r.status_code == 504 and r.content == b"", r.text
+    await bus.js.stream_info(subjects.request_stream(fn["versionId"]))  # made again
