@@ -50,6 +50,7 @@ KEPT_SECTIONS = (
     "Issue 14 and the telemetry cut: same-run A/B of the HTTP path, d842f9c (before) → a852378 (after)",
     "Telemetry CPU: same-run A/B",
     "What lands with stop 18: same-run A/B of the HTTP path, 1ad1b05 (landed) → c50800c (submitted)",
+    "Stop 20: the gateway's grant cache and its own ack inbox, same-run A/Bs of the HTTP path",
 )
 
 
