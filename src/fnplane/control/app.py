@@ -10,6 +10,7 @@ OpenAPI document (`/v3/openapi`) says so (`fnplane.control.openapi`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,6 +39,8 @@ from fnplane.control.uuid_paths import UuidPathMiddleware
 from fnplane.shared import metrics
 from fnplane.shared.errors import BadRequestError, FnplaneError
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for, problem_headers
+
+log = logging.getLogger(__name__)
 
 # the detail of the HTTPException FastAPI raises when the body cannot be parsed at all
 FASTAPI_BODY_ERROR = "There was an error parsing the body"
@@ -75,6 +78,13 @@ def install_problem_handlers(app: FastAPI) -> None:
             rule = str(first.get("msg", "invalid value"))
         detail = f"Validation failed: field '{field}': {rule}"
         return _domain_problem(request, BadRequestError(detail, field=field, rule=rule))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> ProblemResponse:
+        # a defect of ours: the operator sees it in the log, the client a problem document, not text
+        log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+        body = problem(500, "internal error; the platform's log has the details", request.url.path)
+        return ProblemResponse(body, status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> ProblemResponse:

@@ -114,6 +114,7 @@ async def test_account_setup_scope_is_required(make_client: Any, http: httpx.Asy
         ("team-x", {"name": "good", "maxTelemetriesAllowed": 0}, "maxTelemetriesAllowed"),
         ("team-x", {"name": "good", "maxRegistryCredentialsAllowed": 26}, "maxRegistryCredentialsAllowed"),
         ("team-x", {"name": "good", "maxFunctionsAllowed": "many"}, "maxFunctionsAllowed"),
+        ("team-x", {"name": "good", "maxFunctionsAllowed": 2**63}, "maxFunctionsAllowed"),
         ("-team", {"name": "good"}, "ncaId"),
     ],
 )
@@ -133,6 +134,8 @@ async def test_create_validation(
         ({"maxTelemetriesAllowed": 51}, "maxTelemetriesAllowed"),
         ({"maxRegistryCredentialsAllowed": 51}, "maxRegistryCredentialsAllowed"),
         ({"maxFunctionsAllowed": 0}, "maxFunctionsAllowed"),
+        ({"maxTasksAllowed": 2**63}, "maxTasksAllowed"),
+        ({"maxFunctionsAllowed": 2**31}, "maxFunctionsAllowed"),
     ],
 )
 async def test_update_validation(admin_client: httpx.AsyncClient, body: dict[str, Any], field: str) -> None:

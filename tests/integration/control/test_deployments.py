@@ -88,6 +88,15 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("max zero", {"minInstances": 0, "maxInstances": 0}, "maxInstances"),
     ("concurrency zero", {"maxRequestConcurrency": 0}, "maxRequestConcurrency"),
     ("concurrency too high", {"maxRequestConcurrency": 16385}, "maxRequestConcurrency"),
+    # NVCF's DTOs hold Java ints: past 2^31 - 1 is a 400 (2^63 once reached SQLite and answered 500)
+    ("max past a Java int", {"maxInstances": 2**31}, "maxInstances"),
+    ("max past a 64-bit integer", {"maxInstances": 2**63}, "maxInstances"),
+    ("min as a boolean", {"minInstances": True}, "minInstances"),
+    (
+        "scale-up threshold past a Java int",
+        {"autoscalingConfiguration": {"scaleUpDetails": {"factor": 1.5, "threshold": 2**63}}},
+        "threshold",
+    ),
     ("missing gpu", {"gpu": None}, "gpu"),
     ("missing min", {"minInstances": None}, "minInstances"),
     ("helm configuration on a container function", {"configuration": {"a": 1}}, "configuration"),
@@ -261,6 +270,8 @@ async def test_patch_gpu_specification(admin_client: httpx.AsyncClient) -> None:
     assert (await admin_client.patch(path, json={})).status_code == 400
     assert (await admin_client.patch(path, json={"minInstances": 5})).status_code == 400  # > stored max 4
     assert (await admin_client.patch(path, json={"maxInstances": 0})).status_code == 400
+    too_large = await admin_client.patch(path, json={"maxInstances": 2**63})
+    assert too_large.status_code == 400 and too_large.json()["field"] == "maxInstances", too_large.text
     stickiness = {
         "scaleUpDetails": {"factor": 2, "threshold": 1, "stickiness": {"size": "PT2H", "threshold": "PT1M"}}
     }

@@ -171,6 +171,7 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("model without version", {"models": [{"name": "m", "uri": "u"}]}, "body"),
     ("telemetries empty", {"telemetries": {}}, "telemetries"),
     ("inferencePort zero", {"inferencePort": 0}, "inferencePort"),
+    ("inferencePort a boolean", {"inferencePort": True}, "inferencePort"),
     *(
         (f"{field} {value!r}", override, field)
         for value in PATHS_THAT_ARE_NOT_ABSOLUTE

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from fnplane.shared.models.wire import documented_string
+from fnplane.shared.models.wire import Int32, documented_string
 from fnplane.shared.scopes import ADMIN_SCOPES
 
 # The rules the control plane checks these fields by (in its services, so each 400 names NVCF's rule
@@ -146,18 +146,18 @@ class CreateAccountRequest(CamelModel):
     )
     admin_client_id: str | None = None
     registry_credentials: list[dict[str, Any]] | None = None
-    max_functions_allowed: int | None = None
-    max_tasks_allowed: int | None = None
-    max_telemetries_allowed: int | None = None
-    max_registry_credentials_allowed: int | None = None
+    max_functions_allowed: Int32 | None = None
+    max_tasks_allowed: Int32 | None = None
+    max_telemetries_allowed: Int32 | None = None
+    max_registry_credentials_allowed: Int32 | None = None
 
 
 class UpdateAccountRequest(CamelModel):
     name: str | None = None
-    max_functions_allowed: int | None = None
-    max_tasks_allowed: int | None = None
-    max_telemetries_allowed: int | None = None
-    max_registry_credentials_allowed: int | None = None
+    max_functions_allowed: Int32 | None = None
+    max_tasks_allowed: Int32 | None = None
+    max_telemetries_allowed: Int32 | None = None
+    max_registry_credentials_allowed: Int32 | None = None
 
 
 class AccountDto(CamelModel):

@@ -14,6 +14,7 @@ from fnplane.shared.models.functions import FunctionStatus
 from fnplane.shared.models.wire import (
     ApiModel,
     Duration,
+    Int32,
     Timestamp,
     dedupe,
     duration_seconds,
@@ -51,7 +52,7 @@ class StickinessDto(ApiModel):
 class ScalingDetailsDto(ApiModel):
     metric: str | None = None
     factor: float = Field(gt=0)
-    threshold: int = Field(ge=0)
+    threshold: Int32 = Field(ge=0)
     stickiness: StickinessDto | None = None
 
 
@@ -89,15 +90,15 @@ class GpuSpecificationRequest(ApiModel):
     gpu: str = Field(min_length=1)
     instance_type: str
     backend: str | None = None
-    min_instances: int = Field(ge=0)
-    max_instances: int = Field(ge=1)
-    max_request_concurrency: int = Field(1, ge=1, le=MAX_REQUEST_CONCURRENCY)
+    min_instances: Int32 = Field(ge=0)
+    max_instances: Int32 = Field(ge=1)
+    max_request_concurrency: Int32 = Field(1, ge=1, le=MAX_REQUEST_CONCURRENCY)
     availability_zones: list[str] | None = None
     clusters: list[str] | None = None
     regions: list[str] | None = None
     attributes: list[str] | None = None
     configuration: dict[str, Any] | None = None
-    preferred_order: int = Field(1, ge=1, le=99)
+    preferred_order: Int32 = Field(1, ge=1, le=99)
     autoscaling_configuration: AutoscalingConfigurationDto | None = None
     helm_validation_policy: HelmValidationPolicyDto | None = None
 
@@ -126,8 +127,8 @@ class CreateDeploymentRequest(ApiModel):
 class UpdateGpuSpecificationRequest(ApiModel):
     """PATCH body (nvcf-api.md 2.5)."""
 
-    min_instances: int | None = Field(None, ge=0)
-    max_instances: int | None = Field(None, ge=1)
+    min_instances: Int32 | None = Field(None, ge=0)
+    max_instances: Int32 | None = Field(None, ge=1)
     autoscaling_configuration: AutoscalingConfigurationDto | None = None
     autoscaling_configuration_policy: Annotated[AutoscalingPolicy, lenient(AutoscalingPolicy)] | None = None
 
@@ -151,9 +152,9 @@ class LegacyGpuSpecificationUpdate(ApiModel):
     instance_type: str | None = None
     backend: str | None = None
     clusters: list[str] | None = None
-    min_instances: int = Field(ge=0)
-    max_instances: int = Field(ge=1)
-    max_request_concurrency: int | None = Field(None, ge=1, le=MAX_REQUEST_CONCURRENCY)
+    min_instances: Int32 = Field(ge=0)
+    max_instances: Int32 = Field(ge=1)
+    max_request_concurrency: Int32 | None = Field(None, ge=1, le=MAX_REQUEST_CONCURRENCY)
 
     @model_validator(mode="after")
     def _rules(self) -> LegacyGpuSpecificationUpdate:

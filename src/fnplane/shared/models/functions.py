@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from fnplane.shared.models.wire import ApiModel, Duration, Timestamp, dedupe, invalid, lenient
+from fnplane.shared.models.wire import ApiModel, Duration, Int32, Timestamp, dedupe, invalid, lenient
 
 NAME_PATTERN = re.compile(r"^[a-z0-9A-Z][a-z0-9A-Z\-_]*$")
 TAG_PATTERN = re.compile(r"^[a-zA-Z0-9\-_:=]+$")
@@ -134,9 +134,9 @@ def _absolute_path(value: str | None) -> str | None:
 class HealthDto(ApiModel):
     protocol: Annotated[HealthProtocol, lenient(HealthProtocol)]
     uri: str
-    port: int = Field(gt=0, le=65535)
+    port: Int32 = Field(gt=0, le=65535)
     timeout: Duration
-    expected_status_code: int = Field(ge=100, le=599)
+    expected_status_code: Int32 = Field(ge=100, le=599)
 
     _uri = field_validator("uri")(_not_blank)
 
@@ -270,8 +270,8 @@ class ResourceDto(ApiModel):
 
 
 class PriorityDto(ApiModel):
-    default_priority: int | None = Field(None, ge=0, le=MAX_PRIORITY)
-    per_account_priority: dict[str, Annotated[int, Field(ge=0, le=MAX_PRIORITY)]] | None = Field(
+    default_priority: Int32 | None = Field(None, ge=0, le=MAX_PRIORITY)
+    per_account_priority: dict[str, Annotated[Int32, Field(ge=0, le=MAX_PRIORITY)]] | None = Field(
         None, max_length=64
     )
 
@@ -318,7 +318,7 @@ class CreateFunctionRequest(ApiModel):
     # the patterns document what the validators below check (their 400s name the rule)
     name: str = Field(min_length=1, max_length=128, json_schema_extra={"pattern": NAME_PATTERN.pattern})
     inference_url: str = Field(json_schema_extra={"pattern": ABSOLUTE_PATH_PATTERN})
-    inference_port: int | None = Field(None, gt=0, le=65535)
+    inference_port: Int32 | None = Field(None, gt=0, le=65535)
     container_image: str | None = None
     helm_chart: str | None = None
     helm_chart_service_name: str | None = None

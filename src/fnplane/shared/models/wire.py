@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
+from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
@@ -102,6 +103,20 @@ def _utc(value: datetime) -> str:
 
 # Timestamps on the wire: ISO-8601 in UTC with a trailing Z, e.g. 2026-01-01T00:00:00.123456Z.
 Timestamp = Annotated[datetime, PlainSerializer(_utc, return_type=str)]
+
+
+JAVA_INT_MAX = 2**31 - 1
+
+
+def _not_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise invalid("must be an integer, not true or false")
+    return value
+
+
+# An integer field of a request. NVCF's DTOs hold Java ints: a larger number is a 400 naming the field
+# (it must never reach a database column that cannot hold it), and true/false are not numbers.
+Int32 = Annotated[int, BeforeValidator(_not_boolean), Ge(-JAVA_INT_MAX - 1), Le(JAVA_INT_MAX)]
 
 
 def dedupe(values: list[str]) -> list[str]:
