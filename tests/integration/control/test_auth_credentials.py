@@ -18,6 +18,7 @@ from fnplane.shared.scopes import (
     DEFAULT_ACCOUNT,
     INVOKE_FUNCTION,
     LIST_FUNCTIONS,
+    MANAGE_KEYS,
 )
 
 
@@ -82,7 +83,9 @@ async def test_revocation_invalidates_the_cache(auth: AuthComponents, make_clien
     key_id = principal.extra["key_id"]
     from fnplane.control.auth.principal import Principal
 
-    owner = Principal(nca_id=DEFAULT_ACCOUNT, subject="x", kind="jwt", scopes=frozenset())
+    owner = Principal(
+        nca_id=DEFAULT_ACCOUNT, subject="x", kind="jwt", scopes=frozenset({LIST_FUNCTIONS, MANAGE_KEYS})
+    )
     await auth.api_keys.delete(owner, key_id)
     with pytest.raises(UnauthorizedError):
         await auth.authenticator.authenticate(client.credential)

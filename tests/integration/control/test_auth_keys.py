@@ -181,3 +181,48 @@ async def test_unknown_fields_are_ignored(admin_client: httpx.AsyncClient) -> No
         "/v1/keys", json=_body(something_else=1), headers={"Key-Issuer-Id": "x"}
     )
     assert response.status_code == 200
+
+
+async def test_a_weak_key_can_neither_narrow_nor_revoke_a_stronger_one(
+    admin_client: httpx.AsyncClient, make_client: Any, http: httpx.AsyncClient
+) -> None:
+    strong = (await admin_client.post("/v1/keys", json=_body())).json()
+    weak = await make_client([MANAGE_KEYS], resources=[{"type": "function", "id": "f1/v1"}])
+    emptied = await weak.put(
+        f"/v1/keys/{strong['id']}/authorizations", json={"authorizations": {"policies": []}}
+    )
+    assert emptied.status_code == 403 and "list_functions" in emptied.json()["detail"], emptied.text
+    assert (await weak.delete(f"/v1/keys/{strong['id']}")).status_code == 403
+    # the stronger key still holds everything it had
+    assert (
+        await http.get("/v1/keys", headers={"Authorization": f"Bearer {strong['value']}"})
+    ).status_code == 200
+    # a key the weak one could have made itself it may revoke
+    body = _body()
+    body["authorizations"]["policies"][0].update(
+        scopes=[MANAGE_KEYS], resources=[{"type": "function", "id": "f1/v1"}]
+    )
+    own = await weak.post("/v1/keys", json=body)
+    assert own.status_code == 200, own.text
+    assert (await weak.delete(f"/v1/keys/{own.json()['id']}")).status_code == 204
+
+
+async def test_a_policy_for_another_audience_grants_nothing_here(
+    admin_client: httpx.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    elsewhere = _body()
+    elsewhere["authorizations"]["policies"][0]["aud"] = "another-service"
+    key = (await admin_client.post("/v1/keys", json=elsewhere)).json()
+    assert (
+        await http.get("/v1/keys", headers={"Authorization": f"Bearer {key['value']}"})
+    ).status_code == 403
+    listed = _body()
+    del listed["authorizations"]["policies"][0]["aud"]
+    listed["authorizations"]["policies"][0]["auds"] = [
+        "another-service",
+        "nvidia-cloud-functions-ncp-service-id-aketm",
+    ]
+    key = (await admin_client.post("/v1/keys", json=listed)).json()
+    assert (
+        await http.get("/v1/keys", headers={"Authorization": f"Bearer {key['value']}"})
+    ).status_code == 200

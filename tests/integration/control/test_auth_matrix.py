@@ -31,7 +31,6 @@ from fnplane.shared.scopes import (
     ADMIN_SCOPES,
     CLUSTER_MANAGEMENT,
     INVOKE_FUNCTION,
-    LIST_FUNCTIONS,
     MANAGE_KEYS,
 )
 
@@ -129,8 +128,9 @@ async def _world(admin: httpx.AsyncClient, auth: AuthComponents, index: int) -> 
             path.format(functionId=fn["id"], functionVersionId=fn["versionId"]), json=shared
         )
         assert response.status_code == 200, response.text
-    key, _ = await auth.api_keys.issue("nvcf-default", "matrix-owner", authorizations_for([LIST_FUNCTIONS]))
-    # scopes the "key with the scope" holds: a service account with more is not its to rotate or delete
+    # scopes the "key with the scope" holds: a key or service account with more is not its to change,
+    # rotate or delete
+    key, _ = await auth.api_keys.issue("nvcf-default", "matrix-owner", authorizations_for([MANAGE_KEYS]))
     client, _ = await auth.service_accounts.register("nvcf-default", [MANAGE_KEYS])
     nca_id = f"matrix-account-{index}"
     await auth.accounts.ensure(nca_id, nca_id, 10)

@@ -92,16 +92,16 @@ def test_delegation_of_resources(
     caller = _caller({LIST_FUNCTIONS}, held)
     document = authorizations_for([LIST_FUNCTIONS], wanted)
     if allowed:
-        ApiKeyService._check_delegation(caller, document)
+        ApiKeyService._check_delegation(caller, document, "grant")
     else:
         with pytest.raises(ForbiddenError):
-            ApiKeyService._check_delegation(caller, document)
+            ApiKeyService._check_delegation(caller, document, "grant")
 
 
 def test_delegation_of_scopes() -> None:
     with pytest.raises(ForbiddenError, match="invoke_function"):
         ApiKeyService._check_delegation(
-            _caller({LIST_FUNCTIONS}, None), authorizations_for([INVOKE_FUNCTION])
+            _caller({LIST_FUNCTIONS}, None), authorizations_for([INVOKE_FUNCTION]), "grant"
         )
 
 

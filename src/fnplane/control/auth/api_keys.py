@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fnplane.control.auth.authenticator import ACTIVE, key_status
-from fnplane.control.auth.credentials import key_hint, keyed_hash, new_api_key
+from fnplane.control.auth.credentials import ISSUER_SERVICE_ID, key_hint, keyed_hash, new_api_key
 from fnplane.control.auth.principal import (
     ACCOUNT_FUNCTIONS,
     AUTHORIZED_FUNCTIONS,
@@ -30,8 +30,6 @@ from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ForbiddenError, NotFoundError
 from fnplane.shared.models.auth import KEY_DESCRIPTION_PATTERN, CreateKeyRequest, KeyAuthorizations, KeyDto
 
-# NVCF's issuer id for keys of the cloud-functions service; clients may compare against it
-ISSUER_SERVICE_ID = "nvidia-cloud-functions-ncp-service-id-aketm"
 DESCRIPTION_RE = re.compile(KEY_DESCRIPTION_PATTERN)
 _FUNCTION_RESOURCE_RE = re.compile(r"^[^/\s]+/[^/\s]+$")
 RESOURCE_TYPES = (ACCOUNT_FUNCTIONS, AUTHORIZED_FUNCTIONS, FUNCTION)
@@ -177,7 +175,7 @@ class ApiKeyService:
                     field="audience_service_ids",
                     rule=f"one of [{ISSUER_SERVICE_ID}]",
                 )
-        self._check_delegation(caller, authorizations)
+        self._check_delegation(caller, authorizations, "grant")
         if await self._repository.count_for_owner(caller.nca_id, caller.subject) >= self._max_keys:
             raise BadRequestError(
                 "Actor reached maximum allowed number of keys in service",
@@ -197,6 +195,8 @@ class ApiKeyService:
         return self.to_dto(await self._get(caller, key_id))
 
     async def delete(self, caller: Principal, key_id: str) -> None:
+        # a weak key must not revoke a stronger one (the admin key, a colleague's account-wide key)
+        self._check_delegation(caller, (await self._get(caller, key_id)).authorizations, "revoke")
         if not await self._repository.delete(caller.nca_id, key_id):
             raise NotFoundError(f"Key '{key_id}' not found")
         await self._revoker.revoked(revocations.revoked(key_ids=[key_id]))
@@ -209,7 +209,9 @@ class ApiKeyService:
         status = key_status(record)
         if status != ACTIVE:
             raise BadRequestError(f"Key '{key_id}' is {status}", field="status", rule="key must be ACTIVE")
-        self._check_delegation(caller, document)
+        # neither take from a key more than the caller holds, nor give it more
+        self._check_delegation(caller, record.authorizations, "change")
+        self._check_delegation(caller, document, "grant")
         await self._repository.set_authorizations(caller.nca_id, key_id, document)
         # it may do less than before: every gateway re-resolves it
         await self._revoker.revoked(revocations.revoked(key_ids=[key_id]))
@@ -251,18 +253,24 @@ class ApiKeyService:
         return document
 
     @staticmethod
-    def _check_delegation(caller: Principal, authorizations: dict[str, Any]) -> None:
-        """A caller hands out nothing it does not hold itself."""
+    def _check_delegation(caller: Principal, authorizations: dict[str, Any], action: str) -> None:
+        """403 unless the caller holds every scope and resource of `authorizations`: it hands out
+        nothing it lacks, and changes or revokes no key that can do more than it can."""
+        subject = "" if action == "grant" else " a key with"
         for policy in authorizations.get("policies", []):
             missing = sorted(set(policy.get("scopes", [])) - caller.scopes)
             if missing:
-                raise ForbiddenError(f"the caller cannot grant scopes it lacks: {', '.join(missing)}")
+                raise ForbiddenError(
+                    f"the caller cannot {action}{subject} scopes it lacks: {', '.join(missing)}"
+                )
             if caller.resources is None:
                 continue
             for resource in policy.get("resources", []):
                 grant = ResourceGrant(type=resource["type"], id=resource["id"])
                 if not _grant_covered(grant, caller.resources):
-                    raise ForbiddenError(f"the caller cannot grant resource {grant.type}/{grant.id}")
+                    raise ForbiddenError(
+                        f"the caller cannot {action}{subject} resource {grant.type}/{grant.id}"
+                    )
 
     @staticmethod
     def to_dto(record: ApiKeyRecord, *, value: str | None = None, with_authorizations: bool = True) -> KeyDto:

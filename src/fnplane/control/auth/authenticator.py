@@ -1,7 +1,9 @@
 """`DatabaseAuthenticator`: bearer string -> Principal, for API keys and our own ES256 JWTs.
 
 * `nvapi-...` strings are API keys: looked up by keyed hash; SUSPENDED, EXPIRED or unknown -> 401.
-  Scopes and resources are the union over the key's `authorizations.policies`.
+  Scopes and resources are the union over the key's `authorizations.policies` addressed to this
+  service: a policy whose `aud` / `auds` name only other services grants nothing here (nvcf-api.md
+  1.13); a policy that names no audience is taken as this service's.
 * Anything else is a JWT (nvcf-api.md 5.2): ES256, our issuer and audience, `scopes` JSON-array claim;
   `sub` is looked up in the clients table for the tenant (unknown `sub` -> 404, as NVCF does); its
   `ncaId` and `clientEpoch` must match the client as stored now (a token issued before the client's
@@ -18,9 +20,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from fnplane.control.auth.credentials import is_api_key, keyed_hash
+from fnplane.control.auth.credentials import ISSUER_SERVICE_ID, is_api_key, keyed_hash
 from fnplane.control.auth.principal import Principal, ResourceGrant
 from fnplane.control.auth.signing import TokenSigner
 from fnplane.control.db.repositories._time import now_utc
@@ -56,10 +58,18 @@ def key_status(record: ApiKeyRecord, now: datetime | None = None) -> str:
     return EXPIRED if record.expires_at <= (now or now_utc()) else record.status
 
 
+def addressed_here(policy: dict[str, Any]) -> bool:
+    audiences = [policy["aud"]] if policy.get("aud") else []
+    audiences += policy.get("auds") or []
+    return not audiences or ISSUER_SERVICE_ID in audiences
+
+
 def principal_for_key(record: ApiKeyRecord) -> Principal:
     scopes: set[str] = set()
     grants: list[ResourceGrant] = []
     for policy in record.authorizations.get("policies", []):
+        if not addressed_here(policy):
+            continue
         scopes.update(str(s) for s in policy.get("scopes", []))
         for resource in policy.get("resources", []):
             grant = ResourceGrant(type=str(resource.get("type", "")), id=str(resource.get("id", "")))

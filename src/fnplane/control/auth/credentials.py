@@ -14,6 +14,8 @@ import hmac
 import secrets
 
 API_KEY_PREFIX = "nvapi-"
+# NVCF's issuer id for keys of the cloud-functions service: the audience of a key's policies here
+ISSUER_SERVICE_ID = "nvidia-cloud-functions-ncp-service-id-aketm"
 
 
 def new_api_key() -> str:
