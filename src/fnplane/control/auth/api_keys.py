@@ -2,7 +2,8 @@
 
 Behind `/v1/keys` (NVCF API Keys compatible, nvcf-api.md 1.13) with one difference: every call is
 made by an authenticated caller holding `manage_keys`; keys are created in the caller's account,
-owned by the caller's subject, and never get a scope or resource the caller lacks (403).
+owned by the caller's subject, and never get a scope or resource the caller lacks (403); a caller
+changes or revokes only a key whose every scope and resource it holds (403).
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ class ApiKeyService:
 
     async def delete(self, caller: Principal, key_id: str) -> None:
         # a weak key must not revoke a stronger one (the admin key, a colleague's account-wide key)
-        self._check_delegation(caller, (await self._get(caller, key_id)).authorizations, "revoke")
+        self._check_delegation(caller, (await self._get(caller, key_id)).authorizations, "revoke a key with")
         if not await self._repository.delete(caller.nca_id, key_id):
             raise NotFoundError(f"Key '{key_id}' not found")
         await self._revoker.revoked(revocations.revoked(key_ids=[key_id]))
@@ -210,7 +211,7 @@ class ApiKeyService:
         if status != ACTIVE:
             raise BadRequestError(f"Key '{key_id}' is {status}", field="status", rule="key must be ACTIVE")
         # neither take from a key more than the caller holds, nor give it more
-        self._check_delegation(caller, record.authorizations, "change")
+        self._check_delegation(caller, record.authorizations, "change a key with")
         self._check_delegation(caller, document, "grant")
         await self._repository.set_authorizations(caller.nca_id, key_id, document)
         # it may do less than before: every gateway re-resolves it
@@ -256,21 +257,16 @@ class ApiKeyService:
     def _check_delegation(caller: Principal, authorizations: dict[str, Any], action: str) -> None:
         """403 unless the caller holds every scope and resource of `authorizations`: it hands out
         nothing it lacks, and changes or revokes no key that can do more than it can."""
-        subject = "" if action == "grant" else " a key with"
         for policy in authorizations.get("policies", []):
             missing = sorted(set(policy.get("scopes", [])) - caller.scopes)
             if missing:
-                raise ForbiddenError(
-                    f"the caller cannot {action}{subject} scopes it lacks: {', '.join(missing)}"
-                )
+                raise ForbiddenError(f"the caller cannot {action} scopes it lacks: {', '.join(missing)}")
             if caller.resources is None:
                 continue
             for resource in policy.get("resources", []):
                 grant = ResourceGrant(type=resource["type"], id=resource["id"])
                 if not _grant_covered(grant, caller.resources):
-                    raise ForbiddenError(
-                        f"the caller cannot {action}{subject} resource {grant.type}/{grant.id}"
-                    )
+                    raise ForbiddenError(f"the caller cannot {action} resource {grant.type}/{grant.id}")
 
     @staticmethod
     def to_dto(record: ApiKeyRecord, *, value: str | None = None, with_authorizations: bool = True) -> KeyDto:
