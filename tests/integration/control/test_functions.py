@@ -305,6 +305,36 @@ async def test_update_tags_and_rate_limit(admin_client: httpx.AsyncClient) -> No
     assert bad.status_code == 400 and bad.json()["field"] == "tags"
 
 
+async def test_legacy_rate_limit_endpoints_set_and_clear(
+    admin_client: httpx.AsyncClient, make_client: Any
+) -> None:
+    """nvcf-api.md 1.8: PUT sets the rate limit (the update body), DELETE is the only way to clear it."""
+    fn = await create_function(admin_client, name="limited", tags=["kept"])
+    path = f"/v2/nvcf/ratelimit/functions/{fn['id']}/versions/{fn['versionId']}"
+    version = f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}"
+    response = await admin_client.put(path, json={"rateLimit": {"rateLimit": "10-M", "perUserRate": "2-S"}})
+    assert response.status_code == 204, response.text
+    assert response.content == b""
+    seen = (await admin_client.get(version)).json()["function"]
+    assert seen["rateLimit"] == {"rateLimit": "10-M", "perUserRate": "2-S", "syncCheck": False}
+    assert seen["tags"] == ["kept"]
+    bad = await admin_client.put(path, json={"rateLimit": {"rateLimit": "10-X"}})
+    assert bad.status_code == 400 and bad.json()["field"] == "rateLimit.rateLimit", bad.text
+    assert (await admin_client.put(path, json={})).status_code == 400
+    cleared = await admin_client.delete(path)
+    assert cleared.status_code == 204, cleared.text
+    assert "rateLimit" not in (await admin_client.get(version)).json()["function"]
+    assert (await admin_client.delete(path)).status_code == 204  # nothing left to clear
+    # update_function on the caller's own version only
+    lister = await make_client([LIST_FUNCTIONS])
+    assert (await lister.delete(path)).status_code == 403
+    stranger = await make_client(nca_id="stranger-account")
+    assert (await stranger.put(path, json={"rateLimit": {"rateLimit": "1-S"}})).status_code == 404
+    assert (await stranger.delete(path)).status_code == 404
+    unknown = f"/v2/nvcf/ratelimit/functions/{fn['id']}/versions/00000000-0000-0000-0000-000000000000"
+    assert (await admin_client.delete(unknown)).status_code == 404
+
+
 async def test_visibility_filter(admin_client: httpx.AsyncClient, make_client: Any) -> None:
     mine = await create_function(admin_client, name="mine")
     other = await make_client(nca_id="other-account")

@@ -19,6 +19,7 @@ ROUTE_MODULES: list[str] = [
     "service_accounts",
     "tokens",
     "functions",
+    "rate_limits",
     "deployments",
     "authorizations",
     "clusters",

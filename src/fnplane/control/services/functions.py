@@ -372,6 +372,12 @@ class FunctionService:
         assert record is not None
         return to_dto(SeenVersion(record, owned=True, public=seen.public))
 
+    async def clear_rate_limit(self, principal: Principal, function_id: str, version_id: str) -> None:
+        """Remove the version's `rateLimit` (NVCF's `DELETE /v2/nvcf/ratelimit/...`, nvcf-api.md 1.8)."""
+        async with self._database.transaction() as conn:
+            await owned_version(conn, principal, function_id, version_id)
+            await functions_repo.update_version(conn, version_id, rate_limit=None, updated_at=now_utc())
+
     async def delete_version(self, principal: Principal, function_id: str, version_id: str) -> None:
         """Delete a version with its deployment; its instances are stopped (desired=false)."""
         async with self._database.transaction() as conn:
