@@ -142,3 +142,84 @@ async def test_update_validation(admin_client: httpx.AsyncClient, body: dict[str
     response = await admin_client.patch("/v2/nvcf/accounts/nvcf-default", json=body)
     assert response.status_code == 400, response.text
     assert response.json()["field"] == field
+
+
+async def test_account_clients_associate_get_and_disassociate(
+    admin_client: httpx.AsyncClient, make_client: Any
+) -> None:
+    """nvcf-api.md 1.12: PATCH .../clients/associate and /disassociate, GET /v2/nvcf/clients/{clientId}."""
+    created = await admin_client.post("/v2/nvcf/accounts/team-c", json={"name": "TeamC"})
+    assert created.status_code == 200, created.text
+    associated = await admin_client.patch(
+        "/v2/nvcf/accounts/team-c/clients/associate", json={"adminClientId": "team-c-ops"}
+    )
+    assert associated.status_code == 200, associated.text
+    assert associated.json()["account"]["adminClientIds"] == ["team-c-ops"]
+    assert (await admin_client.get("/v2/nvcf/accounts/team-c")).json()["account"]["clientIds"] == [
+        "team-c-ops"
+    ]
+    client = await admin_client.get("/v2/nvcf/clients/team-c-ops")
+    assert client.status_code == 200, client.text
+    assert client.json() == {"client": {"clientId": "team-c-ops", "ncaId": "team-c", "name": "team-c-ops"}}
+    # client ids are global: a second association of the same id, here or elsewhere, is a conflict
+    again = await admin_client.patch(
+        "/v2/nvcf/accounts/nvcf-default/clients/associate", json={"adminClientId": "team-c-ops"}
+    )
+    assert again.status_code == 409, again.text
+    # the client's secret is set by a super admin; its tokens are refused once it is disassociated
+    rotated = await admin_client.post("/v2/nvcf/service-accounts/team-c-ops/rotate-secret")
+    assert rotated.status_code == 200, rotated.text
+    secret = rotated.json()["serviceAccount"]["clientSecret"]
+    token = await admin_client.post(
+        "/token",
+        data={"grant_type": "client_credentials", "scope": "list_functions"},
+        auth=("team-c-ops", secret),
+        headers={"Authorization": ""},
+    )
+    assert token.status_code == 200, token.text
+    bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    assert (await admin_client.get("/v2/nvcf/functions", headers=bearer)).status_code == 200
+    # only a client of that account can be disassociated from it
+    elsewhere = await admin_client.patch(
+        "/v2/nvcf/accounts/nvcf-default/clients/disassociate", json={"adminClientId": "team-c-ops"}
+    )
+    assert elsewhere.status_code == 404, elsewhere.text
+    removed = await admin_client.patch(
+        "/v2/nvcf/accounts/team-c/clients/disassociate", json={"adminClientId": "team-c-ops"}
+    )
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["account"]["adminClientIds"] == []
+    # its tokens now name an unknown subject: 404, as NVCF answers
+    assert (await admin_client.get("/v2/nvcf/functions", headers=bearer)).status_code == 404
+    assert (await admin_client.get("/v2/nvcf/clients/team-c-ops")).status_code == 404
+    # unknown account, missing or blank client id, no account_setup
+    unknown = await admin_client.patch(
+        "/v2/nvcf/accounts/nobody/clients/associate", json={"adminClientId": "x-client"}
+    )
+    assert unknown.status_code == 404
+    for body in ({}, {"adminClientId": " "}):
+        bad = await admin_client.patch("/v2/nvcf/accounts/team-c/clients/associate", json=body)
+        assert bad.status_code == 400 and bad.json()["field"] == "adminClientId", bad.text
+    member = await make_client()
+    assert (await member.get("/v2/nvcf/clients/team-c-ops")).status_code == 403
+    refused = await member.patch(
+        "/v2/nvcf/accounts/team-c/clients/associate", json={"adminClientId": "sneaky"}
+    )
+    assert refused.status_code == 403
+
+
+async def test_a_super_admin_cannot_disassociate_its_own_client(
+    admin_client: httpx.AsyncClient, make_client: Any
+) -> None:
+    async def client_ids() -> set[str]:
+        return set((await admin_client.get("/v2/nvcf/accounts/nvcf-default")).json()["account"]["clientIds"])
+
+    before = await client_ids()
+    superuser = await make_client([ACCOUNT_SETUP], kind="jwt")
+    (own,) = await client_ids() - before
+    response = await superuser.patch(
+        "/v2/nvcf/accounts/nvcf-default/clients/disassociate", json={"adminClientId": own}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "adminClientId"
+    assert (await superuser.get("/v2/nvcf/accounts")).status_code == 200

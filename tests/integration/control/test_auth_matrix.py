@@ -49,8 +49,8 @@ RESOURCE_PARAMS = {
     "key_id",
     "client_id",
 }
-# Path parameters that are not tenant-owned (super-admin account ids, agent cluster names).
-SHARED_PARAMS = {"nca_id", "clusterName"}
+# Path parameters that are not tenant-owned (super-admin account and client ids, agent cluster names).
+SHARED_PARAMS = {"nca_id", "clientId", "clusterName"}
 
 _FUNCTION_VERSION = "/v2/nvcf/functions/{functionId}/versions/{functionVersionId}"
 _DEPLOYMENT = "/v2/nvcf/deployments/functions/{functionId}/versions/{functionVersionId}"
@@ -75,6 +75,9 @@ def _bodies(world: dict[str, str]) -> dict[tuple[str, str], Any]:
         ("PUT", _FUNCTION_VERSION): {"tags": ["matrix"]},
         ("PUT", "/v2/nvcf/metadata/functions/{functionId}/versions/{functionVersionId}"): {
             "tags": ["matrix"]
+        },
+        ("PUT", "/v2/nvcf/ratelimit/functions/{functionId}/versions/{versionId}"): {
+            "rateLimit": {"rateLimit": "5-S"}
         },
         ("POST", _DEPLOYMENT): {"deploymentSpecifications": [spec(0, 1)]},
         ("PUT", _DEPLOYMENT): {"deploymentSpecifications": [spec(1, 2)]},
@@ -152,6 +155,7 @@ async def _world(admin: httpx.AsyncClient, auth: AuthComponents, index: int) -> 
         "instanceId": instance["instanceId"],
         "key_id": key.key_id,
         "client_id": client.client_id,
+        "clientId": client.client_id,
         "nca_id": nca_id,
         "clusterName": "local",
     }

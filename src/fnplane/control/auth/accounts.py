@@ -1,7 +1,9 @@
 """Accounts (tenants), managed by super-admins with scope `account_setup` (nvcf-api.md 1.12).
 
-Creating an account with `adminClientId` also registers that client id as a JWT subject of the
-account (no secret: it cannot use `POST /token`; a service account can be created for that).
+Creating an account with `adminClientId`, or associating one later, registers that client id as a JWT
+subject of the account (no secret: it cannot use `POST /token` until a super admin rotates one for it).
+Client ids are global: one account each. Disassociating a client deletes it, so its tokens (and a
+service account's secret) stop working at once.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from fnplane.shared.errors import BadRequestError, ConflictError, NotFoundError
 from fnplane.shared.models.auth import (
     ACCOUNT_NAME_PATTERN,
     NCA_ID_PATTERN,
+    AccountClientRequest,
     AccountDto,
+    ClientDto,
     CreateAccountRequest,
     UpdateAccountRequest,
 )
@@ -41,6 +45,17 @@ def _check_name(name: str | None) -> str:
             rule="^[a-z0-9A-Z][a-z0-9A-Z\\-_]*$",
         )
     return name
+
+
+def _check_client_id(client_id: str | None) -> str:
+    if client_id is None or not client_id.strip():
+        raise BadRequestError("adminClientId must not be blank", field="adminClientId", rule="non-blank")
+    return client_id
+
+
+def _admin_client(client_id: str, nca_id: str) -> ClientRecord:
+    """A JWT subject of the account with its scopes and no secret yet."""
+    return ClientRecord(client_id, nca_id, client_id, None, sorted(ACCOUNT_SCOPES), now_utc(), None)
 
 
 def _check_range(field: str, value: int | None, low: int, high: int | None = None) -> None:
@@ -79,10 +94,7 @@ class AccountService:
         _check_range("maxRegistryCredentialsAllowed", request.max_registry_credentials_allowed, 1, 25)
         admin_client = request.admin_client_id
         if admin_client is not None:
-            if not admin_client.strip():
-                raise BadRequestError(
-                    "adminClientId must not be blank", field="adminClientId", rule="non-blank"
-                )
+            _check_client_id(admin_client)
             if await self._clients.get(admin_client) is not None:
                 raise ConflictError(f"Client '{admin_client}' already exists")
         limits = {
@@ -98,11 +110,7 @@ class AccountService:
             nca_id, name, request.max_functions_allowed or self._default_max_functions, **limits
         )
         if admin_client is not None:
-            await self._clients.insert(
-                ClientRecord(
-                    admin_client, nca_id, admin_client, None, sorted(ACCOUNT_SCOPES), now_utc(), None
-                )
-            )
+            await self._clients.insert(_admin_client(admin_client, nca_id))
         return await self._summary(record)
 
     async def list(self) -> list[AccountDto]:
@@ -163,6 +171,38 @@ class AccountService:
         await self._accounts.delete(nca_id)
         # its keys and clients are gone with it
         await self._revoker.revoked(revocations.revoked(nca_ids=[nca_id]))
+
+    async def associate_client(self, nca_id: str, request: AccountClientRequest) -> AccountDto:
+        """A new client id for the account; 409 if the id is taken (by this account or another)."""
+        client_id = _check_client_id(request.admin_client_id)
+        record = await self._get(nca_id)
+        await self._clients.insert(_admin_client(client_id, nca_id))
+        return await self._summary(record)
+
+    async def disassociate_client(
+        self, caller: Principal, nca_id: str, request: AccountClientRequest
+    ) -> AccountDto:
+        """Remove a client of the account (404 if it is not one); its tokens are refused at once."""
+        client_id = _check_client_id(request.admin_client_id)
+        record = await self._get(nca_id)
+        client = await self._clients.get(client_id)
+        if client is None or client.nca_id != nca_id:
+            raise NotFoundError(f"Client '{client_id}' is not a client of account '{nca_id}'")
+        if caller.extra.get("client_id") == client_id:
+            raise BadRequestError(
+                "a caller cannot disassociate its own client",
+                field="adminClientId",
+                rule="not the caller's own client",
+            )
+        await self._clients.delete(client_id)
+        await self._revoker.revoked(revocations.revoked(client_ids=[client_id]))
+        return await self._summary(record)
+
+    async def get_client(self, client_id: str) -> ClientDto:
+        client = await self._clients.get(client_id)
+        if client is None:
+            raise NotFoundError(f"Client '{client_id}' not found")
+        return ClientDto(client_id=client.client_id, nca_id=client.nca_id, name=client.name)
 
     async def _get(self, nca_id: str) -> AccountRecord:
         record = await self._accounts.get(nca_id)

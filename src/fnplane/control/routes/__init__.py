@@ -15,6 +15,7 @@ def include_all(app: FastAPI) -> None:
 
 ROUTE_MODULES: list[str] = [
     "accounts",
+    "clients",
     "api_keys",
     "service_accounts",
     "tokens",

@@ -12,7 +12,13 @@ from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
 from fnplane.control.components import auth_components
 from fnplane.control.openapi import problems
-from fnplane.shared.models.auth import NCA_ID_PATTERN, AccountDto, CreateAccountRequest, UpdateAccountRequest
+from fnplane.shared.models.auth import (
+    NCA_ID_PATTERN,
+    AccountClientRequest,
+    AccountDto,
+    CreateAccountRequest,
+    UpdateAccountRequest,
+)
 from fnplane.shared.scopes import ACCOUNT_SETUP
 
 router = APIRouter(prefix="/v2/nvcf/accounts", tags=["accounts"])
@@ -56,6 +62,30 @@ async def update_account(
     auth: AuthComponents = Depends(auth_components),
 ) -> JSONResponse:
     return _account(await auth.account_service.update(nca_id, body))
+
+
+@router.patch(
+    "/{nca_id}/clients/associate",
+    summary="Add a client id (JWT subject) to an account",
+    responses=problems(409),
+)
+async def associate_client(
+    nca_id: str,
+    body: AccountClientRequest,
+    _: Principal = requires(ACCOUNT_SETUP),
+    auth: AuthComponents = Depends(auth_components),
+) -> JSONResponse:
+    return _account(await auth.account_service.associate_client(nca_id, body))
+
+
+@router.patch("/{nca_id}/clients/disassociate", summary="Remove a client id from an account")
+async def disassociate_client(
+    nca_id: str,
+    body: AccountClientRequest,
+    caller: Principal = requires(ACCOUNT_SETUP),
+    auth: AuthComponents = Depends(auth_components),
+) -> JSONResponse:
+    return _account(await auth.account_service.disassociate_client(caller, nca_id, body))
 
 
 @router.delete("/{nca_id}", status_code=204, summary="Delete an account without functions")

@@ -179,5 +179,26 @@ class AccountResponse(CamelModel):
     account: AccountDto
 
 
+class AccountClientRequest(CamelModel):
+    """Body of `PATCH /v2/nvcf/accounts/{ncaId}/clients/associate` and `/disassociate`."""
+
+    # validated by the service; documented here
+    model_config = ConfigDict(json_schema_extra={"required": ["adminClientId"]})
+
+    admin_client_id: str | None = Field(None, json_schema_extra=documented_string(minLength=1))
+
+
+class ClientDto(CamelModel):
+    """`GET /v2/nvcf/clients/{clientId}`: a JWT subject and the account it belongs to."""
+
+    client_id: str
+    nca_id: str
+    name: str
+
+
+class ClientResponse(CamelModel):
+    client: ClientDto
+
+
 class AccountList(CamelModel):
     cloud_accounts: list[AccountDto]
