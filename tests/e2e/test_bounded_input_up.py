@@ -162,7 +162,8 @@ def test_oversized_authenticated_body_is_413(up: UpProcess) -> None:
         {**AUTH, "Content-Type": "application/json", "Content-Length": str(total)},
         total,
     )
-    assert status == 413 and problem["type"] == "urn:nv-boot:problem-details:request-entity-too-large"
+    assert status == 413 and problem["type"] == "urn:nv-boot:problem-details:payload-too-large"
+    assert problem["title"] == "Payload Too Large"  # as the status line says
     # chunked: no length to judge up front; the running count stops it past the limit
     sock = _connect(up)
     try:

@@ -75,6 +75,18 @@ class CachedAccess:
         # shielded: a caller that goes away does not cancel the lookup the others wait for
         return await asyncio.shield(lookup)
 
+    async def request_grant(
+        self, bearer: str, scope: str, request_id: str, function_id: str, version_id: str
+    ) -> AccessGrant:
+        """The grant to see one request of this function version. Refusals say nothing of the
+        function: to a caller who may not see it, another account's request is one that does not exist."""
+        try:
+            return await self.grant(bearer, scope, function_id, version_id)
+        except errors.NotFoundError:
+            raise errors.NotFoundError(f"request {request_id} not found") from None
+        except errors.ForbiddenError:
+            raise errors.ForbiddenError(f"the credential may not see request {request_id}") from None
+
     def _share(self, key: GrantKey) -> asyncio.Task[AccessGrant]:
         lookup = asyncio.create_task(self._lookup(key))
         self._lookups[key] = lookup

@@ -79,5 +79,6 @@ async def settle(stores: Buckets, record: wire.StatusRecord) -> None:
             nca_id=key.nca_id,
             status=record.status,
             response=record.response,
+            percent_complete=record.percent_complete,
         ),
     )

@@ -55,8 +55,12 @@ class QueueEndpoints:
         if located is None:
             raise errors.NotFoundError(f"request {request_id} not found")
         version_id, function_id = located
-        # 404 unless the caller may see the request's function
-        await self._access.grant(bearer, scopes.QUEUE_DETAILS, function_id, version_id)
+        # 404 unless the caller may see the request's function and (when known) made the request
+        grant = await self._access.request_grant(
+            bearer, scopes.QUEUE_DETAILS, request_id, function_id, version_id
+        )
+        if record is not None and grant.nca_id != record.nca_id:
+            raise errors.NotFoundError(f"request {request_id} not found")
         pos = await self._bus.queue_position(version_id, request_id)
         if pos is None:
             raise errors.NotFoundError(f"request {request_id} is no longer queued")

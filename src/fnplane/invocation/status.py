@@ -60,8 +60,8 @@ class StatusEndpoints:
         record = await self._stores.get_status(version_id, request_id) if version_id else None
         if record is None:
             raise errors.NotFoundError(f"request {request_id} not found")
-        grant = await self._access.grant(
-            bearer, scopes.INVOKE_FUNCTION, record.function_id, record.version_id
+        grant = await self._access.request_grant(
+            bearer, scopes.INVOKE_FUNCTION, request_id, record.function_id, record.version_id
         )
         if grant.nca_id != record.nca_id:
             raise errors.NotFoundError(f"request {request_id} not found")

@@ -232,6 +232,7 @@ class Submissions:
                     nca_id=first.nca_id,
                     status=first.status,
                     response=first.response,
+                    percent_complete=first.percent_complete,
                     idempotency=bucket_key,
                 )
                 await self._answer(request, replay, form, forget=False)

@@ -80,7 +80,14 @@ def error_class_for(status: int) -> type[errors.FnplaneError] | None:
     return _ERROR_BY_STATUS.get(status)
 
 
+# reason phrases as the HTTP servers in front of us put them on the status line (Python 3.11's
+# HTTPStatus still says "Request Entity Too Large")
+_PHRASES = {413: "Payload Too Large"}
+
+
 def _phrase(status: int) -> str:
+    if status in _PHRASES:
+        return _PHRASES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:  # a status without a reason phrase (e.g. a function's 599)

@@ -450,6 +450,7 @@ class IdempotencyRecord(msgspec.Struct, omit_defaults=True):
     # the final status and response once a gateway saw them (replayed to later requests with the key)
     status: RequestStatus | None = None
     response: StoredResponse | None = None
+    percent_complete: int | None = msgspec.field(default=None, name="percentComplete")
 
 
 _idempotency_decoder = msgspec.json.Decoder(IdempotencyRecord)

@@ -17,7 +17,7 @@ import time
 
 import httpx
 import pytest
-from invocation_stack import host_for
+from invocation_stack import free_port, host_for
 from test_long_running import fault_function
 
 from fnplane.invocation.settings import GatewaySettings
@@ -109,6 +109,18 @@ async def test_function_killed_before_it_answers_gives_a_problem_500(stack, tmp_
     doc = r.json()
     assert doc["status"] == 500 and doc["type"], doc
     assert doc["type"].startswith("urn:inference-connection:problem-details:"), doc
+
+
+async def test_an_unreachable_function_is_a_500_that_names_no_address_or_python_error(stack):
+    fn = await stack.deploy(name="nobody-home")
+    await stack.worker(fn, free_port())  # nothing listens there
+    r = await stack.client.post(
+        f"/v2/nvcf/pexec/functions/{fn['id']}", headers={"NVCF-POLL-SECONDS": "30"}, json={}
+    )
+    assert r.status_code == 500 and r.headers["nvcf-status"] == "errored"
+    doc = r.json()
+    assert doc["type"].startswith("urn:inference-connection:problem-details:"), doc
+    assert doc["detail"] == "cannot connect to the function: connection refused", doc
 
 
 async def test_function_dying_mid_body_gives_a_problem_on_pexec_and_a_cut_direct_response(stack):

@@ -55,9 +55,14 @@ async def test_another_account_cannot_see_cancel_or_locate_a_request(stack):
         "team-b", "team-b-owner", authorizations_for([scopes.INVOKE_FUNCTION, scopes.QUEUE_DETAILS])
     )
     async with httpx.AsyncClient(base_url=stack.url, headers={"Authorization": f"Bearer {key}"}) as other:
-        assert (await other.delete(f"/v2/nvcf/pexec/status/{rid}")).status_code == 404
-        assert (await other.get(f"/v2/nvcf/pexec/status/{rid}")).status_code == 404
-        assert (await other.get(f"/v2/nvcf/queues/{rid}/position")).status_code == 404
+        for answer in (
+            await other.delete(f"/v2/nvcf/pexec/status/{rid}"),
+            await other.get(f"/v2/nvcf/pexec/status/{rid}"),
+            await other.get(f"/v2/nvcf/queues/{rid}/position"),
+        ):
+            assert answer.status_code == 404, answer.text
+            # as for a request that does not exist: nothing of the owner's function is told
+            assert answer.json()["detail"] == f"request {rid} not found"
         # the same Idempotency-Key in another account is another key
         key_header = {"Idempotency-Key": '"shared-key"'}
         mine = await stack.client.post(
@@ -113,3 +118,22 @@ async def test_a_request_body_too_large_to_queue_whole_is_413(stack):
     )
     assert r.status_code == 413, r.text
     assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_replayed_result_keeps_its_percent_complete(stack):
+    fn = await stack.deploy(name="progress-replay", inference_url="/progress")
+    port = await stack.function_process()
+    await stack.worker(fn, port)
+    key = {"Idempotency-Key": f'"{uuid.uuid4()}"', "NVCF-POLL-SECONDS": "20"}
+    body = {"steps": 2, "interval": 0.1}
+    path = f"/v2/nvcf/pexec/functions/{fn['id']}"
+    answered = await stack.client.post(path, headers=key, json=body)
+    while answered.status_code == 202:  # progress first (a 202 with the partial response), then done
+        status = f"/v2/nvcf/pexec/status/{answered.headers['nvcf-reqid']}"
+        answered = await stack.client.get(status, headers={"NVCF-POLL-SECONDS": "5"})
+    assert answered.status_code == 200, answered.text
+    assert answered.headers["nvcf-percent-complete"] == "100"
+    replay = await stack.client.post(path, headers=key, json=body)
+    assert replay.status_code == 200 and replay.json() == answered.json()
+    assert replay.headers["nvcf-reqid"] == answered.headers["nvcf-reqid"]
+    assert replay.headers["nvcf-percent-complete"] == "100"

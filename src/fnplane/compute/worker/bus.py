@@ -369,8 +369,10 @@ class WorkerBus:
                 headers=wire.encode_body_pull(offset),
             )
             return wire.decode_body_reply(reply.headers, reply.data)
-        except (TimeoutError, NatsError) as exc:
-            raise BodyError(f"request body unavailable: {exc!r}") from exc
+        except TimeoutError:
+            raise BodyError("request body unavailable: the gateway holding it did not answer") from None
+        except NatsError as exc:
+            raise BodyError(f"request body unavailable: {exc}") from exc
         except wire.WireError as exc:
             raise BodyError(exc.detail) from None
 

@@ -25,6 +25,7 @@ from fnplane.compute.worker.problems import (
     INFERENCE_SOURCE,
     WORKER_SOURCE,
     container_error_detail,
+    failure_detail,
     problem,
 )
 from fnplane.compute.worker.progress import ProgressPoller, ProgressWatch, extra_files
@@ -148,7 +149,7 @@ class CompatRequest:
             resp = await self._client.call(env, self._inline, self._headers)
         except (HttpConnectionError, BodyError, OSError) as exc:
             source = WORKER_SOURCE if isinstance(exc, BodyError) else CONNECTION_SOURCE
-            h, b = problem(500, f"{exc!r}", source)
+            h, b = problem(500, failure_detail(exc), source)
             return _Result(500, h, b, worker_error=True)
         if is_stream(resp):
             return resp
@@ -171,7 +172,7 @@ class CompatRequest:
             if spill is not None:
                 await asyncio.to_thread(spill.close)
             source = WORKER_SOURCE if isinstance(exc, BodyError) else CONNECTION_SOURCE
-            h, b = problem(500, f"{exc!r}", source)
+            h, b = problem(500, failure_detail(exc), source)
             return _Result(500, h, b, worker_error=True)
         finally:
             resp.release()
@@ -221,8 +222,8 @@ class CompatRequest:
 async def fail_stream(channel: ResponseChannel, exc: Exception) -> None:
     """A pass-through answer broke off: end the stream with the reason, or answer 500 if none started."""
     if channel.head_sent:
-        await channel.end(error=f"response broke off: {exc!r}")
+        await channel.end(error=f"response broke off: {failure_detail(exc)}")
         return
     source = WORKER_SOURCE if isinstance(exc, BodyError) else CONNECTION_SOURCE
-    headers, body = problem(500, f"{exc!r}", source)
+    headers, body = problem(500, failure_detail(exc), source)
     await channel.head(500, headers, body, end=True)

@@ -39,6 +39,7 @@ from fnplane.compute.worker.problems import (
     LARGE_RESPONSE_UPLOAD_ERROR,
     UNKNOWN_ERROR,
     WORKER_SOURCE,
+    failure_detail,
     problem,
 )
 from fnplane.compute.worker.progress import ProgressPoller
@@ -106,8 +107,11 @@ class Forwarder:
                 detail = "the request ran past its deadline and was stopped"
                 return await self._report(rid, channel, writer, 504, detail, UNKNOWN_ERROR)
             log.exception("request %s failed", rid)
-            code = LARGE_RESPONSE_UPLOAD_ERROR if isinstance(exc, ResultUploadError) else UNKNOWN_ERROR
-            return await self._report(rid, channel, writer, 500, f"the worker failed: {exc!r}", code)
+            if isinstance(exc, ResultUploadError):
+                code, detail = LARGE_RESPONSE_UPLOAD_ERROR, str(exc)
+            else:  # the traceback is in the worker's log, not for the caller
+                code, detail = UNKNOWN_ERROR, f"the worker failed ({type(exc).__name__})"
+            return await self._report(rid, channel, writer, 500, detail, code)
         finally:
             self._compat.pop(rid, None)
             self._bus.close_channel(rid)
@@ -194,7 +198,7 @@ class Forwarder:
                 status, out = resp.status, response_headers(resp)
         except (HttpConnectionError, BodyError, OSError) as exc:
             source = WORKER_SOURCE if isinstance(exc, BodyError) else CONNECTION_SOURCE
-            out, body = problem(500, f"{exc!r}", source)
+            out, body = problem(500, failure_detail(exc), source)
             status = 500
         await writer.store_body(status, out, body)
 

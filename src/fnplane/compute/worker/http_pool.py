@@ -25,14 +25,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
+import os
 from collections.abc import AsyncIterator
 
 import httptools
+
+log = logging.getLogger(__name__)
 
 # the function's unread response body beyond this pauses reading from its socket
 READ_HIGH_WATER_BYTES = 256 * 1024
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
+
+
+def os_reason(exc: OSError) -> str:
+    """A failed system call in words, without the address the loop puts into some messages."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
 
 
 class HttpConnectionError(Exception):
@@ -413,9 +424,8 @@ class HttpPool:
                     lambda: _Connection(self, loop), self._host, self._port
                 )
         except (OSError, TimeoutError) as exc:
-            raise HttpConnectionError(
-                f"cannot connect to the function at {self._authority}: {exc!r}"
-            ) from None
+            log.warning("cannot connect to the function at %s: %r", self._authority, exc)
+            raise HttpConnectionError(f"cannot connect to the function: {os_reason(exc)}") from None
         assert isinstance(protocol, _Connection)
         self._busy.add(protocol)
         return protocol

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 
+from fnplane.compute.worker.http_pool import os_reason
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE
 from fnplane.shared.problems import problem as problem_document
 
@@ -27,6 +28,14 @@ def problem(
     if error_code is not None:
         document["errorCode"] = error_code
     return [("Content-Type", PROBLEM_CONTENT_TYPE)], json.dumps(document).encode()
+
+
+def failure_detail(exc: BaseException) -> str:
+    """What the caller is told when the function could not be reached or the body fetched: the
+    worker's own sentence, never a Python repr or the sandbox's address (the worker logs those)."""
+    if isinstance(exc, OSError):
+        return f"the function could not be reached: {os_reason(exc)}"
+    return str(exc) or type(exc).__name__
 
 
 def container_error_detail(body: bytes) -> str:

@@ -135,7 +135,7 @@ class ResultWriter:
             finally:
                 await asyncio.to_thread(zip_file.close)
         except (OSError, zipfile.BadZipFile, errors.FnplaneError) as exc:
-            raise ResultUploadError(f"large response upload failed: {exc!r}") from exc
+            raise ResultUploadError(f"large response upload failed: {exc}") from exc
         return name
 
 
