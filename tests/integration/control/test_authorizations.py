@@ -127,6 +127,42 @@ async def test_public_function_rules(make_client: Any) -> None:
     assert (await root.delete(f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}")).status_code == 400
 
 
+async def test_a_public_functions_list_stays_star_only(make_client: Any) -> None:
+    """nvcf-api.md 1.3: any operation on a public function is a 400, the super admin's included; only
+    the super admin's DELETE takes the function private again (an fnplane way out)."""
+    super_admin = await make_client([AUTHORIZE_CLIENTS, ACCOUNT_SETUP, LIST_FUNCTIONS, "register_function"])
+    fn = await create_function(super_admin, name="public-only")
+    function_level, version_level = f"{BASE}/{fn['id']}", f"{BASE}/{fn['id']}/versions/{fn['versionId']}"
+    assert (await super_admin.post(function_level, json=parties("*"))).status_code == 200
+    attempts = [
+        ("POST", function_level, parties("acme"), "authorizedParties"),
+        ("POST", function_level, parties("*"), "authorizedParties"),
+        ("POST", version_level, parties("acme"), "authorizedParties"),
+        ("PATCH", f"{function_level}/add", {"authorizedParty": {"ncaId": "acme"}}, "authorizedParty"),
+        ("PATCH", f"{function_level}/remove", {"authorizedParty": {"ncaId": "*"}}, "authorizedParty"),
+        ("PATCH", f"{version_level}/add", {"authorizedParty": {"ncaId": "acme"}}, "authorizedParty"),
+    ]
+    for method, path, body, field in attempts:
+        response = await super_admin.request(method, path, json=body)
+        assert response.status_code == 400, (method, path, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        problem = response.json()
+        assert problem["field"] == field, problem
+        assert "'*' only" in problem["rule"], problem
+    listed = (await super_admin.get(function_level)).json()["functions"]
+    assert [p["authorizedParties"] for p in listed] == [[{"ncaId": "*"}]]
+    # the owner account's ordinary admin cannot clear it either; the super admin can
+    root = await make_client(None)
+    refused = await root.delete(function_level)
+    assert refused.status_code == 400 and refused.json()["field"] == "functionId", refused.text
+    assert (await super_admin.delete(function_level)).status_code == 200
+    stranger = await make_client(nca_id="anyone-else")
+    assert (await stranger.get("/v2/nvcf/functions", params={"visibility": "public"})).json() == {
+        "functions": []
+    }
+    assert (await super_admin.post(function_level, json=parties("acme"))).status_code == 200
+
+
 async def test_sharing_needs_scope_and_ownership(admin_client: httpx.AsyncClient, make_client: Any) -> None:
     fn = await create_function(admin_client, name="owned")
     no_scope = await make_client([LIST_FUNCTIONS])

@@ -2,8 +2,9 @@
 
 A function-level list applies to every version; a version-level list adds to it for that version.
 Only the owning account manages the lists. `ncaId: "*"` (public) is for the super admin
-(`account_setup`) only, as the single entry and without `clientId`; every other operation on a public
-function is a 400 for ordinary accounts.
+(`account_setup`) only, as the single entry and without `clientId`. A public function's list stays
+`*` only: replacing it, adding or removing a party is a 400 for everyone; only the super admin may clear
+it (DELETE), which makes the function private again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fnplane.shared.models.deployments import AuthorizedPartiesDto, AuthorizedPa
 from fnplane.shared.scopes import ACCOUNT_SETUP
 
 PUBLIC = "*"
+PUBLIC_RULE = "a public function's authorized parties stay '*' only: none is added, removed or replaced"
 
 
 def _is_super_admin(principal: Principal) -> bool:
@@ -53,12 +55,27 @@ async def _owned(conn: Connection, principal: Principal, function_id: str, versi
 
 
 async def _manageable(
-    conn: Connection, principal: Principal, function_id: str, version_id: str | None
+    conn: Connection,
+    principal: Principal,
+    function_id: str,
+    version_id: str | None,
+    *,
+    field: str,
+    clearing: bool = False,
 ) -> None:
-    """Owned by the caller (404), covered by the key (403), and not public (400) unless super admin."""
+    """Owned by the caller (404), covered by the key (403), and not public (400 naming `field`, the
+    operation's); a super admin may clear a public function's list."""
     await _owned(conn, principal, function_id, version_id)
-    if await parties_repo.is_public(conn, function_id) and not _is_super_admin(principal):
-        raise BadRequestError(f"Function '{function_id}' is public; its authorizations cannot be changed")
+    if not await parties_repo.is_public(conn, function_id):
+        return
+    if clearing and _is_super_admin(principal):
+        return
+    raise BadRequestError(
+        f"Validation failed: field '{field}': function '{function_id}' is public; its authorized "
+        "parties stay '*' only",
+        field=field,
+        rule=PUBLIC_RULE,
+    )
 
 
 def _check_parties(principal: Principal, parties: list[AuthorizedPartyDto]) -> None:
@@ -103,7 +120,7 @@ class AuthorizationService:
         """Replace one level's list (POST)."""
         _check_parties(principal, parties)
         async with self._database.transaction() as conn:
-            await _manageable(conn, principal, function_id, version_id)
+            await _manageable(conn, principal, function_id, version_id, field="authorizedParties")
             before = await parties_repo.parties(conn, function_id, version_id)
             await parties_repo.replace(
                 conn, function_id, version_id, [(p.nca_id, p.client_id) for p in parties]
@@ -117,7 +134,7 @@ class AuthorizationService:
     ) -> AuthorizedPartiesDto:
         _check_parties(principal, [party])
         async with self._database.transaction() as conn:
-            await _manageable(conn, principal, function_id, version_id)
+            await _manageable(conn, principal, function_id, version_id, field="authorizedParty")
             current = await parties_repo.parties(conn, function_id, version_id)
             if not current:
                 raise NotFoundError(
@@ -139,7 +156,7 @@ class AuthorizationService:
         self, principal: Principal, function_id: str, version_id: str | None, party: AuthorizedPartyDto
     ) -> AuthorizedPartiesDto:
         async with self._database.transaction() as conn:
-            await _manageable(conn, principal, function_id, version_id)
+            await _manageable(conn, principal, function_id, version_id, field="authorizedParty")
             if not await parties_repo.remove(conn, function_id, version_id, party.nca_id):
                 raise NotFoundError(f"Account '{party.nca_id}' is not an authorized party")
             stored = await _stored(conn, principal, function_id, version_id)
@@ -150,7 +167,7 @@ class AuthorizationService:
         self, principal: Principal, function_id: str, version_id: str | None
     ) -> AuthorizedPartiesDto:
         async with self._database.transaction() as conn:
-            await _manageable(conn, principal, function_id, version_id)
+            await _manageable(conn, principal, function_id, version_id, field="functionId", clearing=True)
             before = await parties_repo.parties(conn, function_id, version_id)
             await parties_repo.clear(conn, function_id, version_id)
         await self._revoked(function_id, before, set())
