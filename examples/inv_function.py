@@ -19,6 +19,8 @@ Routes (any method unless noted):
     /files?name=F         writes F into NVCF-LARGE-OUTPUT-DIR (forces the 302 large-result path);
                           with &link=T, also plants F.link, a symlink to T (which the worker never follows)
     /assets               JSON {assetId: sha256} of the files in NVCF-ASSET-DIR
+    /print?line=T         prints T on stdout and answers {"printed": T}: its only log line (it logs nothing
+                          else, not even its requests)
     /v2/health/ready      200
 """
 
@@ -207,6 +209,12 @@ async def assets(request: web.Request) -> web.Response:
     return web.json_response({"assets": found, "ids": request.headers.get("NVCF-FUNCTION-ASSET-IDS", "")})
 
 
+async def say(request: web.Request) -> web.Response:
+    line = (await params(request)).get("line", "")
+    print(line, flush=True)
+    return web.json_response({"printed": line})
+
+
 async def ready(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
@@ -222,6 +230,7 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/progress", progress)
     app.router.add_route("*", "/files", files)
     app.router.add_route("*", "/assets", assets)
+    app.router.add_route("*", "/print", say)
     app.router.add_route("GET", "/v2/health/ready", ready)
     app.router.add_route("*", "/{tail:.*}", inspect)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import time
 import uuid
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cli_process import Cli, on_terminal
-from up_process import UpProcess
+from up_process import INV_FUNCTION, UpProcess
 
 REPO = Path(__file__).resolve().parents[2]
 CLI_FUNCTION = Path(__file__).resolve().parent / "cli_function.py"
@@ -275,6 +276,31 @@ def test_queue_gpus_and_logs(platform: Platform, deployed: Deployed) -> None:
     finally:
         process.terminate()
         process.wait(WAIT_S)
+
+
+def test_logs_follow_an_instance_that_has_written_nothing(platform: Platform) -> None:
+    # inv_function writes nothing to its log until /print (its inference URL here) is invoked
+    created = platform.cli.json(
+        "function", "create", "--name", "cli-quiet", "--inference-url", "/print",
+        "--container-args", f"{sys.executable} {INV_FUNCTION} $(PORT)",
+    )["function"]  # fmt: skip
+    fid, vid = created["id"], created["versionId"]
+    platform.cli.json("deploy", fid, vid, *GPU, "--wait", "--timeout", "90")
+    assert platform.cli.json("logs", fid, vid)["lines"] == []
+    process = platform.cli.popen("logs", fid, vid, "--follow")
+    try:
+        assert process.stdout is not None
+        # it waits (it failed with a 503 once the agent had sent no line for 5 s)
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(8)
+        assert platform.cli.json("invoke", fid, "--data", '{"line": "a later line"}')["response"] == {
+            "printed": "a later line"
+        }
+        assert process.stdout.readline() == b"a later line\n"
+    finally:
+        process.terminate()
+        process.wait(WAIT_S)
+    assert platform.cli.json("undeploy", fid, vid)["function"]["status"] == "INACTIVE"
 
 
 def test_version_create_update_undeploy_delete(platform: Platform, deployed: Deployed) -> None:

@@ -392,23 +392,26 @@ class Agent:
                 await self.nc.publish(msg.reply, InstanceLogsChunk(end=True).model_dump_json().encode())
 
     async def _stream_logs(self, request: InstanceLogsRequest, reply: str, cancelled: asyncio.Event) -> None:
-        lines = self.backend.follow(request.instance_id, tail=request.tail)
+        # an answer at once, before any line: the instance may have written nothing yet
+        await self.nc.publish(reply, InstanceLogsChunk().model_dump_json().encode())
+
+        async def forward() -> None:
+            # this task alone runs the generator, so cancelling it closes the generator too
+            lines = self.backend.follow(request.instance_id, tail=request.tail)
+            async with contextlib.aclosing(lines):  # type: ignore[type-var]  # an async generator
+                async for line in lines:
+                    await self.nc.publish(reply, InstanceLogsChunk(lines=[line]).model_dump_json().encode())
+
+        forwarding = asyncio.create_task(forward())
         waiter = asyncio.create_task(cancelled.wait())
         try:
-            while True:
-                step = asyncio.ensure_future(anext(lines))
-                done, _ = await asyncio.wait({step, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if waiter in done:
-                    step.cancel()
-                    return
-                try:
-                    line = step.result()
-                except StopAsyncIteration:
-                    return
-                await self.nc.publish(reply, InstanceLogsChunk(lines=[line]).model_dump_json().encode())
+            done, _ = await asyncio.wait({forwarding, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if forwarding in done:
+                forwarding.result()  # its error, if it had one
         finally:
+            forwarding.cancel()
             waiter.cancel()
-            await lines.aclose()  # type: ignore[attr-defined]
+            await asyncio.wait({forwarding, waiter})
 
 
 def build_backend(settings: AgentSettings, agent_id: str) -> LocalProcessBackend | ContainerBackend:

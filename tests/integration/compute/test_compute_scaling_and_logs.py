@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from compute_stack import PY, Platform, create_function, deploy, platform, wait_for, wait_status
 from prometheus_client import REGISTRY
@@ -106,8 +109,6 @@ async def test_follow_streams_new_lines(stack: Platform) -> None:
         first = await asyncio.wait_for(anext(lines), 10)
         assert first
         # the echo server logs every request it serves: a new line must arrive on the open stream
-        import httpx
-
         async with httpx.AsyncClient() as direct:
             await direct.post(f"http://127.0.0.1:{port}/followed", json={"x": 1})
 
@@ -123,3 +124,39 @@ async def test_follow_streams_new_lines(stack: Platform) -> None:
     assert missing.status_code == 404
     bad = await stack.client.get(path, params={"tail": -1})
     assert bad.status_code == 400
+
+
+async def test_following_an_instance_that_wrote_nothing_waits_and_ends_with_the_client(
+    stack: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = await stack.start_agent()
+    # inv_function logs nothing, not even its requests, until /print asks it to
+    fn = await create_function(stack.client, f"{PY} examples/inv_function.py $(PORT)")
+    assert (await deploy(stack.client, fn, max_instances=1)).status_code == 200
+    active = await wait_status(stack.client, fn, "ACTIVE")
+    instance_id = active["activeInstances"][0]["instanceId"]
+    port = agent.supervisors[instance_id].port
+    log = agent.backend._log_for(instance_id)  # type: ignore[union-attr]
+    assert log is not None and not log.listeners
+
+    async def following() -> bool:
+        return bool(log.listeners)
+
+    async def stopped() -> bool:
+        # the log has no reader left and the agent's task that served the follow has ended
+        return not log.listeners and not agent._side_tasks
+
+    path = f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}/instances/{instance_id}/logs"
+    assert (await stack.client.get(path)).text == ""
+    # answered at once, with no line yet (it was a 503 once the agent's 5 s for a first line ran out)
+    async with stack.client.stream("GET", path, params={"follow": "true"}) as response:
+        assert response.status_code == 200
+        await wait_for(following, timeout_s=10)  # the agent follows the log
+        async with httpx.AsyncClient() as direct:
+            printed = await direct.post(f"http://127.0.0.1:{port}/print", params={"line": "later line"})
+            assert printed.status_code == 200
+        assert await asyncio.wait_for(anext(response.aiter_lines()), 10) == "later line"
+    # the client went away: the agent stops following (a follow left running would hold on for an hour)
+    await wait_for(stopped, timeout_s=10)
+    gc.collect()  # a task that failed says so when it is collected ("Task exception was never retrieved")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

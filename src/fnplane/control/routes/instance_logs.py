@@ -7,6 +7,7 @@ function process, in order). `follow=true` keeps the response open and streams n
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -40,21 +41,23 @@ async def instance_log(
         # logs belong to the owner; a consumer of a shared function does not see its instances
         raise NotFoundError(f"Instance '{instanceId}' not found for function version '{versionId}'")
     cluster = await logs.instance_cluster(functionId, versionId, instanceId)
-    lines = logs.stream_logs(cluster, instanceId, tail=tail, follow=follow)
-    # the first answer (or the agent's error) before the 200 is committed
-    first: list[str] = []
-    try:
-        first.append(await anext(lines))
-    except StopAsyncIteration:
-        pass
+    chunks = logs.stream_logs(cluster, instanceId, tail=tail, follow=follow)
+    # the agent's first answer (or its error) before the 200 is committed; it may hold no line yet
+    # (an instance that has written nothing)
+    first: list[str] = await anext(chunks, [])
 
     async def body() -> AsyncIterator[bytes]:
-        try:
-            for line in first:
-                yield (line + "\n").encode()
-            async for line in lines:
-                yield (line + "\n").encode()
-        finally:
-            await lines.aclose()
+        # one consumer at a time: here, then the response's task; a client that goes away cancels
+        # this inside `chunks`, whose own cleanup tells the agent to stop following
+        async with contextlib.aclosing(chunks):
+            # sent even when empty: the server sends the headers with the first body chunk
+            yield _text(first)
+            async for lines in chunks:
+                if lines:
+                    yield _text(lines)
 
     return StreamingResponse(body(), media_type="text/plain; charset=utf-8")
+
+
+def _text(lines: list[str]) -> bytes:
+    return "".join(line + "\n" for line in lines).encode()

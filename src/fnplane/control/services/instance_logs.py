@@ -8,7 +8,6 @@ Only the function's owner account reads logs: a version that is merely shared wi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncGenerator
@@ -64,8 +63,11 @@ class InstanceLogService:
 
     async def stream_logs(
         self, cluster_name: str, instance_id: str, *, tail: int, follow: bool
-    ) -> AsyncGenerator[str, None]:
-        """Lines of the instance's log from its agent; with `follow`, until the caller stops iterating."""
+    ) -> AsyncGenerator[list[str], None]:
+        """The instance's log from its agent, in the chunks it sends (each a list of lines, maybe empty:
+        the agent answers a follow at once, before the instance writes anything); with `follow`, until
+        the caller stops iterating. The first chunk, or the agent's error, comes within
+        AGENT_REPLY_TIMEOUT_S."""
         nc = _require_nats(self._nats)
         inbox = nc.new_inbox()
         cancel_subject = subjects.instance_logs_cancel(cluster_name, uuid.uuid4().hex) if follow else None
@@ -97,15 +99,16 @@ class InstanceLogService:
                     raise NotFoundError(
                         f"The agent of cluster '{cluster_name}' has no logs of instance '{instance_id}'"
                     )
-                for line in chunk.lines:
-                    yield line
+                yield chunk.lines
                 if chunk.end:
                     ended = True
                     return
         finally:
             if cancel_subject is not None and not ended:
-                # the HTTP client went away: tell the agent to stop following
+                # the HTTP client went away: tell the agent to stop following. A publish only
+                # buffers (it does not wait for the network), so it is done even while the response
+                # is being cancelled, which cancels every wait here.
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(nc.publish(cancel_subject, b""), 2.0)
+                    await nc.publish(cancel_subject, b"")
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()

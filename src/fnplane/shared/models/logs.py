@@ -2,7 +2,8 @@
 
 The control plane subscribes to an inbox, then publishes an `InstanceLogsRequest` on
 `subjects.instance_logs(clusterName)` with that inbox as reply subject. The agent answers with
-`InstanceLogsChunk` messages on the inbox, the last one with `end=true`. With `follow`, it keeps sending new
+`InstanceLogsChunk` messages on the inbox, the last one with `end=true`. With `follow`, its first chunk
+comes at once and may hold no line (the instance may not have written any yet); it keeps sending new
 lines until a message arrives on `cancelSubject` (the HTTP client went away) or the agent's follow limit
 ends the stream.
 """
