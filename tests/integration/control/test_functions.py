@@ -356,6 +356,19 @@ async def test_visibility_filter(admin_client: httpx.AsyncClient, make_client: A
     assert await names("AUTHORIZED") == {"theirs"}
     assert await names("public") == set()
     assert await names("private,authorized") == {"mine", "theirs"}
+    # a repeated parameter is a list too (Spring's List binding), with comma lists inside it
+    repeated = await admin_client.get(
+        "/v2/nvcf/functions", params=[("visibility", "authorized"), ("visibility", "private")]
+    )
+    assert {f["name"] for f in repeated.json()["functions"]} == {"mine", "theirs"}
+    mixed = await admin_client.get(
+        "/v2/nvcf/functions/ids", params=[("visibility", "public,authorized"), ("visibility", "private")]
+    )
+    assert set(mixed.json()["functionIds"]) == {mine["id"], theirs["id"]}
+    one_bad = await admin_client.get(
+        "/v2/nvcf/functions", params=[("visibility", "private"), ("visibility", "everyone")]
+    )
+    assert one_bad.status_code == 400 and one_bad.json()["field"] == "visibility", one_bad.text
     bad = await admin_client.get("/v2/nvcf/functions", params={"visibility": "everyone"})
     assert bad.status_code == 400
     ids = (await admin_client.get("/v2/nvcf/functions/ids", params={"visibility": "authorized"})).json()

@@ -26,6 +26,8 @@ from fnplane.shared.scopes import (
 # every route answers with response_model_exclude_none: NVCF omits null fields (nvcf-api.md 0.2)
 router = APIRouter(tags=["functions"])
 
+VISIBILITY_QUERY = "authorized, private, public: repeated, comma-separated or both (default all three)"
+
 
 @router.post("/v2/nvcf/functions", response_model=FunctionResponse, response_model_exclude_none=True)
 async def create_function(
@@ -52,7 +54,7 @@ async def create_version(
 
 @router.get("/v2/nvcf/functions", response_model=FunctionListResponse, response_model_exclude_none=True)
 async def list_functions(
-    visibility: str | None = Query(None, description="comma list of authorized, private, public"),
+    visibility: list[str] | None = Query(None, description=VISIBILITY_QUERY),
     principal: Principal = requires(LIST_FUNCTIONS, LIST_FUNCTIONS_DETAILS),
     functions: FunctionService = Depends(function_service),
 ) -> FunctionListResponse:
@@ -62,7 +64,7 @@ async def list_functions(
 
 @router.get("/v2/nvcf/functions/ids", response_model=FunctionIdsResponse, response_model_exclude_none=True)
 async def list_function_ids(
-    visibility: str | None = Query(None, description="comma list of authorized, private, public"),
+    visibility: list[str] | None = Query(None, description=VISIBILITY_QUERY),
     principal: Principal = requires(LIST_FUNCTIONS, LIST_FUNCTIONS_DETAILS),
     functions: FunctionService = Depends(function_service),
 ) -> FunctionIdsResponse:

@@ -174,11 +174,12 @@ def _require_allowed_image(request: CreateFunctionRequest, allowed: list[str]) -
         )
 
 
-def parse_visibility(raw: str | None) -> set[Visibility]:
-    if raw is None or not raw.strip():
-        return set(Visibility)
+def parse_visibility(values: list[str] | None) -> set[Visibility]:
+    """The `visibility` query: repeated (`?visibility=a&visibility=b`), comma lists, or both, as
+    Spring binds a `List` parameter; absent or empty: all three."""
+    parts = [part for value in values or () for part in value.split(",") if part.strip()]
     try:
-        return {parse_enum(Visibility, part) for part in raw.split(",") if part.strip()} or set(Visibility)
+        return {parse_enum(Visibility, part) for part in parts} or set(Visibility)
     except ValueError:
         raise BadRequestError(
             "Validation failed: field 'visibility': must be a comma list of authorized, private, public",
