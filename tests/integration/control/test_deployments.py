@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -305,6 +306,18 @@ async def test_legacy_put_updates_min_max(admin_client: httpx.AsyncClient) -> No
     assert (updated["minInstances"], updated["maxInstances"], updated["maxRequestConcurrency"]) == (1, 3, 4)
     body["deploymentSpecifications"].append(dict(body["deploymentSpecifications"][0]))
     assert (await admin_client.put(path, json=body)).status_code == 400
+
+
+async def test_legacy_put_answers_the_new_last_updated_at(admin_client: httpx.AsyncClient) -> None:
+    await register_cluster(admin_client)
+    fn = await create_function(admin_client)
+    created = (await deploy(admin_client, fn, spec(0, 1))).json()["deployment"]
+    path = f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}"
+    response = await admin_client.put(path, json={"deploymentSpecifications": [spec(0, 2)]})
+    assert response.status_code == 200, response.text
+    updated = response.json()["deployment"]
+    assert datetime.fromisoformat(updated["lastUpdatedAt"]) > datetime.fromisoformat(created["lastUpdatedAt"])
+    assert updated == (await admin_client.get(path)).json()["deployment"]
 
 
 async def test_deployment_scopes_and_ownership(admin_client: httpx.AsyncClient, make_client: Any) -> None:

@@ -342,7 +342,10 @@ class DeploymentService:
                     max_request_concurrency=update.max_request_concurrency or spec.max_request_concurrency,
                 )
             await deployments_repo.touch(conn, deployment.deployment_id, now)
-            dto = await _dto(conn, deployment)
+            # as stored now: the answer's lastUpdatedAt is the update's, as a GET after it shows
+            touched = await deployments_repo.by_id(conn, deployment.deployment_id)
+            assert touched is not None
+            dto = await _dto(conn, touched)
         self._wake_reconciler()
         return dto
 
