@@ -13,13 +13,14 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from cli_process import Cli, on_terminal
+from cli_process import FNPLANE, Cli, on_terminal
 from up_process import INV_FUNCTION, UpProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -300,6 +301,49 @@ def test_logs_follow_an_instance_that_has_written_nothing(platform: Platform) ->
     finally:
         process.terminate()
         process.wait(WAIT_S)
+    assert platform.cli.json("undeploy", fid, vid)["function"]["status"] == "INACTIVE"
+
+
+def test_invoke_a_large_result(platform: Platform, tmp_path: Path) -> None:
+    # over 5 MiB the gateway answers 302 to a zip of the result: `{reqId}.response` holds the body
+    created = platform.cli.json(
+        "function", "create", "--name", "cli-large", "--inference-url", "/large",
+        "--container-args", f"{sys.executable} {INV_FUNCTION} $(PORT)",
+    )["function"]  # fmt: skip
+    fid, vid = created["id"], created["versionId"]
+    platform.cli.json("deploy", fid, vid, *GPU, "--wait", "--timeout", "90")
+    size = 6 * 1024 * 1024
+    body = json.dumps({"bytes": size})
+    expected = (bytes(range(256)) * 256 * 96)[:size]  # inv_function's pattern
+
+    def response_in(archive: Path) -> bytes:
+        with zipfile.ZipFile(archive) as zipped:
+            [name] = [n for n in zipped.namelist() if n.endswith(".response")]
+            return zipped.read(name)
+
+    # as it is: the zip on stdout
+    raw = platform.cli.ok("invoke", fid, "--data", body)
+    (tmp_path / "stdout.zip").write_bytes(raw.stdout)
+    assert response_in(tmp_path / "stdout.zip") == expected
+    # --json: the envelope names the file the zip went to (it was the zip decoded as text, mangled)
+    target = tmp_path / "result.zip"
+    document = platform.cli.json("invoke", fid, "--data", body, "--output", str(target))
+    assert document["status"] == "fulfilled" and "response" not in document
+    assert document["responseFile"] == str(target)
+    assert response_in(target) == expected
+    # without --output, the download's own name, in the current directory
+    done = subprocess.run(
+        [str(FNPLANE), "invoke", fid, "--data", body, "--json"], cwd=tmp_path, env=platform.cli.environment(),
+        capture_output=True, timeout=WAIT_S, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["responseFile"] == str(tmp_path / f"{document['reqId']}.zip")
+    assert response_in(Path(document["responseFile"])) == expected
+    # without --json, --output takes the answer instead of stdout
+    quiet = platform.cli.ok("invoke", fid, "--data", body, "--output", str(tmp_path / "again.zip"))
+    assert quiet.stdout == b""
+    assert response_in(tmp_path / "again.zip") == expected
     assert platform.cli.json("undeploy", fid, vid)["function"]["status"] == "INACTIVE"
 
 

@@ -4,6 +4,9 @@ Without `--json`, `invoke` writes the function's answer to stdout byte for byte 
 the request id to stderr. With `--json` the answer comes in NVCF's exec envelope, the API's own shape
 for a result: `{"reqId", "status", "percentComplete"?, "response"?}` (`response` decoded when JSON);
 `status` adds `positionInQueue` while the request waits, `--stream --json` prints `{"events": [...]}`.
+An answer JSON cannot hold as it is (a large result's zip, any bytes that are not text) is written to
+a file, `--output FILE` or the name the download gives in the current directory, and the envelope
+names it: `"responseFile"` instead of `"response"`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ JSON_TYPE = "application/json"
 REJECTED = "rejected"
 # the poll window of `status --wait` without --poll-seconds
 WAIT_POLL_SECONDS = 30
+OutputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="Write the answer's body to this file (--json: the document names it).",
+        show_default=False,
+    ),
+]  # fmt: skip
 
 
 def decoded(content: bytes) -> Any:
@@ -44,12 +54,16 @@ def decoded(content: bytes) -> Any:
         return content.decode("utf-8", errors="replace")
 
 
-def envelope(request_id: str | None, status_code: int, content: bytes | None) -> dict[str, Any]:
-    """NVCF's exec envelope of one answer."""
+def envelope(
+    request_id: str | None, status_code: int, content: bytes | None, response_file: Path | None = None
+) -> dict[str, Any]:
+    """NVCF's exec envelope of one answer (its body in `response_file` when that is given)."""
     from fnplane.shared.wire import nvcf_status
 
     document: dict[str, Any] = {"reqId": request_id, "status": nvcf_status(status_code).value}
-    if content:
+    if response_file is not None:
+        document["responseFile"] = str(response_file)
+    elif content:
         document["response"] = decoded(content)
     if status_code < 400 and status_code != 202:
         document["percentComplete"] = 100
@@ -87,22 +101,67 @@ def parse_headers(out: Output, values: list[str]) -> dict[str, str]:
     return headers
 
 
+def in_json(headers: Mapping[str, str], content: bytes) -> bool:
+    """Whether the envelope can carry the body as it is: not a download, and text."""
+    if headers.get("content-disposition", "").lower().startswith("attachment"):
+        return False
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def download_name(request_id: str | None, headers: Mapping[str, str]) -> Path:
+    """Where an answer the envelope cannot carry goes by default: the download's own file name (only
+    its last part), else `<reqId>.bin`, in the current directory."""
+    for part in headers.get("content-disposition", "").split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        base = Path(value.strip().strip('"')).name
+        if name.lower() == "filename" and base and not base.startswith("."):
+            return Path(base)
+    return Path(f"{request_id or 'answer'}.bin")
+
+
+def save_answer(out: Output, path: Path, content: bytes, *, replace: bool) -> None:
+    try:
+        with path.open("wb" if replace else "xb") as file:
+            file.write(content)
+    except OSError as error:
+        out.error(f"cannot write the answer to {path}: {error.strerror}")
+        raise typer.Exit(EXIT_FAILED) from None
+
+
 def write_answer(
-    session: Session, request_id: str | None, status_code: int, headers: Mapping[str, str], content: bytes
+    session: Session,
+    request_id: str | None,
+    status_code: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    output: Path | None = None,
 ) -> None:
-    """The answer as is on stdout (or its envelope with --json); an error status exits 1.
+    """The answer as is on stdout, or in `output` (or its envelope with --json); an error status
+    exits 1. With --json, a body the envelope cannot carry goes to a file all the same.
 
     A problem+json error is the platform's (or reads like one): only its title and detail, on stderr.
     """
     out = session.out
     content_type = headers.get("content-type", "")
     problem = status_code >= 400 and content_type.startswith("application/problem+json")
-    if out.as_json and not problem:
-        out.json(envelope(request_id, status_code, content))
-    elif not problem:
-        out.raw(content)
-        if content and not content.endswith(b"\n") and sys.stdout.isatty():
-            out.raw(b"\n")
+    if not problem:
+        path = output
+        if path is None and out.as_json and not in_json(headers, content):
+            path = download_name(request_id, headers)
+        if path is not None:
+            save_answer(out, path, content, replace=output is not None)
+        if out.as_json:
+            out.json(envelope(request_id, status_code, content, path.absolute() if path else None))
+        elif path is not None:
+            out.note(f"answer ({len(content)} bytes) written to {path}")
+        else:
+            out.raw(content)
+            if content and not content.endswith(b"\n") and sys.stdout.isatty():
+                out.raw(b"\n")
     if request_id and not out.as_json:
         out.note(f"request id: {request_id}")
     if status_code >= 400:
@@ -175,6 +234,7 @@ def invoke(
     stream: Annotated[
         bool, typer.Option("--stream", help="Print each server-sent event's data as it arrives.")
     ] = False,
+    output: OutputOption = None,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
     as_json: JsonOption = False,
@@ -184,6 +244,8 @@ def invoke(
         out, client = session.out, session.client
         if submit and (stream or direct):
             raise usage_error(out, "--async submits to pexec: not with --stream or --direct")
+        if output is not None and (submit or stream):
+            raise usage_error(out, "--output writes an answer: not with --async or --stream")
         body = read_body(out, source, data, data_file)
         if body is not None and content_type == JSON_TYPE and data is not None:
             try:
@@ -207,7 +269,9 @@ def invoke(
                 headers=headers or None, timeout_s=timeout_s,
             )  # fmt: skip
             request_id = response.headers.get("nvcf-reqid")
-            write_answer(session, request_id, response.status_code, response.headers, response.content)
+            write_answer(
+                session, request_id, response.status_code, response.headers, response.content, output
+            )
         elif submit:
             request_id = client.submit(
                 function_id, version_id=version_id, content=body, headers=headers or None, input_assets=assets
@@ -218,13 +282,16 @@ def invoke(
                 function_id, version_id=version_id, content=body, headers=headers or None,
                 poll_seconds=poll_seconds, timeout_s=timeout_s, input_assets=assets,
             )  # fmt: skip
-            write_answer(session, result.request_id, result.status_code, result.headers, result.content)
+            write_answer(
+                session, result.request_id, result.status_code, result.headers, result.content, output
+            )
 
 
 def status(
     request_id: RequestIdArgument,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the outcome and print it.")] = False,
     poll_seconds: PollSecondsOption = None,
+    output: OutputOption = None,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
     as_json: JsonOption = False,
@@ -243,7 +310,7 @@ def status(
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
         if state.result is not None:
             result = state.result
-            write_answer(session, request_id, result.status_code, result.headers, result.content)
+            write_answer(session, request_id, result.status_code, result.headers, result.content, output)
             return
         if wait:  # it ended without a result: cancelled
             out.error(f"request {request_id} was cancelled")
