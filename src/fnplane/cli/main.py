@@ -27,6 +27,7 @@ import typer
 
 from fnplane.cli import assets, deployments, functions, invocations, keys, observe, roles, top
 from fnplane.cli.config import login
+from fnplane.cli.output import JsonOption, Output
 
 app = typer.Typer(
     name="fnplane",
@@ -252,11 +253,11 @@ def grpc_proxy(
 
 
 @app.command(rich_help_panel=RUN)
-def version() -> None:
-    """Print the fnplane version."""
+def version(as_json: JsonOption = False) -> None:
+    """Print the fnplane version (--json: {"version": ...})."""
     from importlib.metadata import version as dist_version
 
-    typer.echo(dist_version("fnplane"))
+    Output(as_json).result({"version": dist_version("fnplane")}, dist_version("fnplane"))
 
 
 roles.register(app, RUN)  # fnplane control, fnplane gateway, fnplane nats-creds

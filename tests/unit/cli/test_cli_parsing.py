@@ -91,6 +91,34 @@ def test_function_version_create_needs_the_function_id() -> None:
     assert "FID" in result.stderr
 
 
+def test_every_command_but_the_servers_takes_json() -> None:
+    import typer.main
+
+    def leaves(command: object, path: str) -> list[tuple[str, object]]:
+        children = getattr(command, "commands", None)
+        if not children:
+            return [(path, command)]
+        return [leaf for name, child in children.items() for leaf in leaves(child, f"{path} {name}")]
+
+    servers = {"up", "agent", "grpc-proxy", "control", "gateway", "nats-creds"}
+    without = [
+        path
+        for path, command in leaves(typer.main.get_command(app), "")
+        if path.split()[0] not in servers
+        and "--json" not in {opt for param in command.params for opt in param.opts}
+    ]
+    assert not without, f"no --json: {without}"
+
+
+def test_version_json() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["version", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"version": version("fnplane")}
+    assert CliRunner().invoke(app, ["version"]).stdout == version("fnplane") + "\n"
+
+
 def test_the_envelope_is_nvcf_exec_shape() -> None:
     assert envelope("r", 200, b'{"a": 1}') == {
         "reqId": "r",
