@@ -347,6 +347,17 @@ def test_invoke_a_large_result(platform: Platform, tmp_path: Path) -> None:
     assert platform.cli.json("undeploy", fid, vid)["function"]["status"] == "INACTIVE"
 
 
+def test_top_without_metrics_counts_instances_from_the_api(platform: Platform, deployed: Deployed) -> None:
+    snapshot = platform.cli.json("top", "--interval", "0.2")
+    [row] = [r for r in snapshot["versions"] if r["versionId"] == deployed.version_id]
+    assert (row["status"], row["instances"], row["queued"]) == ("ACTIVE", 1, 0)
+    assert row["requestsPerSecond"] is None  # rates need --metrics-url
+    table = platform.cli.ok("top", "--once", "--interval", "0.2").stdout.decode().splitlines()
+    header = table[0].split("\t")
+    [line] = [line.split("\t") for line in table[1:] if deployed.version_id[:8] in line]
+    assert line[header.index("INST")] == "1"
+
+
 def test_version_create_update_undeploy_delete(platform: Platform, deployed: Deployed) -> None:
     fid = deployed.function_id
     created = platform.cli.json("function", "version", "create", fid, *function_flags("cli-fn"))["function"]

@@ -3,7 +3,8 @@
 What runs comes from the API (the caller's functions and their versions); rates, errors and latency
 percentiles from two scrapes of a metrics port (`--metrics-url`, or FNPLANE_METRICS_URL: the
 `--metrics-port` of `fnplane up`), as Prometheus would compute them over the refresh interval.
-Without a metrics URL the view shows what the API knows: status, instances and queue depth.
+Without a metrics URL the view shows what the API knows: status, instances (each deployed version's
+`activeInstances`) and queue depth.
 
     fnplane top --metrics-url http://127.0.0.1:9464/metrics
     fnplane top --once --json      # one snapshot, for scripts
@@ -240,7 +241,22 @@ def top(
             return parse(response.text)
 
         def versions() -> list[dict[str, Any]]:
-            return session.client.list_functions()
+            from fnplane.sdk import NotFoundError
+
+            listed = session.client.list_functions()
+            if metrics_url is not None:
+                return listed  # the scrape has the instance counts
+            # the list has no instances; a version's own record has (activeInstances, with the
+            # list_functions_details scope)
+            detailed = []
+            for version in listed:
+                if version.get("status") in DEPLOYED:
+                    try:
+                        version = session.client.get_version(str(version["id"]), str(version["versionId"]))
+                    except NotFoundError:  # deleted since the list
+                        continue
+                detailed.append(version)
+            return detailed
 
         def queued(listed: list[dict[str, Any]]) -> dict[VersionKey, int] | None:
             if metrics_url is not None:
