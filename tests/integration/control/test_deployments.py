@@ -169,6 +169,34 @@ async def test_capacity_exceeded_is_400_and_rolls_back(admin_client: httpx.Async
     assert "LOCAL.GPU.L40S_2x" in refused.json()["detail"]
 
 
+async def test_updates_admit_min_instances_as_a_deployment_does(admin_client: httpx.AsyncClient) -> None:
+    """PATCH and the legacy PUT refuse a minInstances the clusters cannot hold, as POST does (400, nothing
+    changed), and place the instances a raise adds at once."""
+    await register_cluster(admin_client, capacity=2)
+    fn = await create_function(admin_client)
+    deployment = (await deploy(admin_client, fn, spec(1, 5))).json()["deployment"]
+    spec_id = deployment["deploymentSpecifications"][0]["gpuSpecificationId"]
+    patch_path = f"/v2/nvcf/deployments/{deployment['deploymentId']}/gpu-specifications/{spec_id}"
+    put_path = f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}"
+    capacity = "no available clusters with capacity for L40S GPU or LOCAL.GPU.L40S_1x instance type"
+    refused = await admin_client.patch(patch_path, json={"minInstances": 3})
+    assert refused.status_code == 400, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert capacity in refused.json()["detail"]
+    refused = await admin_client.put(put_path, json={"deploymentSpecifications": [spec(3, 5)]})
+    assert refused.status_code == 400, refused.text
+    assert capacity in refused.json()["detail"]
+    (kept,) = (await admin_client.get(put_path)).json()["deployment"]["deploymentSpecifications"]
+    assert (kept["minInstances"], kept["maxInstances"]) == (1, 5)
+    assert len(await assignments(admin_client)) == 1
+    # a raise that fits is placed by the update itself
+    raised = await admin_client.patch(patch_path, json={"minInstances": 2})
+    assert raised.status_code == 200, raised.text
+    assert len([i for i in await assignments(admin_client) if i["desired"]]) == 2
+    lowered = await admin_client.put(put_path, json={"deploymentSpecifications": [spec(1, 5)]})
+    assert lowered.status_code == 200, lowered.text
+
+
 async def test_placement_spreads_over_clusters(admin_client: httpx.AsyncClient) -> None:
     await register_cluster(admin_client, "a", capacity=1)
     await register_cluster(admin_client, "b", capacity=1)

@@ -6,6 +6,7 @@ Every change of what should run kicks the agents it concerns and wakes the recon
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from fnplane.control.auth.principal import Principal
@@ -16,6 +17,7 @@ from fnplane.control.db.repositories import functions as functions_repo
 from fnplane.control.db.repositories import instances as instances_repo
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.deployments import DeploymentRecord, GpuSpecRecord
+from fnplane.control.db.repositories.instances import InstanceRow
 from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services import functions as functions_service
 from fnplane.control.services import instances as instances_service
@@ -119,6 +121,15 @@ def _require_busy(seen: SeenVersion) -> None:
         )
 
 
+def _desired_live(rows: list[InstanceRow], spec: GpuSpecRecord) -> int:
+    return sum(
+        r.gpu_specification_id == spec.gpu_specification_id
+        and r.desired
+        and r.state in instances_repo.LIVE_STATES
+        for r in rows
+    )
+
+
 class DeploymentService:
     def __init__(
         self,
@@ -132,6 +143,42 @@ class DeploymentService:
         self._settings = settings
         self._notifier = notifier
         self._wake_reconciler = wake_reconciler
+
+    async def _place_min(
+        self, conn: Connection, deployment: DeploymentRecord, spec: GpuSpecRecord, count: int, now: datetime
+    ) -> list[str]:
+        """Place `count` instances of the spec at once, or refuse (400, the transaction rolls back) when
+        the clusters cannot hold them: how a new or raised `minInstances` is admitted. The clusters
+        the instances went to."""
+        rows = await placement.place(
+            conn,
+            spec=spec,
+            function_id=deployment.function_id,
+            version_id=deployment.version_id,
+            nca_id=deployment.nca_id,
+            count=count,
+            now=now,
+            heartbeat_timeout_s=self._settings.agent_heartbeat_timeout_s,
+        )
+        if len(rows) < count:
+            raise placement.no_capacity(spec.gpu, spec.instance_type)
+        return [r.cluster_id for r in rows]
+
+    async def _admit_min(
+        self,
+        conn: Connection,
+        deployment: DeploymentRecord,
+        spec: GpuSpecRecord,
+        min_instances: int,
+        now: datetime,
+    ) -> list[str]:
+        """An update's `minInstances` (`spec` as it was): the instances a raise adds beyond the live
+        ones are placed now, as for a new deployment. Replacing failed instances up to the old
+        minimum stays the reconciler's (with its failure limits)."""
+        live = _desired_live(await instances_repo.of_deployment(conn, deployment.deployment_id), spec)
+        return await self._place_min(
+            conn, deployment, spec, min_instances - max(spec.min_instances, live), now
+        )
 
     async def create_deployment(
         self,
@@ -192,20 +239,8 @@ class DeploymentService:
                     preferred_order=spec.preferred_order,
                 )
                 await deployments_repo.insert_spec(conn, record)
-                rows = await placement.place(
-                    conn,
-                    spec=record,
-                    function_id=function_id,
-                    version_id=version_id,
-                    nca_id=seen.record.nca_id,
-                    count=record.min_instances,
-                    now=now,
-                    heartbeat_timeout_s=self._settings.agent_heartbeat_timeout_s,
-                )
-                if len(rows) < record.min_instances:
-                    # the transaction rolls back: no deployment, no instances, status unchanged
-                    raise placement.no_capacity(record.gpu, record.instance_type)
-                placed.extend(r.cluster_id for r in rows)
+                # refused: the transaction rolls back (no deployment, no instances, status unchanged)
+                placed.extend(await self._place_min(conn, deployment, record, record.min_instances, now))
             status = (
                 FunctionStatus.DEPLOYING
                 if any(s.min_instances > 0 for s in request.deployment_specifications)
@@ -276,9 +311,11 @@ class DeploymentService:
                     mode="json", by_alias=True, exclude_none=True
                 )
             await deployments_repo.update_spec(conn, gpu_specification_id, **values)
+            placed = await self._admit_min(conn, deployment, spec, low, now)
             await deployments_repo.touch(conn, deployment_id, now)
             updated = await deployments_repo.spec_by_id(conn, gpu_specification_id)
         assert updated is not None
+        await self._notifier.clusters(placed)
         self._wake_reconciler()
         return spec_dto(updated)
 
@@ -307,6 +344,7 @@ class DeploymentService:
                     rule=f"one entry per GPU specification of the deployment ({len(specs)})",
                 )
             by_id = {s.gpu_specification_id: s for s in specs}
+            placed: list[str] = []
             for index, update in enumerate(updates):
                 if len(specs) == 1 and update.gpu_specification_id is None:
                     spec = specs[0]
@@ -341,11 +379,13 @@ class DeploymentService:
                     ),
                     max_request_concurrency=update.max_request_concurrency or spec.max_request_concurrency,
                 )
+                placed.extend(await self._admit_min(conn, deployment, spec, update.min_instances, now))
             await deployments_repo.touch(conn, deployment.deployment_id, now)
             # as stored now: the answer's lastUpdatedAt is the update's, as a GET after it shows
             touched = await deployments_repo.by_id(conn, deployment.deployment_id)
             assert touched is not None
             dto = await _dto(conn, touched)
+        await self._notifier.clusters(placed)
         self._wake_reconciler()
         return dto
 
