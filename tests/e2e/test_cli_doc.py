@@ -51,7 +51,7 @@ def test_every_example_of_the_cli_doc_works(tmp_path: Path, start_up: type[UpPro
     assert '"method": "PUT"' in out
     assert re.search(r'^\{"n": 2, "t": [0-9.]+\}$', out, re.M), out  # the third event's data line
     assert '"slept": 5' in out
-    assert '"status": "rejected"' in out
+    assert "exit code 1: it was cancelled" in out
     assert "exit code 1: that version is gone" in out
     assert "identical" in out
     assert out.rstrip().splitlines()[-1] == "INACTIVE"

@@ -296,7 +296,8 @@ def status(
     api_key: ApiKeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Poll request REQID once (with --wait, until it ends); a finished one prints its answer."""
+    """Poll request REQID once (with --wait, until it ends); a finished one prints its answer, a
+    cancelled one is an error (exit 1)."""
     with open_session(url, api_key, as_json) as session:
         out, client = session.out, session.client
         # --wait: long polls (the server holds each up to the window), so this loop rarely sleeps;
@@ -312,7 +313,7 @@ def status(
             result = state.result
             write_answer(session, request_id, result.status_code, result.headers, result.content, output)
             return
-        if wait:  # it ended without a result: cancelled
+        if state.status == REJECTED:  # it ended without a result: with --wait or not, a failure
             out.error(f"request {request_id} was cancelled")
             raise typer.Exit(EXIT_FAILED)
         if out.as_json:
