@@ -41,5 +41,7 @@ ACCOUNT_SCOPES: frozenset[str] = frozenset(
 
 # The bootstrap admin key of `fnplane up`: every account scope plus the super-admin and agent ones.
 ADMIN_SCOPES: frozenset[str] = ACCOUNT_SCOPES | {ACCOUNT_SETUP, CLUSTER_MANAGEMENT}
+# what a credential's scope must be (the 400 of a key or service account that names another)
+KNOWN_SCOPE_RULE = f"must be one of {', '.join(sorted(ADMIN_SCOPES))}"
 
 DEFAULT_ACCOUNT = "nvcf-default"

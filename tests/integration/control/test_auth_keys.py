@@ -140,7 +140,7 @@ async def test_a_key_never_gets_resources_its_creator_lacks(make_client: Any) ->
                     "policies": [{"scopes": [LIST_FUNCTIONS], "resources": [{"type": "x", "id": "*"}]}]
                 }
             },
-            "authorizations.policies[0].resources[0].type",
+            "authorizations.policies.0.resources.0.type",
         ),
         (
             {
@@ -148,7 +148,11 @@ async def test_a_key_never_gets_resources_its_creator_lacks(make_client: Any) ->
                     "policies": [{"scopes": [], "resources": [{"type": "function", "id": "only-fid"}]}]
                 }
             },
-            "authorizations.policies[0].resources[0].id",
+            "authorizations.policies.0.resources.0.id",
+        ),
+        (
+            {"authorizations": {"policies": [{"scopes": [LIST_FUNCTIONS, "list_everything"]}]}},
+            "authorizations.policies.0.scopes.1",
         ),
         (
             {"authorizations": {"policies": [{"scopes": [LIST_FUNCTIONS], "product": "p" * 2100}]}},
@@ -165,6 +169,29 @@ async def test_create_validation(
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["field"] == field
+
+
+async def test_an_unknown_scope_is_a_400_naming_it(admin_client: httpx.AsyncClient, make_client: Any) -> None:
+    """An unknown scope is bad input (400 naming the field and the rule), not a missing privilege (403),
+    for a key's policy as for a service account."""
+    body = _body()
+    body["authorizations"]["policies"][0]["scopes"] = [LIST_FUNCTIONS, "root"]
+    response = await admin_client.post("/v1/keys", json=body)
+    assert response.status_code == 400, response.text
+    problem = response.json()
+    assert problem["field"] == "authorizations.policies.0.scopes.1"
+    assert LIST_FUNCTIONS in problem["rule"] and "'root'" in problem["detail"]
+    key = (await admin_client.post("/v1/keys", json=_body())).json()
+    changed = await admin_client.put(
+        f"/v1/keys/{key['id']}/authorizations", json={"authorizations": {"policies": [{"scopes": ["root"]}]}}
+    )
+    assert changed.status_code == 400 and changed.json()["field"] == "authorizations.policies.0.scopes.0"
+    # a weak caller gets the same 400: the rule is checked before what it may hand out
+    weak = await make_client([MANAGE_KEYS])
+    assert (await weak.post("/v1/keys", json=body)).status_code == 400
+    account = await admin_client.post("/v2/nvcf/service-accounts", json={"scopes": [LIST_FUNCTIONS, "root"]})
+    assert account.status_code == 400, account.text
+    assert account.json()["field"] == "scopes.1"
 
 
 async def test_keys_per_owner_limit(admin_client: httpx.AsyncClient, control_settings: Any) -> None:

@@ -30,6 +30,7 @@ from fnplane.control.db.repositories.api_keys import ApiKeyRecord, ApiKeyReposit
 from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ForbiddenError, NotFoundError
 from fnplane.shared.models.auth import KEY_DESCRIPTION_PATTERN, CreateKeyRequest, KeyAuthorizations, KeyDto
+from fnplane.shared.scopes import ADMIN_SCOPES, KNOWN_SCOPE_RULE
 
 DESCRIPTION_RE = re.compile(KEY_DESCRIPTION_PATTERN)
 _FUNCTION_RESOURCE_RE = re.compile(r"^[^/\s]+/[^/\s]+$")
@@ -237,8 +238,15 @@ class ApiKeyService:
                 rule=f"max {self._max_authz_chars} chars",
             )
         for i, policy in enumerate(authorizations.policies):
+            for j, scope in enumerate(policy.scopes):
+                if scope not in ADMIN_SCOPES:
+                    raise BadRequestError(
+                        f"unknown scope '{scope}'",
+                        field=f"authorizations.policies.{i}.scopes.{j}",
+                        rule=KNOWN_SCOPE_RULE,
+                    )
             for j, resource in enumerate(policy.resources):
-                field = f"authorizations.policies[{i}].resources[{j}]"
+                field = f"authorizations.policies.{i}.resources.{j}"
                 if resource.type not in RESOURCE_TYPES:
                     raise BadRequestError(
                         f"unknown resource type '{resource.type}'",

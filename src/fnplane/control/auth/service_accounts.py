@@ -28,7 +28,7 @@ from fnplane.control.db.repositories.clients import ClientRecord, ClientReposito
 from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ForbiddenError, NotFoundError
 from fnplane.shared.models.auth import CLIENT_ID_PATTERN
-from fnplane.shared.scopes import ACCOUNT_SETUP
+from fnplane.shared.scopes import ACCOUNT_SETUP, ADMIN_SCOPES, KNOWN_SCOPE_RULE
 
 CLIENT_ID_RE = re.compile(CLIENT_ID_PATTERN)
 _NAME_MAX = 128
@@ -93,6 +93,11 @@ class ServiceAccountService:
             )
         if not scopes:
             raise BadRequestError("scopes must name at least one scope", field="scopes", rule="non-empty")
+        for index, scope in enumerate(scopes):
+            if scope not in ADMIN_SCOPES:
+                raise BadRequestError(
+                    f"unknown scope '{scope}'", field=f"scopes.{index}", rule=KNOWN_SCOPE_RULE
+                )
         _check_delegation(caller, scopes, "grant")
         return await self.register(caller.nca_id, scopes, client_id=client_id, name=name)
 
