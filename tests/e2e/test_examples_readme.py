@@ -86,5 +86,10 @@ def test_the_examples_readme_works_when_pasted(tmp_path: Path, start_up: type[Up
     assert stream.rstrip().endswith("data: [DONE]")
 
     assert re.fullmatch(r"hello over gRPC [0-9a-f-]{36}", out["block 6"]), out["block 6"]
+
+    # the helper stops at ERROR (it waited for ACTIVE for ever) and says why
+    assert out["block 7"] == "deploy failed (exit code 1)"
+    assert re.search(r"^version [0-9a-f-]{36} of function [0-9a-f-]{36} is ERROR ", result.stderr, re.M)
+    assert "CUDA_ERROR_NO_DEVICE" in result.stderr  # what the function wrote before it exited
     if "openai" in out:
         assert out["openai"] == "olleh\none word at a time"
