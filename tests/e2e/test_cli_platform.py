@@ -431,6 +431,24 @@ def test_deploy_wait_fails_when_the_version_goes_to_error(platform: Platform) ->
     assert "health: L40S LOCAL.GPU.L40S_1x: " in stderr  # why: the deployment's health errors
     assert f"{fid} {vid}: ERROR" in stderr  # the last status the display showed
     assert platform.cli.json("deploy", "status", fid, vid)["deployment"]["functionStatus"] == "ERROR"
+    # no instance runs, but the failed one's log is kept: `logs` shows it, and how the instance ended
+    # (it was "version ... has no instances")
+    logs = platform.cli.run("logs", fid, vid)
+    assert logs.returncode == 0, logs.stderr
+    assert b"crash: FATAL: CUDA_ERROR_NO_DEVICE: no CUDA-capable device is detected\n" in logs.stdout
+    note = logs.stderr.decode()
+    assert "no running instance; the log of instance " in note and f"of version {vid} (status ERROR)" in note
+    assert "failed: container-restart-loop: " in note and "(last exit code 3)" in note
+    document = platform.cli.json("logs", fid, vid)
+    assert "crash: loading model ..." in document["lines"]
+    # once the log is gone too, the failure is what there is to say
+    for kept in platform.up.home.rglob(f"{document['instanceId']}.log*"):
+        kept.unlink()
+    gone = platform.cli.run("logs", fid, vid)
+    assert gone.returncode == 1 and gone.stdout == b""
+    stderr = gone.stderr.decode()
+    assert f"Error: instance {document['instanceId']} of version {vid} (status ERROR) failed: " in stderr
+    assert "(last exit code 3)" in stderr and "its log is not kept any more" in stderr
     assert platform.cli.json("undeploy", fid, vid)["function"]["status"] == "INACTIVE"
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from fnplane.cli.config import ApiKeyOption, UrlOption
 from fnplane.cli.output import JsonOption, Output, key
 from fnplane.cli.session import EXIT_FAILED, open_session, usage_error
+
+if TYPE_CHECKING:
+    from fnplane.sdk import Client
 
 FunctionIdArgument = Annotated[str, typer.Argument(metavar="FID", help="Function id.")]
 
@@ -60,33 +63,74 @@ def logs(
 ) -> None:
     """Print the log (stdout and stderr) of an instance of function version FID VID.
 
+    Without a running instance, the log of the one that failed last (when the agent still has it).
     --json prints {"instanceId", "lines": [...]} (not with --follow).
     """
+    from fnplane.sdk import NotFoundError
+
     with open_session(url, api_key, as_json) as session:
         out, client = session.out, session.client
         if follow and out.as_json:
             raise usage_error(out, "--follow prints lines as they come: not with --json")
-        instance_id = instance or only_instance(out, client.get_version(function_id, version_id))
-        if follow:
-            for line in client.follow_logs(function_id, version_id, instance_id, tail=tail):
-                out.raw(f"{line}\n".encode())
-            return
-        text = client.instance_logs(function_id, version_id, instance_id, tail=tail)
+        failure = None
+        if instance is not None:
+            instance_id = instance
+        else:
+            instance_id, failure = only_instance(out, client, function_id, version_id)
+        try:
+            if follow:
+                for line in client.follow_logs(function_id, version_id, instance_id, tail=tail):
+                    out.raw(f"{line}\n".encode())
+                return
+            text = client.instance_logs(function_id, version_id, instance_id, tail=tail)
+        except NotFoundError:
+            if failure is None:
+                raise
+            out.error(f"{failure}; its log is not kept any more")
+            raise typer.Exit(EXIT_FAILED) from None
         if out.as_json:
             out.json({"instanceId": instance_id, "lines": text.splitlines()})
         else:
             out.raw(text.encode())
 
 
-def only_instance(out: Output, version: dict[str, Any]) -> str:
-    """The id of the version's one active instance; with none or several, say so and exit."""
+def only_instance(out: Output, client: Client, function_id: str, version_id: str) -> tuple[str, str | None]:
+    """The id of the version's one active instance, or with none, of the one that failed last (and
+    what the platform says of its end: its exit code, the last lines); with several or none at all,
+    say so and exit."""
+    version = client.get_version(function_id, version_id)
     instances = [i.get("instanceId") for i in version.get("activeInstances") or () if i.get("instanceId")]
     if len(instances) == 1:
-        return str(instances[0])
-    if not instances:
-        out.error(f"version {version.get('versionId')} has no instances (status {version.get('status')})")
+        return str(instances[0]), None
+    if instances:
+        raise usage_error(
+            out, f"{len(instances)} instances: choose one with --instance ({', '.join(instances)})"
+        )
+    failed = last_failed_instance(client, function_id, version_id)
+    if failed is None:
+        out.error(f"version {version_id} has no instances (status {version.get('status')})")
         raise typer.Exit(EXIT_FAILED)
-    raise usage_error(out, f"{len(instances)} instances: choose one with --instance ({', '.join(instances)})")
+    instance_id, error = failed
+    failure = (
+        f"instance {instance_id} of version {version_id} (status {version.get('status')}) failed: {error}"
+    )
+    out.note(f"no running instance; the log of {failure.splitlines()[0]}")  # the log has the rest
+    return instance_id, failure
+
+
+def last_failed_instance(client: Client, function_id: str, version_id: str) -> tuple[str, str] | None:
+    """(instance id, why it ended) of the version's newest failed instance, from its deployment's
+    healthInfo (one entry per failed instance, newest first); None without one."""
+    from fnplane.sdk import NotFoundError
+
+    try:
+        deployment = client.get_deployment(function_id, version_id)
+    except NotFoundError:  # never deployed, or undeployed: nothing is kept
+        return None
+    for item in deployment.get("healthInfo") or ():
+        if item.get("icmsRequestId"):
+            return str(item["icmsRequestId"]), str(item.get("error") or "it exited")
+    return None
 
 
 def gpu_rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
