@@ -27,6 +27,7 @@ from fnplane.control.autoscaler import AutoscalerSettings, SharePeers
 from fnplane.control.components import ControlComponents, create_components
 from fnplane.control.content_type import JsonBodyMiddleware
 from fnplane.control.db.repositories.transactions import Engine
+from fnplane.control.finite_json import FiniteJsonMiddleware
 from fnplane.control.openapi import document_problems
 from fnplane.control.reconciler import WakePeers
 from fnplane.control.request_metrics import RequestMetricsMiddleware
@@ -190,6 +191,8 @@ def create_app(
         lifespan=_lifespan,
     )
     install_problem_handlers(app)
+    # innermost: a JSON body's numbers are finite (the content type is known to be JSON by then)
+    app.add_middleware(FiniteJsonMiddleware)
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(UuidPathMiddleware)
     # outermost: no body is read before its size and its credential were admitted
