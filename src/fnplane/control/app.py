@@ -28,6 +28,7 @@ from fnplane.control.components import ControlComponents, create_components
 from fnplane.control.content_type import JsonBodyMiddleware
 from fnplane.control.db.repositories.transactions import Engine
 from fnplane.control.finite_json import FiniteJsonMiddleware
+from fnplane.control.head import HeadAsGetMiddleware
 from fnplane.control.openapi import document_problems
 from fnplane.control.reconciler import WakePeers
 from fnplane.control.request_metrics import RequestMetricsMiddleware
@@ -110,13 +111,14 @@ _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """The methods some route takes on the request's path (asked of the router, as it would route)."""
+    """The methods some route takes on the request's path (asked of the router, as it would route);
+    HEAD wherever GET is (`HeadAsGetMiddleware`)."""
     routes = request.app.router.routes
-    return [
-        method
-        for method in _METHODS
-        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
-    ]
+
+    def takes(method: str) -> bool:
+        return any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+
+    return [method for method in _METHODS if takes(method) or (method == "HEAD" and takes("GET"))]
 
 
 class ControlApp(FastAPI):
@@ -191,7 +193,9 @@ def create_app(
         lifespan=_lifespan,
     )
     install_problem_handlers(app)
-    # innermost: a JSON body's numbers are finite (the content type is known to be JSON by then)
+    # innermost: a HEAD is routed as its GET (the layers outside see and count the HEAD)
+    app.add_middleware(HeadAsGetMiddleware)
+    # a JSON body's numbers are finite (the content type is known to be JSON by then)
     app.add_middleware(FiniteJsonMiddleware)
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(UuidPathMiddleware)

@@ -68,7 +68,28 @@ async def test_a_wrong_method_is_405_with_allow(admin_client: httpx.AsyncClient)
     response = await admin_client.request("TRACE", "/v2/nvcf/functions")
     assert response.status_code == 405
     assert response.headers["content-type"].startswith(PROBLEM_CONTENT_TYPE)
-    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "POST"}
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "HEAD", "POST"}
+
+
+async def test_head_answers_as_get_without_the_body(
+    admin_client: httpx.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    """RFC 9110 9.3.2: HEAD on every GET path, with the GET's status and headers and no body."""
+    for path in ("/v2/nvcf/functions", "/v3/openapi", "/v1/keys"):
+        got = await admin_client.get(path)
+        head = await admin_client.head(path)
+        assert head.status_code == got.status_code == 200, (path, head.status_code)
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.content))
+    # authenticated and refused as the GET is
+    unauthenticated = await http.head("/v2/nvcf/functions")
+    assert unauthenticated.status_code == 401 and unauthenticated.content == b""
+    unknown = await admin_client.head("/v2/nvcf/functions/00000000-0000-0000-0000-000000000000/versions")
+    assert unknown.status_code == 404
+    # not where there is no GET
+    post_only = await admin_client.head("/token")
+    assert post_only.status_code == 405 and post_only.headers["allow"] == "POST"
 
 
 async def test_a_400_naming_a_field_names_its_rule(admin_client: httpx.AsyncClient) -> None:
