@@ -17,7 +17,7 @@ from compute_support import REPO, STUBBORN, make_assignment
 
 from fnplane.compute.backends.base import request_root
 from fnplane.compute.backends.local import LocalProcessBackend
-from fnplane.compute.backends.processes import AGENT_MARKER, INSTANCE_MARKER, marked_processes
+from fnplane.compute.backends.processes import AGENT_MARKER, INSTANCE_MARKER, ROLE_MARKER, marked_processes
 from fnplane.compute.backends.sandbox import BubblewrapSandbox, SandboxError, select_sandbox
 
 # prints its environment's FNPLANE_ names, then "up"; on SIGTERM prints "got SIGTERM" and exits 0
@@ -101,6 +101,30 @@ async def test_markers_stay_on_bwrap_and_the_function_serves_from_its_namespace(
     finally:
         await backend.stop(assignment.instance_id)
     assert not root.exists()
+
+
+async def test_the_tenant_environment_reaches_only_the_command_inside(tmp_path: Path) -> None:
+    """bwrap runs on the host before any namespace exists: a tenant's LD_PRELOAD in its environment
+    would run tenant code there, as the agent's user. Nor may a secret sit on bwrap's command line."""
+    backend = _backend(tmp_path)
+    secret = "s3cret-" + os.urandom(4).hex()
+    environment = {"LD_PRELOAD": str(tmp_path / "missing.so"), "TENANT_SECRET": secret}
+    assignment = make_assignment(f'{sys.executable} -c "{_GRACEFUL}"', containerEnvironment=environment)
+    handle = await backend.start(assignment)
+    try:
+        await _until_logged(backend, assignment.instance_id, "up")
+        assert handle.pid is not None
+        outer = psutil.Process(handle.pid)
+        assert set(outer.environ()) <= {"PATH", AGENT_MARKER, INSTANCE_MARKER, ROLE_MARKER}
+        assert secret not in " ".join(outer.cmdline())
+        [init] = outer.children()
+        [command] = init.children()
+        inside = command.environ()
+        assert inside["TENANT_SECRET"] == secret and inside["LD_PRELOAD"].endswith("missing.so")
+        assert inside["HOME"] == "/home/function" and inside["PORT"] == str(handle.port)
+        assert not [name for name in inside if name.startswith("FNPLANE_")]
+    finally:
+        await backend.stop(assignment.instance_id)
 
 
 async def test_stop_gives_the_function_its_sigterm_inside_and_leaves_nothing(tmp_path: Path) -> None:

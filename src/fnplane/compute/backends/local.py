@@ -37,9 +37,6 @@ from fnplane.compute.backends.base import (
     separate_health_port,
 )
 from fnplane.compute.backends.processes import (
-    AGENT_MARKER,
-    INSTANCE_MARKER,
-    ROLE_MARKER,
     ProcessTable,
     RotatingLog,
     follow_lines,
@@ -227,6 +224,7 @@ class LocalProcessBackend(InstanceBackend):
         argv = build_argv(assignment.container_args, env)
         instance.stderr.clear()
         instance.stderr_bytes = 0
+        args_fd: int | None = None
         try:
             root = await asyncio.to_thread(self._make_request_root, assignment.instance_id)
             if self.sandbox is not None:
@@ -240,15 +238,26 @@ class LocalProcessBackend(InstanceBackend):
                     shared=self.shared_paths,
                     hidden=[self.state_dir, *self.hidden_paths],
                 )
-                argv = self.sandbox.wrap(argv, mounts, unset=(AGENT_MARKER, INSTANCE_MARKER, ROLE_MARKER))
+                command = self.sandbox.wrap(argv, mounts, env)
+                argv, args_fd = command.argv, command.args_fd
+                # bwrap itself runs on the host: nothing of the tenant's in its own environment
+                env = {"PATH": os.environ.get("PATH", _DEFAULT_PATH)}
             process = await self.table.spawn(
-                assignment.instance_id, "function", argv, env=env, cwd=self.workdir
+                assignment.instance_id,
+                "function",
+                argv,
+                env=env,
+                cwd=self.workdir,
+                pass_fds=() if args_fd is None else (args_fd,),
             )
         except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
             message = f"cannot start {argv[0]!r}: {error.strerror or error}"
             instance.log.write(f"[fnplane] {message}\n".encode())
             self._remember_stderr(instance, message.encode())
             raise BackendError(message) from error
+        finally:
+            if args_fd is not None:
+                os.close(args_fd)
         instance.process = process
         instance.handle.pid = process.pid
         assert process.stdout is not None and process.stderr is not None

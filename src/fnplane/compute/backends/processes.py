@@ -185,6 +185,7 @@ class ProcessTable:
         stdout: int | None = asyncio.subprocess.PIPE,
         stderr: int | None = asyncio.subprocess.PIPE,
         stdin: int | None = asyncio.subprocess.DEVNULL,
+        pass_fds: Sequence[int] = (),
     ) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -194,6 +195,7 @@ class ProcessTable:
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
         try:
             create_time = psutil.Process(process.pid).create_time()

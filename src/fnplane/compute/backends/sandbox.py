@@ -16,11 +16,17 @@ A function is code the platform did not write. `BubblewrapSandbox.wrap()` turns 
   of one), no capabilities, a new session (no terminal to inject into), and death with its parent;
 * the host's network (the worker calls it on 127.0.0.1, on `$PORT` and its health check on `$HEALTH_PORT`).
 
-The process-marker variables the agent uses to find its processes after a restart (processes.py) stay
-on the outer bwrap process: the command's environment has them removed (`--unsetenv`), so a function
-sees no `FNPLANE_*` variable. A stop gives the function its SIGTERM and grace period inside the
-sandbox (`terminate_inside`), then the process group of bwrap is stopped, which ends the namespace:
-when its first process dies, the kernel kills every process in it.
+The function's environment never becomes bwrap's own: bwrap starts on the host, as the agent's user,
+before any namespace exists, so a variable the dynamic loader reads (`LD_PRELOAD`, `LD_LIBRARY_PATH`,
+`GCONV_PATH`, ...) would run the tenant's code there. bwrap gets only the agent's `PATH` and the
+process markers; the command's environment is set inside (`--clearenv`, then `--setenv`), from
+arguments read from a memfd (`--args`), so values (secrets) are not on bwrap's world-readable command
+line either. The process-marker variables the agent uses to find its processes after a restart
+(processes.py) stay on the outer bwrap process: a function sees no `FNPLANE_*` variable.
+
+A stop gives the function its SIGTERM and grace period inside the sandbox (`terminate_inside`), then
+the process group of bwrap is stopped, which ends the namespace: when its first process dies, the
+kernel kills every process in it.
 
 `select_sandbox(mode)` picks the sandbox of a setting (`auto` | `bubblewrap` | `none`); `auto` probes
 bwrap once and falls back to none, which the platform then reports (a warning at start, `/health`
@@ -37,7 +43,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +89,25 @@ class SandboxMounts:
     hidden: list[Path] = field(default_factory=list)
 
 
+@dataclass
+class SandboxedCommand:
+    """bwrap's command line, and the memfd holding the rest of its arguments (the environment of the
+    command inside), which the child inherits and the caller closes once it started."""
+
+    argv: list[str]
+    args_fd: int
+
+
+def _memfd_of(args: Sequence[str]) -> int:
+    """A memfd holding `args` NUL-separated, read from its start (bwrap's `--args FD`)."""
+    fd = os.memfd_create("fnplane-sandbox-args")  # close-on-exec: passed to bwrap alone (pass_fds)
+    data = memoryview(b"".join(arg.encode() + b"\0" for arg in args))
+    while data:
+        data = data[os.write(fd, data) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
 class BubblewrapSandbox:
     """`bwrap` around a function's command line; `isolation` names it in /health."""
 
@@ -92,10 +117,16 @@ class BubblewrapSandbox:
         self.executable = executable
         self.tmpfs_bytes = tmpfs_bytes
 
-    def wrap(self, argv: Sequence[str], mounts: SandboxMounts, unset: Iterable[str]) -> list[str]:
-        """The bwrap command line that runs `argv` in the sandbox; `unset`: variables it must not see."""
+    def wrap(self, argv: Sequence[str], mounts: SandboxMounts, env: Mapping[str, str]) -> SandboxedCommand:
+        """The bwrap command line that runs `argv` in the sandbox with exactly the environment `env`."""
+        settings = ["--clearenv"]
+        for name, value in env.items():
+            settings += ["--setenv", name, value]
+        args_fd = _memfd_of(settings)
         args = [
             self.executable,
+            "--args",
+            str(args_fd),
             "--die-with-parent",
             "--new-session",
             "--unshare-pid",
@@ -129,9 +160,7 @@ class BubblewrapSandbox:
         for path in mounts.writable:
             args += ["--bind", str(path), str(path)]
         args += ["--chdir", str(mounts.workdir)]
-        for name in unset:
-            args += ["--unsetenv", name]
-        return [*args, "--", *argv]
+        return SandboxedCommand([*args, "--", *argv], args_fd)
 
     async def terminate_inside(self, process: asyncio.subprocess.Process, grace_s: float) -> None:
         """SIGTERM the function's processes inside the sandbox, and wait up to `grace_s` for it to end.
@@ -159,11 +188,19 @@ class BubblewrapSandbox:
 
     def probe(self) -> str | None:
         """Why bwrap cannot build a sandbox here (None: it can), from a real run of `true`."""
-        argv = self.wrap(["true"], SandboxMounts(workdir=Path("/")), ())
+        command = self.wrap(["true"], SandboxMounts(workdir=Path("/")), {})
         try:
-            done = subprocess.run(argv, capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False)
+            done = subprocess.run(
+                command.argv,
+                capture_output=True,
+                timeout=_PROBE_TIMEOUT_S,
+                check=False,
+                pass_fds=(command.args_fd,),
+            )
         except (OSError, subprocess.TimeoutExpired) as error:
             return f"{self.executable} does not run: {error}"
+        finally:
+            os.close(command.args_fd)
         if done.returncode != 0:
             return done.stderr.decode("utf-8", "replace").strip() or f"exit code {done.returncode}"
         return None
