@@ -13,7 +13,7 @@
           │                     (a replica without the lease passes a wake on through `wake_peers`)
           ├── access_authority  ControlAccessAuthority: what the gateway asks per request
           ├── functions, deployments, clusters, instances, authorizations, secrets, instance_logs,
-          │   registry_credentials
+          │   registry_credentials, telemetries
           └── autoscaler        Autoscaler(deployments): scaling cycles, metrics, wake-from-zero
 
 Every part gets its collaborators through its constructor; nothing is looked up later. Routes reach
@@ -44,6 +44,7 @@ from fnplane.control.services.notify import ClusterNotifier, NotifyClusterChange
 from fnplane.control.services.registry_credentials import RegistryCredentialService
 from fnplane.control.services.secret_box import SecretBox
 from fnplane.control.services.secrets import SecretService
+from fnplane.control.services.telemetries import TelemetryService
 from fnplane.control.settings import ControlSettings
 
 
@@ -63,6 +64,7 @@ class ControlComponents:
     authorizations: AuthorizationService
     secrets: SecretService
     registry_credentials: RegistryCredentialService
+    telemetries: TelemetryService
     instance_logs: InstanceLogService
     autoscaler: Autoscaler
 
@@ -125,6 +127,7 @@ def create_components(
         registry_credentials=RegistryCredentialService(
             database, secret_box, auth.accounts, settings.recognized_registries
         ),
+        telemetries=TelemetryService(database, secret_box, auth.accounts),
         instance_logs=InstanceLogService(database, nats),
         autoscaler=Autoscaler(
             database,
@@ -180,6 +183,10 @@ def secret_service(request: Request) -> SecretService:
 
 def registry_credential_service(request: Request) -> RegistryCredentialService:
     return control_components(request).registry_credentials
+
+
+def telemetry_service(request: Request) -> TelemetryService:
+    return control_components(request).telemetries
 
 
 def instance_log_service(request: Request) -> InstanceLogService:

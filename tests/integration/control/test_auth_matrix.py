@@ -48,6 +48,7 @@ RESOURCE_PARAMS = {
     "instanceId",
     "key_id",
     "client_id",
+    "telemetryId",
 }
 # Path parameters that are not tenant-owned (super-admin account and client ids, agent cluster names).
 SHARED_PARAMS = {"nca_id", "clientId", "clusterName"}
@@ -105,6 +106,10 @@ def _bodies(world: dict[str, str]) -> dict[tuple[str, str], Any]:
         },
         ("POST", "/v2/nvcf/registry-credentials"): _registry_credential("matrix-post"),
         ("PATCH", "/v2/nvcf/registry-credentials/{registryCredentialId}"): {"artifactTypeEnums": ["HELM"]},
+        ("POST", "/v2/nvcf/telemetries"): _telemetry("matrix-post"),
+        ("PUT", "/v2/nvcf/secrets/telemetries/{telemetryId}"): {
+            "secret": {"name": "matrix-telemetry", "value": "new-token"}
+        },
     }
 
 
@@ -114,6 +119,16 @@ def _registry_credential(name: str) -> dict[str, Any]:
         "registryHostname": "nvcr.io",
         "secret": {"name": name, "value": login},
         "artifactTypes": ["CONTAINER"],
+    }
+
+
+def _telemetry(name: str) -> dict[str, Any]:
+    return {
+        "endpoint": "https://otel.example.com:4318",
+        "protocol": "HTTP",
+        "provider": "OTEL_COLLECTOR",
+        "types": ["LOGS"],
+        "secret": {"name": name, "value": "token"},
     }
 
 
@@ -145,7 +160,14 @@ async def _world(admin: httpx.AsyncClient, auth: AuthComponents, index: int) -> 
         )
         assert response.status_code == 200, response.text
         held = [response.json()["registryCredential"]]
+    # likewise one telemetry (a successful DELETE removes it)
+    telemetries = (await admin.get("/v2/nvcf/telemetries")).json()["telemetries"]
+    if not telemetries:
+        response = await admin.post("/v2/nvcf/telemetries", json=_telemetry(f"matrix-{index}"))
+        assert response.status_code == 200, response.text
+        telemetries = [response.json()["telemetry"]]
     return {
+        "telemetryId": telemetries[0]["telemetryId"],
         "registryCredentialId": held[0]["registryCredentialId"],
         "functionId": fn["id"],
         "functionVersionId": fn["versionId"],

@@ -16,6 +16,7 @@ from fnplane.control.auth.revocation import Revoker
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.accounts import AccountRecord, AccountRepository
 from fnplane.control.db.repositories.clients import ClientRecord, ClientRepository
+from fnplane.control.services.telemetries import details as telemetry_details
 from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ConflictError, NotFoundError
 from fnplane.shared.models.auth import (
@@ -122,7 +123,7 @@ class AccountService:
             nca_id=record.nca_id,
             client_ids=await self._accounts.client_ids(nca_id),
             name=record.name,
-            telemetries=[],
+            telemetries=[telemetry_details(r) for r in await self._accounts.telemetries(nca_id)],
             registry_credentials=[],
             max_functions_allowed=record.max_functions_allowed,
             max_tasks_allowed=record.max_tasks_allowed,

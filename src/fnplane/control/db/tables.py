@@ -100,6 +100,27 @@ registry_credentials = Table(
     UniqueConstraint("nca_id", "name", "hostname", name="uq_registry_credentials_name_host"),
 )
 
+# An account's telemetry endpoints (nvcf-api.md 1.10); the secret is sealed (SecretBox). Names are unique
+# in an account; function versions refer to rows by id (function_versions.telemetries).
+telemetries = Table(
+    "telemetries",
+    metadata,
+    Column("telemetry_id", String(36), primary_key=True),
+    Column(
+        "nca_id", String(64), ForeignKey("accounts.nca_id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("name", String(48), nullable=False),
+    Column("endpoint", String(2048), nullable=False),
+    Column("protocol", String(16), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("types", JSON, nullable=False),
+    # {"name": "telemetry", "sealed": "aesgcm1:..."}
+    Column("secret", JSON, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    UniqueConstraint("nca_id", "name", name="uq_telemetries_name"),
+)
+
 signing_keys = Table(
     "signing_keys",
     metadata,

@@ -30,4 +30,5 @@ ROUTE_MODULES: list[str] = [
     "scaling",
     "secrets",
     "registry_credentials",
+    "telemetries",
 ]

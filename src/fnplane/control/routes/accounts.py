@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v2/nvcf/accounts", tags=["accounts"])
 
 
 def _account(dto: AccountDto) -> JSONResponse:
-    return JSONResponse({"account": dto.model_dump(by_alias=True, exclude_none=True)})
+    return JSONResponse({"account": dto.model_dump(by_alias=True, exclude_none=True, mode="json")})
 
 
 @router.post("/{nca_id}", summary="Create an account", responses=problems(409))

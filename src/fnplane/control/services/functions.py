@@ -22,6 +22,7 @@ from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services import instances as instances_service
 from fnplane.control.services.notify import ClusterNotifier
 from fnplane.control.services.secret_box import SecretBox
+from fnplane.control.services.telemetries import require_telemetries
 from fnplane.control.services.visibility import (
     SeenVersion,
     function_not_found,
@@ -269,6 +270,7 @@ class FunctionService:
                     f"Account '{principal.nca_id}' already has the maximum number of functions "
                     f"({account.max_functions_allowed})"
                 )
+            await require_telemetries(conn, principal.nca_id, request.telemetries)
             values = _version_values(request, function_id, version_id, principal.nca_id, self._box)
             await functions_repo.insert_function(
                 conn, function_id, principal.nca_id, request.name, values["created_at"]
@@ -306,6 +308,7 @@ class FunctionService:
                     field="functionType",
                     rule="same LLM-ness as the existing versions",
                 )
+            await require_telemetries(conn, principal.nca_id, request.telemetries)
             await functions_repo.insert_version(
                 conn, _version_values(request, function_id, version_id, principal.nca_id, self._box)
             )

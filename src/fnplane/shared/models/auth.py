@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from fnplane.shared.models.telemetries import TelemetryDto
 from fnplane.shared.models.wire import Int32, documented_string
 from fnplane.shared.scopes import ADMIN_SCOPES
 
@@ -165,7 +166,7 @@ class AccountDto(CamelModel):
     admin_client_ids: list[str] | None = None
     client_ids: list[str] | None = None
     name: str
-    telemetries: list[dict[str, Any]] | None = None
+    telemetries: list[TelemetryDto] | None = None
     registry_credentials: list[dict[str, Any]] | None = None
     max_functions_allowed: int
     max_tasks_allowed: int

@@ -10,7 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fnplane.control.db import tables
+from fnplane.control.db.repositories import telemetries as telemetries_repo
 from fnplane.control.db.repositories._time import now_utc, utc
+from fnplane.control.db.repositories.telemetries import TelemetryRecord
 from fnplane.shared.errors import ConflictError
 
 
@@ -128,3 +130,7 @@ class AccountRepository:
         async with self._engine.connect() as conn:
             query = select(tables.clients.c.client_id).where(tables.clients.c.nca_id == nca_id)
             return sorted(r[0] for r in (await conn.execute(query)).all())
+
+    async def telemetries(self, nca_id: str) -> list[TelemetryRecord]:
+        async with self._engine.connect() as conn:
+            return await telemetries_repo.list_telemetries(conn, nca_id)

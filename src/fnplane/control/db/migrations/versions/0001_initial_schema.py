@@ -150,6 +150,27 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_registry_credentials_nca_id"), ["nca_id"], unique=False)
 
     op.create_table(
+        "telemetries",
+        sa.Column("telemetry_id", sa.String(length=36), nullable=False),
+        sa.Column("nca_id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=48), nullable=False),
+        sa.Column("endpoint", sa.String(length=2048), nullable=False),
+        sa.Column("protocol", sa.String(length=16), nullable=False),
+        sa.Column("provider", sa.String(length=32), nullable=False),
+        sa.Column("types", sa.JSON(), nullable=False),
+        sa.Column("secret", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["nca_id"], ["accounts.nca_id"], name=op.f("fk_telemetries_nca_id_accounts"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("telemetry_id", name=op.f("pk_telemetries")),
+        sa.UniqueConstraint("nca_id", "name", name="uq_telemetries_name"),
+    )
+    with op.batch_alter_table("telemetries", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_telemetries_nca_id"), ["nca_id"], unique=False)
+
+    op.create_table(
         "authorized_parties",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("function_id", sa.String(length=36), nullable=False),
@@ -277,6 +298,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_authorized_parties_function_id"))
 
     op.drop_table("authorized_parties")
+    with op.batch_alter_table("telemetries", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_telemetries_nca_id"))
+
+    op.drop_table("telemetries")
     with op.batch_alter_table("registry_credentials", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_registry_credentials_nca_id"))
 
