@@ -27,6 +27,7 @@ from fnplane.control.autoscaler import AutoscalerSettings, SharePeers
 from fnplane.control.components import ControlComponents, create_components
 from fnplane.control.content_type import JsonBodyMiddleware
 from fnplane.control.db.repositories.transactions import Engine
+from fnplane.control.field_paths import field_and_rule
 from fnplane.control.finite_json import FiniteJsonMiddleware
 from fnplane.control.head import HeadAsGetMiddleware
 from fnplane.control.openapi import document_problems
@@ -52,11 +53,6 @@ class ProblemResponse(JSONResponse):
     media_type = PROBLEM_CONTENT_TYPE
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
-
-
 def install_problem_handlers(app: FastAPI) -> None:
     """Map every error to a problem document through the one table (`fnplane.shared.problems`)."""
 
@@ -71,13 +67,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> ProblemResponse:
-        first = error.errors()[0] if error.errors() else {}
-        if first.get("type") == "json_invalid":
-            # the loc of a JSON syntax error is the character offset, not a field
-            field, rule = "body", f"must be valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
-        else:
-            field = _field_path(tuple(first.get("loc", ())))
-            rule = str(first.get("msg", "invalid value"))
+        field, rule = field_and_rule(error.errors(), error.body)
         detail = f"Validation failed: field '{field}': {rule}"
         return _domain_problem(request, BadRequestError(detail, field=field, rule=rule))
 

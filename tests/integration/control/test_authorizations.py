@@ -109,6 +109,23 @@ async def test_sharing_validation(make_client: Any, case: str, body: dict[str, A
         assert response.json()["detail"] == "Only NVIDIA Super Admin can make a function public"
 
 
+@pytest.mark.parametrize(
+    ("parties_body", "field"),
+    [
+        ([{"ncaId": "a"}, {"ncaId": "b"}, {"ncaId": "a"}], "authorizedParties.2.ncaId"),
+        ([{"ncaId": "a", "clientId": "c"}, {"ncaId": "b", "clientId": "c"}], "authorizedParties.1.clientId"),
+        ([{"ncaId": "a"}, {"ncaId": " "}], "authorizedParties.1.ncaId"),
+    ],
+)
+async def test_a_rule_over_the_list_names_the_entry_that_breaks_it(
+    admin_client: httpx.AsyncClient, parties_body: list[dict[str, str]], field: str
+) -> None:
+    fn = await create_function(admin_client, name="entries")
+    response = await admin_client.post(f"{BASE}/{fn['id']}", json={"authorizedParties": parties_body})
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == field
+
+
 async def test_public_function_rules(make_client: Any) -> None:
     # a credential with account_setup (super admin) may make a function public; an account admin may not
     root = await make_client(None)

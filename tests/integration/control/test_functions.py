@@ -83,6 +83,18 @@ async def test_unknown_fields_are_ignored(admin_client: httpx.AsyncClient) -> No
 
 
 async def test_all_fields_round_trip(admin_client: httpx.AsyncClient) -> None:
+    logs = await admin_client.post(
+        "/v2/nvcf/telemetries",
+        json={
+            "endpoint": "https://logs.example.com",
+            "protocol": "HTTP",
+            "provider": "SPLUNK",
+            "types": ["LOGS"],
+            "secret": {"name": "splunk", "value": "token"},
+        },
+    )
+    assert logs.status_code == 200, logs.text
+    logs_id = logs.json()["telemetry"]["telemetryId"]
     fn = await create_function(
         admin_client,
         name="full",
@@ -93,9 +105,10 @@ async def test_all_fields_round_trip(admin_client: httpx.AsyncClient) -> None:
         rateLimit={"rateLimit": "10-M,5-S", "exemptedNcaIds": ["other"], "syncCheck": True},
         models=[{"name": "m", "version": "1", "uri": "ngc://m"}],
         resources=[{"name": "r", "version": "1", "uri": "ngc://r"}],
-        telemetries={"logsTelemetryId": "7b1c2f3e-1111-4222-8333-444455556666"},
+        telemetries={"logsTelemetryId": logs_id},
     )
     assert fn["description"] == "a full function"
+    assert fn["telemetries"] == {"logsTelemetryId": logs_id}
     assert fn["tags"] == ["team:ml", "tier=1"]  # a set on the wire
     assert fn["containerEnvironment"] == [{"key": "MODE", "value": "fast"}]
     assert fn["rateLimit"]["rateLimit"] == "10-M,5-S"
@@ -133,11 +146,11 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("tag too long", {"tags": ["a" * 129]}, "tags"),
     ("tag regex", {"tags": ["no spaces"]}, "tags"),
     ("description too long", {"description": "d" * 257}, "description"),
-    ("image and chart", {"helmChart": "oci://c", "helmChartServiceName": "svc"}, "body"),
+    ("image and chart", {"helmChart": "oci://c", "helmChartServiceName": "svc"}, "helmChart"),
     (
         "chart without service",
         {"containerImage": None, "containerArgs": None, "helmChart": "oci://c"},
-        "body",
+        "helmChartServiceName",
     ),
     ("duplicate secrets", {"secrets": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}, "secrets"),
     ("secret name regex", {"secrets": [{"name": "-x", "value": "1"}]}, "secrets.0.name"),
@@ -147,7 +160,6 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("rate limit regex", {"rateLimit": {"rateLimit": "10-X"}}, "rateLimit.rateLimit"),
     ("rate limit repeated unit", {"rateLimit": {"rateLimit": "10-S,5-S"}}, "rateLimit.rateLimit"),
     ("rate limit empty", {"rateLimit": {"syncCheck": True}}, "rateLimit"),
-    ("exempted without global", {"rateLimit": {"perUserRate": "1-S", "exemptedNcaIds": ["a"]}}, "rateLimit"),
     ("bad enum", {"functionType": "BATCH"}, "functionType"),
     (
         "bad health protocol",
@@ -167,8 +179,25 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("health port zero", {"health": {**HEALTH, "port": 0}}, "health.port"),
     ("health port above 65535", {"health": {**HEALTH, "port": 65536}}, "health.port"),
     ("health port not a number", {"health": {**HEALTH, "port": "http"}}, "health.port"),
-    ("LLM without models", {"functionType": "LLM"}, "body"),
-    ("model without version", {"models": [{"name": "m", "uri": "u"}]}, "body"),
+    ("LLM without models", {"functionType": "LLM"}, "models"),
+    ("model without version", {"models": [{"name": "m", "uri": "u"}]}, "models.0.version"),
+    ("model without uri", {"models": [{"name": "m", "version": "1"}]}, "models.0.uri"),
+    (
+        "LLM model without uris",
+        {"functionType": "LLM", "models": [{"name": "m", "llmConfig": {"uris": []}}]},
+        "models.0.llmConfig.uris",
+    ),
+    (
+        "exempted without global",
+        {"rateLimit": {"perUserRate": "1-S", "exemptedNcaIds": ["a"]}},
+        "rateLimit.exemptedNcaIds",
+    ),
+    ("secret value neither string nor object", {"secrets": [{"name": "A", "value": 5}]}, "secrets.0.value"),
+    (
+        "second secret's name",
+        {"secrets": [{"name": "A", "value": "1"}, {"name": "-x", "value": "1"}]},
+        "secrets.1.name",
+    ),
     ("telemetries empty", {"telemetries": {}}, "telemetries"),
     ("inferencePort zero", {"inferencePort": 0}, "inferencePort"),
     ("inferencePort a boolean", {"inferencePort": True}, "inferencePort"),
@@ -202,7 +231,16 @@ async def test_create_validation_rules(
     assert problem["status"] == 400 and problem["title"] == "Bad Request"
     assert problem["instance"] == "/v2/nvcf/functions"
     assert problem["field"] == field
-    assert field.split(".")[0] in problem["detail"] or field == "body"
+    assert f"field '{field}'" in problem["detail"]
+
+
+async def test_a_union_names_its_field_once_with_every_rule(admin_client: httpx.AsyncClient) -> None:
+    """A secret's value is a string or an object: a number breaks both, at `secrets.0.value` (not at
+    pydantic's `secrets.0.value.str`), and the problem says both."""
+    body = function_body("union", secrets=[{"name": "A", "value": 5}])
+    problem = (await admin_client.post("/v2/nvcf/functions", json=body)).json()
+    assert problem["field"] == "secrets.0.value"
+    assert "valid string" in problem["rule"] and " or " in problem["rule"] and "dictionary" in problem["rule"]
 
 
 @pytest.mark.parametrize("value", PATHS_THAT_ARE_NOT_ABSOLUTE)

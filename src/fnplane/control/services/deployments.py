@@ -208,12 +208,12 @@ class DeploymentService:
                 if not helm and (spec.configuration is not None or spec.helm_validation_policy is not None):
                     field = "configuration" if spec.configuration is not None else "helmValidationPolicy"
                     raise BadRequestError(
-                        f"Validation failed: field 'deploymentSpecifications[{index}].{field}': "
+                        f"Validation failed: field 'deploymentSpecifications.{index}.{field}': "
                         "only allowed for helm-chart functions",
                         field=f"deploymentSpecifications.{index}.{field}",
                         rule="helm functions only",
                     )
-                resolved = placement.resolve(clusters, spec)
+                resolved = placement.resolve(clusters, spec, at=f"deploymentSpecifications.{index}")
                 record = GpuSpecRecord(
                     gpu_specification_id=str(uuid.uuid4()),
                     deployment_id=deployment.deployment_id,
@@ -352,7 +352,7 @@ class DeploymentService:
                     spec = by_id[update.gpu_specification_id]
                 else:
                     raise BadRequestError(
-                        f"Validation failed: field 'deploymentSpecifications[{index}].gpuSpecificationId': "
+                        f"Validation failed: field 'deploymentSpecifications.{index}.gpuSpecificationId': "
                         "must name a GPU specification of this deployment",
                         field=f"deploymentSpecifications.{index}.gpuSpecificationId",
                         rule="must name a GPU specification of this deployment",

@@ -46,8 +46,9 @@ def _instance_type(pool: dict, name: str) -> dict | None:
     return next((t for t in types if str(t["name"]).lower() == name.strip().lower()), None)
 
 
-def resolve(clusters: list[ClusterRow], spec: GpuSpecificationRequest) -> ResolvedSpec:
-    """Check gpu / instanceType / backend / clusters against the inventory; 400 naming the field."""
+def resolve(clusters: list[ClusterRow], spec: GpuSpecificationRequest, *, at: str) -> ResolvedSpec:
+    """Check gpu / instanceType / backend / clusters against the inventory; 400 naming the field, within
+    the body at `at` (`deploymentSpecifications.0`)."""
     if not clusters:
         raise BadRequestError("No cluster groups are available: register a cluster (start an agent) first")
     candidates = clusters
@@ -57,9 +58,9 @@ def resolve(clusters: list[ClusterRow], spec: GpuSpecificationRequest) -> Resolv
         if not candidates:
             groups = ", ".join(sorted({c.group_name for c in clusters}))
             raise BadRequestError(
-                f"Validation failed: field 'backend': unknown cluster group '{spec.backend}' "
+                f"Validation failed: field '{at}.backend': unknown cluster group '{spec.backend}' "
                 f"(known: {groups})",
-                field="backend",
+                field=f"{at}.backend",
                 rule="must name a cluster group",
             )
         backend = candidates[0].group_name
@@ -69,16 +70,16 @@ def resolve(clusters: list[ClusterRow], spec: GpuSpecificationRequest) -> Resolv
         missing = wanted - {c.name.lower() for c in candidates}
         if missing:
             raise BadRequestError(
-                f"Validation failed: field 'clusters': unknown cluster(s) {', '.join(sorted(missing))}",
-                field="clusters",
+                f"Validation failed: field '{at}.clusters': unknown cluster(s) {', '.join(sorted(missing))}",
+                field=f"{at}.clusters",
                 rule="must name registered clusters",
             )
     with_gpu = [(c, pool) for c in candidates for pool in _pools(c, spec.gpu)]
     if not with_gpu:
         raise BadRequestError(
-            f"Validation failed: field 'gpu': GPU '{spec.gpu}' is not available"
+            f"Validation failed: field '{at}.gpu': GPU '{spec.gpu}' is not available"
             + (f" in cluster group '{backend}'" if backend else ""),
-            field="gpu",
+            field=f"{at}.gpu",
             rule="must be a GPU of the registered clusters",
         )
     for _, pool in with_gpu:
@@ -91,9 +92,9 @@ def resolve(clusters: list[ClusterRow], spec: GpuSpecificationRequest) -> Resolv
                 gpu_count=int(instance_type.get("gpuCount", 1)),
             )
     raise BadRequestError(
-        f"Validation failed: field 'instanceType': instance type '{spec.instance_type}' is not available "
-        f"for GPU '{spec.gpu}'",
-        field="instanceType",
+        f"Validation failed: field '{at}.instanceType': instance type '{spec.instance_type}' is not "
+        f"available for GPU '{spec.gpu}'",
+        field=f"{at}.instanceType",
         rule="must be an instance type of that GPU",
     )
 

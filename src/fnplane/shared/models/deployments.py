@@ -43,9 +43,9 @@ class StickinessDto(ApiModel):
     @model_validator(mode="after")
     def _bounds(self) -> StickinessDto:
         if duration_seconds(self.size) > 3600:
-            raise invalid("stickiness.size must be at most PT1H")
+            raise invalid("stickiness.size must be at most PT1H", field="size")
         if duration_seconds(self.threshold) >= duration_seconds(self.size):
-            raise invalid("stickiness.threshold must be shorter than stickiness.size")
+            raise invalid("stickiness.threshold must be shorter than stickiness.size", field="threshold")
         return self
 
 
@@ -63,9 +63,9 @@ class AutoscalingConfigurationDto(ApiModel):
     @model_validator(mode="after")
     def _factors(self) -> AutoscalingConfigurationDto:
         if self.scale_up_details and self.scale_up_details.factor <= 1.0:
-            raise invalid("scaleUpDetails.factor must be greater than 1.0")
+            raise invalid("scaleUpDetails.factor must be greater than 1.0", field="scaleUpDetails.factor")
         if self.scale_down_details and self.scale_down_details.factor >= 1.0:
-            raise invalid("scaleDownDetails.factor must be less than 1.0")
+            raise invalid("scaleDownDetails.factor must be less than 1.0", field="scaleDownDetails.factor")
         return self
 
 
@@ -114,9 +114,9 @@ class GpuSpecificationRequest(ApiModel):
     @model_validator(mode="after")
     def _rules(self) -> GpuSpecificationRequest:
         if self.min_instances > self.max_instances:
-            raise invalid(MIN_MAX_RULE)
+            raise invalid(MIN_MAX_RULE, field="minInstances")
         if self.backend and self.clusters:
-            raise invalid("backend and clusters are mutually exclusive")
+            raise invalid("backend and clusters are mutually exclusive", field="clusters")
         return self
 
 
@@ -159,7 +159,7 @@ class LegacyGpuSpecificationUpdate(ApiModel):
     @model_validator(mode="after")
     def _rules(self) -> LegacyGpuSpecificationUpdate:
         if self.min_instances > self.max_instances:
-            raise invalid(MIN_MAX_RULE)
+            raise invalid(MIN_MAX_RULE, field="minInstances")
         return self
 
 
@@ -239,14 +239,21 @@ class AuthorizedPartiesRequest(ApiModel):
 
     @model_validator(mode="after")
     def _unique(self) -> AuthorizedPartiesRequest:
-        nca_ids = [party.nca_id for party in self.authorized_parties]
-        if len(nca_ids) != len(set(nca_ids)):
-            raise invalid("authorizedParties ncaId values must be unique")
+        seen: set[str] = set()
+        for index, party in enumerate(self.authorized_parties):
+            if party.nca_id in seen:
+                raise invalid(
+                    "authorizedParties ncaId values must be unique", field=f"authorizedParties.{index}.ncaId"
+                )
+            seen.add(party.nca_id)
         owner_of_client: dict[str, str] = {}
-        for party in self.authorized_parties:
+        for index, party in enumerate(self.authorized_parties):
             if party.client_id is not None:
                 if owner_of_client.setdefault(party.client_id, party.nca_id) != party.nca_id:
-                    raise invalid("each clientId must map to exactly one ncaId")
+                    raise invalid(
+                        "each clientId must map to exactly one ncaId",
+                        field=f"authorizedParties.{index}.clientId",
+                    )
         return self
 
 

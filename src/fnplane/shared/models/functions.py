@@ -225,10 +225,13 @@ class RateLimitDto(ApiModel):
         if not (self.rate_limit or self.per_nca_id_rate or self.per_user_rate):
             raise invalid("at least one of rateLimit, perNcaIdRate, perUserRate is required")
         if self.exempted_nca_ids and not self.rate_limit:
-            raise invalid("exemptedNcaIds is only allowed with a global rateLimit")
+            raise invalid("exemptedNcaIds is only allowed with a global rateLimit", field="exemptedNcaIds")
         overlap = set(self.exempted_nca_ids or ()) & set(self.per_nca_id_rate or {})
         if overlap:
-            raise invalid(f"perNcaIdRate keys must not also be exempted: {', '.join(sorted(overlap))}")
+            raise invalid(
+                f"perNcaIdRate keys must not also be exempted: {', '.join(sorted(overlap))}",
+                field="perNcaIdRate",
+            )
         return self
 
 
@@ -278,7 +281,9 @@ class PriorityDto(ApiModel):
     @model_validator(mode="after")
     def _default_needed(self) -> PriorityDto:
         if self.per_account_priority and self.default_priority is None:
-            raise invalid("defaultPriority is required when perAccountPriority is not empty")
+            raise invalid(
+                "defaultPriority is required when perAccountPriority is not empty", field="defaultPriority"
+            )
         return self
 
 
@@ -361,23 +366,37 @@ class CreateFunctionRequest(ApiModel):
     @model_validator(mode="after")
     def _rules(self) -> CreateFunctionRequest:
         if self.helm_chart and self.container_image:
-            raise invalid("containerImage and helmChart are mutually exclusive")
+            raise invalid("containerImage and helmChart are mutually exclusive", field="helmChart")
         if bool(self.helm_chart) != bool(self.helm_chart_service_name):
-            raise invalid("helmChart and helmChartServiceName must be given together")
+            raise invalid(
+                "helmChart and helmChartServiceName must be given together",
+                field="helmChartServiceName" if self.helm_chart else "helmChart",
+            )
         if self.helm_chart and (self.container_args or self.container_environment):
-            raise invalid("a helmChart function must not set containerArgs or containerEnvironment")
+            raise invalid(
+                "a helmChart function must not set containerArgs or containerEnvironment",
+                field="containerArgs" if self.container_args else "containerEnvironment",
+            )
         if self.function_type == FunctionType.LLM:
             if not self.models:
-                raise invalid("an LLM function requires models")
-            for model in self.models:
+                raise invalid("an LLM function requires models", field="models")
+            for index, model in enumerate(self.models):
                 if not (model.llm_config and model.llm_config.uris):
-                    raise invalid(f"model {model.name}: llmConfig.uris must not be empty for an LLM function")
+                    raise invalid(
+                        f"model {model.name}: llmConfig.uris must not be empty for an LLM function",
+                        field=f"models.{index}.llmConfig.uris",
+                    )
         else:
-            for model in self.models or ():
+            for index, model in enumerate(self.models or ()):
                 if not (model.version and model.uri):
-                    raise invalid(f"model {model.name}: version and uri are required")
+                    raise invalid(
+                        f"model {model.name}: version and uri are required",
+                        field=f"models.{index}.{'uri' if model.version else 'version'}",
+                    )
         if self.llm_invocation_config and self.function_type != FunctionType.LLM:
-            raise invalid("llmInvocationConfig is only allowed for LLM functions")
+            raise invalid(
+                "llmInvocationConfig is only allowed for LLM functions", field="llmInvocationConfig"
+            )
         return self
 
     def effective_health(self) -> HealthDto:
@@ -404,7 +423,10 @@ class ModelUpdateDto(ApiModel):
     def _something(self) -> ModelUpdateDto:
         config = self.llm_config
         if config is None or (config.token_rate_limit is None and config.routing_method is None):
-            raise invalid("each model update needs llmConfig.tokenRateLimit or llmConfig.routingMethod")
+            raise invalid(
+                "each model update needs llmConfig.tokenRateLimit or llmConfig.routingMethod",
+                field="llmConfig",
+            )
         return self
 
 

@@ -27,9 +27,13 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
-def invalid(rule: str) -> PydanticCustomError:
-    """The error to raise from a validator: `rule` becomes the problem's `rule` verbatim."""
-    return PydanticCustomError("rule", rule)
+def invalid(rule: str, *, field: str | None = None) -> PydanticCustomError:
+    """The error to raise from a validator: `rule` becomes the problem's `rule` verbatim.
+
+    `field`: in a model-level rule (a `model_validator`), the field of that model it is about, dotted
+    (`models.0.version`), so the problem names it rather than the model as a whole.
+    """
+    return PydanticCustomError("rule", rule, None if field is None else {"field": field})
 
 
 def documented_string(**rules: Any) -> Callable[[dict[str, Any]], None]:
