@@ -62,7 +62,8 @@ async def test_secret_values_are_sealed_at_rest_and_opened_for_the_agent(
     assert [entry["name"] for entry in stored] == ["API_TOKEN", "cfg.json"]
     raw = json.dumps(stored)
     assert PLAINTEXT not in raw and '"k"' not in raw
-    assert all(set(entry) == {"name", "sealed"} for entry in stored)
+    # an object value is sealed as its JSON text and marked so (the secrets file gives the object back)
+    assert [set(entry) for entry in stored] == [{"name", "sealed"}, {"name", "sealed", "json"}]
     # every seal is fresh: the same value twice gives two different stored strings
     twin = await create_function(
         admin_client, name="twin", secrets=[{"name": "API_TOKEN", "value": PLAINTEXT}]
@@ -76,6 +77,9 @@ async def test_secret_values_are_sealed_at_rest_and_opened_for_the_agent(
     assert (await deploy(admin_client, fn, spec(1, 1))).status_code == 200
     environment = await _environment(admin_client, fn)
     assert environment == {"MODE": "fast", "API_TOKEN": PLAINTEXT, "cfg.json": '{"k": "v"}'}
+    # and as the function's /var/secrets/secrets.json holds them: values as they were given
+    [instance] = [i for i in await assignments(admin_client) if i["functionVersionId"] == fn["versionId"]]
+    assert instance["secrets"] == {"API_TOKEN": PLAINTEXT, "cfg.json": {"k": "v"}}
 
 
 async def test_a_sealed_value_moved_to_another_version_or_name_does_not_open(

@@ -4,6 +4,7 @@ the function its SIGTERM inside and leaves nothing, the sweep after an agent res
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import stat
@@ -52,6 +53,10 @@ async def _until_logged(backend: LocalProcessBackend, instance_id: str, text: st
             return lines
         await asyncio.sleep(0.05)
     pytest.fail(f"{text!r} not in the log of {instance_id}")
+
+
+def _files_holding(root: Path, data: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and data in p.read_bytes()]
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -125,6 +130,27 @@ async def test_the_tenant_environment_reaches_only_the_command_inside(tmp_path: 
         assert not [name for name in inside if name.startswith("FNPLANE_")]
     finally:
         await backend.stop(assignment.instance_id)
+
+
+async def test_the_secrets_file_is_made_inside_read_only(tmp_path: Path) -> None:
+    backend = _backend(tmp_path)
+    secrets = {"API_KEY": "k-" + os.urandom(4).hex(), "site.example.com": {"region": "us-west-2"}}
+    program = (
+        "import json,os,time;p='/var/secrets/secrets.json';"
+        "print('secrets:',json.dumps(json.load(open(p))),flush=True);"
+        "print('writable:',os.access(p,os.W_OK),flush=True);time.sleep(60)"
+    )
+    assignment = make_assignment(f'{sys.executable} -c "{program}"', secrets=secrets)
+    await backend.start(assignment)
+    try:
+        lines = await _until_logged(backend, assignment.instance_id, "writable:")
+        assert "writable: False" in lines
+        [shown] = [line.split("secrets: ", 1)[1] for line in lines if line.startswith("secrets: ")]
+        assert json.loads(shown) == secrets
+    finally:
+        await backend.stop(assignment.instance_id)
+    # nothing of it on the host: no file of the agent's but the function's own log (it printed it) holds it
+    assert [p.parent.name for p in _files_holding(tmp_path, secrets["API_KEY"].encode())] == ["logs"]
 
 
 async def test_stop_gives_the_function_its_sigterm_inside_and_leaves_nothing(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ backoff, restart loop, startup timeout) live in the agent's supervisor, not in a
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from fnplane.shared.models.compute import InstanceAssignment
 Progress = Callable[[str], None]
 # NVCF's default inferencePort, which is also the default health port (reference/containers.md 1.4)
 DEFAULT_INFERENCE_PORT = 8000
+# where a function reads its version's secrets, as NVCF mounts them (reference/containers.md 1.3)
+SECRETS_FILE = "/var/secrets/secrets.json"
 
 
 class BackendError(Exception):
@@ -28,6 +31,14 @@ class BackendError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.cause = cause
+
+
+def secret_files(assignment: InstanceAssignment) -> dict[str, bytes]:
+    """The files of the version's secrets inside the function: `SECRETS_FILE`, a JSON object of
+    name -> value, read-only; none when the version has no secrets."""
+    if not assignment.secrets:
+        return {}
+    return {SECRETS_FILE: json.dumps(assignment.secrets).encode()}
 
 
 def request_root(state_dir: Path, instance_id: str) -> Path:

@@ -34,6 +34,7 @@ from fnplane.compute.backends.base import (
     InstanceHandle,
     Progress,
     request_root,
+    secret_files,
     separate_health_port,
 )
 from fnplane.compute.backends.processes import (
@@ -45,7 +46,13 @@ from fnplane.compute.backends.processes import (
     tail_lines,
     terminate_processes,
 )
-from fnplane.compute.backends.sandbox import SANDBOX_HOME, SANDBOX_TMP, BubblewrapSandbox, SandboxMounts
+from fnplane.compute.backends.sandbox import (
+    SANDBOX_HOME,
+    SANDBOX_TMP,
+    BubblewrapSandbox,
+    SandboxedCommand,
+    SandboxMounts,
+)
 from fnplane.shared.models.compute import InstanceAssignment
 
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -224,7 +231,7 @@ class LocalProcessBackend(InstanceBackend):
         argv = build_argv(assignment.container_args, env)
         instance.stderr.clear()
         instance.stderr_bytes = 0
-        args_fd: int | None = None
+        command: SandboxedCommand | None = None
         try:
             root = await asyncio.to_thread(self._make_request_root, assignment.instance_id)
             if self.sandbox is not None:
@@ -237,9 +244,10 @@ class LocalProcessBackend(InstanceBackend):
                     readable=self.read_only_paths,
                     shared=self.shared_paths,
                     hidden=[self.state_dir, *self.hidden_paths],
+                    files=secret_files(assignment),
                 )
                 command = self.sandbox.wrap(argv, mounts, env)
-                argv, args_fd = command.argv, command.args_fd
+                argv = command.argv
                 # bwrap itself runs on the host: nothing of the tenant's in its own environment
                 env = {"PATH": os.environ.get("PATH", _DEFAULT_PATH)}
             process = await self.table.spawn(
@@ -248,7 +256,7 @@ class LocalProcessBackend(InstanceBackend):
                 argv,
                 env=env,
                 cwd=self.workdir,
-                pass_fds=() if args_fd is None else (args_fd,),
+                pass_fds=() if command is None else command.fds,
             )
         except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
             message = f"cannot start {argv[0]!r}: {error.strerror or error}"
@@ -256,8 +264,8 @@ class LocalProcessBackend(InstanceBackend):
             self._remember_stderr(instance, message.encode())
             raise BackendError(message) from error
         finally:
-            if args_fd is not None:
-                os.close(args_fd)
+            if command is not None:
+                command.close()
         instance.process = process
         instance.handle.pid = process.pid
         assert process.stdout is not None and process.stderr is not None

@@ -87,21 +87,28 @@ class SandboxMounts:
     shared: list[Path] = field(default_factory=list)
     # never visible, wherever they lie (DIR, the agent's state directory, a TLS key)
     hidden: list[Path] = field(default_factory=list)
+    # files made inside, read-only, from these contents (the version's secrets.json); none on the host
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
 class SandboxedCommand:
-    """bwrap's command line, and the memfd holding the rest of its arguments (the environment of the
-    command inside), which the child inherits and the caller closes once it started."""
+    """bwrap's command line, and the memfds it reads (the rest of its arguments, with the environment
+    of the command inside; the contents of `SandboxMounts.files`), which the child inherits and the
+    caller closes once it started (`close()`)."""
 
     argv: list[str]
-    args_fd: int
+    fds: list[int]
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
 
 
-def _memfd_of(args: Sequence[str]) -> int:
-    """A memfd holding `args` NUL-separated, read from its start (bwrap's `--args FD`)."""
-    fd = os.memfd_create("fnplane-sandbox-args")  # close-on-exec: passed to bwrap alone (pass_fds)
-    data = memoryview(b"".join(arg.encode() + b"\0" for arg in args))
+def _memfd_of(content: bytes) -> int:
+    """A memfd holding `content`, read from its start (bwrap's `--args FD`, `--ro-bind-data FD`)."""
+    fd = os.memfd_create("fnplane-sandbox")  # close-on-exec: passed to bwrap alone (pass_fds)
+    data = memoryview(content)
     while data:
         data = data[os.write(fd, data) :]
     os.lseek(fd, 0, os.SEEK_SET)
@@ -122,7 +129,8 @@ class BubblewrapSandbox:
         settings = ["--clearenv"]
         for name, value in env.items():
             settings += ["--setenv", name, value]
-        args_fd = _memfd_of(settings)
+        fds = [_memfd_of(b"".join(arg.encode() + b"\0" for arg in settings))]
+        args_fd = fds[0]
         args = [
             self.executable,
             "--args",
@@ -159,8 +167,12 @@ class BubblewrapSandbox:
                 args += ["--ro-bind", "/dev/null", str(path)]
         for path in mounts.writable:
             args += ["--bind", str(path), str(path)]
+        for inside, content in mounts.files.items():
+            fds.append(_memfd_of(content))
+            args += ["--dir", str(Path(inside).parent)]
+            args += ["--perms", "0444", "--ro-bind-data", str(fds[-1]), inside]
         args += ["--chdir", str(mounts.workdir)]
-        return SandboxedCommand([*args, "--", *argv], args_fd)
+        return SandboxedCommand([*args, "--", *argv], fds)
 
     async def terminate_inside(self, process: asyncio.subprocess.Process, grace_s: float) -> None:
         """SIGTERM the function's processes inside the sandbox, and wait up to `grace_s` for it to end.
@@ -195,12 +207,12 @@ class BubblewrapSandbox:
                 capture_output=True,
                 timeout=_PROBE_TIMEOUT_S,
                 check=False,
-                pass_fds=(command.args_fd,),
+                pass_fds=command.fds,
             )
         except (OSError, subprocess.TimeoutExpired) as error:
             return f"{self.executable} does not run: {error}"
         finally:
-            os.close(command.args_fd)
+            command.close()
         if done.returncode != 0:
             return done.stderr.decode("utf-8", "replace").strip() or f"exit code {done.returncode}"
         return None

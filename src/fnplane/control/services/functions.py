@@ -138,7 +138,7 @@ def _version_values(
         # values are sealed before they are stored (services.secret_box)
         "secrets": None
         if request.secrets is None
-        else box.seal_all(version_id, [(s.name, s.as_text()) for s in request.secrets]),
+        else box.seal_secrets(version_id, request.secrets),
         "llm_invocation_config": _dump(request.llm_invocation_config),
         "telemetries": _dump(request.telemetries),
         "created_at": now,

@@ -95,10 +95,13 @@ async def _assignment(
     version = await functions_repo.get_version(conn, row.version_id)
     spec = await deployments_repo.spec_by_id(conn, row.gpu_specification_id)
     environment: dict[str, str] = {}
+    secrets: dict[str, Any] = {}
     if version is not None:
         environment = {e["key"]: e["value"] for e in version.container_environment or ()}
         # the only place secret values are opened: they go to the agent, which sets them on the process
+        # (environment variables) and in its secrets file
         environment.update(box.open_all(version.version_id, version.secrets))
+        secrets = box.open_values(version.version_id, version.secrets)
     # and the login for the image's registry: the agent sends it with the pull
     registry_auth = (
         await login_for_image(conn, box, version.nca_id, version.container_image)
@@ -121,6 +124,7 @@ async def _assignment(
         containerImage=version.container_image if version else None,
         containerArgs=version.container_args if version else None,
         containerEnvironment=environment,
+        secrets=secrets,
         inferenceUrl=version.inference_url if version else "/",
         inferencePort=version.inference_port if version else None,
         health=_health(version.health if version else None, version.inference_port if version else None),

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from fnplane.shared.models.functions import SecretDto
+
 logger = logging.getLogger(__name__)
 
 # the format of a sealed value; another prefix is a value this code cannot open
@@ -50,14 +52,32 @@ class SecretBox:
         self._aead = AESGCM(secrets_key(key_hash_secret))
         self._warned: set[tuple[str, str]] = set()  # (version, name) already warned about
 
-    def seal(self, version_id: str, name: str, value: str) -> dict[str, str]:
-        """The stored entry of one secret."""
+    def seal(self, version_id: str, name: str, value: str, *, is_json: bool = False) -> dict[str, Any]:
+        """The stored entry of one secret; `is_json`: `value` is the JSON text of an object (NVCF
+        secrets may be objects), which the secrets file gives back as that object."""
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._aead.encrypt(nonce, value.encode(), _associated_data(version_id, name))
-        return {"name": name, "sealed": _PREFIX + base64.b64encode(nonce + sealed).decode()}
+        entry: dict[str, Any] = {"name": name, "sealed": _PREFIX + base64.b64encode(nonce + sealed).decode()}
+        if is_json:
+            entry["json"] = True
+        return entry
 
-    def seal_all(self, version_id: str, secrets: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
-        return [self.seal(version_id, name, value) for name, value in secrets]
+    def seal_secrets(self, version_id: str, secrets: Iterable[SecretDto]) -> list[dict[str, Any]]:
+        """The stored entries of a request's secrets (strings, or objects kept as their JSON text)."""
+        return [self.seal_secret(version_id, secret) for secret in secrets]
+
+    def seal_secret(self, version_id: str, secret: SecretDto) -> dict[str, Any]:
+        return self.seal(version_id, secret.name, secret.as_text(), is_json=not isinstance(secret.value, str))
+
+    def open_values(self, version_id: str, entries: Iterable[dict[str, Any]] | None) -> dict[str, Any]:
+        """name -> value of every entry that opens, an object where the secret was one (secrets.json)."""
+        values: dict[str, Any] = {}
+        for entry in entries or ():
+            text = self.open(version_id, entry)
+            if text is None:
+                continue
+            values[str(entry["name"])] = json.loads(text) if entry.get("json") else text
+        return values
 
     def open(self, version_id: str, entry: dict[str, Any]) -> str | None:
         """The plaintext of a stored entry; None (warned once) if this box cannot open it."""

@@ -43,7 +43,7 @@ class SecretService:
                 )
             merged = {entry["name"]: entry for entry in existing}
             for secret in request.secrets:
-                merged[secret.name] = self._box.seal(version_id, secret.name, secret.as_text())
+                merged[secret.name] = self._box.seal_secret(version_id, secret)
             await functions_repo.update_version(
                 conn, version_id, secrets=list(merged.values()), updated_at=now_utc()
             )

@@ -18,6 +18,7 @@ assignments of a cluster change, so agents react at once; they also poll as a fa
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -96,6 +97,9 @@ class InstanceAssignment(WireModel):
     container_args: str | None = Field(None, alias="containerArgs")
     # key -> value; secrets of the version are merged in here as environment variables
     container_environment: dict[str, str] = Field(default_factory=dict, alias="containerEnvironment")
+    # the version's secrets again, name -> value (an object where the secret is one): the function's
+    # /var/secrets/secrets.json, as NVCF mounts it (reference/containers.md 1.3)
+    secrets: dict[str, Any] = Field(default_factory=dict)
     inference_url: str = Field(alias="inferenceUrl")
     inference_port: int | None = Field(None, alias="inferencePort")
     health: HealthCheck
