@@ -158,6 +158,7 @@ async def test_capacity_exceeded_is_400_and_rolls_back(admin_client: httpx.Async
     fn = await create_function(admin_client)
     response = await deploy(admin_client, fn, spec(3, 3))
     assert response.status_code == 400
+    assert response.json()["field"] == "deploymentSpecifications.0.minInstances"
     detail = response.json()["detail"]
     assert "no available clusters with capacity for L40S GPU or LOCAL.GPU.L40S_1x instance type" in detail
     assert (await get_version(admin_client, fn))["status"] == "INACTIVE"
@@ -183,10 +184,11 @@ async def test_updates_admit_min_instances_as_a_deployment_does(admin_client: ht
     refused = await admin_client.patch(patch_path, json={"minInstances": 3})
     assert refused.status_code == 400, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
-    assert capacity in refused.json()["detail"]
+    assert capacity in refused.json()["detail"] and refused.json()["field"] == "minInstances"
     refused = await admin_client.put(put_path, json={"deploymentSpecifications": [spec(3, 5)]})
     assert refused.status_code == 400, refused.text
     assert capacity in refused.json()["detail"]
+    assert refused.json()["field"] == "deploymentSpecifications.0.minInstances"
     (kept,) = (await admin_client.get(put_path)).json()["deployment"]["deploymentSpecifications"]
     assert (kept["minInstances"], kept["maxInstances"]) == (1, 5)
     assert len(await assignments(admin_client)) == 1

@@ -145,11 +145,18 @@ class DeploymentService:
         self._wake_reconciler = wake_reconciler
 
     async def _place_min(
-        self, conn: Connection, deployment: DeploymentRecord, spec: GpuSpecRecord, count: int, now: datetime
+        self,
+        conn: Connection,
+        deployment: DeploymentRecord,
+        spec: GpuSpecRecord,
+        count: int,
+        now: datetime,
+        *,
+        field: str,
     ) -> list[str]:
-        """Place `count` instances of the spec at once, or refuse (400, the transaction rolls back) when
-        the clusters cannot hold them: how a new or raised `minInstances` is admitted. The clusters
-        the instances went to."""
+        """Place `count` instances of the spec at once, or refuse (400 naming `field`, the transaction
+        rolls back) when the clusters cannot hold them: how a new or raised `minInstances` is admitted.
+        The clusters the instances went to."""
         rows = await placement.place(
             conn,
             spec=spec,
@@ -161,7 +168,7 @@ class DeploymentService:
             heartbeat_timeout_s=self._settings.agent_heartbeat_timeout_s,
         )
         if len(rows) < count:
-            raise placement.no_capacity(spec.gpu, spec.instance_type)
+            raise placement.no_capacity(spec.gpu, spec.instance_type, field=field)
         return [r.cluster_id for r in rows]
 
     async def _admit_min(
@@ -171,13 +178,15 @@ class DeploymentService:
         spec: GpuSpecRecord,
         min_instances: int,
         now: datetime,
+        *,
+        field: str,
     ) -> list[str]:
         """An update's `minInstances` (`spec` as it was): the instances a raise adds beyond the live
         ones are placed now, as for a new deployment. Replacing failed instances up to the old
         minimum stays the reconciler's (with its failure limits)."""
         live = _desired_live(await instances_repo.of_deployment(conn, deployment.deployment_id), spec)
         return await self._place_min(
-            conn, deployment, spec, min_instances - max(spec.min_instances, live), now
+            conn, deployment, spec, min_instances - max(spec.min_instances, live), now, field=field
         )
 
     async def create_deployment(
@@ -240,7 +249,16 @@ class DeploymentService:
                 )
                 await deployments_repo.insert_spec(conn, record)
                 # refused: the transaction rolls back (no deployment, no instances, status unchanged)
-                placed.extend(await self._place_min(conn, deployment, record, record.min_instances, now))
+                placed.extend(
+                    await self._place_min(
+                        conn,
+                        deployment,
+                        record,
+                        record.min_instances,
+                        now,
+                        field=f"deploymentSpecifications.{index}.minInstances",
+                    )
+                )
             status = (
                 FunctionStatus.DEPLOYING
                 if any(s.min_instances > 0 for s in request.deployment_specifications)
@@ -311,7 +329,7 @@ class DeploymentService:
                     mode="json", by_alias=True, exclude_none=True
                 )
             await deployments_repo.update_spec(conn, gpu_specification_id, **values)
-            placed = await self._admit_min(conn, deployment, spec, low, now)
+            placed = await self._admit_min(conn, deployment, spec, low, now, field="minInstances")
             await deployments_repo.touch(conn, deployment_id, now)
             updated = await deployments_repo.spec_by_id(conn, gpu_specification_id)
         assert updated is not None
@@ -379,7 +397,16 @@ class DeploymentService:
                     ),
                     max_request_concurrency=update.max_request_concurrency or spec.max_request_concurrency,
                 )
-                placed.extend(await self._admit_min(conn, deployment, spec, update.min_instances, now))
+                placed.extend(
+                    await self._admit_min(
+                        conn,
+                        deployment,
+                        spec,
+                        update.min_instances,
+                        now,
+                        field=f"deploymentSpecifications.{index}.minInstances",
+                    )
+                )
             await deployments_repo.touch(conn, deployment.deployment_id, now)
             # as stored now: the answer's lastUpdatedAt is the update's, as a GET after it shows
             touched = await deployments_repo.by_id(conn, deployment.deployment_id)

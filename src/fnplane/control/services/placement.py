@@ -99,10 +99,13 @@ def resolve(clusters: list[ClusterRow], spec: GpuSpecificationRequest, *, at: st
     )
 
 
-def no_capacity(gpu: str, instance_type: str) -> BadRequestError:
+def no_capacity(gpu: str, instance_type: str, *, field: str) -> BadRequestError:
+    """`field`: the `minInstances` that asked for more than fits."""
     # NVCF/ICMS wording (compute.md 1.7)
     return BadRequestError(
-        f"There are no available clusters with capacity for {gpu} GPU or {instance_type} instance type"
+        f"There are no available clusters with capacity for {gpu} GPU or {instance_type} instance type",
+        field=field,
+        rule="at most as many instances as the registered clusters have free GPUs for",
     )
 
 
