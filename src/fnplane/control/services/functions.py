@@ -136,9 +136,7 @@ def _version_values(
         "tags": request.tags,
         "rate_limit": _dump(request.rate_limit),
         # values are sealed before they are stored (services.secret_box)
-        "secrets": None
-        if request.secrets is None
-        else box.seal_secrets(version_id, request.secrets),
+        "secrets": None if request.secrets is None else box.seal_secrets(version_id, request.secrets),
         "llm_invocation_config": _dump(request.llm_invocation_config),
         "telemetries": _dump(request.telemetries),
         "created_at": now,
