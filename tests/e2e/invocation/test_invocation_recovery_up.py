@@ -85,13 +85,10 @@ def test_a_killed_function_process_gives_a_problem_and_is_restarted(
         assert r.status_code == 500 and r.headers["nvcf-status"] == "errored"
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["type"].startswith("urn:inference-connection:problem-details:")
-        # the agent restarts the process (its restart backoff), then the same instance serves again
-        deadline = time.monotonic() + 60
-        while True:
+        # the agent restarts the process (its restart backoff), then the same instance serves again;
+        # requests sent meanwhile wait in the queue for it (none is answered "connection refused")
+        for _ in range(3):
             r = client.post(url, headers=poll, json={"seconds": 0})
-            if r.status_code == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert r.status_code == 200, r.text
+            assert r.status_code == 200, r.text
         assert [p.pid for p in function_processes(fn["id"])] not in ([], [first_pid])
     assert up.stop() == 0

@@ -183,8 +183,8 @@ class InvocationStack:
             await asyncio.sleep(0.05)
         raise AssertionError(f"function never became ACTIVE: {r.text}")
 
-    async def function_process(self) -> int:
-        port = free_port()
+    async def function_process(self, port: int | None = None) -> int:
+        port = port or free_port()
         proc = spawn([PYTHON, str(FUNCTION_SCRIPT), str(port)], cwd=REPO)
         self.processes.append(proc)
         await wait_port(port)

@@ -113,7 +113,8 @@ async def test_function_killed_before_it_answers_gives_a_problem_500(stack, tmp_
 
 async def test_an_unreachable_function_is_a_500_that_names_no_address_or_python_error(stack):
     fn = await stack.deploy(name="nobody-home")
-    await stack.worker(fn, free_port())  # nothing listens there
+    # nothing listens there, and the first delivery is the last (it would wait for the function else)
+    await stack.worker(fn, free_port(), unreachable_attempts=1)
     r = await stack.client.post(
         f"/v2/nvcf/pexec/functions/{fn['id']}", headers={"NVCF-POLL-SECONDS": "30"}, json={}
     )
@@ -121,6 +122,32 @@ async def test_an_unreachable_function_is_a_500_that_names_no_address_or_python_
     doc = r.json()
     assert doc["type"].startswith("urn:inference-connection:problem-details:"), doc
     assert doc["detail"] == "cannot connect to the function: connection refused", doc
+
+
+async def test_a_request_that_finds_the_function_down_waits_for_it_in_the_queue(stack):
+    """Nothing reached the function (its process restarting): the request goes back to the queue and
+    the instance takes no more until it is healthy again; the caller gets the function's answer."""
+    fn = await stack.deploy(name="restarting")
+    port = free_port()
+    puller = await stack.worker(fn, port)  # nothing listens there yet
+    checks: list[bool] = []
+    puller.on_unreachable = lambda: checks.append(True)  # the worker's health monitor is told
+    call = asyncio.create_task(
+        stack.client.post(
+            f"/v2/nvcf/pexec/functions/{fn['id']}", headers={"NVCF-POLL-SECONDS": "30"}, json={"x": 1}
+        )
+    )
+    for _ in range(200):
+        if checks:
+            break
+        await asyncio.sleep(0.05)
+    assert checks, "the request never found the function down"
+    assert not call.done()
+    await stack.function_process(port)  # the function is back; its health check passes
+    puller.set_ready(True)
+    r = await asyncio.wait_for(call, 20)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"x": 1}
 
 
 async def test_function_dying_mid_body_gives_a_problem_on_pexec_and_a_cut_direct_response(stack):

@@ -19,7 +19,7 @@ from typing import IO
 
 from fnplane.compute.worker.bus import BodyError, CreditTimeout, ResponseChannel
 from fnplane.compute.worker.function_client import FunctionClient, is_stream, response_headers
-from fnplane.compute.worker.http_pool import HttpConnectionError, HttpResponse
+from fnplane.compute.worker.http_pool import FunctionUnreachable, HttpConnectionError, HttpResponse
 from fnplane.compute.worker.problems import (
     CONNECTION_SOURCE,
     INFERENCE_SOURCE,
@@ -147,6 +147,8 @@ class CompatRequest:
         env = self._env
         try:
             resp = await self._client.call(env, self._inline, self._headers)
+        except FunctionUnreachable:
+            raise  # not answered: back to the queue (requests.py)
         except (HttpConnectionError, BodyError, OSError) as exc:
             source = WORKER_SOURCE if isinstance(exc, BodyError) else CONNECTION_SOURCE
             h, b = problem(500, failure_detail(exc), source)

@@ -32,7 +32,7 @@ import time
 from fnplane.compute.worker.bus import BodyError, CreditTimeout, Delivery, ResponseChannel, WorkerBus
 from fnplane.compute.worker.compat import CompatRequest, fail_stream
 from fnplane.compute.worker.function_client import FunctionClient, is_stream, response_headers, wants_stream
-from fnplane.compute.worker.http_pool import HttpConnectionError
+from fnplane.compute.worker.http_pool import FunctionUnreachable, HttpConnectionError
 from fnplane.compute.worker.problems import (
     ASSET_DOWNLOAD_ERROR,
     CONNECTION_SOURCE,
@@ -102,6 +102,11 @@ class Forwarder:
         except RequestRejected:
             log.info("request %s was cancelled; stopped", rid)
             return True
+        except FunctionUnreachable as exc:
+            if delivery.attempt < self._settings.unreachable_attempts:
+                raise  # not answered: the puller puts it back in the queue
+            detail = failure_detail(exc)
+            return await self._report(rid, channel, writer, 500, detail, None, source=CONNECTION_SOURCE)
         except Exception as exc:  # supervisor of one request: whatever broke, the caller is told
             if deadline.expired():
                 detail = "the request ran past its deadline and was stopped"
@@ -185,6 +190,8 @@ class Forwarder:
                 while chunk := await resp.read_chunk():
                     await channel.data(chunk)
                 await channel.end()
+        except FunctionUnreachable:
+            raise
         except (HttpConnectionError, BodyError, CreditTimeout, OSError) as exc:
             await fail_stream(channel, exc)
 
@@ -196,6 +203,8 @@ class Forwarder:
             async with await self._client.call(env, inline, headers) as resp:
                 body = await resp.read()
                 status, out = resp.status, response_headers(resp)
+        except FunctionUnreachable:
+            raise
         except (HttpConnectionError, BodyError, OSError) as exc:
             source = WORKER_SOURCE if isinstance(exc, BodyError) else CONNECTION_SOURCE
             out, body = problem(500, failure_detail(exc), source)
@@ -203,10 +212,18 @@ class Forwarder:
         await writer.store_body(status, out, body)
 
     async def _report(
-        self, rid: str, channel: ResponseChannel, writer: ResultWriter, status: int, detail: str, code: int
+        self,
+        rid: str,
+        channel: ResponseChannel,
+        writer: ResultWriter,
+        status: int,
+        detail: str,
+        code: int | None,
+        *,
+        source: str = WORKER_SOURCE,
     ) -> bool:
         """Tell the caller the request failed; False if that could not be delivered either."""
-        headers, body = problem(status, detail, WORKER_SOURCE, code)
+        headers, body = problem(status, detail, source, code)
         attempts = max(1, self._settings.failure_report_attempts)
         for attempt in range(attempts):
             try:

@@ -12,6 +12,7 @@ gRPC: the standard `grpc.health.v1.Health/Check` on the port (uri and expected s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -80,6 +81,11 @@ class HealthMonitor:
         self.on_change = on_change
         self.healthy = False
         self.last_detail = ""
+        self._check_now = asyncio.Event()
+
+    def check_now(self) -> None:
+        """Check without waiting out the interval (a request found the function unreachable)."""
+        self._check_now.set()
 
     async def _set(self, healthy: bool, detail: str) -> None:
         # a level, reported after every check: a listener that missed a blip (a function restarted
@@ -112,4 +118,6 @@ class HealthMonitor:
             interval = (
                 self.settings.health_recheck_interval_s if steady else self.settings.health_poll_interval_s
             )
-            await asyncio.sleep(interval)
+            self._check_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._check_now.wait(), interval)

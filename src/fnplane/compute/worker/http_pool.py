@@ -50,6 +50,11 @@ class HttpConnectionError(Exception):
     """The function could not be reached, closed the connection early or did not speak HTTP/1.1."""
 
 
+class FunctionUnreachable(HttpConnectionError):
+    """No connection to the function could be made: nothing of the request reached it (it is down,
+    e.g. restarting), so the request may go to another instance or wait for this one."""
+
+
 class _RetryableError(HttpConnectionError):
     """A reused connection was closed before the function answered anything."""
 
@@ -425,7 +430,7 @@ class HttpPool:
                 )
         except (OSError, TimeoutError) as exc:
             log.warning("cannot connect to the function at %s: %r", self._authority, exc)
-            raise HttpConnectionError(f"cannot connect to the function: {os_reason(exc)}") from None
+            raise FunctionUnreachable(f"cannot connect to the function: {os_reason(exc)}") from None
         assert isinstance(protocol, _Connection)
         self._busy.add(protocol)
         return protocol

@@ -85,6 +85,7 @@ class Worker:
                     await puller.aclose()
                 await asyncio.sleep(PULLER_RETRY_S)
                 continue
+            puller.on_unreachable = self.monitor.check_now
             self.puller = puller
         self.puller.set_ready(self.monitor.healthy)
         if self.monitor.healthy:

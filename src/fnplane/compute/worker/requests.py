@@ -24,11 +24,13 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from fnplane.compute.worker.bus import Delivery, WorkerBus
 from fnplane.compute.worker.forwarder import Forwarder
 from fnplane.compute.worker.function_client import FunctionClient
 from fnplane.compute.worker.grpc_sessions import GrpcSessions
+from fnplane.compute.worker.http_pool import FunctionUnreachable
 from fnplane.compute.worker.observation import WorkObservation
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.compute.worker.slots import Slots
@@ -83,6 +85,8 @@ class RequestPuller:
         target = function_url.removeprefix("http://").rstrip("/")
         self._sessions = GrpcSessions(bus, target, assignment, settings)
         bus.on_pull_state_changed = self._wake.set
+        # called when a request found the function unreachable (the health monitor checks at once)
+        self.on_unreachable: Callable[[], None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -166,6 +170,15 @@ class RequestPuller:
                     answered = await self._sessions.run(delivery)
                 else:
                     answered = await self._forwarder.run(delivery)
+        except FunctionUnreachable as exc:
+            # the function is down (its process restarting): nothing reached it, so the request goes
+            # back to the queue for this instance or another, and this one takes none until a health
+            # check sees the function again (reference: an instance STARTING takes no work)
+            log.warning("request %s back to the queue: %s", rid, exc)
+            answered = False
+            self._ready = False
+            if self.on_unreachable is not None:
+                self.on_unreachable()
         except asyncio.CancelledError:
             # a cancel broadcast ends this request's own task: finish normally so it is acked below;
             # on shutdown the cancellation propagates

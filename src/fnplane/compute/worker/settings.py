@@ -48,6 +48,9 @@ class WorkerSettings(BaseSettings):
     pull_expires_s: float = 5.0
     # response chunks in flight to the gateway before the worker waits for credit
     response_window_chunks: int = 16
+    # a request that found the function unreachable goes back to the queue (the instance takes no
+    # more until its health check passes) up to this many deliveries; the last is answered 500
+    unreachable_attempts: int = Field(default=5, ge=1)
     # no credit from the gateway for this long: the client is gone, stop
     credit_timeout_s: float = 60.0
     # one chunk of a large request body from the gateway
