@@ -267,3 +267,56 @@ def test_an_invalid_flag_is_exit_code_2_naming_it(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "http_port" in result.stderr
     assert not (tmp_path / "home").exists(), "nothing is started or created for an invalid flag"
+
+
+def test_a_second_up_on_a_running_home_is_refused_before_it_starts_anything(
+    tmp_path: Path, start_up: type[UpProcess]
+) -> None:
+    first = start_up(tmp_path / "home")
+    first.wait_healthy()
+    servers = _nats_servers_of(tmp_path / "home")
+    second = start_up(tmp_path / "home")
+    assert second.process.wait(STOP_TIMEOUT_S) == 1
+    assert "another fnplane up is running with the home" in second.stderr
+    assert "Traceback" not in second.stderr
+    # no second nats-server was started on the live JetStream store, and the first is still serving
+    assert _nats_servers_of(tmp_path / "home") == servers
+    assert httpx.get(f"{first.url}/health", timeout=10).status_code == 200
+
+
+def test_an_unreachable_external_nats_is_a_failed_start_and_a_signal_stops_the_wait(
+    tmp_path: Path, start_up: type[UpProcess]
+) -> None:
+    from up_process import free_port
+
+    nowhere = ["--nats-url", f"nats://127.0.0.1:{free_port()}"]  # nothing listens there
+    bounded = start_up(tmp_path / "a", args=nowhere, env={"FNPLANE_UP_NATS_START_TIMEOUT_S": "2"})
+    assert bounded.process.wait(STOP_TIMEOUT_S) == 1
+    assert "cannot reach NATS at nats://127.0.0.1:" in bounded.stderr
+    assert "Traceback" not in bounded.stderr
+    waiting = start_up(tmp_path / "b", args=nowhere, env={"FNPLANE_UP_NATS_START_TIMEOUT_S": "600"})
+    time.sleep(2.0)
+    assert waiting.process.poll() is None, "it waits for the server"
+    waiting.process.send_signal(signal.SIGTERM)
+    assert waiting.process.wait(STOP_TIMEOUT_S) == 0
+
+
+def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(
+    tmp_path: Path, start_up: type[UpProcess]
+) -> None:
+    for url in ("bogus://x", f"sqlite:///{tmp_path}/missing/dir/x.db"):
+        up = start_up(tmp_path / "home", args=["--database-url", url])
+        assert up.process.wait(STOP_TIMEOUT_S) == 1
+        assert "cannot use the database URL" in up.stderr or "cannot open the database" in up.stderr, (
+            up.stderr
+        )
+        assert "Traceback" not in up.stderr, up.stderr
+
+
+def _nats_servers_of(home: Path) -> list[int]:
+    return sorted(
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if "nats-server" in " ".join(p.info["cmdline"] or [])
+        and str(home) in " ".join(p.info["cmdline"] or [])
+    )

@@ -12,6 +12,8 @@ keeps its store on disk and `fnplane up` restarts it on the same port).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
 from fnplane.bus.credentials import UserCredential
+from fnplane.shared.errors import UnavailableError
 
 __all__ = ["BusCredential", "Client", "NatsError", "connect"]
 
@@ -43,8 +46,10 @@ async def connect(
     on_reconnected: Callable[[], Awaitable[None]] | None = None,
     credential: BusCredential = None,
     inbox_prefix: str | None = None,
+    give_up_after_s: float | None = None,
 ) -> Client:
-    """A client that reconnects forever; NatsError at once when the server refuses the credential."""
+    """A client that reconnects forever; NatsError at once when the server refuses the credential.
+    The first connection is tried until it works, or for `give_up_after_s` (then UnavailableError)."""
     nc = Client()
 
     async def disconnected() -> None:
@@ -56,8 +61,14 @@ async def connect(
         if on_reconnected is not None:
             await on_reconnected()
 
+    first_failure_logged = False
+
     async def error(exc: Exception) -> None:
+        nonlocal first_failure_logged
         text = str(exc).lower()
+        if not connected and not first_failure_logged:
+            first_failure_logged = True  # once: the attempts go on every reconnect_wait_s
+            log.warning("%s cannot reach NATS at %s yet (%r); retrying", name, url, exc)
         if not connected and ("authorization" in text or "authentication" in text):
             # a credential the server refuses will not get better by retrying: the first connect
             # fails (nats-py checks this option right after this callback)
@@ -81,16 +92,22 @@ async def connect(
     if inbox_prefix:
         auth["inbox_prefix"] = inbox_prefix
     connected = False
-    await nc.connect(
-        # a cluster: "nats://a:4222,nats://b:4222" (the client learns the others from the server too)
-        [server.strip() for server in url.split(",") if server.strip()],
-        name=name,
-        max_reconnect_attempts=-1,
-        disconnected_cb=disconnected,
-        reconnected_cb=reconnected,
-        error_cb=error,
-        **timeouts,
-        **auth,
-    )
+    try:
+        async with asyncio.timeout(give_up_after_s):
+            await nc.connect(
+                # a cluster: "nats://a:4222,nats://b:4222" (the client learns the others from the server)
+                [server.strip() for server in url.split(",") if server.strip()],
+                name=name,
+                max_reconnect_attempts=-1,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
+                **timeouts,
+                **auth,
+            )
+    except TimeoutError:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise UnavailableError(f"cannot reach NATS at {url} within {give_up_after_s:g} s") from None
     connected = True
     return nc

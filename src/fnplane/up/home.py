@@ -6,24 +6,44 @@ file, then rename) so a crash never leaves a half-written key behind.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 from pathlib import Path
+
+from fnplane.shared.errors import ConflictError
 
 ADMIN_KEY_FILE = "admin-key"
 KEY_HASH_SECRET_FILE = "key-hash-secret"
 DATABASE_FILE = "fnplane.db"
 NATS_DIR = "nats"
 LOGS_DIR = "logs"
+# held (flock) by the `fnplane up` that uses the home, for as long as it runs
+LOCK_FILE = "up.lock"
 
 
 class PlatformHome:
     def __init__(self, path: Path) -> None:
         self.path = path.expanduser().resolve()
+        self._lock_fd: int | None = None
 
     def prepare(self) -> None:
+        """Create the home and take it: one `fnplane up` per home, before anything touches its store
+        (a second nats-server on a live JetStream store corrupts it). The lock ends with the process."""
         self.path.mkdir(parents=True, exist_ok=True)
         os.chmod(self.path, 0o700)
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConflictError(f"another fnplane up is running with the home {self.path}") from None
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     @property
     def database_url(self) -> str:

@@ -29,8 +29,19 @@ async def serve(settings: UpSettings, *, out: Callable[[str], None] = print) -> 
         loop.add_signal_handler(signum, stop.set)
     platform = Platform(settings, out=out)
     try:
+        # a signal during the start stops it too (a start may wait, e.g. for an external NATS)
+        starting = asyncio.create_task(platform.start(), name="start")
+        stopped = asyncio.create_task(stop.wait(), name="stop")
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not starting.done():
+            out("fnplane is stopping ...")
+            starting.cancel()  # the start undoes what it did (Platform.start)
+            await asyncio.wait({starting})
+            out("fnplane stopped.")
+            return 0
         try:
-            await platform.start()
+            starting.result()
         except FnplaneError as error:
             logger.error("fnplane up failed to start: %s", error.detail)
             return 1

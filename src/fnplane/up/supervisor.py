@@ -102,6 +102,7 @@ class Platform:
     async def _start(self) -> None:
         s = self.settings
         self.home.prepare()
+        self._push("home", self._release_home)
 
         if s.nats_url:
             self.nats_url = s.nats_url
@@ -124,7 +125,7 @@ class Platform:
             self._push("nats-server", self._embedded_nats.aclose)
 
         self.database_url = s.database_url or self.home.database_url
-        self._engine = await open_database(self.database_url)
+        self._engine = await open_database(self.database_url)  # UnavailableError: a failed start
         self._push("database", self._engine.dispose)
 
         control_settings = ControlSettings()
@@ -138,6 +139,8 @@ class Platform:
             "fnplane-up",
             connect_timeout_s=s.nats_start_timeout_s,
             reconnect_wait_s=0.5,
+            # an external server that never answers is a failed start, not a hang
+            give_up_after_s=s.nats_start_timeout_s,
             credential=self.bus_credentials.control(),
             inbox_prefix=subjects.CONTROL_INBOX_PREFIX,
         )
@@ -375,6 +378,9 @@ class Platform:
     async def _stop_agent(self) -> None:
         if self.agent is not None:
             await self.agent.aclose()
+
+    async def _release_home(self) -> None:
+        self.home.release()
 
     async def _close_nats(self) -> None:
         nc, self._nats = self._nats, None

@@ -13,9 +13,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fnplane.control.db.lease import lock_key
+from fnplane.shared.errors import UnavailableError
 
 MIGRATION_LOCK = "fnplane.migrations"
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -71,9 +73,32 @@ async def migrate(engine: AsyncEngine) -> None:
 
 
 async def open_database(url: str) -> AsyncEngine:
-    engine = create_engine(url)
-    await migrate(engine)
+    """The engine of `url`, migrated; UnavailableError (one line naming the database, its password
+    hidden) when the URL is not one we can use or the database cannot be opened."""
+    try:
+        engine = create_engine(url)
+    except (SQLAlchemyError, ImportError, ValueError) as error:
+        raise UnavailableError(f"cannot use the database URL {_shown(url)}: {_first_line(error)}") from None
+    try:
+        await migrate(engine)
+    except (SQLAlchemyError, OSError) as error:
+        await engine.dispose()
+        raise UnavailableError(f"cannot open the database {_shown(url)}: {_first_line(error)}") from None
     return engine
+
+
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return "(unparsable URL)"
+
+
+def _first_line(error: BaseException) -> str:
+    # the driver's own message (a DBAPI error's), without SQLAlchemy's background link and SQL
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
 
 
 async def check_database(engine: AsyncEngine) -> None:
