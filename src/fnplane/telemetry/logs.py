@@ -351,6 +351,10 @@ def _sole_handler(
     return found, formatter
 
 
+# third-party loggers kept at INFO or above whatever the level
+QUIET_LIBRARIES = ("aiosqlite", "sqlalchemy", "asyncpg", "httpcore", "hpack", "h2", "asyncio", "nats")
+
+
 def configure_logging(
     level: str,
     fmt: LogFormat = LogFormat.TEXT,
@@ -367,6 +371,10 @@ def configure_logging(
     handler = BatchedStreamHandler(sys.stderr) if batched else logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(fmt, text_format=text_format, static=static))
     logging.basicConfig(level=level.upper(), handlers=[handler])
+    for name in QUIET_LIBRARIES:
+        # their debug lines are every SQL statement with its parameters (key hashes, sealed keys) and
+        # every socket event: `--log-level debug` is for fnplane's own lines
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
     if not access:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
     if fmt is LogFormat.JSON:

@@ -313,3 +313,16 @@ def test_a_json_lines_time_is_rfc3339_of_its_moment_across_second_boundaries(cre
     formatter.format_parts(created - 1, "INFO", "c", "m", None)  # the second before is the one known
     line = json.loads(formatter.format_parts(created, "INFO", "c", "m", None))
     assert line["time"] == logs.rfc3339(created)  # datetime's own rounding, cut to milliseconds
+
+
+def test_debug_is_for_fnplane_lines_not_every_sql_statement() -> None:
+    """`--log-level debug`: the database drivers' debug lines carry each statement's parameters (key
+    hashes, sealed keys); they stay at INFO or above."""
+    saved = {name: logging.getLogger(name).level for name in logs.QUIET_LIBRARIES}
+    try:
+        logs.configure_logging("debug")
+        for name in ("aiosqlite", "sqlalchemy.engine", "httpcore.connection"):
+            assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
