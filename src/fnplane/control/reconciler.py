@@ -82,9 +82,29 @@ async def reconcile_deployment(
     counts = [_counts(spec, rows, window_start) for spec in specs]
     current = FunctionStatus(version.status)
     status = next_status(current, counts)
+    changed = await _place_and_release(conn, deployment, settings, now, status, specs, counts, rows)
+    if status is FunctionStatus.DEGRADED and changed:
+        # its last instance went away and replacements were placed in this same pass: it is recovering
+        # (DEGRADING, still invoked; requests wait for the new instances), not without instances (a
+        # DEGRADED version refuses requests) for the moment until the next pass counts them
+        status = FunctionStatus.DEGRADING
     if status != current:
         log.info("version %s: %s -> %s", version.version_id, current.value, status.value)
         await functions_repo.set_status(conn, version.version_id, status.value, now)
+    return changed
+
+
+async def _place_and_release(
+    conn: Connection,
+    deployment: DeploymentRecord,
+    settings: ControlSettings,
+    now: datetime,
+    status: FunctionStatus,
+    specs: list[deployments_repo.GpuSpecRecord],
+    counts: list[SpecCounts],
+    rows: list[InstanceRow],
+) -> set[str]:
+    """Instances placed or released so each spec has its target; the clusters whose assignments changed."""
     changed: set[str] = set()
     for spec, spec_counts in zip(specs, counts, strict=True):
         delta = instance_delta(status, spec_counts, failure_limit=settings.instance_failure_limit)

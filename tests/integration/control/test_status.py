@@ -6,6 +6,7 @@ reached by registering a cluster, deploying and reporting instance states over H
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
@@ -129,7 +130,10 @@ async def test_deploying_to_error_when_every_instance_fails(admin_client: httpx.
     assert (await deploy(admin_client, fn, spec(1, 1))).status_code == 200
 
 
-async def test_failed_instance_is_replaced_active_degrading_active(admin_client: httpx.AsyncClient) -> None:
+async def test_failed_instance_is_replaced_active_degrading_active(
+    admin_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fnplane.control.reconciler")
     fn = await _deployed(admin_client, 1)
     (first,) = await wait_live(admin_client, 1)
     await report(admin_client, first["instanceId"], "running")
@@ -142,6 +146,8 @@ async def test_failed_instance_is_replaced_active_degrading_active(admin_client:
     await report(admin_client, replacement["instanceId"], "starting")
     await report(admin_client, replacement["instanceId"], "running")
     await wait_status(admin_client, fn, "ACTIVE")
+    # never DEGRADED (which refuses requests) on the way: the replacement was placed in the same pass
+    assert "ACTIVE -> DEGRADING" in caplog.text and "-> DEGRADED" not in caplog.text
 
 
 async def test_crash_loop_stops_replacements_and_degrades(admin_client: httpx.AsyncClient) -> None:
