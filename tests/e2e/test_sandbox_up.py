@@ -33,6 +33,7 @@ ALLOWED = {
     "INFERENCE_PORT",
     "PORT",
     "HEALTH_PORT",
+    "INSTANCE_ID",
     "MAX_REQUEST_CONCURRENCY",
     "MODEL",
 }

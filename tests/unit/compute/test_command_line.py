@@ -57,6 +57,10 @@ def test_environment_has_the_nvcf_variables_and_drops_platform_secrets() -> None
     assert env["NVCF_INSTANCETYPE"] == "LOCAL.GPU.L40S_1x"
     assert env["NVCF_BACKEND"] == "local"
     assert env["NVCF_REGION"] == "local"
+    # the rest of what NVCF's containers get (reference/containers.md 1.5)
+    assert env["NVCF_INSTANCETYPE_VALUE"] == "LOCAL.GPU.L40S_1x"
+    assert env["NVCF_ENV"] == "local"
+    assert env["INSTANCE_ID"] == env["NVCF_INSTANCE_ID"] == assignment.instance_id
 
 
 def _health(port: int) -> HealthCheck:

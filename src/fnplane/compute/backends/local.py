@@ -120,8 +120,15 @@ def function_environment(
             "NVCF_FUNCTION_NAME": assignment.function_name,
             "NVCF_NCA_ID": assignment.nca_id,
             "NVCF_INSTANCETYPE": assignment.instance_type,
+            # NVCF's node-label value of the instance type; here the instance type is its own value
+            "NVCF_INSTANCETYPE_VALUE": assignment.instance_type,
             "NVCF_BACKEND": assignment.backend,
             "NVCF_REGION": assignment.region,
+            # as the worker's NVCF-ENV header says it (FNPLANE_WORKER_ENVIRONMENT, which workers inherit)
+            "NVCF_ENV": os.environ.get("FNPLANE_WORKER_ENVIRONMENT") or "local",
+            # NVCA's pod name in NVCF; the instance id here (the one the API and `fnplane logs` show)
+            "INSTANCE_ID": assignment.instance_id,
+            "NVCF_INSTANCE_ID": assignment.instance_id,
             # what NVCF's pods also see (compute.md 1.5)
             "INFERENCE_HEALTH_ENDPOINT": health.uri,
             "INFERENCE_HEALTH_PROTOCOL": health.protocol,
