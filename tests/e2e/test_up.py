@@ -320,3 +320,44 @@ def _nats_servers_of(home: Path) -> list[int]:
         if "nats-server" in " ".join(p.info["cmdline"] or [])
         and str(home) in " ".join(p.info["cmdline"] or [])
     )
+
+
+def test_bad_tls_files_and_workdir_are_exit_code_2_naming_them(tmp_path: Path) -> None:
+    import subprocess
+
+    from up_process import FNPLANE
+
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    cases = [
+        (["--workdir", str(tmp_path / "nowhere")], "is not a directory"),
+        (
+            ["--tls-cert", str(tmp_path / "no.pem"), "--tls-key", str(tmp_path / "no.key")],
+            "--tls-cert: no such file",
+        ),
+        (
+            ["--tls-cert", str(garbage), "--tls-key", str(garbage)],
+            "are not a PEM certificate and its private key",
+        ),
+    ]
+    for args, said in cases:
+        result = subprocess.run(
+            [str(FNPLANE), "up", "--home", str(tmp_path / "home"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, (args, result.stderr)
+        assert said in result.stderr, result.stderr
+        assert not (tmp_path / "home").exists(), "nothing is started or created for an invalid flag"
+
+
+def test_a_metrics_port_in_use_names_its_flag(tmp_path: Path, start_up: type[UpProcess]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        up = start_up(tmp_path / "home", args=["--metrics-port", str(taken.getsockname()[1])])
+        assert up.process.wait(STOP_TIMEOUT_S) == 1
+    assert "pass --metrics-port" in up.stderr, up.stderr

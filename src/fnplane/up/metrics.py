@@ -64,7 +64,7 @@ class MetricsServer:
 
     def __init__(self, host: str, port: int, refreshers: Sequence[Refresher] = ()) -> None:
         self.port = port
-        self._server = HttpServer(MetricsApp(refreshers), host=host, port=port)
+        self._server = HttpServer(MetricsApp(refreshers), host=host, port=port, flag="--metrics-port")
 
     async def start(self, connect_host: str) -> None:
         await self._server.start(connect_host)

@@ -45,9 +45,11 @@ class HttpServer:
         tls_key: Path | None = None,
         start_timeout_s: float = 10.0,
         limits: HeaderLimits | None = None,
+        flag: str = "--http-port",
     ) -> None:
         self._host = host
         self.port = port
+        self._flag = flag  # the option that picks another port, for the error of a port in use
         self._start_timeout_s = start_timeout_s
         limits = limits or HeaderLimits()
         # Granian's own logging setup would replace ours; it logs through the `granian` logger anyway.
@@ -81,7 +83,7 @@ class HttpServer:
 
     async def start(self, connect_host: str) -> None:
         """Bind and serve; returns once the port accepts connections."""
-        _ensure_port_free(self._host, self.port)
+        _ensure_port_free(self._host, self.port, self._flag)
         logging.getLogger("granian").setLevel(logging.ERROR)  # "embedded server is experimental"
         self._task = asyncio.create_task(self._server.serve(), name="granian")
         deadline = asyncio.get_running_loop().time() + self._start_timeout_s
@@ -90,7 +92,7 @@ class HttpServer:
                 error = self._task.exception()
                 raise UnavailableError(
                     f"cannot serve HTTP on {self._host}:{self.port}: {error or 'server exited'}"
-                    " (is the port in use? pass --http-port)"
+                    f" (is the port in use? pass {self._flag})"
                 )
             if await _accepts(connect_host, self.port):
                 return
@@ -123,7 +125,7 @@ def free_loopback_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _ensure_port_free(host: str, port: int) -> None:
+def _ensure_port_free(host: str, port: int, flag: str) -> None:
     """Fail fast if the port is taken: Granian binds with SO_REUSEPORT on Linux, so a second
     `fnplane up` on the same port would otherwise silently share it with the first."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -134,7 +136,7 @@ def _ensure_port_free(host: str, port: int) -> None:
         except OSError as error:
             raise UnavailableError(
                 f"cannot listen on {host}:{port}: {error.strerror} (is another server using the port? "
-                "pass --http-port)"
+                f"pass {flag})"
             ) from None
 
 

@@ -6,6 +6,8 @@ environment.
 
 from __future__ import annotations
 
+import os
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -86,6 +88,8 @@ class ServingSettings(BaseModel):
     def _tls_pair(self) -> ServingSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key must be given together")
+        if self.tls_cert is not None and self.tls_key is not None:
+            _check_tls_files(self.tls_cert, self.tls_key)
         return self
 
     @property
@@ -130,6 +134,14 @@ class UpSettings(ServingSettings, BaseSettings):
     nats_account: str | None = None
     # where the local backend runs containerArgs; default: the directory `fnplane up` started in
     workdir: UserPath | None = None
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
     # what runs the functions (docs/backends.md): `process` or `container`; default: the agent's
     # setting FNPLANE_AGENT_BACKEND, which defaults to `process`
     backend: Literal["process", "container"] | None = None
@@ -171,3 +183,19 @@ class UpSettings(ServingSettings, BaseSettings):
         if self.nats_url is None and (self.nats_creds or self.nats_signing_key_file or self.nats_account):
             raise ValueError("--nats-creds and the NATS signing key go with --nats-url (external NATS)")
         return self
+
+
+def _check_tls_files(cert: Path, key: Path) -> None:
+    """Before anything starts: both files readable, and a certificate chain with its key."""
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not path.is_file():
+            raise ValueError(f"{flag}: no such file {path}")
+        if not os.access(path, os.R_OK):
+            raise ValueError(f"{flag}: {path} is not readable")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except ssl.SSLError as error:
+        raise ValueError(
+            f"--tls-cert {cert} and --tls-key {key} are not a PEM certificate and its private key "
+            f"({error.reason or error})"
+        ) from None
