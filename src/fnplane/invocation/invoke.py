@@ -260,6 +260,8 @@ class Invocation:
                 # the client will poll or download by request id, at any gateway: note its version
                 await self._remember_version()
             exchange.credit_batch = wire.credit_batch(head.window)
+            if head.platform_error:
+                observe.own_error()
             if head.end:
                 self.finish()
             return Head(head.status, head.headers, item.body, head.end, head.large_result)

@@ -245,6 +245,9 @@ class Head(msgspec.Struct, omit_defaults=True):
     end: bool = False
     # the result is this request's zip in the object store: answer 302 with a signed Location
     large_result: bool = msgspec.field(default=False, name="largeResult")
+    # the worker's own problem (the function unreachable, the worker failed), not the function's
+    # answer: the gateway counts it as the platform's error (app_invocation_error)
+    platform_error: bool = msgspec.field(default=False, name="platformError")
 
 
 _head_decoder = msgspec.json.Decoder(Head)

@@ -18,6 +18,7 @@ import time
 import httpx
 import pytest
 from invocation_stack import free_port, host_for
+from prometheus_client import REGISTRY
 from test_long_running import fault_function
 
 from fnplane.invocation.settings import GatewaySettings
@@ -122,6 +123,9 @@ async def test_an_unreachable_function_is_a_500_that_names_no_address_or_python_
     doc = r.json()
     assert doc["type"].startswith("urn:inference-connection:problem-details:"), doc
     assert doc["detail"] == "cannot connect to the function: connection refused", doc
+    # the platform's answer, not the function's: counted as NVCF counts the platform's errors
+    labels = {"http_status_code": "500", "function_id": fn["id"]}
+    assert REGISTRY.get_sample_value("app_invocation_error_total", labels) == 1
 
 
 async def test_a_request_that_finds_the_function_down_waits_for_it_in_the_queue(stack):

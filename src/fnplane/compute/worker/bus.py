@@ -124,8 +124,16 @@ class ResponseChannel:
         *,
         end: bool = False,
         large_result: bool = False,
+        platform_error: bool = False,
     ) -> None:
-        head = wire.Head(status, headers, window=self._window, end=end, large_result=large_result)
+        head = wire.Head(
+            status,
+            headers,
+            window=self._window,
+            end=end,
+            large_result=large_result,
+            platform_error=platform_error,
+        )
         self.head_sent = True
         await self._nc.publish(self._to, body, headers=wire.encode_head(head, self._attempt))
 

@@ -195,14 +195,16 @@ class CompatRequest:
         status, headers, body = result.status, result.headers, result.body
         if status >= 400 and not result.worker_error:
             headers, body = problem(status, container_error_detail(body), INFERENCE_SOURCE)
-        await self.finish(status, headers, body)
+        await self.finish(status, headers, body, platform_error=result.worker_error)
 
-    async def finish(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    async def finish(
+        self, status: int, headers: list[tuple[str, str]], body: bytes, *, platform_error: bool = False
+    ) -> None:
         """The final answer: to the waiting client, or into the status record once detached."""
         if self.detached:
             await self._writer.store_body(status, headers, body)
         else:
-            await self._channel.head(status, headers, body, end=True)
+            await self._channel.head(status, headers, body, end=True, platform_error=platform_error)
 
     async def _stream_late(self, resp: HttpResponse) -> None:
         channel = self._channel
@@ -228,4 +230,4 @@ async def fail_stream(channel: ResponseChannel, exc: Exception) -> None:
         return
     source = WORKER_SOURCE if isinstance(exc, BodyError) else CONNECTION_SOURCE
     headers, body = problem(500, failure_detail(exc), source)
-    await channel.head(500, headers, body, end=True)
+    await channel.head(500, headers, body, end=True, platform_error=True)

@@ -148,7 +148,7 @@ class Forwarder:
                 if detached:
                     await writer.store_body(500, headers, body)
                 else:
-                    await channel.head(500, headers, body, end=True)
+                    await channel.head(500, headers, body, end=True, platform_error=True)
                 return
         rid = env.request_id
         headers = self._client.request_headers(env, self._root.output_path(rid), self._root.asset_path(rid))
@@ -232,7 +232,7 @@ class Forwarder:
                 elif channel.head_sent:
                     await channel.end(error=detail)
                 else:
-                    await channel.head(status, headers, body, end=True)
+                    await channel.head(status, headers, body, end=True, platform_error=True)
                 return True
             except RequestRejected:
                 return True  # cancelled meanwhile: the cancel is the answer
