@@ -45,6 +45,7 @@ from fnplane.invocation.http import (
     send_bytes,
     send_error,
     send_method_not_allowed,
+    without_body,
 )
 from fnplane.invocation.queues import QueueEndpoints
 from fnplane.invocation.rate_limit import RateLimiter
@@ -257,6 +258,8 @@ class Gateway:
                 return
             raise errors.NotFoundError(f"no route for {request.method} {request.path}")
         endpoint, params = resolved
+        if request.method == "HEAD":
+            request.send = without_body(request.send)
         await endpoint(request, *params)
 
 

@@ -50,6 +50,8 @@ class Router:
         parts = _parts(path)
         if parts is None:
             return None
+        if method == "HEAD":  # as its GET (RFC 9110 9.3.2); the caller drops the body
+            method = "GET"
         for route in self._routes:
             if route.method == method and (params := route.match(parts)) is not None:
                 return route.endpoint, params
@@ -60,7 +62,8 @@ class Router:
         parts = _parts(path)
         if parts is None:
             return []
-        return sorted({route.method for route in self._routes if route.match(parts) is not None})
+        methods = {route.method for route in self._routes if route.match(parts) is not None}
+        return sorted(methods | {"HEAD"} if "GET" in methods else methods)
 
 
 def _parts(path: str) -> list[str] | None:

@@ -153,11 +153,16 @@ async def test_a_wrong_method_on_a_gateway_path_is_405_with_allow(stack):
     r = await stack.client.request("PUT", "/v2/nvcf/assets")
     assert r.status_code == 405, r.text
     assert r.headers["content-type"] == "application/problem+json"
-    assert r.headers["allow"] == "GET, POST"
+    assert r.headers["allow"] == "GET, HEAD, POST"
     assert r.json()["status"] == 405
-    r = await stack.client.request("TRACE", f"/v2/nvcf/queues/{'0' * 8}-0000-0000-0000-{'0' * 12}/position")
-    assert (r.status_code, r.headers["allow"]) == (405, "GET")
+    position = f"/v2/nvcf/queues/{'0' * 8}-0000-0000-0000-{'0' * 12}/position"
+    r = await stack.client.request("TRACE", position)
+    assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD")
     assert (await stack.client.get("/v2/nvcf/no-such-thing")).status_code == 404
+    # HEAD answers as its GET, without the body (RFC 9110 9.3.2)
+    got, head = await stack.client.get(position), await stack.client.head(position)
+    assert head.status_code == got.status_code == 404 and head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"] == "application/problem+json"
 
 
 async def test_a_queue_deleted_behind_the_gateways_back_is_made_again(stack):

@@ -108,7 +108,10 @@ def test_the_route_table_matches_literals_and_captures_ids_in_lower_case():
     assert router.resolve("GET", "/v2/nvcf/pexec/status") is None
     # what a path takes, for the 405's Allow (none: an unknown path, 404)
     assert router.allowed(f"/v2/nvcf/pexec/functions/{FID}") == ["POST"]
-    assert router.allowed(f"/v2/nvcf/pexec/status/{V1.upper()}") == ["GET"]
+    assert router.allowed(f"/v2/nvcf/pexec/status/{V1.upper()}") == ["GET", "HEAD"]
+    # HEAD is its GET's (the body dropped by the caller)
+    assert router.resolve("HEAD", f"/v2/nvcf/queues/{V2}/position") == (position, [V2])
+    assert router.resolve("HEAD", f"/v2/nvcf/pexec/functions/{FID}") is None
     assert router.allowed("/v2/nvcf/pexec/nothing") == []
     assert router.allowed(f"/v3/nvcf/pexec/functions/{FID}") == []
 
