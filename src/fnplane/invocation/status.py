@@ -89,7 +89,8 @@ class StatusEndpoints:
     async def pexec_status(self, request: Request, request_id: str) -> None:
         record = await self.authorized_record(request, request_id)
         record = await self.wait(record, poll_seconds(request.headers, sse_default=False))
-        await self.send_pexec(request, request_id, record)
+        # a HEAD sees the answer without taking it: the result stays for the GET
+        await self.send_pexec(request, request_id, record, forget=request.method != "HEAD")
 
     async def _send_rejected(self, request: Request, request_id: str) -> None:
         error = errors.GoneError(f"request {request_id} was cancelled")
@@ -155,7 +156,7 @@ class StatusEndpoints:
     async def exec_status(self, request: Request, request_id: str) -> None:
         record = await self.authorized_record(request, request_id)
         record = await self.wait(record, poll_seconds(request.headers, sse_default=False))
-        await self.send_exec(request, request_id, record)
+        await self.send_exec(request, request_id, record, forget=request.method != "HEAD")
 
     async def send_exec(
         self, request: Request, request_id: str, record: StatusRecord, *, forget: bool = True
