@@ -88,6 +88,10 @@ class Receiver:
                             }
                         )
 
+    def of_all(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.spans)
+
     def of_trace(self, trace_id: str) -> list[dict[str, Any]]:
         with self.lock:
             return [span for span in self.spans if span["trace_id"] == trace_id]
@@ -207,6 +211,9 @@ def test_a_client_trace_is_continued_to_the_function(
     assert call["parent_id"] == grpc_client_span
     assert call["attributes"]["request_id"] == grpc_request_id
     assert call["attributes"]["rpc.grpc.status_code"] == 0
+    # the agents' own polls and reports to the control plane are not traced, nor FastAPI's inner steps
+    names = {span["name"] for span in receiver.of_all()}
+    assert not [name for name in names if "/v1/fnplane/" in name or name.startswith("fastapi.")], names
 
 
 def test_json_logs_and_the_untouched_traceparent_without_tracing(

@@ -11,7 +11,7 @@ OpenAPI document (`/v3/openapi`) says so (`fnplane.control.openapi`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,11 +28,12 @@ from fnplane.control.components import ControlComponents, create_components
 from fnplane.control.content_type import JsonBodyMiddleware
 from fnplane.control.db.repositories.transactions import Engine
 from fnplane.control.field_paths import field_and_rule
-from fnplane.control.finite_json import FiniteJsonMiddleware
 from fnplane.control.head import HeadAsGetMiddleware
+from fnplane.control.json_values import JsonValuesMiddleware
 from fnplane.control.openapi import document_problems
 from fnplane.control.reconciler import WakePeers
 from fnplane.control.request_metrics import RequestMetricsMiddleware
+from fnplane.control.request_target import RequestTargetMiddleware
 from fnplane.control.routes import include_all
 from fnplane.control.services.instance_logs import NatsConnection
 from fnplane.control.services.instances import IssueWorkerCredentials
@@ -111,6 +112,10 @@ def _allowed_methods(request: Request) -> list[str]:
     return [method for method in _METHODS if takes(method) or (method == "HEAD" and takes("GET"))]
 
 
+def _internal_path(scope: MutableMapping[str, Any]) -> bool:
+    return str(scope.get("path", "")).startswith("/v1/fnplane/")
+
+
 class ControlApp(FastAPI):
     """The control plane's FastAPI app; `components` is what it was built from."""
 
@@ -181,14 +186,21 @@ def create_app(
         docs_url="/v3/docs",
         redoc_url=None,
         lifespan=_lifespan,
+        # FastAPI's own spans (with tracing on): one per API request, not three more per request for
+        # dependencies, endpoint and serialization, and none for the agents' own polls and reports
+        # (/v1/fnplane/..., several a second per agent with no user traffic)
+        telemetry={"operation_spans": False, "exclude": _internal_path},
     )
     install_problem_handlers(app)
     # innermost: a HEAD is routed as its GET (the layers outside see and count the HEAD)
     app.add_middleware(HeadAsGetMiddleware)
-    # a JSON body's numbers are finite (the content type is known to be JSON by then)
-    app.add_middleware(FiniteJsonMiddleware)
+    # a JSON body's numbers are finite and its strings text the database holds (the content type is
+    # known to be JSON by then)
+    app.add_middleware(JsonValuesMiddleware)
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(UuidPathMiddleware)
+    # no NUL in the path or the query reaches a route (PostgreSQL's text cannot hold it)
+    app.add_middleware(RequestTargetMiddleware)
     # outermost: no body is read before its size and its credential were admitted
     app.add_middleware(
         BodyAdmissionMiddleware,
