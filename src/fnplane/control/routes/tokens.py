@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fnplane.control.auth.components import AuthComponents
 from fnplane.control.auth.service_accounts import OAuthError
 from fnplane.control.components import auth_components
+from fnplane.control.json_values import text_rule
 
 router = APIRouter(tags=["auth"])
 
@@ -128,6 +129,9 @@ async def token(request: Request, auth: AuthComponents = Depends(auth_components
             if not isinstance(client_id, str) or not isinstance(secret, str):
                 raise OAuthError("invalid_client", "client authentication is required", 401)
             credentials = (client_id, secret)
+        if text_rule(credentials[0]) is not None:
+            # no client has such an id, and PostgreSQL cannot even be asked (its text holds no NUL)
+            raise OAuthError("invalid_client", "client authentication failed", 401)
         scope = form.get("scope")
         requested = str(scope).split() if isinstance(scope, str) and scope.strip() else None
         minted = await auth.service_accounts.token(credentials[0], credentials[1], requested)
