@@ -373,8 +373,11 @@ def configure_logging(
     logging.basicConfig(level=level.upper(), handlers=[handler])
     for name in QUIET_LIBRARIES:
         # their debug lines are every SQL statement with its parameters (key hashes, sealed keys) and
-        # every socket event: `--log-level debug` is for fnplane's own lines
-        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
+        # every socket event: `--log-level debug` is for fnplane's own lines (a library's own higher
+        # level, such as SQLAlchemy's WARNING, stays)
+        library = logging.getLogger(name)
+        if library.getEffectiveLevel() < logging.INFO:
+            library.setLevel(logging.INFO)
     if not access:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
     if fmt is LogFormat.JSON:

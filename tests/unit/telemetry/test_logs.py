@@ -320,9 +320,12 @@ def test_debug_is_for_fnplane_lines_not_every_sql_statement() -> None:
     hashes, sealed keys); they stay at INFO or above."""
     saved = {name: logging.getLogger(name).level for name in logs.QUIET_LIBRARIES}
     try:
+        logging.getLogger("sqlalchemy").setLevel(logging.WARNING)  # as SQLAlchemy sets its own
         logs.configure_logging("debug")
         for name in ("aiosqlite", "sqlalchemy.engine", "httpcore.connection"):
             assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+        # a library's own higher level stays: its INFO lines (pool events) are not wanted either
+        assert not logging.getLogger("sqlalchemy.pool").isEnabledFor(logging.INFO)
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
