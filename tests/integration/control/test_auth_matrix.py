@@ -49,6 +49,7 @@ RESOURCE_PARAMS = {
     "key_id",
     "client_id",
     "telemetryId",
+    "registryCredentialId",
 }
 # Path parameters that are not tenant-owned (super-admin account and client ids, agent cluster names).
 SHARED_PARAMS = {"nca_id", "clientId", "clusterName"}
