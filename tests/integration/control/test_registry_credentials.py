@@ -161,3 +161,30 @@ async def test_a_self_hosted_registry_on_an_address_and_port_gets_its_login(
     auth = by_version[there["versionId"]]["registryAuth"]
     assert auth == {"username": "$oauthtoken", "password": PASSWORD, "serveraddress": "127.0.0.1:5000"}
     assert by_version[other_port["versionId"]].get("registryAuth") is None
+
+
+async def test_the_account_lists_its_registry_credentials(
+    admin_client: httpx.AsyncClient, make_client: Any
+) -> None:
+    empty = await admin_client.get("/v2/nvcf/accounts/nvcf-default")
+    assert empty.status_code == 200 and empty.json()["account"]["registryCredentials"] == []
+    first = (await admin_client.post("/v2/nvcf/registry-credentials", json=body())).json()
+    second = (
+        await admin_client.post(
+            "/v2/nvcf/registry-credentials", json=body(secret={"name": "ngc-ci", "value": LOGIN})
+        )
+    ).json()
+    # another account's credential is not this account's
+    other = await make_client([MANAGE_REGISTRY_CREDENTIALS], nca_id="other-account")
+    assert (await other.post("/v2/nvcf/registry-credentials", json=body())).status_code == 200
+    account = (await admin_client.get("/v2/nvcf/accounts/nvcf-default")).json()["account"]
+    # in the shape GET /v2/nvcf/registry-credentials gives them, without the secret
+    assert account["registryCredentials"] == [first["registryCredential"], second["registryCredential"]]
+    assert PASSWORD not in str(account) and LOGIN not in str(account)
+    assert account["maxRegistryCredentialsAllowed"] == 25
+    others = (await admin_client.get("/v2/nvcf/accounts/other-account")).json()["account"]
+    assert [c["ncaId"] for c in others["registryCredentials"]] == ["other-account"]
+    cid = first["registryCredential"]["registryCredentialId"]
+    assert (await admin_client.delete(f"/v2/nvcf/registry-credentials/{cid}")).status_code == 204
+    account = (await admin_client.get("/v2/nvcf/accounts/nvcf-default")).json()["account"]
+    assert account["registryCredentials"] == [second["registryCredential"]]

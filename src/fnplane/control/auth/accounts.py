@@ -16,6 +16,7 @@ from fnplane.control.auth.revocation import Revoker
 from fnplane.control.db.repositories._time import now_utc
 from fnplane.control.db.repositories.accounts import AccountRecord, AccountRepository
 from fnplane.control.db.repositories.clients import ClientRecord, ClientRepository
+from fnplane.control.services.registry_credentials import details as registry_credential_details
 from fnplane.control.services.telemetries import details as telemetry_details
 from fnplane.shared import revocations
 from fnplane.shared.errors import BadRequestError, ConflictError, NotFoundError
@@ -124,7 +125,9 @@ class AccountService:
             client_ids=await self._accounts.client_ids(nca_id),
             name=record.name,
             telemetries=[telemetry_details(r) for r in await self._accounts.telemetries(nca_id)],
-            registry_credentials=[],
+            registry_credentials=[
+                registry_credential_details(r) for r in await self._accounts.registry_credentials(nca_id)
+            ],
             max_functions_allowed=record.max_functions_allowed,
             max_tasks_allowed=record.max_tasks_allowed,
             max_telemetries_allowed=record.max_telemetries_allowed,

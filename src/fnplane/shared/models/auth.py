@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from fnplane.shared.models.registry_credentials import RegistryCredentialDetails
 from fnplane.shared.models.telemetries import TelemetryDto
 from fnplane.shared.models.wire import Int32, documented_string
 from fnplane.shared.scopes import ADMIN_SCOPES
@@ -146,7 +147,7 @@ class CreateAccountRequest(CamelModel):
         None, json_schema_extra=documented_string(pattern=ACCOUNT_NAME_PATTERN, minLength=4, maxLength=36)
     )
     admin_client_id: str | None = None
-    registry_credentials: list[dict[str, Any]] | None = None
+    registry_credentials: list[RegistryCredentialDetails] | None = None
     max_functions_allowed: Int32 | None = None
     max_tasks_allowed: Int32 | None = None
     max_telemetries_allowed: Int32 | None = None
@@ -167,7 +168,7 @@ class AccountDto(CamelModel):
     client_ids: list[str] | None = None
     name: str
     telemetries: list[TelemetryDto] | None = None
-    registry_credentials: list[dict[str, Any]] | None = None
+    registry_credentials: list[RegistryCredentialDetails] | None = None
     max_functions_allowed: int
     max_tasks_allowed: int
     max_telemetries_allowed: int

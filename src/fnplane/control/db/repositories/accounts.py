@@ -10,8 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fnplane.control.db import tables
+from fnplane.control.db.repositories import registry_credentials as registry_credentials_repo
 from fnplane.control.db.repositories import telemetries as telemetries_repo
 from fnplane.control.db.repositories._time import now_utc, utc
+from fnplane.control.db.repositories.registry_credentials import RegistryCredentialRecord
 from fnplane.control.db.repositories.telemetries import TelemetryRecord
 from fnplane.shared.errors import ConflictError
 
@@ -134,3 +136,7 @@ class AccountRepository:
     async def telemetries(self, nca_id: str) -> list[TelemetryRecord]:
         async with self._engine.connect() as conn:
             return await telemetries_repo.list_telemetries(conn, nca_id)
+
+    async def registry_credentials(self, nca_id: str) -> list[RegistryCredentialRecord]:
+        async with self._engine.connect() as conn:
+            return await registry_credentials_repo.list_credentials(conn, nca_id)
