@@ -274,6 +274,66 @@ async def test_a_function_needs_an_image_or_a_command_line(admin_client: httpx.A
     assert (await admin_client.post("/v2/nvcf/functions", json=helm)).status_code == 200
 
 
+# what the tests, examples and docs pull, and the other forms Docker and Podman take
+VALID_IMAGES = [
+    "nvcr.io/example/echo:1.0",
+    "local/echo",
+    "example/inv:1",
+    "python:3",
+    "library/python:3",
+    "i",
+    "localhost/fnplane-echo:test",
+    "127.0.0.1:5000/team/echo:1",
+    "registry.example.com:443/a/b/c:v1.2.3-rc_1",
+    "[::1]:5000/echo",
+    "nvcr.io/acme/model@sha256:" + "0123456789abcdef" * 4,
+    "nvcr.io/acme/model:1@sha512:" + "a" * 128,
+    "my_org/my__image--x.y",
+]
+INVALID_IMAGES = [
+    ("foo bar", "invalid reference format"),
+    ("-rf", "invalid reference format"),
+    ("UPPER/Case:Bad", "must be lowercase"),
+    ("::::", "invalid reference format"),
+    ("a/b:c:d", "invalid reference format"),
+    ("x:tag@sha256:zz", "invalid reference format"),
+    ("x@sha256:" + "A" * 64, "64 lowercase hex digits"),
+    ("x@md5:" + "0" * 32, "unsupported digest algorithm"),
+    ("0123456789abcdef" * 4, "image id"),
+    ("a/" + "b" * 300, "at most 255"),
+    ("nvcr.io/x:" + "t" * 129, "invalid reference format"),
+    ("nvcr.io/x\n", "invalid reference format"),
+    ("a" * 2000, "at most 1024 characters"),
+]
+
+
+async def test_container_image_is_an_image_reference(admin_client: httpx.AsyncClient) -> None:
+    """A reference Docker or Podman could never pull is a 400 at registration, not a failed deploy."""
+    fn = await create_function(admin_client, name="images")
+    for index, (image, reason) in enumerate(INVALID_IMAGES):
+        body = function_body(f"bad-{index}", containerImage=image)
+        for path in ("/v2/nvcf/functions", f"/v2/nvcf/functions/{fn['id']}/versions"):
+            response = await admin_client.post(path, json=body)
+            assert response.status_code == 400, (image, response.text)
+            problem = response.json()
+            assert problem["field"] == "containerImage", problem
+            assert reason in problem["rule"], problem
+            if "characters" not in reason:
+                assert problem["rule"].startswith("must be an image reference"), problem
+    listed = (await admin_client.get("/v2/nvcf/functions")).json()["functions"]
+    assert [f["name"] for f in listed] == ["images"]
+    for index, image in enumerate(VALID_IMAGES):
+        response = await admin_client.post(
+            "/v2/nvcf/functions", json=function_body(f"ok-{index}", containerImage=image)
+        )
+        assert response.status_code == 200, (image, response.text)
+        assert response.json()["function"]["containerImage"] == image
+    # blank is no image (a command line alone), as before
+    response = await admin_client.post("/v2/nvcf/functions", json=function_body("blank", containerImage=" "))
+    assert response.status_code == 200, response.text
+    assert "containerImage" not in response.json()["function"]
+
+
 async def test_malformed_json_is_400(admin_client: httpx.AsyncClient) -> None:
     response = await admin_client.post(
         "/v2/nvcf/functions", content=b"{not json", headers={"content-type": "application/json"}

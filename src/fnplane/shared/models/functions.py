@@ -14,6 +14,12 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
+from fnplane.shared.image_references import (
+    MAX_REFERENCE_LENGTH,
+    REFERENCE_RULE,
+    REFERENCE_SCHEMA_PATTERN,
+    image_reference_error,
+)
 from fnplane.shared.models.wire import ApiModel, Duration, Int32, Timestamp, dedupe, invalid, lenient
 
 NAME_PATTERN = re.compile(r"^[a-z0-9A-Z][a-z0-9A-Z\-_]*$")
@@ -324,7 +330,9 @@ class CreateFunctionRequest(ApiModel):
     name: str = Field(min_length=1, max_length=128, json_schema_extra={"pattern": NAME_PATTERN.pattern})
     inference_url: str = Field(json_schema_extra={"pattern": ABSOLUTE_PATH_PATTERN})
     inference_port: Int32 | None = Field(None, gt=0, le=65535)
-    container_image: str | None = None
+    container_image: str | None = Field(
+        None, max_length=MAX_REFERENCE_LENGTH, json_schema_extra={"pattern": REFERENCE_SCHEMA_PATTERN}
+    )
     helm_chart: str | None = None
     helm_chart_service_name: str | None = None
     container_args: str | None = None
@@ -351,6 +359,17 @@ class CreateFunctionRequest(ApiModel):
     def _name(cls, value: str) -> str:
         if not NAME_PATTERN.match(value):
             raise invalid(f"must match {NAME_PATTERN.pattern}")
+        return value
+
+    @field_validator("container_image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        """A reference the agent can pull (fnplane.shared.image_references); blank is no image."""
+        if value is None or not value.strip():
+            return None
+        reason = image_reference_error(value)
+        if reason is not None:
+            raise invalid(f"{REFERENCE_RULE}: {reason}")
         return value
 
     _secrets = field_validator("secrets")(_unique_secret_names)
