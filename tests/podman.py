@@ -9,9 +9,9 @@ Engine API, and the test images scripts/build-test-images builds here (no regist
         subprocess.run([...], env={**os.environ, **podman_service.env})   # DOCKER_HOST etc. for a child
 
 Each pytest-xdist worker starts a service of its own (its own socket); they share podman's image and
-container storage. A test removes the containers it starts; whatever still carries `podman_service.labels`
-when the session ends is removed then. Nothing is ever stopped by name: the service by its PID, containers
-by label.
+container storage. A test removes the containers (and networks) it starts; whatever still carries
+`podman_service.labels` when the session ends is removed then. Nothing is ever stopped by name: the
+service by its PID, containers and networks by label.
 
 The images are built while the tests are collected (`build_images_for`, from tests/conftest.py), not in a
 test's setup, so that the first build (a debootstrap, minutes) is not cut short by the per-test timeout.
@@ -45,6 +45,7 @@ IMAGES = {
     "inv": "localhost/fnplane-inv:test",
     "crash": "localhost/fnplane-crash:test",
     "health-port": "localhost/fnplane-health-port:test",
+    "network-probe": "localhost/fnplane-network-probe:test",
 }
 # the label that marks this session's containers, for the clean-up at the end
 SESSION_LABEL = "org.fnplane.test-session"
@@ -170,8 +171,13 @@ def _start(directory: Path) -> PodmanService:
 
 
 def _remove_session_containers(service: PodmanService) -> None:
+    """This session's containers, then their networks (the container backend's: one per instance)."""
     [(key, value)] = service.labels.items()
-    service.podman("rm", "--force", "--time", "0", "--filter", f"label={key}={value}", check=False)
+    # by id: `podman --remote rm --filter` (Podman 4.3) removes only the first container that matches
+    found = service.podman("ps", "--all", "--quiet", "--filter", f"label={key}={value}", check=False)
+    if ids := found.stdout.split():
+        service.podman("rm", "--force", "--time", "0", *ids, check=False)
+    service.podman("network", "prune", "--force", "--filter", f"label={key}={value}", check=False)
 
 
 def _stop(service: PodmanService) -> None:

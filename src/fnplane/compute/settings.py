@@ -107,9 +107,10 @@ class AgentSettings(BaseSettings):
     # a 404 from a healthy function makes it unhealthy only after this long
     health_not_ready_grace_s: float = 30.0
 
-    # per-instance log files
-    # per-instance log files rotate at this size, keeping log_backups old files
+    # per-instance log files rotate at this size, keeping log_backups old files; a container's own log
+    # at its runtime, which the agent reads its output from, is bounded by the same two (docs/backends.md)
     log_max_bytes: int = 10 * 1024 * 1024
+    # rotated per-instance log files kept beside the current one
     log_backups: int = 2
     # longest a `follow=true` log stream may last
     log_follow_max_s: float = 3600.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +31,7 @@ def _assignment(image: str, container_args: str | None = None, **overrides: Any)
     return make_assignment(container_args, containerImage=image, **overrides)
 
 
-def _backend(state_dir: Path, service: PodmanService, agent_id: str) -> ContainerBackend:
+def _backend(state_dir: Path, service: PodmanService, agent_id: str, **options: Any) -> ContainerBackend:
     return ContainerBackend(
         state_dir=state_dir,
         agent_id=agent_id,
@@ -39,6 +40,7 @@ def _backend(state_dir: Path, service: PodmanService, agent_id: str) -> Containe
         limits=ContainerLimits(
             cpus={"LOCAL.GPU.L40S_1x": 1.5}, memory_bytes={"LOCAL.GPU.L40S_1x": 256 * MiB}
         ),
+        **options,
     )
 
 
@@ -61,6 +63,23 @@ async def backend(tmp_path: Path, podman_service: PodmanService) -> AsyncIterato
         leftover = _backend(tmp_path / "state", podman_service, running.agent_id)
         await leftover.cleanup()
         await leftover.aclose()
+
+
+def _size(path: Path) -> int:
+    """A file's size, or the sum of a directory's files."""
+    return sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
+
+
+async def _networks_of(client: aiodocker.Docker, name: str) -> dict[str, Any]:
+    """The networks a container is on, by name, with its address on each."""
+    info = await _inspect(client, name)
+    assert info is not None, name
+    return dict(info["NetworkSettings"]["Networks"])
+
+
+async def _network_names(client: aiodocker.Docker, agent_id: str) -> list[str]:
+    listing = await client.networks.list(filters={"label": [f"fnplane.agent={agent_id}"]})
+    return sorted(item["Name"] for item in listing)
 
 
 async def _healthy(port: int) -> bool:
@@ -187,6 +206,92 @@ async def test_an_image_that_cannot_be_pulled_fails_with_the_daemons_message(
     assert "cannot pull image" in backend.stderr_tail(assignment.instance_id)
 
 
+async def test_each_instance_is_on_a_network_of_its_own_which_goes_with_it(
+    backend: ContainerBackend, client: aiodocker.Docker, container_images: dict[str, str]
+) -> None:
+    first, second = _assignment(container_images["echo"]), _assignment(container_images["echo"])
+    handles = [await backend.start(first), await backend.start(second)]
+    for handle in handles:
+        # the worker's way in is unchanged: the published port on the host's loopback
+        await wait_for(lambda port=handle.port: _healthy(port), timeout_s=30)
+    names = [f"fnplane-{first.instance_id}", f"fnplane-{second.instance_id}"]
+    assert await _network_names(client, backend.agent_id) == sorted(names)
+    assert sorted(await backend.labelled_networks()) == sorted(names)
+    subnets = set()
+    for name in names:
+        # the container's own network and no other: not the runtime's default bridge (10.88.0.0/16)
+        networks = await _networks_of(client, name)
+        assert list(networks) == [name]
+        address = networks[name]["IPAddress"]
+        assert address and not address.startswith("10.88."), address
+        subnets.add(address.rsplit(".", 1)[0])
+    assert len(subnets) == 2
+
+    await backend.stop(first.instance_id)
+    assert await _network_names(client, backend.agent_id) == [names[1]]
+    assert await _healthy(handles[1].port)
+    await backend.stop(second.instance_id)
+    assert await _network_names(client, backend.agent_id) == []
+
+
+async def test_a_start_that_fails_leaves_neither_container_nor_network(
+    backend: ContainerBackend, client: aiodocker.Docker, container_images: dict[str, str]
+) -> None:
+    assignment = _assignment(container_images["crash"])
+    handle = await backend.start(assignment)
+    assert (await asyncio.wait_for(backend.wait(assignment.instance_id), 30)).code == 1
+    # its restart cannot publish the instance's port: someone else holds it now
+    with socket.create_server(("127.0.0.1", handle.port)):
+        with pytest.raises(BackendError, match="cannot start a container of"):
+            await backend.start(assignment)
+        assert await _inspect(client, f"fnplane-{assignment.instance_id}") is None
+        assert await _network_names(client, backend.agent_id) == []
+    await backend.stop(assignment.instance_id)
+    assert await _network_names(client, backend.agent_id) == []
+
+
+async def test_the_runtimes_log_of_a_flood_stays_bounded_and_the_output_after_it_is_kept(
+    tmp_path: Path, podman_service: PodmanService, client: aiodocker.Docker, container_images: dict[str, str]
+) -> None:
+    """A container printing 24 MB: the runtime's own log file (which the agent reads the output from)
+    stays within the agent's log size, as does the agent's rotated log, and what it prints after the
+    flood reaches the instance log whole."""
+    max_bytes = 256 * 1024
+    backend = _backend(
+        tmp_path / "state",
+        podman_service,
+        f"test-{uuid.uuid4().hex[:8]}",
+        log_max_bytes=max_bytes,
+        log_backups=1,
+    )
+    await backend.connect()
+    await backend.cleanup()
+    program = (
+        "import time\n"
+        "for i in range(240000): print('flood %06d ' % i + 'x' * 86)\n"
+        "for i in range(5): print('after %d' % i, flush=True); time.sleep(0.3)\n"
+        "print('the end', flush=True); time.sleep(120)"
+    )
+    assignment = _assignment(container_images["python"], f'python3 -c "{program}"')
+    try:
+        await backend.start(assignment)
+
+        async def ended() -> bool:
+            return "the end" in await backend.logs(assignment.instance_id, tail=10)
+
+        await wait_for(ended, timeout_s=60)
+        info = await _inspect(client, f"fnplane-{assignment.instance_id}")
+        assert info is not None
+        assert 0 < await asyncio.to_thread(_size, Path(info["LogPath"])) <= max_bytes
+        lines = await backend.logs(assignment.instance_id, tail=10)
+        assert [line for line in lines if line.startswith("after")] == [f"after {i}" for i in range(5)]
+        # the agent's own copy: the current file and one backup, each rotated at max_bytes
+        kept = await asyncio.to_thread(_size, backend.log_path(assignment.instance_id).parent)
+        assert kept <= 2 * max_bytes + 64 * 1024
+    finally:
+        await backend.aclose()
+
+
 async def test_a_new_run_of_the_agent_removes_what_a_killed_one_left(
     tmp_path: Path,
     podman_service: PodmanService,
@@ -208,16 +313,27 @@ async def test_a_new_run_of_the_agent_removes_what_a_killed_one_left(
     await other.start(kept)
     # the first agent dies without stopping anything (its lock goes with its process)
     first.table.unlock()
+    # and a network that a start cut short by the kill left without its container
+    await client.networks.create(
+        {
+            "Name": f"fnplane-orphan-{agent_id}",
+            "Labels": {"fnplane.platform": "fnplane", "fnplane.agent": agent_id},
+        }
+    )
     try:
         second = _backend(state_dir, podman_service, agent_id)
         assert await second.cleanup() == [assignment.instance_id]
         assert await _inspect(client, f"fnplane-{assignment.instance_id}") is None
         assert await _inspect(client, f"fnplane-{kept.instance_id}") is not None
+        # the earlier run's networks are gone, the other agent's stays with its container
+        assert await _network_names(client, agent_id) == []
+        assert await _network_names(client, other.agent_id) == [f"fnplane-{kept.instance_id}"]
         await second.aclose()
     finally:
         await first.aclose()
         await other.aclose()
     assert await _inspect(client, f"fnplane-{kept.instance_id}") is None
+    assert await _network_names(client, other.agent_id) == []
 
 
 async def test_the_agent_runs_a_container_function_until_undeploy(

@@ -23,13 +23,13 @@ from fnplane.compute.backends.container import (
     container_config,
     container_labels,
     container_name,
-    docker_login,
-    pull_error,
-    pull_reference,
+    runtime_log_config,
     runtime_message,
     runtime_url,
 )
+from fnplane.compute.backends.container_networks import network_config, network_name
 from fnplane.compute.backends.gpus import GpuPool, gpu_host_config
+from fnplane.compute.backends.image_pull import docker_login, pull_error, pull_reference
 from fnplane.compute.backends.libpod import libpod_spec, needs_libpod, podman_version
 from fnplane.compute.inventory import GpuDevices, nvml_devices
 from fnplane.compute.settings import AgentSettings, default_inventory
@@ -60,6 +60,9 @@ def _options(
         host_port=43210,
         request_dir=tmp_path / "requests" / assignment.instance_id,
         limits=limits or ContainerLimits(),
+        network=network_name(assignment.instance_id),
+        log_max_bytes=10 * 1024 * 1024,
+        log_files=3,
         gpus=gpus,
         health_host_port=health_host_port,
     )
@@ -130,6 +133,34 @@ def test_a_health_port_of_its_own_is_published_on_loopback_beside_the_inference_
     shared = _options(tmp_path, health=health.model_copy(update={"port": 9000}), health_host_port=43211)
     assert list(shared["HostConfig"]["PortBindings"]) == ["9000/tcp"]
     assert dict(pair.split("=", 1) for pair in shared["Env"])["HEALTH_PORT"] == "9000"
+
+
+def test_the_container_is_on_a_network_of_its_own_isolated_on_podman(tmp_path: Path) -> None:
+    config = _options(tmp_path)
+    instance = config["Labels"]["fnplane.instance"]
+    assert config["HostConfig"]["NetworkMode"] == network_name(instance) == f"fnplane-{instance}"
+    labels = config["Labels"]
+    podman = network_config(network_name(instance), labels, podman=True)
+    assert podman == {
+        "Name": f"fnplane-{instance}",
+        "Driver": "bridge",
+        # not internal: the function keeps its way out
+        "Internal": False,
+        "Labels": labels,
+        "Options": {"isolate": "true"},
+    }
+    # Docker isolates user-defined bridges from each other by itself; the option is Podman's
+    docker = network_config(network_name(instance), labels, podman=False)
+    assert "Options" not in docker and docker["Internal"] is False
+
+
+def test_the_runtimes_copy_of_the_output_is_bounded_like_the_agents(tmp_path: Path) -> None:
+    assert _options(tmp_path)["HostConfig"]["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": str(10 * 1024 * 1024), "max-file": "3"},
+    }
+    # never below what Podman accepts, and at least one file
+    assert runtime_log_config(100, 0)["Config"] == {"max-size": str(64 * 1024), "max-file": "1"}
 
 
 def test_the_container_is_unprivileged_and_labelled(tmp_path: Path) -> None:
@@ -280,6 +311,8 @@ def test_the_libpod_spec_says_what_the_engine_api_body_says(tmp_path: Path) -> N
         "memory": {"limit": 2**28, "swap": 2**28},
     }
     assert spec["netns"] == {"nsmode": "bridge"}
+    assert spec["Networks"] == {config["HostConfig"]["NetworkMode"]: {}}
+    assert spec["log_configuration"] == {"driver": "json-file", "size": 10 * 1024 * 1024}
     # a field it cannot translate is an error, never dropped
     with pytest.raises(ValueError, match=r"HostConfig\.ShmSize"):
         libpod_spec("i", "n", {**config, "HostConfig": {**config["HostConfig"], "ShmSize": 1}})

@@ -12,6 +12,8 @@ One instance is one container, as NVCF's pod holds the user's `inference` contai
   process backend does) as its arguments, replacing the image's CMD as Kubernetes `args` do;
 * environment `containerEnvironment` plus the NVCF variables, `INFERENCE_PORT` and `PORT` = the port
   the function declared (`inferencePort`): inside the container it listens on its own port;
+* a bridge network of its own (`container_networks.py`), isolated from every other container's, so no
+  function reaches another's address or port; its way out stays (NAT through the host);
 * that port published on 127.0.0.1 only, on the free host port the agent picked for the instance: the
   worker stays a local process outside the container, with its credentials, and calls the function
   there; nothing else of the platform is reachable from the container; a `health.port` other than the
@@ -23,18 +25,19 @@ One instance is one container, as NVCF's pod holds the user's `inference` contai
   privileges, the image's own user, an init process that forwards signals and reaps;
 * CPU and memory limits of its instance type; when the agent's GPUs are real, the devices the agent
   chose for it (`compute/backends/gpus.py`), as an NVIDIA device request or CDI names;
-* labels naming the platform, agent, function, version and instance: after a restart the agent finds
-  what an earlier run of it left (by its agent label) and removes it, as the process backend does.
+* labels naming the platform, agent, function, version and instance, on the container and its
+  network: after a restart the agent finds what an earlier run of it left (by its agent label) and
+  removes it, as the process backend does.
 
 Output goes through the agent into the same rotated log file per instance as a process's, so logs
 survive restarts and removal of the container, and the agent keeps the tail a failure report carries.
+The runtime's own copy, which the agent reads it from, is bounded like that file (`runtime_log_config`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -59,7 +62,21 @@ from fnplane.compute.backends.base import (
     request_root,
     separate_health_port,
 )
+from fnplane.compute.backends.container_networks import (
+    create_network,
+    labelled_networks,
+    network_config,
+    network_name,
+    remove_network,
+)
 from fnplane.compute.backends.gpus import GpuPool
+from fnplane.compute.backends.image_pull import (
+    docker_login,
+    pull_auth,
+    pull_error,
+    pull_reference,
+    read_docker_config,
+)
 from fnplane.compute.backends.libpod import libpod_spec, needs_libpod, podman_version
 from fnplane.compute.backends.local import function_environment, instance_handle, split_args
 from fnplane.compute.backends.processes import ProcessTable, RotatingLog, follow_lines, tail_lines
@@ -92,6 +109,8 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # the runtime's errors, the transport's when it cannot be reached, and a deadline that passed
 _RUNTIME_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, TimeoutError)
 _NOT_FOUND = 404
+# the smallest runtime log a container gets (Podman refuses one below conmon's 8 KiB read buffer)
+_RUNTIME_LOG_MIN_BYTES = 64 * 1024
 
 
 class ContainerRuntimeError(UnavailableError):
@@ -173,6 +192,17 @@ class ContainerLimits:
         return fields
 
 
+def runtime_log_config(max_bytes: int, files: int) -> dict[str, Any]:
+    """`HostConfig.LogConfig`: the runtime's own copy of the container's output, which the agent reads
+    back through the logs API, bounded like the agent's copy (`max_bytes` a file, `files` of them).
+
+    `json-file` is Docker's file driver, rotated at max-size keeping max-file files; Podman takes the
+    name for its `k8s-file` and honours max-size only (conmon truncates the file when it is reached).
+    Named rather than left to the runtime's default, whose driver may know no max-size (journald)."""
+    size = max(max_bytes, _RUNTIME_LOG_MIN_BYTES)
+    return {"Type": "json-file", "Config": {"max-size": str(size), "max-file": str(max(files, 1))}}
+
+
 def container_config(
     assignment: InstanceAssignment,
     *,
@@ -180,13 +210,18 @@ def container_config(
     host_port: int,
     request_dir: Path,
     limits: ContainerLimits,
+    network: str,
+    log_max_bytes: int,
+    log_files: int,
     labels: Mapping[str, str] | None = None,
     gpus: Mapping[str, Any] | None = None,
     health_host_port: int | None = None,
 ) -> dict[str, Any]:
     """The body of `POST /containers/create` for one instance (Engine API JSON), the image apart;
-    `gpus`: the HostConfig fields that give it its GPUs (`GpuPool.host_config`); `health_host_port`:
-    where a `health.port` other than the inference port is published (`separate_health_port`)."""
+    `network`: the instance's own network (`container_networks.py`); `log_max_bytes`, `log_files`: the
+    bound of the runtime's copy of its output (`runtime_log_config`); `gpus`: the HostConfig fields that
+    give it its GPUs (`GpuPool.host_config`); `health_host_port`: where a `health.port` other than the
+    inference port is published (`separate_health_port`)."""
     port = declared_inference_port(assignment)
     health_port = separate_health_port(assignment)
     env = function_environment(assignment, port, health_port)
@@ -203,6 +238,8 @@ def container_config(
         # one multiplexed stream of stdout and stderr, as the output reader expects
         "Tty": False,
         "HostConfig": {
+            # a network of its own: no other container is reachable from it, nor it from them
+            "NetworkMode": network,
             "PortBindings": {
                 f"{inner}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(outer)}]
                 for inner, outer in published.items()
@@ -218,6 +255,7 @@ def container_config(
             "Privileged": False,
             # PID 1 forwards the stop signal to the server and reaps its children
             "Init": True,
+            "LogConfig": runtime_log_config(log_max_bytes, log_files),
             **limits.host_config(assignment.instance_type),
             **(gpus or {}),
         },
@@ -226,65 +264,6 @@ def container_config(
         # arguments replace the image's CMD and keep its ENTRYPOINT (Kubernetes `args`); none keep its CMD
         config["Cmd"] = args
     return config
-
-
-def pull_auth(assignment: InstanceAssignment) -> dict[str, str] | None:
-    """What a pull of the assignment's image sends as `X-Registry-Auth` (aiodocker encodes it): the
-    account's credential for the image's registry host, which the control plane opened into this
-    assignment only (NVCF registry credentials); None = none of ours (then the agent user's `docker login`,
-    `docker_login`, else none: the runtime's own logins, if it has any)."""
-    if assignment.registry_auth is None:
-        return None
-    return dict(assignment.registry_auth.model_dump(by_alias=True))
-
-
-def docker_login(config: Mapping[str, Any], registry: str) -> dict[str, str] | None:
-    """The agent user's `docker login` for `registry` from a parsed ~/.docker/config.json, used when the
-    assignment brings none (as the Docker SDK did): a plain `auths` entry (`auth`, or `identitytoken`);
-    credential helpers (`credsStore`, `credHelpers`) are not asked."""
-    auths = config.get("auths")
-    if not isinstance(auths, Mapping):
-        return None
-    for key, entry in auths.items():
-        host = str(key).removeprefix("https://").removeprefix("http://").split("/")[0].lower()
-        if host in ("index.docker.io", "registry-1.docker.io"):
-            host = "docker.io"
-        if host != registry or not isinstance(entry, Mapping):
-            continue
-        if entry.get("identitytoken"):
-            return {"identitytoken": str(entry["identitytoken"])}
-        if entry.get("auth"):
-            # aiodocker opens the base64 `user:password` and names the registry itself
-            return {"auth": str(entry["auth"])}
-    return None
-
-
-def read_docker_config(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The agent user's Docker client configuration ($DOCKER_CONFIG, else ~/.docker), {} when none."""
-    directory = Path(environ["DOCKER_CONFIG"]) if environ.get("DOCKER_CONFIG") else Path.home() / ".docker"
-    try:
-        config = json.loads((directory / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
-def pull_reference(image: str, auth: Mapping[str, str] | None) -> str:
-    """The reference a pull asks for: the image as given, with its registry host spelled out when a
-    credential goes with it (aiodocker takes the credential's `serveraddress` from the reference's
-    first component, so `team/model` would send `team`)."""
-    if auth is None or image.partition("/")[0].lower() == image_registry(image):
-        return image
-    return f"{image_registry(image)}/{image}"
-
-
-def pull_error(line: Mapping[str, Any]) -> str | None:
-    """The error of one line of a pull's progress stream (a failed pull can still be an HTTP 200)."""
-    if "error" in line or "errorDetail" in line:
-        detail = line.get("errorDetail") or {}
-        message = detail.get("message") if isinstance(detail, Mapping) else None
-        return str(message or line.get("error") or "the pull failed")
-    return None
 
 
 def container_missing(error: aiodocker.DockerError) -> bool:
@@ -442,6 +421,7 @@ class ContainerBackend(InstanceBackend):
             if self.gpus is not None:
                 indices = self.gpus.take(assignment.instance_id, assignment.gpu, assignment.instance_type)
                 gpus = self.gpus.host_config(indices)
+            network = network_name(assignment.instance_id)
             config = container_config(
                 assignment,
                 agent_id=self.agent_id,
@@ -449,12 +429,20 @@ class ContainerBackend(InstanceBackend):
                 health_host_port=instance.handle.health_port,
                 request_dir=root,
                 limits=self.limits,
+                network=network,
+                log_max_bytes=self.log_max_bytes,
+                log_files=self.log_backups + 1,
                 labels=self.labels,
                 gpus=gpus,
             )
             image = assignment.container_image
             await self._ensure_image(image, pull_auth(assignment), progress)
-            container_id = await self._create(image, container_name(assignment.instance_id), config)
+            container_id = await self._create(
+                image,
+                container_name(assignment.instance_id),
+                config,
+                network_config(network, config["Labels"], podman=self.podman is not None),
+            )
         except BackendError as error:
             self._note(instance, f"[fnplane] {error.detail}\n".encode())
             raise
@@ -477,10 +465,28 @@ class ContainerBackend(InstanceBackend):
         root.chmod(0o777)
         return root
 
-    async def _create(self, image: str, name: str, config: dict[str, Any]) -> str:
-        """Remove a leftover of the same name (a previous run), create and start; the container's id."""
+    async def _create(self, image: str, name: str, config: dict[str, Any], network: Mapping[str, Any]) -> str:
+        """Remove a leftover of the same name (a previous run) and its network, create the network and
+        the container, and start it; the container's id. A failure leaves neither behind."""
         with contextlib.suppress(*_RUNTIME_ERRORS):
             await self._remove(name)
+        with contextlib.suppress(*_RUNTIME_ERRORS):
+            await remove_network(self.client, network["Name"], self.api_timeout_s)
+        try:
+            await create_network(self.client, network, self.api_timeout_s)
+        except _RUNTIME_ERRORS as error:
+            raise BackendError(f"cannot create network {network['Name']}: {runtime_message(error)}") from None
+        started = False
+        try:
+            container_id = await self._create_container(image, name, config)
+            started = True
+            return container_id
+        finally:
+            if not started:  # failed or cancelled: its network goes too (`stop` tries again)
+                with contextlib.suppress(*_RUNTIME_ERRORS):
+                    await remove_network(self.client, network["Name"], self.api_timeout_s)
+
+    async def _create_container(self, image: str, name: str, config: dict[str, Any]) -> str:
         try:
             if needs_libpod(config, self.podman):
                 container = await self._create_libpod(image, name, config)
@@ -638,6 +644,8 @@ class ContainerBackend(InstanceBackend):
     async def stop(self, instance_id: str, *, forget: bool = True) -> None:
         """`docker stop` (SIGTERM, SIGKILL after the grace period); removed when forgotten."""
         instance = self._instances.get(instance_id)
+        # no container of its own to stop: a start that failed, or one cut short half-way
+        unstarted = instance is None or instance.container_id is None
         if instance is not None and instance.container_id is not None:
             container_id = instance.container_id
             await self._stop_container(container_id, max(int(self.stop_grace_s + 0.999), 1))
@@ -648,12 +656,24 @@ class ContainerBackend(InstanceBackend):
                     await self._remove(container_id)
                 instance.container_id = None
         if forget:
+            if self._client is not None:
+                if unstarted:  # whatever such a start left under the instance's name
+                    with contextlib.suppress(*_RUNTIME_ERRORS):
+                        await self._remove(container_name(instance_id))
+                # once its container is gone
+                await self._remove_network(network_name(instance_id))
             await asyncio.to_thread(shutil.rmtree, request_root(self.state_dir, instance_id), True)
             if self.gpus is not None:
                 self.gpus.give_back(instance_id)
         if forget and instance is not None:
             instance.log.close()
             del self._instances[instance_id]
+
+    async def _remove_network(self, name: str) -> None:
+        try:
+            await remove_network(self.client, name, self.api_timeout_s)
+        except _RUNTIME_ERRORS as error:
+            log.warning("cannot remove network %s: %s", name, runtime_message(error))
 
     async def _stop_container(self, container_id: str, grace_s: int) -> None:
         """The runtime's stop (it kills after `grace_s` itself); a kill when the stop call fails."""
@@ -691,7 +711,7 @@ class ContainerBackend(InstanceBackend):
 
     async def labelled_containers(self) -> list[LabelledContainer]:
         """Every container of this agent, running or not (found by its agent label)."""
-        filters = {"label": [f"{LABEL_PLATFORM}={PLATFORM}", f"{LABEL_AGENT}={self.agent_id}"]}
+        filters = {"label": [f"{key}={value}" for key, value in self._agent_labels().items()]}
         listing = await self.client.containers.list(all=True, filters=filters)
         keys = ("Id", "Names", "Labels")
         return [
@@ -713,8 +733,23 @@ class ContainerBackend(InstanceBackend):
         for container in containers:
             found.add(container.labels.get(LABEL_INSTANCE, container.name))
         await asyncio.gather(*(self._stop_and_remove(container.id) for container in containers))
+        # their networks, once no container is on them (and any a start left when the agent died)
+        try:
+            networks = await self.labelled_networks()
+        except _RUNTIME_ERRORS as error:
+            raise ContainerRuntimeError(
+                f"cannot list networks at {self.url}: {runtime_message(error)}"
+            ) from None
+        await asyncio.gather(*(self._remove_network(name) for name in networks))
         await asyncio.to_thread(shutil.rmtree, self.state_dir / "requests", True)
         return sorted(found)
+
+    def _agent_labels(self) -> dict[str, str]:
+        return {LABEL_PLATFORM: PLATFORM, LABEL_AGENT: self.agent_id}
+
+    async def labelled_networks(self) -> list[str]:
+        """The names of every network of this agent (found by its agent label)."""
+        return await labelled_networks(self.client, self._agent_labels())
 
     async def _stop_and_remove(self, container_id: str) -> None:
         await self._stop_container(container_id, max(int(self.stop_grace_s), 1))

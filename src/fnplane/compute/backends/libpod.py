@@ -18,6 +18,8 @@ _CPU_PERIOD_US = 100_000
 # the Engine API fields `libpod_spec` translates; any other is an error rather than silently dropped
 _CONFIG_FIELDS = {"Env", "Labels", "ExposedPorts", "Tty", "Cmd", "HostConfig"}
 _HOST_FIELDS = {
+    "NetworkMode",
+    "LogConfig",
     "PortBindings",
     "Mounts",
     "CapDrop",
@@ -72,7 +74,7 @@ def libpod_spec(image: str, name: str, config: Mapping[str, Any]) -> dict[str, A
         "env": dict(item.split("=", 1) for item in config.get("Env", [])),
         "labels": dict(config.get("Labels", {})),
         "terminal": bool(config.get("Tty", False)),
-        # the compatible API's default network for a rootful container
+        # a bridge: the network NetworkMode names, else the default one (the compatible API's, rootful)
         "netns": {"nsmode": "bridge"},
         "portmappings": [
             {
@@ -100,6 +102,18 @@ def libpod_spec(image: str, name: str, config: Mapping[str, Any]) -> dict[str, A
         "init": bool(host.get("Init", False)),
         "devices": [{"path": device} for device in cdi_devices(config)],
     }
+    network = host.get("NetworkMode")
+    if network and network not in ("default", "bridge"):
+        # libpod 4.x spells this field with a capital, unlike its neighbours
+        spec["Networks"] = {network: {}}
+    log_config = host.get("LogConfig")
+    if log_config:
+        options = log_config.get("Config") or {}
+        # libpod bounds its k8s-file (which takes the name json-file) by size only: no max-file
+        spec["log_configuration"] = {
+            "driver": log_config.get("Type") or "json-file",
+            **({"size": int(options["max-size"])} if "max-size" in options else {}),
+        }
     if config.get("Cmd"):
         # arguments replace the image's CMD and keep its ENTRYPOINT, as `Cmd` does
         spec["command"] = list(config["Cmd"])
