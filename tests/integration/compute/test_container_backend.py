@@ -6,6 +6,7 @@ The images are built locally by scripts/build-test-images (no registry is reacha
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import uuid
@@ -172,6 +173,25 @@ async def test_the_function_sees_its_request_dir_and_nothing_of_the_agents(
     # neither the agent's state nor anything else of the host's tree; its request dir, read-write
     assert "sees False False" in status.stderr_tail
     assert (root / "out").read_text() == "written"
+
+
+async def test_the_secrets_file_is_mounted_read_only_and_goes_with_the_instance(
+    backend: ContainerBackend, container_images: dict[str, str]
+) -> None:
+    secrets = {"API_KEY": "k-" + uuid.uuid4().hex, "site.example.com": {"region": "us-west-2"}}
+    assignment = _assignment(container_images["python"], secrets=secrets)
+    program = (
+        "import json, os; p = '/var/secrets/secrets.json'; "
+        "print('secrets', json.dumps(json.load(open(p))), 'writable', os.access(p, os.W_OK))"
+    )
+    await backend.start(assignment.model_copy(update={"container_args": f'python3 -c "{program}"'}))
+    status = await asyncio.wait_for(backend.wait(assignment.instance_id), 30)
+    assert status.code == 0, status.stderr_tail
+    [line] = [line for line in status.stderr_tail.splitlines() if line.startswith("secrets ")]
+    shown, writable = line.removeprefix("secrets ").rsplit(" writable ", 1)
+    assert json.loads(shown) == secrets and writable == "False"
+    await backend.stop(assignment.instance_id)
+    assert not list((backend.state_dir / "secrets").glob("*")), "the host file goes with the instance"
 
 
 async def test_a_crashing_image_exits_1_with_its_log_tail_and_restarts(

@@ -53,6 +53,7 @@ import aiohttp
 from aiodocker.containers import DockerContainer
 
 from fnplane.compute.backends.base import (
+    SECRETS_FILE,
     BackendError,
     ExitStatus,
     InstanceBackend,
@@ -60,6 +61,7 @@ from fnplane.compute.backends.base import (
     Progress,
     declared_inference_port,
     request_root,
+    secret_files,
     separate_health_port,
 )
 from fnplane.compute.backends.container_networks import (
@@ -216,12 +218,14 @@ def container_config(
     labels: Mapping[str, str] | None = None,
     gpus: Mapping[str, Any] | None = None,
     health_host_port: int | None = None,
+    secrets_file: Path | None = None,
 ) -> dict[str, Any]:
     """The body of `POST /containers/create` for one instance (Engine API JSON), the image apart;
     `network`: the instance's own network (`container_networks.py`); `log_max_bytes`, `log_files`: the
     bound of the runtime's copy of its output (`runtime_log_config`); `gpus`: the HostConfig fields that
     give it its GPUs (`GpuPool.host_config`); `health_host_port`: where a `health.port` other than the
-    inference port is published (`separate_health_port`)."""
+    inference port is published (`separate_health_port`); `secrets_file`: the host file of the version's
+    secrets, mounted read-only at SECRETS_FILE."""
     port = declared_inference_port(assignment)
     health_port = separate_health_port(assignment)
     env = function_environment(assignment, port, health_port)
@@ -246,7 +250,12 @@ def container_config(
             },
             # a mount rather than a `Binds` string: any path, and a missing source is an error
             "Mounts": [
-                {"Type": "bind", "Source": str(request_dir), "Target": str(request_dir), "ReadOnly": False}
+                {"Type": "bind", "Source": str(request_dir), "Target": str(request_dir), "ReadOnly": False},
+                *(
+                    [{"Type": "bind", "Source": str(secrets_file), "Target": SECRETS_FILE, "ReadOnly": True}]
+                    if secrets_file is not None
+                    else []
+                ),
             ],
             "CapDrop": ["ALL"],
             # what NVCF's inference container keeps: a function may declare a port below 1024
@@ -422,6 +431,7 @@ class ContainerBackend(InstanceBackend):
                 indices = self.gpus.take(assignment.instance_id, assignment.gpu, assignment.instance_type)
                 gpus = self.gpus.host_config(indices)
             network = network_name(assignment.instance_id)
+            secrets = await asyncio.to_thread(self._write_secrets, assignment)
             config = container_config(
                 assignment,
                 agent_id=self.agent_id,
@@ -434,6 +444,7 @@ class ContainerBackend(InstanceBackend):
                 log_files=self.log_backups + 1,
                 labels=self.labels,
                 gpus=gpus,
+                secrets_file=secrets,
             )
             image = assignment.container_image
             await self._ensure_image(image, pull_auth(assignment), progress)
@@ -453,6 +464,24 @@ class ContainerBackend(InstanceBackend):
             self._read_output(instance, container_id), name=f"container-output-{assignment.instance_id}"
         )
         return instance.handle
+
+    def _secrets_path(self, instance_id: str) -> Path:
+        # beside the request directories in the agent's 0700 state directory, never inside one
+        return self.state_dir / "secrets" / f"{instance_id}.json"
+
+    def _write_secrets(self, assignment: InstanceAssignment) -> Path | None:
+        """The version's secrets file for the container to mount (none: no secrets); readable by the
+        image's user (0444) inside a directory only the agent enters (0700)."""
+        files = secret_files(assignment)
+        if not files:
+            return None
+        path = self._secrets_path(assignment.instance_id)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(files[SECRETS_FILE])
+        temporary.chmod(0o444)
+        temporary.replace(path)
+        return path
 
     def _make_request_root(self, instance_id: str) -> Path:
         root = request_root(self.state_dir, instance_id)
@@ -663,6 +692,7 @@ class ContainerBackend(InstanceBackend):
                 # once its container is gone
                 await self._remove_network(network_name(instance_id))
             await asyncio.to_thread(shutil.rmtree, request_root(self.state_dir, instance_id), True)
+            await asyncio.to_thread(self._secrets_path(instance_id).unlink, True)
             if self.gpus is not None:
                 self.gpus.give_back(instance_id)
         if forget and instance is not None:
@@ -742,6 +772,7 @@ class ContainerBackend(InstanceBackend):
             ) from None
         await asyncio.gather(*(self._remove_network(name) for name in networks))
         await asyncio.to_thread(shutil.rmtree, self.state_dir / "requests", True)
+        await asyncio.to_thread(shutil.rmtree, self._secrets_path("x").parent, True)
         return sorted(found)
 
     def _agent_labels(self) -> dict[str, str]:
