@@ -208,3 +208,71 @@ async def test_a_token_for_a_client_id_with_nul_is_refused_as_unknown(http: http
     form = {"grant_type": "client_credentials", "client_id": "some\x00client", "client_secret": "s"}
     response = await http.post("/token", data=form)
     assert response.status_code == 401 and response.json()["error"] == "invalid_client", response.text
+
+
+def _long(length: int) -> str:
+    return "a" * length
+
+
+_CLUSTER = {"agentId": "agent-long", "group": "local", "region": "local", "inventory": []}
+_HELM = {"name": "chart", "inferenceUrl": "/", "helmChart": "oci://x/c", "helmChartServiceName": "svc"}
+# (case, method, path, body, field): one character past what the field's column holds
+TOO_LONG: list[tuple[str, str, str, Any, str]] = [
+    (
+        "inferenceUrl",
+        "POST",
+        "/v2/nvcf/functions",
+        function_body(inferenceUrl="/" + _long(2048)),
+        "inferenceUrl",
+    ),
+    ("helmChart", "POST", "/v2/nvcf/functions", {**_HELM, "helmChart": "oci://" + _long(2048)}, "helmChart"),
+    (
+        "helmChartServiceName",
+        "POST",
+        "/v2/nvcf/functions",
+        {**_HELM, "helmChartServiceName": _long(257)},
+        "helmChartServiceName",
+    ),
+    (
+        "adminClientId",
+        "POST",
+        "/v2/nvcf/accounts/long-one",
+        {"name": "LongOne", "adminClientId": _long(129)},
+        "adminClientId",
+    ),
+    (
+        "associated client",
+        "PATCH",
+        "/v2/nvcf/accounts/nvcf-default/clients/associate",
+        {"adminClientId": _long(129)},
+        "adminClientId",
+    ),
+    (
+        "party ncaId",
+        "POST",
+        "/v2/nvcf/authorizations/functions/{id}",
+        {"authorizedParties": [{"ncaId": _long(65)}]},
+        "authorizedParties.0.ncaId",
+    ),
+    (
+        "party clientId",
+        "POST",
+        "/v2/nvcf/authorizations/functions/{id}",
+        {"authorizedParties": [{"ncaId": "friend", "clientId": _long(129)}]},
+        "authorizedParties.0.clientId",
+    ),
+    ("clusterName", "PUT", "/v1/fnplane/clusters/" + _long(129), _CLUSTER, "clusterName"),
+    ("cluster group", "PUT", "/v1/fnplane/clusters/long", {**_CLUSTER, "group": _long(129)}, "group"),
+    ("cluster region", "PUT", "/v1/fnplane/clusters/long", {**_CLUSTER, "region": _long(65)}, "region"),
+]
+
+
+@pytest.mark.parametrize(("case", "method", "path", "body", "field"), TOO_LONG, ids=[c[0] for c in TOO_LONG])
+async def test_a_string_longer_than_its_column_is_a_400_naming_its_field(
+    admin_client: httpx.AsyncClient, case: str, method: str, path: str, body: Any, field: str
+) -> None:
+    """PostgreSQL refuses a value past a varchar's length (it was a 500 there; SQLite stored it)."""
+    if "{id}" in path:
+        path = path.format(id=(await create_function(admin_client, name="shared"))["id"])
+    response = await admin_client.request(method, path, json=body)
+    _assert_problem(response, 400, field, "at most")

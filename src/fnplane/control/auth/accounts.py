@@ -32,6 +32,8 @@ from fnplane.shared.models.auth import (
 from fnplane.shared.scopes import ACCOUNT_SCOPES
 
 NAME_RE = re.compile(ACCOUNT_NAME_PATTERN)
+# what the clients table holds (a client id is also the client's name there)
+MAX_CLIENT_ID_LENGTH = 128
 NCA_ID_RE = re.compile(NCA_ID_PATTERN)
 
 
@@ -52,6 +54,9 @@ def _check_name(name: str | None) -> str:
 def _check_client_id(client_id: str | None) -> str:
     if client_id is None or not client_id.strip():
         raise BadRequestError("adminClientId must not be blank", field="adminClientId", rule="non-blank")
+    if len(client_id) > MAX_CLIENT_ID_LENGTH:
+        rule = f"at most {MAX_CLIENT_ID_LENGTH} characters"
+        raise BadRequestError(f"adminClientId must have {rule}", field="adminClientId", rule=rule)
     return client_id
 
 

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
 
 from fnplane.control.auth.dependencies import requires
 from fnplane.control.auth.principal import Principal
@@ -31,7 +33,7 @@ router = APIRouter(tags=["agents"])
 
 @router.put("/v1/fnplane/clusters/{clusterName}", response_model=ClusterRecord, response_model_by_alias=True)
 async def register_cluster(
-    clusterName: str,
+    clusterName: Annotated[str, Path(max_length=128)],  # what the clusters table holds
     body: ClusterRegistration,
     principal: Principal = requires(CLUSTER_MANAGEMENT),
     clusters: ClusterService = Depends(cluster_service),

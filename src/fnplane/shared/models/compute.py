@@ -52,8 +52,9 @@ class GpuInventory(WireModel):
 
 class ClusterRegistration(WireModel):
     agent_id: str = Field(alias="agentId")
-    group: str
-    region: str = "local"
+    # at most what the clusters table holds
+    group: str = Field(max_length=128)
+    region: str = Field("local", max_length=64)
     inventory: list[GpuInventory]
 
 

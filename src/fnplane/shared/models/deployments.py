@@ -216,8 +216,9 @@ class GpuSpecificationResponse(ApiModel):
 
 
 class AuthorizedPartyDto(ApiModel):
-    nca_id: str = Field(json_schema_extra={"pattern": r"\S"})  # not blank (checked below)
-    client_id: str | None = None
+    # not blank (checked below); at most what the database's columns hold (authorized_parties)
+    nca_id: str = Field(max_length=64, json_schema_extra={"pattern": r"\S"})
+    client_id: str | None = Field(None, max_length=128)
 
     @field_validator("nca_id")
     @classmethod

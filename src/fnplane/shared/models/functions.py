@@ -38,6 +38,9 @@ ROUTING_METHODS = (
     "pulsar-multiregion",
 )
 MAX_TAGS = 64
+# the lengths the database's columns hold (control/db/tables.py: function_versions)
+MAX_URI_LENGTH = 2048
+MAX_SERVICE_NAME_LENGTH = 256
 MAX_TAG_LENGTH = 128
 MAX_SECRET_VALUE_LENGTH = 32768
 MAX_PRIORITY = 4294967295
@@ -328,13 +331,15 @@ def _check_tags(value: list[str] | None) -> list[str] | None:
 class CreateFunctionRequest(ApiModel):
     # the patterns document what the validators below check (their 400s name the rule)
     name: str = Field(min_length=1, max_length=128, json_schema_extra={"pattern": NAME_PATTERN.pattern})
-    inference_url: str = Field(json_schema_extra={"pattern": ABSOLUTE_PATH_PATTERN})
+    inference_url: str = Field(
+        max_length=MAX_URI_LENGTH, json_schema_extra={"pattern": ABSOLUTE_PATH_PATTERN}
+    )
     inference_port: Int32 | None = Field(None, gt=0, le=65535)
     container_image: str | None = Field(
         None, max_length=MAX_REFERENCE_LENGTH, json_schema_extra={"pattern": REFERENCE_SCHEMA_PATTERN}
     )
-    helm_chart: str | None = None
-    helm_chart_service_name: str | None = None
+    helm_chart: str | None = Field(None, max_length=MAX_URI_LENGTH)
+    helm_chart_service_name: str | None = Field(None, max_length=MAX_SERVICE_NAME_LENGTH)
     container_args: str | None = None
     container_environment: list[EnvironmentVariable] | None = None
     health: HealthRequestDto | None = None
