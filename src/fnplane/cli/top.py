@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -288,13 +290,16 @@ def _live(out: Output, interval: float, before: Samples | None, taken: float, sc
           queued: Any, source: str) -> None:  # fmt: skip
     from rich.live import Live
 
-    with Live(render([], source), console=out.console, refresh_per_second=4, screen=False) as live:
-        try:
-            while True:
-                time.sleep(interval)
+    # Ctrl-C ends the view between two refreshes: a KeyboardInterrupt raised anywhere (inside rich's
+    # refresh lock, say) could leave the view's thread waiting for ever
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        with Live(render([], source), console=out.console, refresh_per_second=4, screen=False) as live:
+            while not interrupted.wait(interval):
                 after, now = scrape(), time.monotonic()
                 listed = versions()
                 live.update(render(rows(listed, before, after, now - taken, queued(listed)), source))
                 before, taken = after, now
-        except KeyboardInterrupt:
-            return
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -46,8 +46,12 @@ async def test_deploy_runs_listens_shows_logs_and_undeploy_leaves_nothing(db_sta
     assert await _pid(supervisor.port) is not None
     pid = _function_pid(agent.agent_id, instance_id)
     assert pid is not None
-    environ = psutil.Process(pid).environ()
-    assert environ[INSTANCE_MARKER] == instance_id
+    marked = psutil.Process(pid)
+    assert marked.environ()[INSTANCE_MARKER] == instance_id
+    # the function's own environment is its command's (sandboxed: bwrap's carries only the markers)
+    family = [marked, *marked.children(recursive=True)]
+    [command] = [p for p in family if p.name() != "bwrap" and "echo_server.py" in " ".join(p.cmdline())]
+    environ = command.environ()
     assert environ["NVCF_FUNCTION_ID"] == fn["id"] and environ["INFERENCE_PORT"] == str(supervisor.port)
 
     logs = await stack.client.get(
