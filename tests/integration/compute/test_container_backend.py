@@ -20,9 +20,10 @@ import pytest
 from compute_stack import Platform, create_function, deploy, wait_for, wait_status
 
 from assignments import make_assignment
+from container_registry import ContainerRegistry
 from fnplane.compute.backends.base import BackendError, request_root
 from fnplane.compute.backends.container import ContainerBackend, ContainerLimits, container_missing
-from fnplane.shared.models.compute import InstanceAssignment
+from fnplane.shared.models.compute import InstanceAssignment, RegistryAuth
 from podman import PodmanService
 
 MiB = 1024 * 1024
@@ -192,6 +193,42 @@ async def test_the_secrets_file_is_mounted_read_only_and_goes_with_the_instance(
     assert json.loads(shown) == secrets and writable == "False"
     await backend.stop(assignment.instance_id)
     assert not list((backend.state_dir / "secrets").glob("*")), "the host file goes with the instance"
+
+
+async def test_an_image_pulled_with_one_accounts_credential_is_not_another_accounts(
+    backend: ContainerBackend,
+    container_registry: ContainerRegistry,
+    podman_service: PodmanService,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The runtime's store is shared: a private image one account pulled with its credential is pulled
+    again for another account (and refused without a credential of its own), never run from the cache."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))  # no login stands in
+    container_registry.forget_local()
+    image = container_registry.image
+    login = RegistryAuth(
+        username=container_registry.username,
+        password=container_registry.password,
+        serveraddress=container_registry.host,
+    )
+    owner = _assignment(image, "python3 /app/echo_server.py", ncaId="owner", registryAuth=login)
+    await backend.start(owner)
+    assert container_registry.local_images() == [image]
+    await backend.stop(owner.instance_id)
+    stranger = _assignment(image, "python3 /app/echo_server.py", ncaId="stranger")
+    with pytest.raises(BackendError) as refused:
+        await backend.start(stranger)
+    assert refused.value.cause == "image-pull-issues"
+    assert "unauthorized" in refused.value.detail or "authentication required" in refused.value.detail
+    await backend.stop(stranger.instance_id)
+    # the owner runs it from the store, and so does an account whose own pull with a credential worked
+    again = _assignment(image, "python3 /app/echo_server.py", ncaId="owner")
+    await backend.start(again)
+    await backend.stop(again.instance_id)
+    # and a new agent run keeps knowing whose it is
+    assert not _backend(backend.state_dir, podman_service, "x").private_images.may_run(image, "stranger")
+    container_registry.forget_local()
 
 
 async def test_a_crashing_image_exits_1_with_its_log_tail_and_restarts(

@@ -73,6 +73,7 @@ from fnplane.compute.backends.container_networks import (
 )
 from fnplane.compute.backends.gpus import GpuPool
 from fnplane.compute.backends.image_pull import (
+    PrivateImages,
     docker_login,
     pull_auth,
     pull_error,
@@ -343,6 +344,7 @@ class ContainerBackend(InstanceBackend):
         log_backups: int = 2,
     ) -> None:
         self.state_dir = state_dir
+        self.private_images = PrivateImages(state_dir / "private-images.json")
         self.agent_id = agent_id
         self.stop_grace_s = stop_grace_s
         self.url = runtime_url(host, os.environ)
@@ -447,7 +449,7 @@ class ContainerBackend(InstanceBackend):
                 secrets_file=secrets,
             )
             image = assignment.container_image
-            await self._ensure_image(image, pull_auth(assignment), progress)
+            await self._ensure_image(image, pull_auth(assignment), progress, account=assignment.nca_id)
             container_id = await self._create(
                 image,
                 container_name(assignment.instance_id),
@@ -545,19 +547,30 @@ class ContainerBackend(InstanceBackend):
         return self._container(str(created["Id"]))
 
     async def _ensure_image(
-        self, image: str, auth: Mapping[str, str] | None, report: Progress | None = None
+        self,
+        image: str,
+        auth: Mapping[str, str] | None,
+        report: Progress | None = None,
+        *,
+        account: str = "",
     ) -> None:
-        """Pull when missing (`IfNotPresent`); a pull fails on an HTTP error or an error line. While it
-        lasts, `report` hears its summary (`PullProgress`) each time that changes."""
+        """Pull when missing (`IfNotPresent`), or when another account pulled it with its registry
+        credential (`PrivateImages`); a pull fails on an HTTP error or an error line. While it lasts,
+        `report` hears its summary (`PullProgress`) each time that changes."""
         try:
             await self.client.images.inspect(image)
-            return
+            if self.private_images.may_run(image, account):
+                return
+            log.info(
+                "image %s was pulled with another account's credential: pulling it for %s", image, account
+            )
         except aiodocker.DockerError as error:
             if error.status != _NOT_FOUND:
                 raise BackendError(f"cannot inspect image {image}: {runtime_message(error)}") from None
         except _RUNTIME_ERRORS as error:
             raise BackendError(f"cannot inspect image {image}: {runtime_message(error)}") from None
         log.info("pulling image %s", image)
+        with_account_credential = auth is not None
         if auth is None:
             config = await asyncio.to_thread(read_docker_config, os.environ)
             auth = docker_login(config, image_registry(image))
@@ -588,6 +601,9 @@ class ContainerBackend(InstanceBackend):
             failed = runtime_message(error)
         if failed is not None:
             raise BackendError(f"cannot pull image {image}: {failed}", cause="image-pull-issues")
+        await asyncio.to_thread(
+            self.private_images.pulled, image, account, with_account_credential=with_account_credential
+        )
 
     async def _remove(self, name_or_id: str) -> None:
         async with asyncio.timeout(self.api_timeout_s):

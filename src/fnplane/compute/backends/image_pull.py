@@ -73,3 +73,37 @@ def pull_error(line: Mapping[str, Any]) -> str | None:
         message = detail.get("message") if isinstance(detail, Mapping) else None
         return str(message or line.get("error") or "the pull failed")
     return None
+
+
+class PrivateImages:
+    """Which accounts may run an image that was pulled with an account's registry credential: those
+    whose own pull of it succeeded. The runtime's store is shared (NVCF's pods pull `IfNotPresent`
+    too), so without this an account with no credential would run another account's private image
+    from the cache (Kubernetes needs its AlwaysPullImages admission plugin for that). Images pulled
+    without an account's credential, or built on the host, stay everyone's. Kept in a file of the
+    agent's state directory: the store outlives the agent."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._owners: dict[str, set[str]] = {}
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            stored = {}
+        if isinstance(stored, dict):
+            self._owners = {str(k): {str(a) for a in v} for k, v in stored.items() if isinstance(v, list)}
+
+    def may_run(self, image: str, account: str) -> bool:
+        """The image, if present in the store, may run for `account` without a pull of its own."""
+        owners = self._owners.get(image)
+        return owners is None or account in owners
+
+    def pulled(self, image: str, account: str, *, with_account_credential: bool) -> None:
+        """`account` pulled `image` itself (with its own registry credential or without one)."""
+        if not with_account_credential and image not in self._owners:
+            return  # a public image (or one pulled with the operator's login): everyone's
+        self._owners.setdefault(image, set()).add(account)
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = self._path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({k: sorted(v) for k, v in self._owners.items()}))
+        temporary.replace(self._path)
