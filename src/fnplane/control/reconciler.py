@@ -111,10 +111,8 @@ async def _place_and_release(
         if delta > 0:
             placed = await placement.place(
                 conn,
+                deployment=deployment,
                 spec=spec,
-                function_id=deployment.function_id,
-                version_id=deployment.version_id,
-                nca_id=deployment.nca_id,
                 count=delta,
                 now=now,
                 heartbeat_timeout_s=settings.agent_heartbeat_timeout_s,

@@ -467,9 +467,13 @@ class ContainerBackend(InstanceBackend):
         )
         return instance.handle
 
-    def _secrets_path(self, instance_id: str) -> Path:
+    @property
+    def _secrets_dir(self) -> Path:
         # beside the request directories in the agent's 0700 state directory, never inside one
-        return self.state_dir / "secrets" / f"{instance_id}.json"
+        return self.state_dir / "secrets"
+
+    def _secrets_path(self, instance_id: str) -> Path:
+        return self._secrets_dir / f"{instance_id}.json"
 
     def _write_secrets(self, assignment: InstanceAssignment) -> Path | None:
         """The version's secrets file for the container to mount (none: no secrets); readable by the
@@ -788,7 +792,7 @@ class ContainerBackend(InstanceBackend):
             ) from None
         await asyncio.gather(*(self._remove_network(name) for name in networks))
         await asyncio.to_thread(shutil.rmtree, self.state_dir / "requests", True)
-        await asyncio.to_thread(shutil.rmtree, self._secrets_path("x").parent, True)
+        await asyncio.to_thread(shutil.rmtree, self._secrets_dir, True)
         return sorted(found)
 
     def _agent_labels(self) -> dict[str, str]:

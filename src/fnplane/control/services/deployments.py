@@ -159,10 +159,8 @@ class DeploymentService:
         The clusters the instances went to."""
         rows = await placement.place(
             conn,
+            deployment=deployment,
             spec=spec,
-            function_id=deployment.function_id,
-            version_id=deployment.version_id,
-            nca_id=deployment.nca_id,
             count=count,
             now=now,
             heartbeat_timeout_s=self._settings.agent_heartbeat_timeout_s,

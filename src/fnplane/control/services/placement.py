@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from fnplane.control.db.repositories import clusters as clusters_repo
 from fnplane.control.db.repositories import instances as instances_repo
 from fnplane.control.db.repositories.clusters import ClusterRow
-from fnplane.control.db.repositories.deployments import GpuSpecRecord
+from fnplane.control.db.repositories.deployments import DeploymentRecord, GpuSpecRecord
 from fnplane.control.db.repositories.instances import InstanceRow
 from fnplane.control.db.repositories.transactions import Connection
 from fnplane.shared.errors import BadRequestError
@@ -120,15 +120,14 @@ class _Slot:
 async def place(
     conn: Connection,
     *,
+    deployment: DeploymentRecord,
     spec: GpuSpecRecord,
-    function_id: str,
-    version_id: str,
-    nca_id: str,
     count: int,
     now: datetime,
     heartbeat_timeout_s: float,
 ) -> list[InstanceRow]:
-    """Place up to `count` new instances of `spec`; fewer (maybe none) when capacity runs out."""
+    """Place up to `count` new instances of the deployment's `spec`; fewer (maybe none) when capacity
+    runs out."""
     if count <= 0:
         return []
     cutoff = now - timedelta(seconds=heartbeat_timeout_s)
@@ -162,11 +161,11 @@ async def place(
         slot.allocated += slot.gpu_count
         row = InstanceRow(
             instance_id=str(uuid.uuid4()),
-            function_id=function_id,
-            version_id=version_id,
+            function_id=deployment.function_id,
+            version_id=deployment.version_id,
             deployment_id=spec.deployment_id,
             gpu_specification_id=spec.gpu_specification_id,
-            nca_id=nca_id,
+            nca_id=deployment.nca_id,
             cluster_id=slot.cluster.cluster_id,
             gpu=spec.gpu,
             instance_type=spec.instance_type,
