@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fnplane.shared.asgi import ASGIApp, Message, Receive, Scope, Send
+from fnplane.shared.asgi import ASGIApp, Message, Receive, Scope, Send, without_body
 
 
 class HeadAsGetMiddleware:
@@ -24,7 +24,7 @@ class HeadAsGetMiddleware:
             return
         head_sent = asyncio.Event()
         request_read = False
-        body_sent = False
+        send_head_only = without_body(send)
 
         async def head_receive() -> Message:
             nonlocal request_read
@@ -36,16 +36,9 @@ class HeadAsGetMiddleware:
             return {"type": "http.disconnect"}
 
         async def head_send(message: Message) -> None:
-            nonlocal body_sent
+            await send_head_only(message)
             if message["type"] == "http.response.start":
-                await send(message)
                 head_sent.set()
-            elif message["type"] == "http.response.body":
-                if not body_sent:
-                    body_sent = True
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-            else:
-                await send(message)
 
         # ASGI 2.3: the app listens for the disconnect above (told 2.4, Starlette waits instead for a
         # `send` that fails, which never happens to a body this layer drops)

@@ -45,7 +45,6 @@ from fnplane.invocation.http import (
     send_bytes,
     send_error,
     send_method_not_allowed,
-    without_body,
 )
 from fnplane.invocation.queues import QueueEndpoints
 from fnplane.invocation.rate_limit import RateLimiter
@@ -60,6 +59,7 @@ from fnplane.invocation.status import StatusEndpoints
 from fnplane.invocation.submissions import Submissions
 from fnplane.invocation.waker import Waker
 from fnplane.shared import errors, metrics
+from fnplane.shared.asgi import without_body
 from fnplane.shared.contracts import AccessAuthority
 from fnplane.telemetry import logs
 

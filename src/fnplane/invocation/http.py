@@ -163,22 +163,6 @@ async def send_error(
     await send_bytes(send, status, body, headers)
 
 
-def without_body(send: Send) -> Send:
-    """`send` for a HEAD answered by its GET's endpoint: the status and headers (Content-Length too),
-    then an empty body once."""
-    ended = False
-
-    async def send_head(message: Message) -> None:
-        nonlocal ended
-        if message["type"] != "http.response.body":
-            await send(message)
-        elif not ended:
-            ended = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    return send_head
-
-
 async def send_method_not_allowed(request: Request, allowed: list[str]) -> None:
     """405 problem+json with `Allow`: the path has routes, none for this method."""
     document = problem(405, f"{request.method} is not allowed on {request.path}", request.path)

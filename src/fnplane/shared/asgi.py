@@ -40,6 +40,22 @@ def may_have_body(scope: Scope) -> bool:
     return scope.get("method", "GET") not in _BODYLESS_METHODS
 
 
+def without_body(send: Send) -> Send:
+    """`send` for a HEAD answered by its GET's handler: the status and headers (Content-Length too),
+    then an empty body once."""
+    ended = False
+
+    async def send_head(message: Message) -> None:
+        nonlocal ended
+        if message["type"] != "http.response.body":
+            await send(message)
+        elif not ended:
+            ended = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return send_head
+
+
 async def send_error(send: Send, error: errors.FnplaneError, instance: str) -> None:
     """Answer with the problem document of `error` (through the one table)."""
     status, document = problem_for(error, instance)
