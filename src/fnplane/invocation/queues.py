@@ -44,6 +44,8 @@ class QueueEndpoints:
 
     async def position(self, request: Request, request_id: str) -> None:
         bearer = request.bearer()
+        # the credential and its scope first: 401 / 403 whether or not the request exists
+        await self._access.grant(bearer, scopes.QUEUE_DETAILS)
         if not is_uuid(request_id):
             raise errors.NotFoundError(f"request {request_id} not found")
         # a detached request (202, respond-async) has a record; only one still waited for has none

@@ -54,6 +54,9 @@ class StatusEndpoints:
     async def authorized_record(self, request: Request, request_id: str) -> StatusRecord:
         """The request's record if the caller's account made it (scope invoke_function); else 404."""
         bearer = request.bearer()
+        # the credential and its scope first: a bad bearer is 401 and a missing scope 403, whether
+        # or not the request exists
+        await self._access.grant(bearer, scopes.INVOKE_FUNCTION)
         if not is_uuid(request_id):
             raise errors.NotFoundError(f"request {request_id} not found")
         version_id = await self._stores.version_of(request_id)

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from invocation_stack import sse_events
 
-from fnplane.shared import subjects
+from fnplane.control.auth.api_keys import authorizations_for
+from fnplane.shared import scopes, subjects
 
 MiB = 1024 * 1024
 
@@ -225,6 +226,29 @@ async def test_exec_status_after_202(stack):
         if s.status_code == 200:
             break
     assert s.json()["status"] == "fulfilled" and s.json()["response"]["slept"] == 2
+
+
+async def test_request_paths_refuse_a_bad_credential_before_looking_the_request_up(stack):
+    """401 for an unknown key and 403 without the scope, never the 404 of a missing request."""
+    _, unscoped = await stack.components.auth.api_keys.issue(
+        "nvcf-default", "probe", authorizations_for([scopes.LIST_FUNCTIONS])
+    )
+    rid = "00000000-0000-4000-8000-000000000000"
+    calls = [
+        ("GET", f"/v2/nvcf/pexec/status/{rid}"),
+        ("GET", f"/v2/nvcf/exec/status/{rid}"),
+        ("DELETE", f"/v2/nvcf/pexec/status/{rid}"),
+        ("GET", f"/v2/nvcf/queues/{rid}/position"),
+        ("GET", "/v2/nvcf/pexec/status/not-a-uuid"),
+    ]
+    async with httpx.AsyncClient(base_url=stack.url) as http:
+        for method, path in calls:
+            bad = await http.request(method, path, headers={"Authorization": "Bearer nvapi-unknown"})
+            assert bad.status_code == 401, (path, bad.text)
+            assert bad.headers["www-authenticate"].startswith("Bearer")
+            refused = await http.request(method, path, headers={"Authorization": f"Bearer {unscoped}"})
+            assert refused.status_code == 403, (path, refused.text)
+            assert refused.headers["content-type"] == "application/problem+json"
 
 
 async def test_status_of_unknown_request_is_404(stack):
