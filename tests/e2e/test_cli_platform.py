@@ -374,6 +374,14 @@ def test_version_create_update_undeploy_delete(platform: Platform, deployed: Dep
     updated = platform.cli.json("deploy", "update", fid, vid, *GPU, "--max", "2", "--concurrency", "3")
     spec = updated["deployment"]["deploymentSpecifications"][0]
     assert (spec["minInstances"], spec["maxInstances"], spec["maxRequestConcurrency"]) == (1, 2, 3)
+    # the selector takes any case, as the API does; one the deployment lacks names what it has
+    lower = ["--gpu", "l40s", "--instance-type", "local.gpu.l40s_1x"]
+    updated = platform.cli.json("deploy", "update", fid, vid, *lower, "--max", "3")
+    assert updated["deployment"]["deploymentSpecifications"][0]["maxInstances"] == 3
+    unknown = ["--gpu", "H100", "--instance-type", "X"]
+    done = platform.cli.run("deploy", "update", fid, vid, *unknown, "--max", "2")
+    assert done.returncode == 1 and done.stdout == b""
+    assert "no GPU specification H100 / X (it has: L40S / LOCAL.GPU.L40S_1x)" in done.stderr.decode()
     assert platform.cli.json("undeploy", fid, vid)["function"]["status"] == "INACTIVE"
     assert platform.cli.json("function", "delete", fid, vid) == {}
     assert [v["versionId"] for v in platform.cli.json("function", "get", fid)["functions"]] == [

@@ -27,7 +27,7 @@ import httpx
 from fnplane.sdk.assets import AssetMethods
 from fnplane.sdk.connection import Connection, resolve_api_key, resolve_base_url
 from fnplane.sdk.credentials import Credentials
-from fnplane.sdk.errors import DeploymentFailedError, error_for, timeout_error
+from fnplane.sdk.errors import DeploymentFailedError, error_for, not_found_error, timeout_error
 from fnplane.sdk.grpc import GrpcMethods
 from fnplane.sdk.invocation import InvocationMethods
 from fnplane.sdk.keepalive import Keepalive
@@ -235,12 +235,24 @@ class AsyncClient(InvocationMethods, AssetMethods, GrpcMethods):
         specification; what is left None keeps its current value."""
         current = await self.get_deployment(function_id, version_id)
         specs = [dict(s) for s in current.get("deploymentSpecifications", [])]
+        # the API takes GPU and instance type names in any case, and so does the selector
         spec = next(
-            (s for s in specs if s.get("gpu") == gpu and s.get("instanceType") == instance_type), None
+            (
+                s
+                for s in specs
+                if str(s.get("gpu", "")).lower() == gpu.strip().lower()
+                and str(s.get("instanceType", "")).lower() == instance_type.strip().lower()
+            ),
+            None,
         )
         if spec is None:
-            spec = {"gpu": gpu, "instanceType": instance_type}
-            specs.append(spec)
+            # the PUT cannot add a specification: say which ones there are (it was sent as a new one,
+            # and the API's 400 named a field of a specification the caller never wrote)
+            known = ", ".join(f"{s.get('gpu')} / {s.get('instanceType')}" for s in specs) or "none"
+            raise not_found_error(
+                f"the deployment of version {version_id} has no GPU specification {gpu} / {instance_type} "
+                f"(it has: {known})"
+            )
         for name, value in (
             ("minInstances", min_instances),
             ("maxInstances", max_instances),

@@ -125,3 +125,14 @@ def timeout_error(detail: str, *, request_id: str | None = None) -> GatewayTimeo
     error.request_id = request_id  # type: ignore[attr-defined]
     error.retry_after = None  # type: ignore[attr-defined]
     return error
+
+
+def not_found_error(detail: str) -> NotFoundError:
+    """A NotFoundError raised by the SDK itself (what the caller named is not in the API's answer)."""
+    error = NotFoundError(detail)
+    error.status = 404  # type: ignore[attr-defined]
+    error.title = "Not Found"  # type: ignore[attr-defined]
+    error.problem = {}  # type: ignore[attr-defined]
+    error.request_id = None  # type: ignore[attr-defined]
+    error.retry_after = None  # type: ignore[attr-defined]
+    return error
