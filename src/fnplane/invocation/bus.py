@@ -325,6 +325,15 @@ class RequestBus:
         subject = subjects.request_subject(vid, envelope.request_id)
         # the trace context of the gateway's span (None while tracing is off)
         headers = wire.encode_request(envelope, tracing.inject())
+        if (size := wire.header_block_bytes(headers)) > wire.MAX_QUEUED_HEADER_BYTES:
+            # the client's headers (and its input assets' URLs) travel in the envelope: JetStream
+            # would refuse them, and that is the client's input, not an outage
+            raise errors.BadRequestError(
+                f"the request's headers and input asset references take {size} bytes in the queued "
+                f"request, more than {wire.MAX_QUEUED_HEADER_BYTES}",
+                field="headers",
+                rule=f"at most {wire.MAX_QUEUED_HEADER_BYTES} bytes queued with the request",
+            )
         s = self._settings
         for attempt in range(s.publish_attempts):
             try:

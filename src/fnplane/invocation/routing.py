@@ -119,7 +119,9 @@ def asset_ids(value: str | None) -> list[str]:
                 field="NVCF-INPUT-ASSET-REFERENCES",
                 rule="comma-separated UUIDs",
             )
-    return ids
+    # a UUID in capitals names the same asset, and one named twice is downloaded once (the worker
+    # keeps each in a file named by its id)
+    return list(dict.fromkeys(asset_id.lower() for asset_id in ids))
 
 
 def forwarded_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

@@ -179,6 +179,15 @@ def encode_request(envelope: Envelope, trace: Mapping[str, str] | None = None) -
     return headers
 
 
+# JetStream refuses a message whose NATS header block is longer (nats-server: math.MaxUint16)
+MAX_QUEUED_HEADER_BYTES = 65535
+
+
+def header_block_bytes(headers: Mapping[str, str]) -> int:
+    """The length of the NATS header block that carries `headers` (`NATS/1.0`, one line each)."""
+    return 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+
+
 def decode_trace(headers: Mapping[str, str] | None) -> dict[str, str] | None:
     """The trace context a queued request carries (None: none)."""
     if not headers or HDR_TRACEPARENT not in headers:

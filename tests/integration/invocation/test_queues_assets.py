@@ -177,3 +177,41 @@ async def test_a_queue_deleted_behind_the_gateways_back_is_made_again(stack):
     # a publish that was not stored would have been a 503 problem at once
     assert r.status_code == 504 and r.content == b"", r.text
     await bus.js.stream_info(subjects.request_stream(fn["versionId"]))  # made again
+
+
+async def test_an_asset_named_twice_or_in_capitals_is_one_input(stack):
+    fn = await stack.deploy(name="a", inference_url="/assets")
+    port = await stack.function_process()
+    await stack.worker(fn, port)
+    created = await stack.client.post(
+        "/v2/nvcf/assets", json={"contentType": "text/plain", "description": "d"}
+    )
+    asset = created.json()
+    async with httpx.AsyncClient() as plain:
+        assert (await plain.put(asset["uploadUrl"], content=b"twice")).status_code == 200
+    aid = asset["assetId"]
+    r = await stack.client.post(
+        f"/v2/nvcf/pexec/functions/{fn['id']}",
+        headers={"NVCF-INPUT-ASSET-REFERENCES": f"{aid}, {aid.upper()},{aid}"},
+        json={},
+    )
+    # was: 500 errorCode 910 ("File exists") for the repeat, 404 for the capitals
+    assert r.status_code == 200, r.text
+    assert r.json() == {"assets": {aid: hashlib.sha256(b"twice").hexdigest()}, "ids": aid}
+
+
+async def test_headers_too_large_to_queue_are_400_not_503(stack):
+    fn = await stack.deploy(name="h", inference_url="/echo")
+    port = await stack.function_process()
+    await stack.worker(fn, port)
+    big = {f"x-big-{i}": "a" * 1000 for i in range(64)}  # the HTTP server takes them; JetStream would not
+    for answer in (
+        await stack.client.post(f"/v2/nvcf/pexec/functions/{fn['id']}", headers=big, json={}),
+        await stack.client.post("/echo", headers={**big, "function-id": fn["id"]}, json={}),
+    ):
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["field"] == "headers"
+    fine = {f"x-big-{i}": "a" * 1000 for i in range(32)}
+    ok = await stack.client.post(f"/v2/nvcf/pexec/functions/{fn['id']}", headers=fine, json={"a": 1})
+    assert ok.status_code == 200 and ok.json() == {"a": 1}
