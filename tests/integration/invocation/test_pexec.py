@@ -121,6 +121,28 @@ async def test_large_result_is_302_to_a_signed_zip_with_the_exact_bytes(stack):
     assert (await stack.client.get(tampered)).status_code == 403
 
 
+async def test_result_over_the_bus_message_limit_but_under_5_mib_comes_back_whole(stack):
+    # the worker buffers a pexec answer up to 5 MiB; NATS refuses (and disconnects) a message over its
+    # 1 MiB max_payload, so such an answer was lost (503) and the worker never pulled again (504s)
+    fn = await deployed(stack, "/large")
+    for size in (MiB, 3 * MiB, 5 * MiB):
+        r = await stack.client.post(f"/v2/nvcf/pexec/functions/{fn['id']}", json={"bytes": size})
+        assert r.status_code == 200, r.text
+        assert r.headers["nvcf-status"] == "fulfilled"
+        assert r.headers["content-length"] == str(size)
+        assert r.content == pattern(size)
+    exec_body = {"requestBody": {"bytes": 2 * MiB}}
+    r = await stack.client.post(f"/v2/nvcf/exec/functions/{fn['id']}", json=exec_body)
+    assert r.status_code == 200 and r.json()["status"] == "fulfilled", r.text
+    # a body sent up and echoed back (the seed's binary payloads)
+    echo = await deployed(stack, "/echo")
+    body = b"x" * (2 * MiB)
+    r = await stack.client.post(
+        f"/v2/nvcf/pexec/functions/{echo['id']}", content=body, headers={"Content-Type": "text/plain"}
+    )
+    assert r.status_code == 200 and r.content == body
+
+
 async def test_extra_output_files_also_give_302(stack):
     fn = await deployed(stack, "/files")
     r = await stack.client.post(f"/v2/nvcf/pexec/functions/{fn['id']}", json={"name": "image.bin"})

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # a pull whose expiry status never came (lost in a reconnect) is forgotten this long after it expired
 PULL_EXPIRY_GRACE_S = 2.0
+# the most body bytes one response message carries (the rest of a larger body follows in chunks)
+RESPONSE_PIECE_BYTES = 256 * 1024
 
 
 class BodyError(Exception):
@@ -126,16 +128,28 @@ class ResponseChannel:
         large_result: bool = False,
         platform_error: bool = False,
     ) -> None:
+        # a NATS server closes the connection of a client that publishes more than its max_payload
+        # (1 MiB by default, headers included): a larger body (a buffered pexec answer of up to 5 MiB)
+        # follows its head in chunks
+        rest = b""
+        if len(body) > RESPONSE_PIECE_BYTES:
+            body, rest = body[:RESPONSE_PIECE_BYTES], body[RESPONSE_PIECE_BYTES:]
         head = wire.Head(
             status,
             headers,
             window=self._window,
-            end=end,
+            end=end and not rest,
             large_result=large_result,
             platform_error=platform_error,
         )
         self.head_sent = True
         await self._nc.publish(self._to, body, headers=wire.encode_head(head, self._attempt))
+        if rest:
+            view = memoryview(rest)
+            for i in range(0, len(rest), RESPONSE_PIECE_BYTES):
+                await self.data(bytes(view[i : i + RESPONSE_PIECE_BYTES]))
+            if end:
+                await self.end()
 
     async def data(self, chunk: bytes, *, more: bool = False) -> None:
         """One chunk of the response (`more`: a piece of a gRPC message that goes on in the next)."""
