@@ -11,6 +11,7 @@ All but the upload require `invoke_function`; the upload URL's signature is its 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -25,6 +26,13 @@ from fnplane.shared import errors, scopes, subjects
 from fnplane.shared.models.invocation import AssetRecord
 
 MAX_ASSET_REQUEST_BYTES = 64 * 1024
+MAX_CONTENT_TYPE_CHARS = 255
+# contentType is sent back as the Content-Type of the asset's download: visible ASCII and spaces only
+# (a CR, LF or NUL there made every download, and every invocation naming the asset, a 500)
+_CONTENT_TYPE = re.compile(r"[\x20-\x7e]+")
+# description: stored as JSON text and sent as NVCF's x-amz-meta-nvcf-asset-description header, so
+# no control characters and no lone UTF-16 surrogate (which no encoder can write: it was a 500)
+_BAD_DESCRIPTION = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 
 
 def upload_path(asset_id: str) -> str:
@@ -143,11 +151,24 @@ class AssetEndpoints:
         for field in ("contentType", "description"):
             if not isinstance(doc.get(field), str) or not doc[field].strip():
                 raise errors.BadRequestError(f"{field} is required", field=field, rule="non-empty string")
+        content_type, description = doc["contentType"], doc["description"]
+        if len(content_type) > MAX_CONTENT_TYPE_CHARS or not _CONTENT_TYPE.fullmatch(content_type):
+            raise errors.BadRequestError(
+                "contentType must be a media type such as application/octet-stream",
+                field="contentType",
+                rule=f"at most {MAX_CONTENT_TYPE_CHARS} visible ASCII characters and spaces",
+            )
+        if _BAD_DESCRIPTION.search(description):
+            raise errors.BadRequestError(
+                "description holds a control character or a lone UTF-16 surrogate",
+                field="description",
+                rule="text without control characters (a tab is allowed)",
+            )
         record = AssetRecord(
             assetId=str(uuid.uuid4()),
             ncaId=nca_id,
-            contentType=doc["contentType"],
-            description=doc["description"],
+            contentType=content_type,
+            description=description,
             createdAt=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         )
         await self._put_record(record)

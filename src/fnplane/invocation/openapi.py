@@ -183,8 +183,15 @@ GATEWAY_OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                             "type": "object",
                             "required": ["contentType", "description"],
                             "properties": {
-                                "contentType": {"type": "string"},
-                                "description": {"type": "string"},
+                                "contentType": {
+                                    "type": "string",
+                                    "maxLength": 255,
+                                    "pattern": "^[\\x20-\\x7e]+$",
+                                },
+                                "description": {
+                                    "type": "string",
+                                    "pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f]+$",
+                                },
                             },
                         }
                     }

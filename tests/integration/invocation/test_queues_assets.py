@@ -215,3 +215,23 @@ async def test_headers_too_large_to_queue_are_400_not_503(stack):
     fine = {f"x-big-{i}": "a" * 1000 for i in range(32)}
     ok = await stack.client.post(f"/v2/nvcf/pexec/functions/{fn['id']}", headers=fine, json={"a": 1})
     assert ok.status_code == 200 and ok.json() == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        # a CR/LF or NUL in contentType made the asset's download (and any invocation with it) a 500
+        (b'{"contentType": "text/plain\\r\\nX-Evil: 1", "description": "d"}', "contentType"),
+        (b'{"contentType": "a\\u0000b", "description": "d"}', "contentType"),
+        (b'{"contentType": "' + b"a" * 256 + b'", "description": "d"}', "contentType"),
+        # a lone surrogate could not be stored: 500
+        (b'{"contentType": "text/plain", "description": "\\ud800"}', "description"),
+        (b'{"contentType": "text/plain", "description": "a\\nb"}', "description"),
+    ],
+)
+async def test_asset_fields_that_cannot_be_served_are_400(stack, body, field):
+    r = await stack.client.post("/v2/nvcf/assets", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["field"] == field
+    assert (await stack.client.get("/v2/nvcf/assets")).json() == {"assets": []}
