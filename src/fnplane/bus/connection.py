@@ -47,9 +47,14 @@ async def connect(
     credential: BusCredential = None,
     inbox_prefix: str | None = None,
     give_up_after_s: float | None = None,
+    on_closed: Callable[[], Awaitable[None]] | None = None,
 ) -> Client:
     """A client that reconnects forever; NatsError at once when the server refuses the credential.
-    The first connection is tried until it works, or for `give_up_after_s` (then UnavailableError)."""
+    The first connection is tried until it works, or for `give_up_after_s` (then UnavailableError).
+
+    nats-py does not reconnect after an error the server reports on the connection (a message over
+    max_payload, say): it closes the client for good. `on_closed` runs when the client closed, also by
+    our own close(), so that a component can tell it is no longer on the bus."""
     nc = Client()
 
     async def disconnected() -> None:
@@ -102,6 +107,7 @@ async def connect(
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
                 error_cb=error,
+                closed_cb=on_closed,
                 **timeouts,
                 **auth,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -13,6 +14,9 @@ import h2.connection
 import h2.events
 import httpx
 
+from fnplane.compute.worker.events import EventWriter
+from fnplane.compute.worker.main import Worker
+from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.invocation.app import create_gateway_app
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.up.server import HttpServer
@@ -140,3 +144,35 @@ async def test_long_h2c_request_stays_open_while_the_client_sends_pings(stack):
     assert status == b"200"
     assert json.loads(data)["slept"] == 4
     assert acks >= 5
+
+
+async def test_a_worker_whose_bus_connection_the_server_closed_exits(stack, tmp_path):
+    # nats-py gives up on a connection the server closed with an error (here: a message over its
+    # max_payload once headers are counted): the worker must end (the agent restarts it), not live on
+    # as an instance that looks healthy and never pulls again
+    fn = await stack.deploy(name="closed", inference_url="/echo")
+    port = await stack.function_process()
+    assignment = stack.assignment(fn, port)
+    await stack.bus.prepare_version(assignment.version_id)
+    settings = WorkerSettings(
+        assignment=assignment.model_dump_json(by_alias=True),
+        nats_url=stack.nats_url,
+        nats_creds=str(stack.bus.worker_creds(assignment.version_id, assignment.instance_id)),
+        function_port=port,
+        health_poll_interval_s=0.2,
+        request_root=str(tmp_path / "requests"),
+    )
+    worker = Worker(settings, EventWriter(io.StringIO()))
+    await worker.start()
+    try:
+        for _ in range(200):
+            if worker.puller is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert worker.bus is not None and worker.puller is not None
+        nc = worker.bus.nc
+        await nc.publish("x", b"y" * nc.max_payload, headers={"h": "v"})
+        await asyncio.wait_for(worker.serve(), 10)
+        assert worker.failed
+    finally:
+        await worker.aclose()

@@ -199,6 +199,9 @@ class WorkerBus:
         # after a reconnect: the server may have come back without its store
         self._check_topology = False
         self.on_pull_state_changed: Callable[[], None] = lambda: None
+        # the connection closed for good, not by close_connection(): this worker can no longer work
+        self.on_connection_lost: Callable[[], None] = lambda: None
+        self._closing = False
 
     @classmethod
     async def connect(cls, url: str, version_id: str, worker_id: str, settings: WorkerSettings) -> WorkerBus:
@@ -208,12 +211,18 @@ class WorkerBus:
             if bus is not None:
                 bus.forget_pulls()
 
+        async def closed() -> None:
+            if bus is not None and not bus._closing:
+                log.error("the worker's NATS connection was closed: %r", bus.nc.last_error)
+                bus.on_connection_lost()
+
         try:
             nc = await connect(
                 url,
                 f"fnplane-worker-{worker_id}",
                 connect_timeout_s=settings.nats_connect_timeout_s,
                 on_reconnected=reconnected,
+                on_closed=closed,
                 # the file the agent wrote for this instance (never its content in the environment)
                 credential=Path(settings.nats_creds) if settings.nats_creds else None,
                 inbox_prefix=subjects.worker_inbox_prefix(worker_id),
@@ -271,6 +280,7 @@ class WorkerBus:
         self._subs.clear()
 
     async def close_connection(self) -> None:
+        self._closing = True
         # a connection the server already cut ends with a reset while the client drains it
         with contextlib.suppress(TimeoutError, NatsError, OSError):
             await asyncio.wait_for(self.nc.close(), 5.0)

@@ -46,6 +46,8 @@ class Worker:
         self.puller: RequestPuller | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
+        # the bus connection was lost for good: the process exits non-zero and the agent restarts it
+        self.failed = False
 
     async def _on_health(self, healthy: bool, detail: str) -> None:
         if self.puller is not None:
@@ -72,6 +74,7 @@ class Worker:
             if self.bus is None:
                 try:
                     self.bus = await WorkerBus.connect(s.nats_url, a.version_id, worker_id(a), s)
+                    self.bus.on_connection_lost = self._bus_lost
                 except errors.UnavailableError as error:
                     log.warning("worker cannot reach NATS at %s: %s", s.nats_url, error)
                     await asyncio.sleep(s.health_poll_interval_s)
@@ -108,6 +111,12 @@ class Worker:
             )
             last = now
 
+    def _bus_lost(self) -> None:
+        # nats-py does not come back from a connection the server closed on an error: a worker left
+        # like that would hold its slots and never pull again while its instance looks healthy
+        self.failed = True
+        self._stopped.set()
+
     async def serve(self) -> None:
         await self._stopped.wait()
 
@@ -143,6 +152,8 @@ async def run_worker(settings: WorkerSettings) -> None:
         await worker.serve()
     finally:
         await worker.aclose()
+    if worker.failed:
+        raise SystemExit(1)
 
 
 def main() -> None:
