@@ -217,7 +217,10 @@ def undeploy(
     function_id: FunctionIdArgument,
     version_id: VersionIdArgument,
     graceful: Annotated[
-        bool, typer.Option("--graceful", help="Let running requests finish before instances stop.")
+        bool,
+        typer.Option(
+            "--graceful", help="NVCF's graceful=true (the same here: instances finish what they hold)."
+        ),
     ] = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
