@@ -11,7 +11,7 @@ import json
 from fnplane.invocation.exec_envelope import exec_document
 from fnplane.invocation.http import Request, invocation_headers, send_json
 from fnplane.invocation.invoke import Call, ClientGone, Head, Invocation
-from fnplane.invocation.routing import asset_ids, poll_seconds
+from fnplane.invocation.routing import asset_ids, is_uuid, poll_seconds
 from fnplane.invocation.service import InvocationService
 from fnplane.shared import errors
 from fnplane.shared.headers import HOP_BY_HOP
@@ -138,7 +138,15 @@ async def read_exec(service: InvocationService, request: Request) -> tuple[float
             field="requestHeader.inputAssetReferences",
             rule="list of UUIDs",
         )
-    ids = asset_ids(",".join(str(r) for r in refs))
+    for index, ref in enumerate(refs):
+        # named by the body's own path, not by the header the ids would have come in on pexec
+        if not isinstance(ref, str) or not is_uuid(ref.strip()):
+            raise errors.BadRequestError(
+                f"inputAssetReferences.{index} is not an asset id (UUID)",
+                field=f"requestHeader.inputAssetReferences.{index}",
+                rule="UUID",
+            )
+    ids = asset_ids(",".join(refs))
     return poll_s, ids, json.dumps(document["requestBody"]).encode()
 
 

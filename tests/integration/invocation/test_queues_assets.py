@@ -235,3 +235,15 @@ async def test_asset_fields_that_cannot_be_served_are_400(stack, body, field):
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["field"] == field
     assert (await stack.client.get("/v2/nvcf/assets")).json() == {"assets": []}
+
+
+async def test_exec_names_the_bad_input_asset_reference_by_its_body_path(stack):
+    fn = await stack.deploy(name="x", inference_url="/echo")
+    refs = ["00000000-0000-4000-8000-000000000000", 5]
+    r = await stack.client.post(
+        f"/v2/nvcf/exec/functions/{fn['id']}",
+        json={"requestHeader": {"inputAssetReferences": refs}, "requestBody": {}},
+    )
+    assert r.status_code == 400, r.text
+    # was NVCF-INPUT-ASSET-REFERENCES, a header the client never sent
+    assert r.json()["field"] == "requestHeader.inputAssetReferences.1"
