@@ -83,6 +83,9 @@ def is_gateway_request(scope: Any, host_label: str = "invocation") -> bool:
     return direct_target(_scope_headers(scope), host_label) is not None
 
 
+_POLL_SECONDS = re.compile(r"\+?[0-9]+", re.ASCII)
+
+
 def poll_seconds(headers: dict[str, str], *, sse_default: bool) -> float:
     """NVCF-POLL-SECONDS: default 60 (1200 with Accept: text/event-stream on pexec), min 1, max 3600."""
     raw = headers.get("nvcf-poll-seconds")
@@ -90,17 +93,20 @@ def poll_seconds(headers: dict[str, str], *, sse_default: bool) -> float:
         if sse_default and "text/event-stream" in headers.get("accept", "").lower():
             return float(DEFAULT_SSE_POLL_S)
         return float(DEFAULT_POLL_S)
-    try:
-        value = int(raw.strip())
-    except ValueError:
+    # NVCF parses an unsigned integer: "-1" is refused, not clamped (Python's int() would also take
+    # "1_0" and non-ASCII digits)
+    if not _POLL_SECONDS.fullmatch(raw.strip()):
         raise errors.BadRequestError(
             f"NVCF-POLL-SECONDS must be a whole number of seconds, got {raw!r}",
             field="NVCF-POLL-SECONDS",
             rule="integer",
-        ) from None
+        )
+    digits = raw.strip().lstrip("+").lstrip("0") or "0"
+    # int() refuses strings of more than 4300 digits: anything that long is over the limit anyway
+    value = int(digits) if len(digits) <= 10 else MAX_POLL_S + 1
     if value > MAX_POLL_S:
         raise errors.BadRequestError(
-            f"NVCF-POLL-SECONDS must be <= {MAX_POLL_S}, got {value}",
+            f"NVCF-POLL-SECONDS must be <= {MAX_POLL_S}, got {raw.strip()}",
             field="NVCF-POLL-SECONDS",
             rule=f"<= {MAX_POLL_S}",
         )

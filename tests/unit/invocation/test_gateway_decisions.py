@@ -59,6 +59,7 @@ def grant(*versions: VersionTarget) -> AccessGrant:
         ({"accept": "text/event-stream"}, False, 60.0),
         ({"nvcf-poll-seconds": "0"}, False, 1.0),
         ({"nvcf-poll-seconds": " 3600 "}, False, 3600.0),
+        ({"nvcf-poll-seconds": "+07"}, False, 7.0),
         ({"nvcf-poll-seconds": ""}, False, 60.0),
     ],
 )
@@ -66,7 +67,10 @@ def test_poll_seconds(headers, sse_default, expected):
     assert poll_seconds(headers, sse_default=sse_default) == expected
 
 
-@pytest.mark.parametrize(("raw", "rule"), [("3601", "<= 3600"), ("1.5", "integer"), ("soon", "integer")])
+@pytest.mark.parametrize(
+    ("raw", "rule"),
+    [("3601", "<= 3600"), ("1.5", "integer"), ("soon", "integer"), ("-1", "integer"), ("1_0", "integer")],
+)
 def test_a_bad_poll_header_names_the_field_and_the_rule(raw, rule):
     with pytest.raises(errors.BadRequestError) as caught:
         poll_seconds({"nvcf-poll-seconds": raw}, sse_default=False)
