@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from fnplane.compute.worker.function_client import response_headers
 from fnplane.compute.worker.http_pool import HttpConnectionError, HttpPool
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -104,6 +105,19 @@ async def test_response_headers_keep_their_case_order_and_repeats(pools):
             assert r.headers == [("X-A", "1"), ("x-a", "2"), ("Content-Length", "0"), ("Set-Cookie", "c=1")]
             assert r.header("x-A") == "1"
             assert await r.read_chunk() == b"" and r.at_eof()
+
+
+async def test_the_client_gets_no_hop_by_hop_header_nor_the_functions_own_nvcf_status(pools):
+    # what a proxy never forwards (RFC 9110 7.6.1: also the names Connection lists), and the headers the
+    # gateway sets on every answer (a client would see two NVCF-REQIDs)
+    response = (
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\n"
+        b"Connection: x-other\r\nX-Other: 1\r\nX-Keep: yes\r\nnvcf-reqid: fake\r\nNVCF-STATUS: fake\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    async with RawServer(answering(response)) as server:
+        async with await pools(server.port).request("GET", "/", []) as r:
+            assert response_headers(r) == [("X-Keep", "yes"), ("Content-Length", "0")]
 
 
 async def test_a_streamed_response_arrives_chunk_by_chunk_as_the_function_writes_it(pools):

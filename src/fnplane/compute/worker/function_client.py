@@ -57,8 +57,20 @@ def is_stream(resp: HttpResponse) -> bool:
     return STREAM_TYPE in (resp.header("Content-Type") or "")
 
 
+# the gateway sets these on every answer: the function's own copies would make a client see two
+GATEWAY_SET = frozenset({"nvcf-reqid", "nvcf-status"})
+DROPPED_RESPONSE = HOP_BY_HOP | GATEWAY_SET
+
+
 def response_headers(resp: HttpResponse) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP]
+    """The function's headers as the client gets them: no hop-by-hop header, neither the fixed ones nor
+    those its `Connection` header lists (RFC 9110 7.6.1)."""
+    out = [(k, v) for k, v in resp.headers if k.lower() not in DROPPED_RESPONSE]
+    listed = [v for k, v in resp.headers if k.lower() == "connection"]
+    if listed:
+        names = {name.strip().lower() for value in listed for name in value.split(",")}
+        out = [(k, v) for k, v in out if k.lower() not in names]
+    return out
 
 
 def platform_headers(
