@@ -383,6 +383,14 @@ def test_version_create_update_undeploy_delete(platform: Platform, deployed: Dep
     assert done.returncode == 1 and done.stdout == b""
     assert "no GPU specification H100 / X (it has: L40S / LOCAL.GPU.L40S_1x)" in done.stderr.decode()
     assert platform.cli.json("undeploy", fid, vid)["function"]["status"] == "INACTIVE"
+    # function update: tags replaced whole (or cleared) and the rate limit; nothing to change is usage
+    tagged = platform.cli.json("function", "update", fid, vid, "--tag", "a", "--tag", "b:c")["function"]
+    assert tagged["tags"] == ["a", "b:c"]
+    limited = platform.cli.json("function", "update", fid, vid, "--rate-limit", "10-S", "--clear-tags")
+    assert (limited["function"]["tags"], limited["function"]["rateLimit"]["rateLimit"]) == ([], "10-S")
+    assert platform.cli.run("function", "update", fid, vid).returncode == 2
+    refused = platform.cli.run("function", "update", fid, vid, "--tag", "not a tag")
+    assert refused.returncode == 1 and "field 'tags'" in refused.stderr.decode()
     assert platform.cli.json("function", "delete", fid, vid) == {}
     assert [v["versionId"] for v in platform.cli.json("function", "get", fid)["functions"]] == [
         deployed.version_id

@@ -13,7 +13,9 @@ from fnplane.cli.config import ApiKeyOption, UrlOption
 from fnplane.cli.output import JsonOption, Output, key
 from fnplane.cli.session import open_session
 
-app = typer.Typer(help="Register, list, show and delete functions and their versions.", no_args_is_help=True)
+app = typer.Typer(
+    help="Register, list, show, update and delete functions and their versions.", no_args_is_help=True
+)
 version_app = typer.Typer(help="Versions of a function.", no_args_is_help=True)
 app.add_typer(version_app, name="version")
 
@@ -47,6 +49,8 @@ def show_function(out: Output, function: dict[str, Any]) -> None:
             ("container image", function.get("containerImage")),
             ("container args", function.get("containerArgs")),
             ("health", function.get("health")),
+            *([("tags", ", ".join(function["tags"]))] if function.get("tags") else []),
+            *([("rate limit", function["rateLimit"].get("rateLimit"))] if function.get("rateLimit") else []),
             ("created", function.get("createdAt")),
             *([("instances", [i.get("instanceId") for i in instances])] if instances else []),
         ]
@@ -260,6 +264,36 @@ def get(
             session.out.listing({"functions": versions}, FUNCTION_COLUMNS, empty="no versions")
             return
         function = session.client.get_version(function_id, version_id)
+        session.out.result({"function": function}, lambda: show_function(session.out, function))
+
+
+@app.command("update")
+def update(
+    function_id: Annotated[str, typer.Argument(metavar="FID", help="Function id.")],
+    version_id: Annotated[str, typer.Argument(metavar="VID", help="Version id.")],
+    tags: Annotated[
+        list[str] | None, typer.Option("--tag", help="Tag (repeatable): the version's tags become these.")
+    ] = None,
+    clear_tags: Annotated[bool, typer.Option("--clear-tags", help="Remove every tag.")] = False,
+    rate_limit: Annotated[
+        str | None, typer.Option(help="Rate limit, e.g. 100-S or 10-M,5-S.", show_default=False)
+    ] = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a version's tags or rate limit (the rest of a version cannot change)."""
+    if tags and clear_tags:
+        raise typer.BadParameter("--tag and --clear-tags exclude each other", param_hint="--clear-tags")
+    if not tags and not clear_tags and rate_limit is None:
+        raise typer.BadParameter("give --tag, --clear-tags or --rate-limit")
+    with open_session(url, api_key, as_json) as session:
+        function = session.client.update_function(
+            function_id,
+            version_id,
+            tags=[] if clear_tags else tags or None,
+            rate_limit={"rateLimit": rate_limit} if rate_limit is not None else None,
+        )
         session.out.result({"function": function}, lambda: show_function(session.out, function))
 
 

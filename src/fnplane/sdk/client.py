@@ -174,6 +174,24 @@ class AsyncClient(InvocationMethods, AssetMethods, GrpcMethods):
         path = f"/v2/nvcf/functions/{function_id}/versions/{version_id}"
         return dict((await self._conn.json("GET", path))["function"])
 
+    async def update_function(
+        self,
+        function_id: str,
+        version_id: str,
+        *,
+        tags: list[str] | None = None,
+        rate_limit: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Change what a version allows to change (NVCF's UpdateFunctionRequest): `tags` (replaced
+        whole; [] clears them) and `rate_limit` (`{"rateLimit": "100-S", ...}`). Returns the version."""
+        body: dict[str, Any] = {}
+        if tags is not None:
+            body["tags"] = tags
+        if rate_limit is not None:
+            body["rateLimit"] = rate_limit
+        path = f"/v2/nvcf/functions/{function_id}/versions/{version_id}"
+        return dict((await self._conn.json("PUT", path, json=body))["function"])
+
     async def delete_version(self, function_id: str, version_id: str) -> None:
         await self._conn.send("DELETE", f"/v2/nvcf/functions/{function_id}/versions/{version_id}")
 
