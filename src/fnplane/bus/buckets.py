@@ -313,6 +313,23 @@ class Buckets:
         assert self._assets is not None
         await self._assets.put(key, value)
 
+    async def replace_asset(self, key: str, value: bytes) -> bool:
+        """Write over an asset record that still exists (compare-and-set); False once it is deleted."""
+        assert self._assets is not None
+        for _ in range(CAS_ATTEMPTS):
+            try:
+                entry = await self._assets.get(key)
+            except KeyNotFoundError:
+                return False
+            if not entry.value:
+                return False
+            try:
+                await self._assets.update(key, value, last=entry.revision)
+                return True
+            except (KeyWrongLastSequenceError, JsBadRequestError):
+                continue  # written (or deleted) meanwhile: look again
+        raise errors.UnavailableError(f"asset record {key} kept changing")
+
     async def delete_asset(self, key: str) -> None:
         assert self._assets is not None
         with contextlib.suppress(KeyNotFoundError):

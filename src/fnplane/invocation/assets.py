@@ -214,7 +214,11 @@ class AssetEndpoints:
             quota.release()
         record.uploaded = True
         record.size = size
-        await self._put_record(record)
+        key = subjects.asset_key(record.nca_id, asset_id)
+        if not await self._stores.replace_asset(key, record.model_dump_json(by_alias=True).encode()):
+            # deleted while its bytes arrived: the delete stands (a plain put brought the asset back)
+            await self._stores.delete_object(name)
+            raise errors.NotFoundError(f"asset {asset_id} was deleted during its upload")
         await send_bytes(request.send, 200, b"")
 
     async def list(self, request: Request) -> None:

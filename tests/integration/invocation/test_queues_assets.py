@@ -10,8 +10,10 @@ import httpx
 import nats
 import pytest
 
+from fnplane.bus.buckets import CHUNK_BYTES
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import subjects
+from polling import wait_for
 
 
 async def queued_request_ids(stack, version_id: str) -> list[str]:
@@ -247,3 +249,41 @@ async def test_exec_names_the_bad_input_asset_reference_by_its_body_path(stack):
     assert r.status_code == 400, r.text
     # was NVCF-INPUT-ASSET-REFERENCES, a header the client never sent
     assert r.json()["field"] == "requestHeader.inputAssetReferences.1"
+
+
+async def test_an_asset_deleted_during_its_upload_stays_deleted(stack):
+    created = await stack.client.post(
+        "/v2/nvcf/assets", json={"contentType": "application/octet-stream", "description": "d"}
+    )
+    asset = created.json()
+    nc = await stack.bus.gateway_client()
+    js = nc.jetstream()
+    stream = f"OBJ_{subjects.OBJECT_BUCKET}"
+    before = (await js.stream_info(stream)).state.messages
+    go_on = asyncio.Event()
+
+    async def body():
+        yield os.urandom(CHUNK_BYTES + 1)  # one chunk stored: the upload is under way
+        await go_on.wait()
+        yield os.urandom(1000)
+
+    try:
+        async with httpx.AsyncClient(timeout=30) as plain:
+            upload = asyncio.create_task(plain.put(asset["uploadUrl"], content=body()))
+
+            async def chunk_stored() -> bool:
+                return (await js.stream_info(stream)).state.messages > before
+
+            await wait_for(chunk_stored, 10)
+            deleted = await stack.client.delete(f"/v2/nvcf/assets/{asset['assetId']}")
+            assert deleted.status_code == 204
+            go_on.set()
+            answer = await upload
+        # was 200, and the deleted asset was back (listed, readable, counted against the quota)
+        assert answer.status_code == 404, answer.text
+        assert (await stack.client.get(f"/v2/nvcf/assets/{asset['assetId']}")).status_code == 404
+        assert (await stack.client.get("/v2/nvcf/assets")).json() == {"assets": []}
+        # its bytes are gone too: only the delete marker's metadata is left
+        assert (await js.stream_info(stream)).state.bytes < 1000
+    finally:
+        await nc.close()
