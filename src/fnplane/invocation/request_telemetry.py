@@ -19,6 +19,7 @@ the HTTP status as attributes. Its context is what the queued request carries to
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from contextvars import Token
@@ -30,6 +31,7 @@ from fnplane.invocation.routing import is_uuid
 from fnplane.telemetry import logs, tracing
 
 access_log = logs.LineLogger(logging.getLogger(logs.ACCESS_LOGGER))
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EVENT_STREAM = b"text/event-stream"
 
 # log fields -> span attributes (NVCF's IS span fields)
@@ -57,6 +59,10 @@ def route_template(path: str) -> str:
     return "/".join("{id}" if is_uuid(part) else part for part in path.split("/"))
 
 
+def _escape(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
 def log_access(
     method: str,
     path: str,
@@ -66,9 +72,11 @@ def log_access(
     fields: Mapping[str, Any],
 ) -> None:
     """The access line of one request (an HTTP request, or one call of a gRPC session)."""
+    # the path is the client's, percent-decoded: a %0A in it must not start a forged line of its own
+    shown = _CONTROL.sub(_escape, path) if _CONTROL.search(path) else path
     access_log.info(
         "%s %s %s %s %.1f ms",
-        (method, path, route, status if status is not None else "-", duration_ms),
+        (method, shown, route, status if status is not None else "-", duration_ms),
         {
             **fields,
             "method": method,

@@ -103,3 +103,20 @@ async def test_one_watch_of_the_answer_counts_an_invocation_and_its_events() -> 
     assert _sample("function_request_latency_count", **labels) == before["latency"] + 1
     assert logs.current_fields() == {}
     observe.own_error()  # after the request: nobody's answer to mark
+
+
+async def test_a_control_character_in_the_path_cannot_forge_an_access_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the path arrives percent-decoded: /x%0A... would end the line and begin a made-up one
+    forged = "/x\n2026-12-03 12:00:00,000 INFO    fnplane.access: GET /admin direct 200 1.0 ms\r\x00"
+    req = request(forged, [])
+    caplog.set_level(logging.INFO, logs.ACCESS_LOGGER)
+    seen = RequestTelemetry(req, direct=(FID, None))
+    await req.send({"type": "http.response.start", "status": 200, "headers": []})
+    seen.close()
+    (record,) = [r for r in caplog.records if r.name == logs.ACCESS_LOGGER]
+    line = record.getMessage()
+    assert "\n" not in line and "\r" not in line and "\x00" not in line
+    assert line.startswith("POST /x\\x0a2026-12-03 12:00:00,000 INFO") and "\\x0d\\x00 direct 200" in line
+    assert record.fields["path"] == forged  # type: ignore[attr-defined]  # JSON lines escape it themselves
