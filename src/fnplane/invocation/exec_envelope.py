@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from fnplane.invocation import strict_json
 from fnplane.shared.wire import nvcf_status
 
 
@@ -22,8 +22,8 @@ def exec_document(
         return 200, doc
     if body:
         try:
-            doc["response"] = json.loads(body)
-        except ValueError:
+            doc["response"] = strict_json.loads(body)
+        except ValueError:  # not JSON (NaN included: the envelope must stay JSON): as text
             doc["response"] = body.decode("utf-8", errors="replace")
     if head_status == 202:
         if percent is not None and percent.isdigit():

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from fnplane.invocation import strict_json
 from fnplane.shared import errors
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for, problem_headers
 from fnplane.shared.wire import RequestStatus, nvcf_status
@@ -96,17 +97,7 @@ class Request:
                 return b"".join(chunks)
 
     async def json_body(self, limit: int) -> Any:
-        raw = await self.read_body(limit)
-        try:
-            return json.loads(raw or b"null")
-        except ValueError as exc:
-            raise errors.BadRequestError(
-                f"request body is not valid JSON: {exc}", field="body", rule="valid JSON"
-            ) from None
-        except RecursionError:
-            raise errors.BadRequestError(
-                "request body is nested too deeply", field="body", rule="JSON nested at most 900 levels"
-            ) from None
+        return strict_json.loads_request(await self.read_body(limit))
 
 
 def invocation_headers(

@@ -140,6 +140,22 @@ async def test_exec_envelope_shapes(stack):
     assert "/v2/nvcf/pexec/results/" in doc["responseReference"]
 
 
+async def test_exec_refuses_numbers_that_are_not_json_and_answers_only_json(stack):
+    fn = await stack.deploy(name="execnan", inference_url="/echo")
+    port = await stack.function_process()
+    await stack.worker(fn, port)
+    path = f"/v2/nvcf/exec/functions/{fn['id']}"
+    json_type = {"Content-Type": "application/json"}
+    # was 200: the function got NaN, and the client `"response": NaN`, which is not JSON
+    r = await stack.client.post(path, content=b'{"requestBody": {"x": [1, NaN]}}', headers=json_type)
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "requestBody.x.1"
+    r = await stack.client.post(path, content=b'{"requestBody": 1e400}', headers=json_type)
+    assert r.status_code == 400 and r.json()["field"] == "requestBody"
+    ok = await stack.client.post(path, content=b'{"requestBody": {"x": [1, 2.5]}}', headers=json_type)
+    assert ok.status_code == 200 and ok.json()["response"] == {"x": [1, 2.5]}
+
+
 async def test_queue_shapes_and_position_capped_at_1000(stack):
     fn = await stack.deploy(name="q")  # no worker: everything stays queued
     queue_url = f"/v2/nvcf/queues/functions/{fn['id']}"

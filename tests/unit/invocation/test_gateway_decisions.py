@@ -10,6 +10,7 @@ import time
 import pytest
 
 from fnplane.bus.buckets import Buckets
+from fnplane.invocation import strict_json
 from fnplane.invocation.access import CachedAccess, choose_version
 from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.exec_envelope import exec_document
@@ -224,6 +225,33 @@ def test_the_exec_envelope_carries_the_workers_error_code():
     assert doc["errorCode"] == 404  # the function's own error: its status
     status, doc = exec_document("r", 302, [], b"", "https://gw/result")
     assert status == 200 and doc["responseReference"] == "https://gw/result"
+
+
+@pytest.mark.parametrize("body", [b"NaN", b"[1e400]", b'{"x": -Infinity}'])
+def test_the_exec_envelope_stays_json_when_the_function_answers_nan(body):
+    # was `"response": NaN` (json.loads reads it, json.dumps writes it back): no strict parser reads that
+    status, doc = exec_document("r", 200, [], body, None)
+    assert status == 200 and doc["response"] == body.decode()
+    json.loads(json.dumps(doc), parse_constant=lambda name: pytest.fail(f"{name} in the envelope"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"requestBody": NaN}', "requestBody"),
+        (b'{"requestBody": {"scores": [1, 1e400]}}', "requestBody.scores.1"),
+        (
+            b'{"requestHeader": {"pollDurationSeconds": Infinity}, "requestBody": {}}',
+            "requestHeader.pollDurationSeconds",
+        ),
+        (b"-Infinity", "body"),
+    ],
+)
+def test_a_request_body_with_a_number_that_is_not_json_is_400_naming_it(raw, field):
+    with pytest.raises(errors.BadRequestError) as refused:
+        strict_json.loads_request(raw)
+    assert refused.value.field == field
+    assert strict_json.loads_request(b'{"requestBody": [1.5, 2]}') == {"requestBody": [1.5, 2]}
 
 
 # --- the gateway's grant cache ---------------------------------------------------------------------
