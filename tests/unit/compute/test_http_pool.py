@@ -120,6 +120,30 @@ async def test_the_client_gets_no_hop_by_hop_header_nor_the_functions_own_nvcf_s
             assert response_headers(r) == [("X-Keep", "yes"), ("Content-Length", "0")]
 
 
+async def test_a_response_head_over_256_kib_is_a_connection_error(pools):
+    # the head goes to the gateway in one NATS message: one over the server's max_payload closed the
+    # worker's connection (the function's 2 MB header made its worker exit, the caller waited for a 504)
+    def head(size: int, end: bytes = b"\r\nContent-Length: 2\r\n\r\nok") -> bytes:
+        return b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * size + end
+
+    async with RawServer(answering(head(200 * 1024), head(300 * 1024))) as server:
+        pool = pools(server.port)
+        async with await pool.request("GET", "/", []) as r:
+            assert r.status == 200 and len(r.header("X-Big") or "") == 200 * 1024
+            assert await r.read() == b"ok"
+        with pytest.raises(HttpConnectionError, match="headers exceed 262144 bytes"):
+            await pool.request("GET", "/", [])
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head(4 * 1024 * 1024, end=b""))  # a head that never ends
+        await reader.read()
+
+    async with RawServer(endless) as server:
+        with pytest.raises(HttpConnectionError, match="headers exceed"):
+            await asyncio.wait_for(pools(server.port).request("GET", "/", []), 5)
+
+
 async def test_a_streamed_response_arrives_chunk_by_chunk_as_the_function_writes_it(pools):
     second = asyncio.Event()
 

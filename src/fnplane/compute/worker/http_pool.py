@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # the function's unread response body beyond this pauses reading from its socket
 READ_HIGH_WATER_BYTES = 256 * 1024
+# a response head larger than this is refused (NVCF's IS allows 8 KiB + 400 KiB): the head travels to
+# the gateway in one NATS message, which a server refuses over its max_payload (1 MiB by default)
+MAX_HEAD_BYTES = 256 * 1024
+HEAD_TOO_LARGE = f"the function's response headers exceed {MAX_HEAD_BYTES} bytes"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 
@@ -211,6 +215,8 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._raw: list[tuple[bytes, bytes]] = []
         self._in_head = True
+        # bytes received while the response head is incomplete (bounded by MAX_HEAD_BYTES)
+        self._head_bytes = 0
         self._keep_alive = False
         # the function sent something since the current request went out
         self._received = False
@@ -228,10 +234,16 @@ class _Connection(asyncio.Protocol):
         if self.response is None:
             self.close()  # nobody asked: not a response this connection can be trusted with
             return
+        in_head = self._in_head
+        if in_head:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._broken(HttpConnectionError(f"the function's response is not valid HTTP/1.1: {exc}"))
+            return
+        if in_head and self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+            self._broken(HttpConnectionError(HEAD_TOO_LARGE))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -263,11 +275,19 @@ class _Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if status < 200:
             self._raw = []  # an interim response (100 Continue, 103 Early Hints): the real one follows
+            self._head_bytes = 0
             return
         self._in_head = False
         response = self.response
         if response is None or response._head.done():
             self._broken(HttpConnectionError("the function sent a response nobody asked for"))
+            return
+        # what arrived with the head is an upper bound of its size: most heads need no count
+        if (
+            self._head_bytes > MAX_HEAD_BYTES
+            and sum(len(k) + len(v) + 4 for k, v in self._raw) > MAX_HEAD_BYTES
+        ):
+            self._broken(HttpConnectionError(HEAD_TOO_LARGE))
             return
         response._on_head(status, self._raw)
 
@@ -289,6 +309,7 @@ class _Connection(asyncio.Protocol):
         self.response = response
         self._raw = []
         self._in_head = True
+        self._head_bytes = 0
         self._keep_alive = False
         self._received = False
         assert self.transport is not None
