@@ -433,6 +433,21 @@ def test_usage_errors_exit_2(platform: Platform, deployed: Deployed) -> None:
         assert done.stdout == b""
 
 
+def test_deploy_wait_that_times_out_says_what_the_health_check_answers(platform: Platform) -> None:
+    never = f"{sys.executable} {REPO / 'examples' / 'never_healthy_server.py'}"
+    created = platform.cli.json(
+        "function", "create", "--name", "cli-never", "--inference-url", "/x", "--container-args", never
+    )
+    fid, vid = created["function"]["id"], created["function"]["versionId"]
+    waited = platform.cli.run("deploy", fid, vid, *GPU, "--wait", "--timeout", "12", "--json")
+    assert waited.returncode == 1 and waited.stdout == b""
+    stderr = waited.stderr.decode()
+    assert f"version {vid} is DEPLOYING, not ACTIVE, after 12 s" in stderr
+    # still starting after the 5 s the agent lets a start be unhealthy unsaid: its health check's answer
+    assert re.search(r"health: L40S LOCAL.GPU.L40S_1x: health check: GET \S+: 503, expected 200", stderr)
+    assert platform.cli.json("function", "delete", fid, vid) == {}
+
+
 def test_deploy_wait_fails_when_the_version_goes_to_error(platform: Platform) -> None:
     crash = f"{sys.executable} {REPO / 'examples' / 'crash_server.py'}"
     created = platform.cli.json(

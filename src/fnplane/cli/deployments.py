@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from fnplane.cli.config import ApiKeyOption, UrlOption
 from fnplane.cli.output import JsonOption, Output, key
-from fnplane.cli.session import EXIT_FAILED, Session, open_session
+from fnplane.cli.session import EXIT_FAILED, Session, describe, open_session
 
 if TYPE_CHECKING:
     from rich.status import Status
@@ -128,8 +128,9 @@ class LiveStatus:
 
 
 def wait_until_active(session: Session, function_id: str, version_id: str, timeout_s: float) -> None:
-    """Wait with the live display; on ERROR, say so with the deployment's health errors and exit 1."""
-    from fnplane.sdk import DeploymentFailedError
+    """Wait with the live display; on ERROR, or when `timeout_s` ends first, say so with the
+    deployment's health entries and exit 1."""
+    from fnplane.sdk import DeploymentFailedError, GatewayTimeoutError
 
     try:
         with LiveStatus(session.out, function_id, version_id) as live:
@@ -138,6 +139,12 @@ def wait_until_active(session: Session, function_id: str, version_id: str, timeo
         # the reasons are the deployment's healthInfo, not the version's
         deployment = session.client.get_deployment(function_id, version_id)
         session.out.error(f"Deployment failed: version {version_id} of function {function_id} is ERROR")
+        show_health(session.out, deployment)
+        raise typer.Exit(EXIT_FAILED) from None
+    except GatewayTimeoutError as error:
+        # still starting: what its instances say (a health check's answer) is why
+        deployment = session.client.get_deployment(function_id, version_id)
+        session.out.error(describe(error))
         show_health(session.out, deployment)
         raise typer.Exit(EXIT_FAILED) from None
 

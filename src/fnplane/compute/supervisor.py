@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 Reporter = Callable[[str, InstanceReport], Awaitable[None] | None]
 # a start's progress (an image pull) is reported at most this often; the newest word always arrives
 PROGRESS_REPORT_INTERVAL_S = 1.0
+# a start not healthy after this long says what its health check answers (the deployment's healthInfo),
+# so a version stuck DEPLOYING shows why; a start healthy sooner says nothing of its first failed checks
+HEALTH_DETAIL_AFTER_S = 5.0
 PrepareWorker = Callable[[InstanceAssignment], Awaitable[Path | None]]
 
 
@@ -82,6 +85,8 @@ class InstanceSupervisor:
         self.health_port: int | None = None
         self.load = LoadSample()
         self.healthy = False
+        # the newest answer of a failed health check, for the detail and the startup-timeout failure
+        self._last_health: str | None = None
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._worker: asyncio.subprocess.Process | None = None
@@ -163,12 +168,19 @@ class InstanceSupervisor:
                     self.healthy = healthy
                     if healthy:
                         unhealthy_since = None
+                        self._last_health = None
                         if self.state != InstanceState.RUNNING:
+                            await self._end_progress()
                             await self._report(InstanceState.RUNNING)
                     elif self.state == InstanceState.RUNNING and unhealthy_since is None:
                         unhealthy_since = time.monotonic()
+                        self._last_health = detail or None
                         log.warning("instance %s unhealthy: %s", self.instance_id, detail)
                         await self._report(InstanceState.STARTING)
+                    else:
+                        self._last_health = detail or None
+                        if detail and time.monotonic() - launched_at >= HEALTH_DETAIL_AFTER_S:
+                            self._on_progress(f"health check: {detail}")
                 elif kind == "worker-exit":
                     # our own sidecar died: restart it, the function itself is fine
                     log.warning("worker of instance %s exited (%s); restarting it", self.instance_id, value)
@@ -207,6 +219,7 @@ class InstanceSupervisor:
                     if not await self._launch():
                         return
                     launched_at, unhealthy_since = time.monotonic(), None
+                    self._last_health = None
                     self._drop_stale_health()
                     await self._report(InstanceState.STARTING)
         except asyncio.CancelledError:
@@ -242,6 +255,8 @@ class InstanceSupervisor:
             sentence = (
                 f"The function did not pass its health check within {self.settings.startup_timeout_s:g}s."
             )
+            if self._last_health:
+                sentence += f" Last check: {self._last_health}."
         await self._fail("degraded-worker", sentence, self.backend.stderr_tail(self.instance_id))
 
     async def _launch(self) -> bool:

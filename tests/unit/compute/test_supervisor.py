@@ -12,6 +12,7 @@ import httpx
 import pytest
 from compute_support import fast_settings, make_assignment
 
+from fnplane.compute import supervisor as supervisor_module
 from fnplane.compute.backends.local import LocalProcessBackend
 from fnplane.compute.backends.processes import marked_processes
 from fnplane.compute.settings import AgentSettings
@@ -117,9 +118,32 @@ async def test_never_healthy_fails_after_the_startup_timeout(tmp_path: Path) -> 
     assert failed.cause == "degraded-worker"
     assert failed.error_log is not None
     assert "1.5s" in failed.error_log and "model weights missing" in failed.error_log
+    assert "Last check: GET " in failed.error_log and ": 503, expected 200." in failed.error_log
     assert InstanceState.RUNNING not in [r.state for r in reports.items]
     assert marked_processes(settings.effective_agent_id) == []
     await supervisor.stop()
+
+
+async def test_a_start_that_stays_unhealthy_says_what_its_health_check_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(supervisor_module, "HEALTH_DETAIL_AFTER_S", 0.5)
+    settings = fast_settings(tmp_path, startup_timeout_s=30.0)
+    supervisor, reports = await _run(settings, f"{PY} examples/never_healthy_server.py")
+    try:
+
+        async def said() -> str:
+            while True:
+                details = [r.detail for r in reports.items if r.state == InstanceState.STARTING and r.detail]
+                if details:
+                    return details[-1]
+                reports.changed.clear()
+                await reports.changed.wait()
+
+        detail = await asyncio.wait_for(said(), 10)
+        assert detail.startswith("health check: GET http://") and detail.endswith(": 503, expected 200")
+    finally:
+        await supervisor.stop()
 
 
 async def test_slow_start_with_404_is_waited_for(settings: AgentSettings) -> None:
