@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 from fnplane.invocation import strict_json
 from fnplane.shared import errors
+from fnplane.shared.asgi import header
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for, problem_headers
 from fnplane.shared.wire import RequestStatus, nvcf_status
 
@@ -57,7 +58,10 @@ class Request:
         return f"{path}?{qs}" if qs else path
 
     def bearer(self) -> str:
-        value = self.headers.get("authorization")
+        # the first Authorization, as the control API and the per-credential limiter read it (the
+        # header dict keeps the last: a bogus first one was counted, and the last one authorized)
+        raw = header(self.scope, b"authorization")
+        value = raw.decode("latin-1") if raw is not None else None
         if not value:
             raise errors.UnauthorizedError("Header of type `authorization` was missing")
         scheme, _, token = value.partition(" ")

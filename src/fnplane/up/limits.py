@@ -20,8 +20,14 @@ RETRY_AFTER_S = 1
 
 
 def credential_key(scope: Scope) -> bytes:
+    """The credential a request is counted against: the token of its (first) `Authorization: Bearer`,
+    however the scheme is spelled and spaced, as the planes read it; a key sent as `bearer  K` is the
+    same credential as `Bearer K` (counted apart, each spelling had a limit of its own)."""
     authorization = header(scope, b"authorization")
     if authorization:
+        scheme, _, token = authorization.partition(b" ")
+        if scheme.lower() == b"bearer" and token.strip():
+            return b"bearer:" + token.strip()
         return authorization
     client = scope.get("client") or ("?", 0)
     return b"client:" + str(client[0]).encode()

@@ -273,6 +273,22 @@ async def test_request_paths_refuse_a_bad_credential_before_looking_the_request_
             assert refused.headers["content-type"] == "application/problem+json"
 
 
+async def test_the_first_of_two_authorization_headers_is_the_credential(stack):
+    # the limiter counted the first and the gateway authorized the last: a bogus first header gave
+    # every request a credential slot of its own
+    fn = await deployed(stack, "/echo")
+    path = f"/v2/nvcf/pexec/functions/{fn['id']}"
+    async with httpx.AsyncClient(base_url=stack.url) as http:
+        forged_first = [
+            ("Authorization", "Bearer nvapi-bogus"),
+            ("Authorization", f"Bearer {stack.admin_key}"),
+        ]
+        r = await http.post(path, headers=forged_first, json={"a": 1})
+        assert r.status_code == 401, r.text
+        r = await http.post(path, headers=forged_first[::-1], json={"a": 1})
+        assert r.status_code == 200 and r.json() == {"a": 1}
+
+
 async def test_status_of_unknown_request_is_404(stack):
     r = await stack.client.get("/v2/nvcf/pexec/status/00000000-0000-4000-8000-000000000000")
     assert r.status_code == 404
