@@ -131,6 +131,17 @@ async def test_deployment_validation(
     assert await assignments(admin_client) == []
 
 
+async def test_at_most_64_specifications(admin_client: httpx.AsyncClient) -> None:
+    await register_cluster(admin_client)
+    fn = await create_function(admin_client)
+    response = await deploy(admin_client, fn, *[spec(0, 1)] * 65)
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "deploymentSpecifications"
+    assert "at most 64" in response.json()["detail"]
+    assert (await get_version(admin_client, fn))["status"] == "INACTIVE"
+    assert (await deploy(admin_client, fn, *[spec(0, 1)] * 64)).status_code == 200
+
+
 async def test_deployment_case_insensitive_inventory_names(admin_client: httpx.AsyncClient) -> None:
     await register_cluster(admin_client, group="Local-Group")
     fn = await create_function(admin_client)

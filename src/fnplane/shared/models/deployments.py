@@ -23,6 +23,8 @@ from fnplane.shared.models.wire import (
 )
 
 MAX_REQUEST_CONCURRENCY = 16384
+# NVCF sets no bound; each spec is rows and reconcile work, and 1 MiB of body held ~11,000 of them
+MAX_GPU_SPECIFICATIONS = 64
 MIN_MAX_RULE = "Invalid request: 'minInstances' must be lesser than or equal to 'maxInstances'"
 
 
@@ -121,7 +123,9 @@ class GpuSpecificationRequest(ApiModel):
 
 
 class CreateDeploymentRequest(ApiModel):
-    deployment_specifications: list[GpuSpecificationRequest] = Field(min_length=1)
+    deployment_specifications: list[GpuSpecificationRequest] = Field(
+        min_length=1, max_length=MAX_GPU_SPECIFICATIONS
+    )
 
 
 class UpdateGpuSpecificationRequest(ApiModel):
