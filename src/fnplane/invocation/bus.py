@@ -320,7 +320,7 @@ class RequestBus:
 
         A JetStream that does not answer for a moment (a cluster electing a stream leader after a node
         died) is tried again `publish_attempts` times; then the caller gets a 503, never silence."""
-        assert self.js is not None
+        assert self.js is not None and self.nc is not None
         vid = envelope.version_id
         subject = subjects.request_subject(vid, envelope.request_id)
         # the trace context of the gateway's span (None while tracing is off)
@@ -333,6 +333,14 @@ class RequestBus:
                 f"request, more than {wire.MAX_QUEUED_HEADER_BYTES}",
                 field="headers",
                 rule=f"at most {wire.MAX_QUEUED_HEADER_BYTES} bytes queued with the request",
+            )
+        # a message over the server's max_payload (headers included) makes it close this gateway's
+        # connection, which nats-py never reopens: no request may cost every other its gateway
+        if size + len(inline) > (limit := self.nc.max_payload):
+            raise errors.PayloadTooLargeError(
+                f"the request takes {size + len(inline)} bytes queued whole (body, headers and input "
+                f"asset references), more than the bus carries in one message ({limit}); send large "
+                "inputs as assets"
             )
         s = self._settings
         for attempt in range(s.publish_attempts):

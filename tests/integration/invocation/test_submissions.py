@@ -8,9 +8,11 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 
 from fnplane.control.auth.api_keys import authorizations_for
 from fnplane.invocation.app import create_gateway_app
+from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import scopes
 
 ASYNC = {"Prefer": "respond-async"}
@@ -118,6 +120,28 @@ async def test_a_request_body_too_large_to_queue_whole_is_413(stack):
     )
     assert r.status_code == 413, r.text
     assert r.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("gateway_settings", [GatewaySettings(max_detached_body_bytes=64 * 1024 * 1024)])
+async def test_a_body_over_the_bus_message_limit_is_413_and_the_gateway_lives_on(stack):
+    # a body queued whole (an Idempotency-Key, Prefer: respond-async) over the NATS server's
+    # max_payload once the envelope is counted: the server closed the gateway's connection for good
+    # (every later invocation 503, /health 503); over it by itself: a 503
+    fn = await stack.deploy(name="sub", inference_url="/echo", max_concurrency=1)
+    port = await stack.function_process()
+    await stack.worker(fn, port)
+    max_payload = stack.gateway.bus.nc.max_payload
+    host = {"Host": f"{fn['id']}.invocation.test"}
+    for path, headers, size in (
+        ("/echo", {**host, "Idempotency-Key": "edge"}, max_payload - 100),
+        (f"/v2/nvcf/pexec/functions/{fn['id']}", ASYNC, max_payload + 1),
+    ):
+        r = await stack.client.post(path, headers=headers, content=b"x" * size)
+        assert r.status_code == 413, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "as assets" in r.json()["detail"]
+    r = await stack.client.post("/echo", headers={**host, "Idempotency-Key": "edge"}, content=b"fits")
+    assert r.status_code == 200 and r.content == b"fits"  # the key was released, the gateway is alive
 
 
 async def test_a_replayed_result_keeps_its_percent_complete(stack):
