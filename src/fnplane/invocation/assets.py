@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 
 from fnplane.bus.buckets import Buckets
 from fnplane.invocation.access import CachedAccess
-from fnplane.invocation.http import Request, send_bytes, send_json
+from fnplane.invocation.http import (
+    Request,
+    names_another_media_type,
+    send_bytes,
+    send_json,
+    send_unsupported_media_type,
+)
 from fnplane.invocation.routing import is_uuid
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
@@ -145,6 +151,10 @@ class AssetEndpoints:
                 f"account {nca_id} holds {held} assets, its limit is {self._settings.max_assets_per_account}"
                 " (delete some, or wait until they expire)"
             )
+        if names_another_media_type(request):
+            # POST /v2/nvcf/assets is an NVCF API endpoint: it consumes application/json only
+            await send_unsupported_media_type(request)
+            return
         doc = await request.json_body(MAX_ASSET_REQUEST_BYTES)
         if not isinstance(doc, dict):
             raise errors.BadRequestError("body must be a JSON object", field="body", rule="object")

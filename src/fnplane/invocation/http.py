@@ -163,3 +163,20 @@ async def send_method_not_allowed(request: Request, allowed: list[str]) -> None:
     document = problem(405, f"{request.method} is not allowed on {request.path}", request.path)
     headers = [(b"content-type", PROBLEM_CONTENT_TYPE.encode()), (b"allow", ", ".join(allowed).encode())]
     await send_bytes(request.send, 405, json.dumps(document).encode(), headers)
+
+
+def names_another_media_type(request: Request) -> bool:
+    """A Content-Type that is not JSON (`application/json`, `*+json`); none at all is read as JSON,
+    as the control API does (control/content_type.py)."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return False
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type != "application/json" and not media_type.endswith("+json")
+
+
+async def send_unsupported_media_type(request: Request) -> None:
+    """415 problem+json, as NVCF's API answers a body it does not consume."""
+    detail = f"Content-Type '{request.headers.get('content-type')}' is not supported: send application/json"
+    headers = [(b"content-type", PROBLEM_CONTENT_TYPE.encode())]
+    await send_bytes(request.send, 415, json.dumps(problem(415, detail, request.path)).encode(), headers)

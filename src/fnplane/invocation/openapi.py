@@ -174,6 +174,7 @@ GATEWAY_OPENAPI_PATHS: dict[str, dict[str, Any]] = {
                 "200": {"description": "{assetId, uploadUrl, contentType, description}"},
                 **_ERRORS,
                 "413": openapi_problem_response("the body is over the limit"),
+                "415": openapi_problem_response("a Content-Type other than application/json"),
             },
             requestBody={
                 "required": True,

@@ -287,3 +287,16 @@ async def test_an_asset_deleted_during_its_upload_stays_deleted(stack):
         assert (await js.stream_info(stream)).state.bytes < 1000
     finally:
         await nc.close()
+
+
+async def test_asset_creation_takes_json_only_as_the_nvcf_api_does(stack):
+    body = b'{"contentType": "text/plain", "description": "d"}'
+    # was 200: the control API's endpoints answer another media type 415, the asset endpoint did not
+    r = await stack.client.post("/v2/nvcf/assets", content=body, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415, r.text
+    assert r.headers["content-type"] == "application/problem+json" and r.json()["status"] == 415
+    assert (await stack.client.get("/v2/nvcf/assets")).json() == {"assets": []}
+    for media_type in ("application/json; charset=utf-8", "application/merge-patch+json", None):
+        headers = {"Content-Type": media_type} if media_type else {}
+        ok = await stack.client.post("/v2/nvcf/assets", content=body, headers=headers)
+        assert ok.status_code == 200, (media_type, ok.text)
