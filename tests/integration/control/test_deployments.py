@@ -14,6 +14,7 @@ from functions_helpers import (
     create_function,
     deploy,
     register_cluster,
+    report,
     spec,
 )
 
@@ -236,6 +237,9 @@ async def test_delete_deployment_returns_function_inactive(admin_client: httpx.A
     await register_cluster(admin_client)
     fn = await create_function(admin_client)
     await deploy(admin_client, fn, spec(2, 2))
+    for placed in await assignments(admin_client):
+        await report(admin_client, placed["instanceId"], "running")
+    assert len((await get_version(admin_client, fn))["activeInstances"]) == 2
     path = f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}"
     response = await admin_client.delete(path, params={"graceful": "true"})
     assert response.status_code == 200
@@ -243,6 +247,9 @@ async def test_delete_deployment_returns_function_inactive(admin_client: httpx.A
     assert response.json()["function"]["versionId"] == fn["versionId"]
     # the instances are still listed for the agent, but no longer desired
     assert [i["desired"] for i in await assignments(admin_client)] == [False, False]
+    # and no longer active, though their processes run until the agent has stopped them
+    version = await get_version(admin_client, fn)
+    assert version["status"] == "INACTIVE" and version["activeInstances"] == []
     assert (await admin_client.get(path)).status_code == 404
     assert (await admin_client.delete(path)).status_code == 404
     # a new deployment is allowed again

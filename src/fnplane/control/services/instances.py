@@ -9,7 +9,8 @@
 
 Steps of other use cases, on the caller's transaction:
 
-* `active_instances(conn, version)`: `activeInstances` of GET version (requested/starting/running);
+* `active_instances(conn, version)`: `activeInstances` of GET version (requested/starting/running, and
+  still wanted: one released by an undeploy or a scale-down is stopping, not serving);
 * `health_info(conn, deployment)`: the deployment's `healthInfo`, one entry per failed instance;
 * `fail_instances_of_lost_clusters(conn, ...)`: the reconciler's "agent lost".
 """
@@ -247,7 +248,11 @@ async def _clusters_by_id(conn: Connection) -> dict[str, ClusterRow]:
 
 async def active_instances(conn: Connection, version_id: str) -> list[InstanceDto]:
     clusters = await _clusters_by_id(conn)
-    rows = [r for r in await instances_repo.of_version(conn, version_id) if r.state in LIVE_STATES]
+    # a released instance takes no new work (its worker stops first) however long its process takes to
+    # end (up to the stop grace): an undeployed version listed it RUNNING until then
+    rows = [
+        r for r in await instances_repo.of_version(conn, version_id) if r.desired and r.state in LIVE_STATES
+    ]
     return [to_instance_dto(r, clusters.get(r.cluster_id)) for r in rows]
 
 
