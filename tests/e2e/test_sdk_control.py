@@ -185,6 +185,10 @@ async def test_assets_stream_both_ways_and_reach_the_function(platform: Platform
         assert (tmp_path / "out.bin").read_bytes() == source.read_bytes()
 
         small = await client.upload_asset(b"hello asset", content_type="text/plain")
+        # a description that is no header value (was UnicodeEncodeError, leaving an empty asset)
+        named = await client.upload_asset(b"caf\xc3\xa9", content_type="text/plain", description="café ☃")
+        assert (await client.get_asset(named))["description"] == "café ☃"
+        await client.delete_asset(named)
         fid = platform.function("/assets")["id"]
         seen = await client.invoke(fid, {}, input_assets=[asset_id, small])
         assert set(seen["assets"]) == {asset_id, small}

@@ -65,7 +65,11 @@ class AssetMethods:
                     file, content_type=content_type, description=description, progress=progress
                 )
         asset = await self.create_asset(content_type=content_type, description=description)
-        headers = {"Content-Type": content_type, "x-amz-meta-nvcf-asset-description": asset["description"]}
+        headers = {"Content-Type": content_type}
+        if asset["description"].isascii():
+            # NVCF's presigned S3 PUT signs this header; a header value cannot carry other text (httpx
+            # refused it: the asset was created and never uploaded), and fnplane does not need it
+            headers["x-amz-meta-nvcf-asset-description"] = asset["description"]
         content: bytes | AsyncIterator[bytes]
         if isinstance(source, bytes):
             content = source
