@@ -45,6 +45,16 @@ async def test_create_function_returns_200_with_defaults(admin_client: httpx.Asy
         assert absent not in fn
 
 
+async def test_optional_fields_sent_as_null_take_their_defaults(admin_client: httpx.AsyncClient) -> None:
+    optional = ("inferencePort", "health", "tags", "secrets", "models", "resources", "description")
+    nulls = {field: None for field in (*optional, "apiBodyFormat", "functionType", "containerEnvironment")}
+    response = await admin_client.post("/v2/nvcf/functions", json={**function_body("nulls"), **nulls})
+    assert response.status_code == 200, response.text  # apiBodyFormat/functionType null were 400s
+    fn = response.json()["function"]
+    assert (fn["apiBodyFormat"], fn["functionType"], fn["description"]) == ("CUSTOM", "DEFAULT", "nulls")
+    assert not _has_null(response.json())
+
+
 async def test_health_defaults_follow_grpc_and_inference_port(admin_client: httpx.AsyncClient) -> None:
     fn = await create_function(admin_client, name="grpc-fn", inferenceUrl="/grpc", inferencePort=50051)
     assert fn["health"]["protocol"] == "gRPC"

@@ -12,7 +12,7 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fnplane.shared.image_references import (
     MAX_REFERENCE_LENGTH,
@@ -358,6 +358,16 @@ class CreateFunctionRequest(ApiModel):
     _inference_url = field_validator("inference_url")(_not_blank)
     _paths = field_validator("inference_url", "health_uri")(_absolute_path)
     _tags = field_validator("tags")(_check_tags)
+
+    @field_validator("api_body_format", "function_type", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, value: Any, info: ValidationInfo) -> Any:
+        # null means unset (nvcf-api.md 0.2); NVCF maps a null functionType to DEFAULT and fails a
+        # null apiBodyFormat with a 500
+        if value is None:
+            default = cls.model_fields[info.field_name or ""].default
+            return default.value
+        return value
 
     @field_validator("name")
     @classmethod
