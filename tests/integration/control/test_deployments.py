@@ -132,6 +132,16 @@ async def test_deployment_validation(
     assert await assignments(admin_client) == []
 
 
+async def test_optional_spec_fields_sent_as_null_take_their_defaults(admin_client: httpx.AsyncClient) -> None:
+    await register_cluster(admin_client)
+    fn = await create_function(admin_client)
+    nulls = ("backend", "clusters", "regions", "attributes", "availabilityZones", "configuration")
+    body = spec(0, 1, maxRequestConcurrency=None, preferredOrder=None, **dict.fromkeys(nulls))
+    response = await deploy(admin_client, fn, body)
+    assert response.status_code == 200, response.text  # maxRequestConcurrency null was a 400
+    assert response.json()["deployment"]["deploymentSpecifications"][0]["maxRequestConcurrency"] == 1
+
+
 async def test_at_most_64_specifications(admin_client: httpx.AsyncClient) -> None:
     await register_cluster(admin_client)
     fn = await create_function(admin_client)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fnplane.shared.models.functions import FunctionStatus
 from fnplane.shared.models.wire import (
@@ -105,6 +105,12 @@ class GpuSpecificationRequest(ApiModel):
     helm_validation_policy: HelmValidationPolicyDto | None = None
 
     _lists = field_validator("availability_zones", "clusters", "regions", "attributes")(_not_blank_strings)
+
+    @field_validator("max_request_concurrency", "preferred_order", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, value: Any, info: ValidationInfo) -> Any:
+        # null means unset (nvcf-api.md 0.2): NVCF reads a null maxRequestConcurrency as 1
+        return cls.model_fields[info.field_name or ""].default if value is None else value
 
     @field_validator("gpu")
     @classmethod
