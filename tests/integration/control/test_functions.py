@@ -48,10 +48,13 @@ async def test_create_function_returns_200_with_defaults(admin_client: httpx.Asy
 async def test_optional_fields_sent_as_null_take_their_defaults(admin_client: httpx.AsyncClient) -> None:
     optional = ("inferencePort", "health", "tags", "secrets", "models", "resources", "description")
     nulls = {field: None for field in (*optional, "apiBodyFormat", "functionType", "containerEnvironment")}
-    response = await admin_client.post("/v2/nvcf/functions", json={**function_body("nulls"), **nulls})
-    assert response.status_code == 200, response.text  # apiBodyFormat/functionType null were 400s
+    rate_limit = {"rateLimit": "10-S", "syncCheck": None, "perUserRate": None}
+    body = {**function_body("nulls"), **nulls, "rateLimit": rate_limit}
+    response = await admin_client.post("/v2/nvcf/functions", json=body)
+    assert response.status_code == 200, response.text  # apiBodyFormat/functionType/syncCheck null: 400s
     fn = response.json()["function"]
     assert (fn["apiBodyFormat"], fn["functionType"], fn["description"]) == ("CUSTOM", "DEFAULT", "nulls")
+    assert fn["rateLimit"] == {"rateLimit": "10-S", "syncCheck": False}
     assert not _has_null(response.json())
 
 

@@ -222,6 +222,11 @@ class RateLimitDto(ApiModel):
 
     _rates = field_validator("rate_limit", "per_user_rate")(_check_rate)
 
+    @field_validator("sync_check", mode="before")
+    @classmethod
+    def _null_sync_check(cls, value: Any) -> Any:
+        return False if value is None else value  # null means unset: the default
+
     @field_validator("per_nca_id_rate")
     @classmethod
     def _per_nca(cls, value: dict[str, str] | None) -> dict[str, str] | None:
