@@ -21,17 +21,15 @@ is read whole first; `BodyAdmissionMiddleware`, outside this one, has bounded it
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from typing import Any
 
 from fnplane.control.content_type import FORM_PATHS
 from fnplane.shared.asgi import ASGIApp, Message, Receive, Scope, Send, may_have_body, send_error
 from fnplane.shared.errors import BadRequestError
+from fnplane.shared.json_numbers import FINITE_RULE, NOT_FINITE, loads_marked
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-FINITE_RULE = "must be a finite JSON number (NaN, Infinity and numbers beyond a double's range are not JSON)"
 SURROGATE_RULE = (
     "must be valid Unicode text (a lone surrogate escape such as \\ud800, without its pair, is no character)"
 )
@@ -40,22 +38,6 @@ NUL_RULE = "must not contain a NUL character (\\u0000): the database cannot stor
 # what a string of the body must not hold: NUL, or a UTF-16 surrogate left alone (json.loads joins a
 # valid pair into one character, so any surrogate in the parsed string is a lone one)
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
-
-
-class _NotFinite:
-    """Where the parse met a number that is not JSON (a marker in the parsed document)."""
-
-
-_NOT_FINITE = _NotFinite()
-
-
-def _parse_float(text: str) -> float | _NotFinite:
-    value = float(text)
-    return value if math.isfinite(value) else _NOT_FINITE
-
-
-def _parse_constant(_: str) -> _NotFinite:
-    return _NOT_FINITE
 
 
 def text_rule(text: str) -> str | None:
@@ -76,14 +58,14 @@ def invalid_value(body: bytes) -> tuple[str, str] | None:
     docstring: a number that is not finite, a string (or key) with NUL or a lone surrogate. The path
     is `a.0.b`, `body` for the root; None when every value is fine or `body` is not JSON."""
     try:
-        document = json.loads(body, parse_float=_parse_float, parse_constant=_parse_constant)
+        document = loads_marked(body)
     except (ValueError, RecursionError):  # not JSON (or not UTF-8): the route answers that
         return None
     # iterative: the document may be nested as deep as the parser allowed
     stack: list[tuple[Any, tuple[str, ...]]] = [(document, ())]
     while stack:
         value, path = stack.pop()
-        if value is _NOT_FINITE:
+        if value is NOT_FINITE:
             return ".".join(path) or "body", FINITE_RULE
         if isinstance(value, str):
             rule = text_rule(value)

@@ -12,24 +12,7 @@ import math
 from typing import Any
 
 from fnplane.shared import errors
-
-FINITE_RULE = "must be a finite JSON number (NaN, Infinity and numbers beyond a double's range are not JSON)"
-
-
-class _NotFinite:
-    """Where the parse met a number that is not JSON (a marker in the parsed document)."""
-
-
-_NOT_FINITE = _NotFinite()
-
-
-def _marked_float(text: str) -> float | _NotFinite:
-    value = float(text)
-    return value if math.isfinite(value) else _NOT_FINITE
-
-
-def _marked_constant(_: str) -> _NotFinite:
-    return _NOT_FINITE
+from fnplane.shared.json_numbers import FINITE_RULE, NOT_FINITE, loads_marked
 
 
 def _finite_float(text: str) -> float:
@@ -52,7 +35,7 @@ def loads_request(raw: bytes) -> Any:
     """A request body's document; 400 naming the field (`requestBody.scores.1`, `body` for the whole
     body) that holds a number that is not JSON, or when the body is no JSON at all."""
     try:
-        document = json.loads(raw or b"null", parse_float=_marked_float, parse_constant=_marked_constant)
+        document = loads_marked(raw or b"null")
     except ValueError as exc:
         raise errors.BadRequestError(
             f"request body is not valid JSON: {exc}", field="body", rule="valid JSON"
@@ -65,7 +48,7 @@ def loads_request(raw: bytes) -> Any:
     pending: list[tuple[str, Any]] = [("", document)]
     while pending:
         path, value = pending.pop()
-        if value is _NOT_FINITE:
+        if value is NOT_FINITE:
             field = path or "body"
             raise errors.BadRequestError(f"{field} {FINITE_RULE}", field=field, rule=FINITE_RULE)
         if isinstance(value, dict):
