@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +117,17 @@ async def connect(
         raise UnavailableError(f"cannot reach NATS at {url} within {give_up_after_s:g} s") from None
     connected = True
     return nc
+
+
+def closed_for_good(clients: Mapping[str, Client | None]) -> str | None:
+    """Why a component is off the bus for good: the first of `clients` (what it is for -> client) that
+    nats-py closed, with the server's error; None while each is connected or reconnecting.
+
+    A client the server closed on an error (a message over max_payload, an authorization violation)
+    is never reopened: a component left so would answer 503 until someone restarts it, so its process
+    reports it as a failure and stops instead (a process supervisor brings it back)."""
+    for purpose, nc in clients.items():
+        if nc is not None and nc.is_closed:
+            reason = f": {nc.last_error}" if nc.last_error is not None else ""
+            return f"the {purpose}'s NATS connection was closed by the server{reason}"
+    return None

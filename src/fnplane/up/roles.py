@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fnplane.bus.clusters import cluster_notifier
-from fnplane.bus.connection import connect
+from fnplane.bus.connection import closed_for_good, connect
 from fnplane.bus.control_peers import listen_to_peers, observation_broadcaster, reconcile_broadcaster
 from fnplane.bus.revocations import revocation_publisher
 from fnplane.control import state_metrics
@@ -129,7 +129,11 @@ class _RoleServer:
     def failure(self) -> str | None:
         if self._http is not None and not self._http.running:
             return "the HTTP server stopped"
-        return None
+        return closed_for_good(self._bus_clients())
+
+    def _bus_clients(self) -> dict[str, Any]:
+        """This role's NATS clients by what they are for (`failure` reports one the server closed)."""
+        return {}
 
     async def _shutdown_lifespan(self, lifespan: Lifespan) -> None:
         await lifespan.shutdown(self._server_settings.stop_timeout_s)
@@ -222,6 +226,9 @@ class ControlServer(_RoleServer):
         self._push("peer-broadcasts", unsubscribe)
         await self._serve_http(PlatformApp(lifespan, self.health, None, _never, self._limits(), self.facts))
 
+    def _bus_clients(self) -> dict[str, Any]:
+        return {"control plane": self._nats}
+
     def _metrics_refreshers(self) -> list[Refresher]:
         async def platform_state() -> None:
             # the instance gauges come from the database: only the lease holder reports them, so that
@@ -312,6 +319,9 @@ class GatewayServer(_RoleServer):
 
     def facts(self) -> dict[str, str]:
         return {"role": self.role}
+
+    def _bus_clients(self) -> dict[str, Any]:
+        return {"gateway": self.gateway.bus.nc if self.gateway is not None else None}
 
     def _metrics_refreshers(self) -> list[Refresher]:
         async def queue_depths() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fnplane.bus.clusters import cluster_notifier
-from fnplane.bus.connection import connect
+from fnplane.bus.connection import closed_for_good, connect
 from fnplane.bus.revocations import revocation_publisher
 from fnplane.compute.agent import Agent
 from fnplane.compute.settings import AgentSettings
@@ -360,13 +360,20 @@ class Platform:
         """Why the platform can no longer serve (a vital part died for good), else None.
 
         An embedded nats-server that exited is being restarted (meanwhile /health answers 503): only
-        one that keeps dying is a failure.
+        one that keeps dying is a failure. So is a NATS client of ours that the server closed on an
+        error (`closed_for_good`): nats-py never reopens it.
         """
         if self._embedded_nats is not None and self._embedded_nats.failure:
             return self._embedded_nats.failure
         if self._http is not None and not self._http.running:
             return "the HTTP server stopped"
-        return None
+        return closed_for_good(
+            {
+                "control plane": self._nats,
+                "gateway": self.gateway.bus.nc if self.gateway is not None else None,
+                "agent": self.agent.nc if self.agent is not None else None,
+            }
+        )
 
     # -- stop -----------------------------------------------------------------------------------------
 
