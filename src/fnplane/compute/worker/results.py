@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import shutil
 import tempfile
 import zipfile
@@ -21,6 +22,8 @@ from fnplane.compute.worker.request_dirs import RequestDir
 from fnplane.shared import errors, subjects, wire
 
 _COPY_BYTES = 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class ResultUploadError(Exception):
@@ -169,4 +172,18 @@ async def _fetch(session: aiohttp.ClientSession, ref: wire.AssetReference, fh: A
             async for chunk in response.content.iter_chunked(CHUNK_BYTES):
                 await asyncio.to_thread(fh.write, chunk)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise errors.UnavailableError(f"asset {ref.asset_id} not downloaded: {exc!r}") from exc
+        # the caller gets a sentence, never aiohttp's repr (the worker's log has that)
+        log.warning("asset %s not downloaded: %r", ref.asset_id, exc)
+        raise errors.UnavailableError(
+            f"asset {ref.asset_id} not downloaded: {_download_failure(exc)}"
+        ) from exc
+
+
+def _download_failure(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "it did not arrive whole within the download's time limit"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the download was cut short"
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return "the gateway serving it could not be reached"
+    return "the download failed"
