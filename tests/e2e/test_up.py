@@ -295,7 +295,11 @@ def test_an_unreachable_external_nats_is_a_failed_start_and_a_signal_stops_the_w
     assert "cannot reach NATS at nats://127.0.0.1:" in bounded.stderr
     assert "Traceback" not in bounded.stderr
     waiting = start_up(tmp_path / "b", args=nowhere, env={"FNPLANE_UP_NATS_START_TIMEOUT_S": "600"})
-    time.sleep(2.0)
+    # the signal once it waits (a fixed sleep could end before a loaded machine had even imported it)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while "cannot reach NATS" not in waiting.stderr and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "cannot reach NATS" in waiting.stderr, waiting.stderr
     assert waiting.process.poll() is None, "it waits for the server"
     waiting.process.send_signal(signal.SIGTERM)
     assert waiting.process.wait(STOP_TIMEOUT_S) == 0
