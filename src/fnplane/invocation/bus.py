@@ -189,9 +189,15 @@ class RequestBus:
     async def aclose(self) -> None:
         for task in list(self._background):
             task.cancel()
-        if self.nc is not None and not self.nc.is_closed:
+        nc = self.nc
+        if nc is not None and not nc.is_closed:
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
-                await asyncio.wait_for(self.nc.drain(), timeout=5.0)
+                await asyncio.wait_for(nc.drain(), timeout=5.0)
+            if not nc.is_closed:
+                # no drain without a connection (the server is gone): close, or its reconnect loop
+                # would go on after the gateway stopped
+                with contextlib.suppress(NatsError, asyncio.TimeoutError, OSError):
+                    await asyncio.wait_for(nc.close(), timeout=5.0)
         self.nc = None
 
     @property

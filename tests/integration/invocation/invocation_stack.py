@@ -13,6 +13,7 @@ gateway served by Granian on a free port, function processes (examples/inv_funct
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from closed_bus import ClosedBus
@@ -68,6 +70,20 @@ async def wait_port(port: int, timeout_s: float = 10.0) -> None:
         await writer.wait_closed()
         return
     raise TimeoutError(f"port {port} did not open")
+
+
+async def listens(proc: subprocess.Popen[bytes], port: int, timeout_s: float = 10.0) -> bool:
+    """True once `proc` listens on `port`; False when it exited first (the port was taken)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with contextlib.suppress(psutil.Error):
+            for conn in psutil.Process(proc.pid).net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port:
+                    return True
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"the test function did not listen on port {port}")
 
 
 def spawn(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
@@ -184,11 +200,17 @@ class InvocationStack:
         raise AssertionError(f"function never became ACTIVE: {r.text}")
 
     async def function_process(self, port: int | None = None) -> int:
-        port = port or free_port()
-        proc = spawn([PYTHON, str(FUNCTION_SCRIPT), str(port)], cwd=REPO)
-        self.processes.append(proc)
-        await wait_port(port)
-        return port
+        """The test function on `port` (else a free one), listening: its own socket, not whatever another
+        test running beside this one took the port for between free_port() and the bind."""
+        for _ in range(5):
+            chosen = port or free_port()
+            proc = spawn([PYTHON, str(FUNCTION_SCRIPT), str(chosen)], cwd=REPO)
+            self.processes.append(proc)
+            if await listens(proc, chosen):
+                return chosen
+            if port is not None:
+                break
+        raise RuntimeError(f"the test function could not listen on {port or 'a free port'}")
 
     def assignment(self, fn: dict, port: int, max_concurrency: int = 1) -> InstanceAssignment:
         return InstanceAssignment.model_validate(
