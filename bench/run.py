@@ -52,6 +52,7 @@ KEPT_SECTIONS = (
     "What lands with stop 18: same-run A/B of the HTTP path, 1ad1b05 (landed) → c50800c (submitted)",
     "Stop 20: the gateway's grant cache and its own ack inbox, same-run A/Bs of the HTTP path",
     "Stop 21: the request path after the black-box fixes, same-run A/B",
+    "Stop 22: the request path after the probe fixes, same-run A/B",
 )
 
 
