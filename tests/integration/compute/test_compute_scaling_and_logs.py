@@ -61,6 +61,8 @@ async def test_autoscaler_scales_up_under_load_and_down_to_zero_when_idle(scalin
     assert _sample("fnplane_autoscaler_decisions_total", direction="up") == ups + 1
     await wait_for(lambda: _running(stack, fn, 2))
     assert len(agent.supervisors) == 2
+    # the busy sample again: on a slow host the second instance's start alone outlasts the 3 s lookback
+    await stack.client.post("/v1/fnplane/clusters/local/metrics", json=metrics)
 
     # idle (beyond the 1 s idle window) and 0 % busy
     await asyncio.sleep(1.2)
