@@ -9,15 +9,11 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fnplane.shared.asgi import is_json_media_type, unsupported_media_type_detail
 from fnplane.shared.problems import problem, problem_messages
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 FORM_PATHS = frozenset({"/token"})
-
-
-def _is_json(media_type: str) -> bool:
-    media_type = media_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or media_type.endswith("+json")
 
 
 class JsonBodyMiddleware:
@@ -32,8 +28,8 @@ class JsonBodyMiddleware:
         content_type = next((v.decode("latin-1") for k, v in headers if k == b"content-type"), None)
         if content_type is None:
             scope = dict(scope, headers=[*headers, (b"content-type", b"application/json")])
-        elif not _is_json(content_type):
-            detail = f"Content-Type '{content_type}' is not supported: send application/json"
+        elif not is_json_media_type(content_type):
+            detail = unsupported_media_type_detail(content_type)
             for message in problem_messages(415, problem(415, detail, scope["path"])):
                 await send(message)
             return

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 from fnplane.invocation import strict_json
 from fnplane.shared import errors
-from fnplane.shared.asgi import header
+from fnplane.shared.asgi import header, is_json_media_type, unsupported_media_type_detail
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem, problem_for, problem_headers
 from fnplane.shared.wire import RequestStatus, nvcf_status
 
@@ -169,14 +169,11 @@ def names_another_media_type(request: Request) -> bool:
     """A Content-Type that is not JSON (`application/json`, `*+json`); none at all is read as JSON,
     as the control API does (control/content_type.py)."""
     content_type = request.headers.get("content-type")
-    if content_type is None:
-        return False
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type != "application/json" and not media_type.endswith("+json")
+    return content_type is not None and not is_json_media_type(content_type)
 
 
 async def send_unsupported_media_type(request: Request) -> None:
     """415 problem+json, as NVCF's API answers a body it does not consume."""
-    detail = f"Content-Type '{request.headers.get('content-type')}' is not supported: send application/json"
+    detail = unsupported_media_type_detail(request.headers.get("content-type", ""))
     headers = [(b"content-type", PROBLEM_CONTENT_TYPE.encode())]
     await send_bytes(request.send, 415, json.dumps(problem(415, detail, request.path)).encode(), headers)

@@ -40,6 +40,16 @@ def may_have_body(scope: Scope) -> bool:
     return scope.get("method", "GET") not in _BODYLESS_METHODS
 
 
+def is_json_media_type(content_type: str) -> bool:
+    """`application/json` or a `*+json` type, parameters aside: what NVCF's API consumes."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def unsupported_media_type_detail(content_type: str) -> str:
+    return f"Content-Type '{content_type}' is not supported: send application/json"
+
+
 def without_body(send: Send) -> Send:
     """`send` for a HEAD answered by its GET's handler: the status and headers (Content-Length too),
     then an empty body once."""
