@@ -34,6 +34,7 @@ from fnplane.compute.settings import AgentSettings
 from fnplane.compute.supervisor import InstanceSupervisor
 from fnplane.shared import subjects
 from fnplane.shared.errors import FnplaneError
+from fnplane.shared.loop import within
 from fnplane.shared.models.compute import (
     ClusterRegistration,
     InstanceAssignment,
@@ -133,10 +134,10 @@ class Agent:
         for supervisor in supervisors:
             self._pending_reports[supervisor.instance_id] = supervisor.report_now()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._flush_reports(), self.settings.http_timeout_s)
+            await within(self._flush_reports(), self.settings.http_timeout_s)
         if self.nc is not None:
             with contextlib.suppress(TimeoutError, Exception):
-                await asyncio.wait_for(self.nc.close(), 5.0)
+                await within(self.nc.close(), 5.0)
         await self.control.aclose()
 
     # ---- NATS ---------------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ class Agent:
     async def _sync_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.settings.poll_interval_s)
+                await within(self._kick.wait(), self.settings.poll_interval_s)
             self._kick.clear()
             try:
                 await self.sync_once()
@@ -379,9 +380,7 @@ class Agent:
 
             subscription = await self.nc.subscribe(request.cancel_subject, cb=on_cancel)
         try:
-            await asyncio.wait_for(
-                self._stream_logs(request, msg.reply, cancelled), self.settings.log_follow_max_s
-            )
+            await within(self._stream_logs(request, msg.reply, cancelled), self.settings.log_follow_max_s)
         except TimeoutError:
             pass
         finally:

@@ -33,6 +33,7 @@ from fnplane.compute.credentials import remove_worker_credentials
 from fnplane.compute.settings import AgentSettings
 from fnplane.compute.worker.events import parse_event
 from fnplane.compute.worker_metrics import WORKER_METRICS
+from fnplane.shared.loop import within
 from fnplane.shared.models.compute import InstanceAssignment, InstanceReport, InstanceState
 
 log = logging.getLogger(__name__)
@@ -157,9 +158,7 @@ class InstanceSupervisor:
             while True:
                 deadline = self._deadline(launched_at, unhealthy_since)
                 try:
-                    kind, value = await asyncio.wait_for(
-                        self._events.get(), max(deadline - time.monotonic(), 0)
-                    )
+                    kind, value = await within(self._events.get(), max(deadline - time.monotonic(), 0))
                 except TimeoutError:
                     await self._on_deadline(unhealthy_since)
                     return

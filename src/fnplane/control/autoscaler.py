@@ -45,6 +45,7 @@ from fnplane.control.db.repositories.deployments import GpuSpecRecord
 from fnplane.control.db.repositories.transactions import Database
 from fnplane.control.services.deployments import DeploymentService
 from fnplane.shared import metrics
+from fnplane.shared.loop import within
 from fnplane.shared.models.compute import WorkerMetrics
 from fnplane.shared.models.functions import FunctionStatus
 from fnplane.shared.models.wire import duration_seconds
@@ -305,7 +306,7 @@ class Autoscaler:
             return
         payload = json.dumps({"origin": self._origin, **observation}).encode()
         try:
-            await asyncio.wait_for(self._share_with_peers(payload), _SHARE_TIMEOUT_S)
+            await within(self._share_with_peers(payload), _SHARE_TIMEOUT_S)
         except (TimeoutError, OSError) as error:
             log.warning("could not pass an observation on to the other replicas: %s", error)
 
@@ -375,7 +376,7 @@ class Autoscaler:
     async def _decide(self, version_id: str, specs: Sequence[GpuSpecRecord], current: int) -> int | None:
         if self.queue_depth is not None:
             try:
-                if await asyncio.wait_for(self.queue_depth(version_id), 5.0) > 0:
+                if await within(self.queue_depth(version_id), 5.0) > 0:
                     self.store.note_invoked(version_id)
             except (TimeoutError, OSError) as error:
                 log.warning("queue depth of %s unknown: %s", version_id, error)

@@ -38,6 +38,7 @@ from fnplane.control.services import placement
 from fnplane.control.services.notify import ClusterNotifier
 from fnplane.control.services.status import SpecCounts, instance_delta, next_status
 from fnplane.control.settings import ControlSettings
+from fnplane.shared.loop import within
 from fnplane.shared.models.compute import InstanceState
 from fnplane.shared.models.functions import FunctionStatus
 
@@ -209,7 +210,7 @@ class Reconciler:
                     raise asyncio.CancelledError from None
                 log.exception("reconcile pass failed")
             try:
-                await asyncio.wait_for(self._wake.wait(), self._settings.reconcile_interval_s)
+                await within(self._wake.wait(), self._settings.reconcile_interval_s)
             except TimeoutError:
                 pass
             self._wake.clear()
@@ -219,7 +220,7 @@ class Reconciler:
         if self._lease.held:
             await self.run_once()
         elif forward and self._wake_peers is not None:
-            await asyncio.wait_for(self._wake_peers(), self._settings.reconcile_interval_s)
+            await within(self._wake_peers(), self._settings.reconcile_interval_s)
 
     async def run_once(self) -> None:
         """One full pass (also callable directly, e.g. by tests that drive time themselves)."""

@@ -48,6 +48,7 @@ from fnplane.invocation.backpressure import DrainMeter, QueueProgress
 from fnplane.invocation.exchange import DISCONNECTED, Exchange
 from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import errors, revocations, subjects, topology, wire
+from fnplane.shared.loop import within
 from fnplane.shared.revocations import CredentialsRevoked
 from fnplane.telemetry import tracing
 
@@ -192,12 +193,12 @@ class RequestBus:
         nc = self.nc
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
-                await asyncio.wait_for(nc.drain(), timeout=5.0)
+                await within(nc.drain(), timeout_s=5.0)
             if not nc.is_closed:
                 # no drain without a connection (the server is gone): close, or its reconnect loop
                 # would go on after the gateway stopped
                 with contextlib.suppress(NatsError, asyncio.TimeoutError, OSError):
-                    await asyncio.wait_for(nc.close(), timeout=5.0)
+                    await within(nc.close(), timeout_s=5.0)
         self.nc = None
 
     @property
@@ -428,12 +429,12 @@ class RequestBus:
     async def purge(self, version_id: str, request_id: str) -> None:
         assert self.js is not None
         try:
-            await asyncio.wait_for(
+            await within(
                 self.js.purge_stream(
                     subjects.request_stream(version_id),
                     subject=subjects.request_subject(version_id, request_id),
                 ),
-                timeout=self._settings.purge_timeout_s,
+                timeout_s=self._settings.purge_timeout_s,
             )
         except (TimeoutError, NatsError) as exc:
             log.warning("could not purge request %s: %r", request_id, exc)
@@ -460,9 +461,9 @@ class RequestBus:
         one or when the server does not answer in time."""
         assert self.js is not None
         try:
-            info = await asyncio.wait_for(
+            info = await within(
                 self.js.consumer_info(subjects.request_stream(version_id), subjects.REQUEST_CONSUMER),
-                timeout=self._settings.wake_timeout_s,
+                timeout_s=self._settings.wake_timeout_s,
             )
         except (JsNotFoundError, TimeoutError, NatsError):
             return None
@@ -479,9 +480,9 @@ class RequestBus:
         """
         assert self.js is not None
         try:
-            info = await asyncio.wait_for(
+            info = await within(
                 self.js.consumer_info(subjects.request_stream(version_id), subjects.REQUEST_CONSUMER),
-                timeout=self._settings.wake_timeout_s,
+                timeout_s=self._settings.wake_timeout_s,
             )
         except JsNotFoundError:
             return False

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -30,6 +30,17 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run(main)` on the loop of `loop_factory()`."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)
+
+
+async def within(awaitable: Awaitable[T], timeout_s: float | None) -> T:
+    """`await awaitable`, cancelled with TimeoutError after `timeout_s`: what `asyncio.wait_for` does,
+    without its Python 3.11 flaw. There, a cancel that arrives as the awaited thing finishes is
+    swallowed (wait_for returns the result), so a loop waiting on an event never ends and its owner's
+    `aclose` hangs (CI teardowns waited 120 s on the reconciler and the logs follower this way).
+    `asyncio.timeout` counts cancellations and lets an outside one through; ruff bans `wait_for` in `src`.
+    """
+    async with asyncio.timeout(timeout_s):
+        return await awaitable
 
 
 def freeze_startup_objects() -> None:

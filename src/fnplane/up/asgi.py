@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fnplane.shared.asgi import ASGIApp, BodyGuard, Message, Receive, Scope, Send, may_have_body, send_error
+from fnplane.shared.loop import within
 from fnplane.shared.problems import PROBLEM_CONTENT_TYPE, problem
 from fnplane.up.limits import CredentialLimiter, credential_key
 
@@ -58,7 +59,7 @@ class Lifespan:
 
     async def _exchange(self, message: Message, timeout_s: float) -> Message:
         await self._to_app.put(message)
-        return await asyncio.wait_for(self._from_app.get(), timeout_s)
+        return await within(self._from_app.get(), timeout_s)
 
     async def startup(self, timeout_s: float) -> None:
         self._task = asyncio.create_task(self._run(), name=f"lifespan-{self.name}")
@@ -77,7 +78,7 @@ class Lifespan:
                 reply = await self._exchange({"type": "lifespan.shutdown"}, timeout_s)
                 if reply["type"] == "lifespan.shutdown.failed":
                     logger.error("%s failed to shut down: %s", self.name, reply.get("message", ""))
-            await asyncio.wait_for(task, timeout_s)
+            await within(task, timeout_s)
         except TimeoutError:
             logger.error("%s did not shut down within %.1f s", self.name, timeout_s)
             task.cancel()
@@ -177,7 +178,7 @@ class PlatformApp:
         """Refuse new invocations and wait up to `timeout_s` for running ones; returns how many remain."""
         self.draining = True
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
+            await within(self._idle.wait(), timeout_s)
         except TimeoutError:
             pass
         return self._in_flight

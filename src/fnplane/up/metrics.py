@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.openmetrics import exposition as openmetrics
 
 from fnplane.shared.asgi import Receive, Scope, Send
+from fnplane.shared.loop import within
 from fnplane.up.server import HttpServer
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class MetricsApp:
             return
         for refresh in self._refreshers:
             try:
-                await asyncio.wait_for(refresh(), REFRESH_TIMEOUT_S)
+                await within(refresh(), REFRESH_TIMEOUT_S)
             except Exception as error:  # a gauge stays at its last value; the scrape still answers
                 log.warning("metrics: %s failed: %r", getattr(refresh, "__name__", "refresh"), error)
         # OpenMetrics when the scraper asks for it: the only format that carries exemplars (the request

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fnplane.shared.errors import UnavailableError
+from fnplane.shared.loop import within
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ class EmbeddedNats:
         )  # fmt: skip
         try:
             ready = self._wait_ready(process, ports_dir, log_file)
-            url = await asyncio.wait_for(ready, self._start_timeout_s)
+            url = await within(ready, self._start_timeout_s)
         except BaseException:
             await self._stop(process)
             raise
@@ -256,7 +257,7 @@ class EmbeddedNats:
             return
         process.send_signal(signal.SIGTERM)  # nats-server flushes JetStream and exits
         try:
-            await asyncio.wait_for(process.wait(), self._stop_timeout_s)
+            await within(process.wait(), self._stop_timeout_s)
         except TimeoutError:
             logger.warning("nats-server (pid %s) did not stop in time; killing it", process.pid)
             process.kill()
@@ -289,12 +290,12 @@ def _tail(log_file: Path) -> str:
 async def _accepts(url: str) -> bool:
     host_port = url.split("://", 1)[-1].rsplit(":", 1)
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host_port[0], int(host_port[1])), 1.0)
+        _, writer = await within(asyncio.open_connection(host_port[0], int(host_port[1])), 1.0)
     except (OSError, TimeoutError):
         return False
     writer.close()
     try:
-        await asyncio.wait_for(writer.wait_closed(), 1.0)
+        await within(writer.wait_closed(), 1.0)
     except (OSError, TimeoutError):
         pass
     return True

@@ -39,6 +39,7 @@ from fnplane.invocation.settings import GatewaySettings
 from fnplane.shared import loop as event_loop
 from fnplane.shared import metrics, revocations, subjects
 from fnplane.shared.errors import FnplaneError
+from fnplane.shared.loop import within
 from fnplane.telemetry import tracing
 from fnplane.up.asgi import Lifespan, LifespanError, PlatformApp, RequestLimits
 from fnplane.up.bus_auth import BusCredentials
@@ -375,7 +376,7 @@ async def serve_role(server: ControlServer | GatewayServer, *, out: Callable[[st
         failure: str | None = None
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), _WATCH_INTERVAL_S)
+                await within(stop.wait(), _WATCH_INTERVAL_S)
             except TimeoutError:
                 failure = server.failure()
                 if failure:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from fnplane.shared import loop as event_loop
 from fnplane.shared.errors import FnplaneError
+from fnplane.shared.loop import within
 from fnplane.telemetry import tracing
 from fnplane.up.asgi import LifespanError
 from fnplane.up.demo import run_demo
@@ -59,7 +60,7 @@ async def serve(settings: UpSettings, *, out: Callable[[str], None] = print) -> 
         failure: str | None = None
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), _WATCH_INTERVAL_S)
+                await within(stop.wait(), _WATCH_INTERVAL_S)
             except TimeoutError:
                 failure = platform.failure()
                 if failure:

@@ -20,6 +20,7 @@ from granian.http import HTTP1Settings, HTTP2Settings
 from granian.server.embed import Server
 
 from fnplane.shared.errors import UnavailableError
+from fnplane.shared.loop import within
 from fnplane.up.asgi import ASGIApp
 
 logger = logging.getLogger(__name__)
@@ -111,9 +112,9 @@ class HttpServer:
         if not task.done():
             self._server.stop()
         try:
-            await asyncio.wait_for(task, timeout_s)
+            await within(task, timeout_s)
         except TimeoutError:
-            # wait_for has cancelled the serve task: the remaining connections are cut
+            # the timeout has cancelled the serve task: the remaining connections are cut
             logger.info("closed the connections still open after %.1f s", timeout_s)
         except Exception:
             logger.exception("HTTP server failed while stopping")
@@ -142,12 +143,12 @@ def _ensure_port_free(host: str, port: int, flag: str) -> None:
 
 async def _accepts(host: str, port: int) -> bool:
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+        _, writer = await within(asyncio.open_connection(host, port), 1.0)
     except (OSError, TimeoutError):
         return False
     writer.close()
     try:
-        await asyncio.wait_for(writer.wait_closed(), 1.0)
+        await within(writer.wait_closed(), 1.0)
     except (OSError, TimeoutError):
         pass
     return True

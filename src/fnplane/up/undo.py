@@ -3,9 +3,10 @@ started part pushes its stop on, and the bounded probe behind every `GET /health
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+
+from fnplane.shared.loop import within
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class UndoStack:
             name, close, timeout_s = self._closers.pop()
             logger.debug("stopping %s", name)
             try:
-                await asyncio.wait_for(close(), timeout_s)
+                await within(close(), timeout_s)
             except TimeoutError:
                 logger.error("stopping %s took too long; moving on", name)
             except Exception:  # the supervisor: log and keep stopping the rest
@@ -38,7 +39,7 @@ class UndoStack:
 async def probe(check: Awaitable[str], timeout_s: float) -> str:
     """A health check's answer within `timeout_s`: its own, "timed out", or "failed: <error>"."""
     try:
-        return await asyncio.wait_for(check, timeout_s)
+        return await within(check, timeout_s)
     except TimeoutError:
         return "timed out"
     except Exception as error:  # a health probe reports, it never raises

@@ -85,6 +85,7 @@ from fnplane.compute.backends.local import function_environment, instance_handle
 from fnplane.compute.backends.processes import ProcessTable, RotatingLog, follow_lines, tail_lines
 from fnplane.compute.backends.pull_progress import PullProgress
 from fnplane.shared.errors import UnavailableError
+from fnplane.shared.loop import within
 from fnplane.shared.models.compute import InstanceAssignment
 from fnplane.shared.models.registry_credentials import image_registry
 
@@ -643,7 +644,7 @@ class ContainerBackend(InstanceBackend):
         if output is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(output), drain_s)
+            await within(asyncio.shield(output), drain_s)
         if not output.done():
             output.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -679,7 +680,7 @@ class ContainerBackend(InstanceBackend):
         # the run's output must be complete before anyone reads its tail
         if instance.output is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(instance.output), 2.0)
+                await within(asyncio.shield(instance.output), 2.0)
         return ExitStatus(code, self.stderr_tail(instance_id))
 
     def is_alive(self, instance_id: str) -> bool:

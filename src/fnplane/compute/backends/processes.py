@@ -29,6 +29,7 @@ from pathlib import Path
 import psutil
 
 from fnplane.shared.errors import ConflictError
+from fnplane.shared.loop import within
 
 log = logging.getLogger(__name__)
 
@@ -339,9 +340,9 @@ async def stop_process_group(process: asyncio.subprocess.Process, grace_s: float
     if process.returncode is None:
         _signal_group(process.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), grace_s)
+            await within(process.wait(), grace_s)
         except TimeoutError:
             if process.returncode is None:
                 _signal_group(process.pid, signal.SIGKILL)
-            await asyncio.wait_for(process.wait(), 10.0)
+            await within(process.wait(), 10.0)
     return process.returncode

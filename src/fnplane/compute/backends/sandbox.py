@@ -50,6 +50,7 @@ from pathlib import Path
 import psutil
 
 from fnplane.shared.errors import UnavailableError
+from fnplane.shared.loop import within
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ class BubblewrapSandbox:
             with contextlib.suppress(psutil.Error):
                 member.send_signal(signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), grace_s)
+            await within(process.wait(), grace_s)
 
     def _tmpfs(self, path: str) -> list[str]:
         size = ["--size", str(self.tmpfs_bytes)] if self.tmpfs_bytes > 0 else []

@@ -35,6 +35,7 @@ from fnplane.compute.worker.envelopes import Refusal, check_envelope, usable_sub
 from fnplane.compute.worker.problems import WORKER_SOURCE, problem
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.shared import errors, subjects, topology, wire
+from fnplane.shared.loop import within
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +156,11 @@ class ResponseChannel:
         """One chunk of the response (`more`: a piece of a gRPC message that goes on in the next)."""
         if self._credits.locked():
             try:
-                await asyncio.wait_for(self._credits.acquire(), self._credit_timeout_s)
+                await within(self._credits.acquire(), self._credit_timeout_s)
             except TimeoutError:
                 raise CreditTimeout("the gateway stopped granting credit (client gone)") from None
         else:
-            # a credit is there: take it without wait_for's task and timer (once per chunk)
+            # a credit is there: take it without a timer (once per chunk)
             await self._credits.acquire()
         await self._nc.publish(
             self._to, chunk, reply=self._credit_to, headers=self._chunk_more if more else self._chunk
@@ -283,7 +284,7 @@ class WorkerBus:
         self._closing = True
         # a connection the server already cut ends with a reset while the client drains it
         with contextlib.suppress(TimeoutError, NatsError, OSError):
-            await asyncio.wait_for(self.nc.close(), 5.0)
+            await within(self.nc.close(), 5.0)
 
     # --- pulls -------------------------------------------------------------------------------------
 

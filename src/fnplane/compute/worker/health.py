@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from fnplane.compute.worker.settings import WorkerSettings
+from fnplane.shared.loop import within
 from fnplane.shared.models.compute import HealthCheck
 from fnplane.shared.models.functions import request_target
 
@@ -120,4 +121,4 @@ class HealthMonitor:
             )
             self._check_now.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._check_now.wait(), interval)
+                await within(self._check_now.wait(), interval)

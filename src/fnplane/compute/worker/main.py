@@ -22,6 +22,7 @@ from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.compute.worker.slots import Slots
 from fnplane.shared import errors
 from fnplane.shared import loop as event_loop
+from fnplane.shared.loop import within
 from fnplane.shared.models.compute import InstanceAssignment
 from fnplane.telemetry import logs, tracing
 from fnplane.telemetry.logs import LogSettings
@@ -130,7 +131,7 @@ class Worker:
         if self.puller is not None:
             self.puller.set_ready(False)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.puller.aclose(), self.settings.stop_timeout_s)
+                await within(self.puller.aclose(), self.settings.stop_timeout_s)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -35,6 +35,7 @@ from fnplane.compute.worker.observation import WorkObservation
 from fnplane.compute.worker.settings import WorkerSettings
 from fnplane.compute.worker.slots import Slots
 from fnplane.shared import wire
+from fnplane.shared.loop import within
 from fnplane.shared.models.compute import InstanceAssignment
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class RequestPuller:
             await self._top_up()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.pull_expires_s / 2)
+                await within(self._wake.wait(), timeout_s=self._settings.pull_expires_s / 2)
 
     async def _top_up(self) -> None:
         if self._ready and not self._closing:
@@ -216,7 +217,7 @@ class RequestPuller:
                 next_due = min(next_due, running.due)
             wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), max(0.0, next_due - loop.time()))
+                await within(wake.wait(), max(0.0, next_due - loop.time()))
 
     def _on_cancel(self, request_id: str, explicit: bool) -> None:
         """A cancel after a client disconnect or a gateway timeout leaves a detached request running

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from fnplane.shared.loop import within
 from fnplane.shared.revocations import CredentialsRevoked
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Revoker:
         if self._publish is None:
             return
         try:
-            await asyncio.wait_for(self._publish(event), PUBLISH_TIMEOUT_S)
+            await within(self._publish(event), PUBLISH_TIMEOUT_S)
         except asyncio.CancelledError:
             raise
         except Exception:  # the change is committed; the caches' TTL bounds what the broadcast missed

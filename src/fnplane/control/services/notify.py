@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from fnplane.control.db.repositories import clusters as clusters_repo
 from fnplane.control.db.repositories.transactions import Database
+from fnplane.shared.loop import within
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class ClusterNotifier:
             names = [c.name for c in await clusters_repo.all_clusters(conn) if c.cluster_id in ids]
         for name in sorted(set(names)):
             try:
-                await asyncio.wait_for(self._notify(name), NOTIFY_TIMEOUT_S)
+                await within(self._notify(name), NOTIFY_TIMEOUT_S)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the kick is an optimisation: the agent polls anyway (see module docstring)

@@ -20,6 +20,8 @@ import logging
 import ssl
 from collections.abc import Callable
 
+from fnplane.shared.loop import within
+
 log = logging.getLogger(__name__)
 
 
@@ -189,7 +191,7 @@ class GrpcFront:
             task.cancel()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+                await within(self._server.wait_closed(), 2.0)
             self._server = None
 
 
