@@ -57,6 +57,11 @@ def test_login_writes_a_private_file_and_flags_beat_env_beat_file(
     up, key = platform
     config = tmp_path / "fnplane" / "config.json"
     bare = Cli(None, None, config)  # no FNPLANE_URL / FNPLANE_API_KEY
+    # a key the platform refuses is not saved
+    refused = bare.run("login", "--url", up.url, "--api-key", "nvapi-" + "2" * 43)
+    assert refused.returncode == 1
+    assert b"Unauthorized (401)" in refused.stderr and b"nothing was saved" in refused.stderr
+    assert not config.exists()
     saved = bare.json("login", "--url", up.url, "--api-key", key)
     assert saved == {"url": up.url, "configFile": str(config)}
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
@@ -78,6 +83,10 @@ def test_login_writes_a_private_file_and_flags_beat_env_beat_file(
     refused = bare.run("function", "list", "--api-key", "nvapi-" + "1" * 43)
     assert refused.returncode == 1
     assert b"Unauthorized (401)" in refused.stderr
+    # a key that may only invoke is a good key for login, though it may not list functions
+    invoker = bare.json("key", "create", "--scope", "invoke_function")["value"]
+    assert bare.json("login", "--url", up.url, "--api-key", invoker)["url"] == up.url
+    assert json.loads(config.read_text())["apiKey"] == invoker
 
 
 def test_login_asks_for_the_key_when_not_given(platform: tuple[UpProcess, str], tmp_path: Path) -> None:

@@ -149,6 +149,13 @@ def login(
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Ask the platform whether it takes the key before saving anything (--no-check: offline).",
+        ),
+    ] = True,
 ) -> None:
     """Remember the platform's URL and an API key in the config file (mode 0600).
 
@@ -157,6 +164,8 @@ def login(
     from fnplane.cli.output import Output
 
     out = Output(as_json)
+    if check:
+        _check_login(out, Connection(url.rstrip("/"), api_key, "flag", "flag"))
     path = config_path()
     try:
         settings = load_file(path)
@@ -172,3 +181,18 @@ def login(
         {"url": settings["url"], "configFile": str(path)},
         lambda: out.fields([("url", settings["url"]), ("config file", str(path))]),
     )
+
+
+def _check_login(out: Any, conn: Connection) -> None:
+    """Exit 1, saving nothing, when the platform cannot be reached or refuses the key (401). A key
+    it takes but that may not list functions (403: an invoke-only key) is a good key."""
+    from fnplane.cli.session import failures
+    from fnplane.sdk import Client
+    from fnplane.sdk.errors import ForbiddenError
+
+    with failures(out, conn, refused_hint="the platform refused this API key; nothing was saved"):
+        with Client(base_url=conn.url, api_key=conn.api_key, retries=0, timeout_s=10.0) as client:
+            try:
+                client.list_functions()
+            except ForbiddenError:
+                pass

@@ -86,6 +86,14 @@ async def test_oauth_errors(admin_client: httpx.AsyncClient, http: httpx.AsyncCl
     assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
     missing = await http.post("/token", data={}, headers=_basic("ci-bot", sa["clientSecret"]))
     assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
+    # a parameter given twice is refused, not read as its last value (RFC 6749 3.2)
+    twice = await http.post(
+        "/token",
+        content=b"grant_type=password&grant_type=client_credentials",
+        headers={**_basic("ci-bot", sa["clientSecret"]), "content-type": "application/x-www-form-urlencoded"},
+    )
+    assert twice.status_code == 400 and twice.json()["error"] == "invalid_request"
+    assert "grant_type is given more than once" in twice.json()["error_description"]
     form = await http.post(
         "/token",
         data={"grant_type": "client_credentials", "client_id": "ci-bot", "client_secret": sa["clientSecret"]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import stat
 from pathlib import Path
 
@@ -104,8 +105,24 @@ def test_login_writes_the_file_0600_and_keeps_other_settings(
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"other": 1}))
     monkeypatch.setenv("FNPLANE_CONFIG", str(path))
-    result = CliRunner().invoke(app, ["login", "--url", "http://h:8080/", "--api-key", "nvapi-x", "--json"])
+    result = CliRunner().invoke(
+        app, ["login", "--url", "http://h:8080/", "--api-key", "nvapi-x", "--json", "--no-check"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"url": "http://h:8080", "configFile": str(path)}
     assert json.loads(path.read_text()) == {"other": 1, "url": "http://h:8080", "apiKey": "nvapi-x"}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_login_to_a_platform_it_cannot_reach_saves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.json"
+    monkeypatch.setenv("FNPLANE_CONFIG", str(path))
+    with socket.socket() as bound:  # bound, never listening: connections to it are refused
+        bound.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        result = CliRunner().invoke(app, ["login", "--url", nowhere, "--api-key", "nvapi-x"])
+    assert result.exit_code == 1
+    assert f"cannot reach {nowhere}" in result.stderr
+    assert not path.exists()

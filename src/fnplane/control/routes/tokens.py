@@ -106,6 +106,9 @@ _TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+_SINGLE_PARAMETERS = ("grant_type", "scope", "client_id", "client_secret")
+
+
 @router.post(
     "/token",
     summary="OAuth2 client-credentials token (service accounts)",
@@ -118,6 +121,9 @@ async def token(request: Request, auth: AuthComponents = Depends(auth_components
         if not content_type.startswith("application/x-www-form-urlencoded"):
             raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
         form = await request.form()
+        for name in _SINGLE_PARAMETERS:
+            if len(form.getlist(name)) > 1:  # RFC 6749 3.2: never more than once
+                raise OAuthError("invalid_request", f"{name} is given more than once")
         grant_type = form.get("grant_type")
         if not grant_type:
             raise OAuthError("invalid_request", "grant_type is required")
