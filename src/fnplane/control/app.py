@@ -37,7 +37,7 @@ from fnplane.control.request_target import RequestTargetMiddleware
 from fnplane.control.routes import include_all
 from fnplane.control.services.instance_logs import NatsConnection
 from fnplane.control.services.instances import IssueWorkerCredentials
-from fnplane.control.services.notify import NotifyClusterChanged
+from fnplane.control.services.notify import NotifyClusterChanged, PublishUndeployed
 from fnplane.control.settings import ControlSettings
 from fnplane.control.uuid_paths import UuidPathMiddleware
 from fnplane.shared import metrics
@@ -145,6 +145,7 @@ def create_app(
     *,
     notify_cluster_changed: NotifyClusterChanged | None = None,
     publish_revoked: PublishRevoked | None = None,
+    publish_undeployed: PublishUndeployed | None = None,
     nats: NatsConnection | None = None,
     autoscaler_settings: AutoscalerSettings | None = None,
     issue_worker_credentials: IssueWorkerCredentials | None = None,
@@ -158,6 +159,9 @@ def create_app(
     * `publish_revoked(event)`: broadcasts a credential revocation to every gateway (`fnplane up`
       publishes `subjects.CREDENTIALS_REVOKED`); None: gateways in other processes notice within
       `auth_cache_ttl_s`.
+    * `publish_undeployed(event)`: tells every gateway a version was undeployed, so that they answer
+      the requests still queued for it (`fnplane up` publishes `subjects.VERSIONS_UNDEPLOYED`); None:
+      those requests wait out their poll window.
     * `nats`: the connection instance logs are asked for over; None: instance logs answer 503.
     * `autoscaler_settings`: default `AutoscalerSettings()` (from FNPLANE_AUTOSCALER_*).
     * `issue_worker_credentials(version_id, instance_id)`: the `.creds` text of a new instance's own
@@ -172,6 +176,7 @@ def create_app(
         engine,
         notify_cluster_changed=notify_cluster_changed,
         publish_revoked=publish_revoked,
+        publish_undeployed=publish_undeployed,
         nats=nats,
         autoscaler_settings=autoscaler_settings,
         issue_worker_credentials=issue_worker_credentials,

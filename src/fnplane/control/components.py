@@ -8,6 +8,7 @@
           │                     services, the Revoker(publish_revoked) that broadcasts revocations
           ├── secret_box        SecretBox: function secrets sealed at rest
           ├── notifier          ClusterNotifier(notify_cluster_changed): kicks agents
+          ├── (undeploys)       UndeployNotifier(publish_undeployed): tells gateways of an undeploy
           ├── lease             Lease (db/lease.py): which replica runs the once-only loops below
           ├── reconciler        Reconciler: status and instance counts; its `wake` goes to the services
           │                     (a replica without the lease passes a wake on through `wake_peers`)
@@ -40,7 +41,12 @@ from fnplane.control.services.deployments import DeploymentService
 from fnplane.control.services.functions import FunctionService
 from fnplane.control.services.instance_logs import InstanceLogService, NatsConnection
 from fnplane.control.services.instances import InstanceService, IssueWorkerCredentials
-from fnplane.control.services.notify import ClusterNotifier, NotifyClusterChanged
+from fnplane.control.services.notify import (
+    ClusterNotifier,
+    NotifyClusterChanged,
+    PublishUndeployed,
+    UndeployNotifier,
+)
 from fnplane.control.services.registry_credentials import RegistryCredentialService
 from fnplane.control.services.secret_box import SecretBox
 from fnplane.control.services.secrets import SecretService
@@ -89,6 +95,7 @@ def create_components(
     *,
     notify_cluster_changed: NotifyClusterChanged | None = None,
     publish_revoked: PublishRevoked | None = None,
+    publish_undeployed: PublishUndeployed | None = None,
     nats: NatsConnection | None = None,
     autoscaler_settings: AutoscalerSettings | None = None,
     issue_worker_credentials: IssueWorkerCredentials | None = None,
@@ -105,7 +112,8 @@ def create_components(
     # once-only work (reconciling, autoscaling) runs on the replica holding this lease
     lease = create_lease(engine, poll_interval_s=settings.lease_poll_interval_s)
     reconciler = Reconciler(database, settings, notifier, lease, wake_peers)
-    deployments = DeploymentService(database, settings, notifier, reconciler.wake)
+    undeploys = UndeployNotifier(auth.revoker, publish_undeployed)
+    deployments = DeploymentService(database, settings, notifier, reconciler.wake, undeploys)
     return ControlComponents(
         settings=settings,
         database=database,
@@ -118,7 +126,9 @@ def create_components(
             auth.authenticator,
             versions_ttl_s=settings.access_versions_cache_ttl_s,
         ),
-        functions=FunctionService(database, auth.accounts, secret_box, notifier, settings.image_registries),
+        functions=FunctionService(
+            database, auth.accounts, secret_box, notifier, undeploys, settings.image_registries
+        ),
         deployments=deployments,
         clusters=ClusterService(database, reconciler.wake),
         instances=InstanceService(database, secret_box, reconciler.wake, issue_worker_credentials),

@@ -15,6 +15,7 @@ Parts, each built once here and handed to the parts that use it:
     RequestBus (bus.py) -> Buckets, UrlSigner           NATS: queues, responses, buckets, revocations
     CachedAccess, RateLimiter, Waker                     admission and scale from zero
     OpenInvocations, Revocations (revocations.py)        a revoked credential's grants and invocations
+    UndeployedQueues (undeploys.py)                      an undeployed version's queued requests
     InvocationService (service.py)                       every invocation's decisions
     ConcurrencyLimit (backpressure.py)                   503 beyond the gateway's in-flight limit
     endpoints: invocations.py, status.py, queues.py, assets.py,
@@ -57,8 +58,9 @@ from fnplane.invocation.settings import GatewaySettings
 from fnplane.invocation.signing import UrlSigner
 from fnplane.invocation.status import StatusEndpoints
 from fnplane.invocation.submissions import Submissions
+from fnplane.invocation.undeploys import UndeployedQueues
 from fnplane.invocation.waker import Waker
-from fnplane.shared import errors, metrics
+from fnplane.shared import errors, metrics, wire
 from fnplane.shared.asgi import without_body
 from fnplane.shared.contracts import AccessAuthority
 from fnplane.telemetry import logs
@@ -139,8 +141,13 @@ class Gateway:
         self._open = OpenInvocations()
         self._revocations = Revocations(authority, self._access, self._open)
         self.bus = RequestBus(
-            nats_url, settings, on_revoked=self._revocations.handle, credential=nats_credential
+            nats_url,
+            settings,
+            on_revoked=self._revocations.handle,
+            credential=nats_credential,
+            on_undeployed=self._on_undeployed,
         )
+        self._undeployed: UndeployedQueues | None = None
         self._rate_limiter = RateLimiter()
         self._waker = Waker(settings, self.bus.has_workers)
         self._limit = ConcurrencyLimit(settings.max_concurrent_invocations, settings.overload_retry_after_s)
@@ -154,6 +161,7 @@ class Gateway:
         await self.bus.start()
         stores = self.bus.buckets
         assert stores is not None
+        self._undeployed = UndeployedQueues(self.bus, stores)
         signer = UrlSigner(await stores.signing_key())
         s = self.settings
         self._service = InvocationService(
@@ -178,7 +186,13 @@ class Gateway:
         self._router = None
         await self._waker.aclose()
         await self._revocations.aclose()
+        if self._undeployed is not None:
+            await self._undeployed.aclose()
         await self.bus.aclose()
+
+    def _on_undeployed(self, event: wire.Undeployed) -> None:
+        if self._undeployed is not None:  # None before the bus has its buckets: nothing queued yet
+            self._undeployed.handle(event)
 
     @property
     def service(self) -> InvocationService:

@@ -14,6 +14,8 @@ Messages: shared/wire.py; streams and buckets: shared/topology.py.
   with `send()`, its credits reach the call's `Exchange.on_credit` as they arrive.
 * Revocations (`subjects.CREDENTIALS_REVOKED`, shared/revocations.py) go to `on_revoked`; after a
   reconnect it gets `revocations.EVERYTHING` (what was published meanwhile is lost on core NATS).
+* Undeploy notices (`subjects.VERSIONS_UNDEPLOYED`) go to `on_undeployed`, which takes the version's
+  never-delivered requests off its queue (`take_undelivered()`) and answers them (`answer()`).
 * A queued request whose message left its queue while no answer reached this gateway lost that
   answer (a worker sent it while this gateway was not subscribed, or a NATS node died with it on the
   way): it gets a 503 at once instead of waiting out its poll window. Checked for every waiting
@@ -29,8 +31,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -54,6 +56,8 @@ from fnplane.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # how often waiting requests are looked at for a lost answer, and how long a head may trail the ack
 LOST_ANSWER_SWEEP_S = 1.0
 LOST_ANSWER_GRACE_S = 0.5
@@ -70,11 +74,13 @@ class RequestBus:
         settings: GatewaySettings,
         on_revoked: Callable[[CredentialsRevoked], None] | None = None,
         credential: BusCredential = None,
+        on_undeployed: Callable[[wire.Undeployed], None] | None = None,
     ) -> None:
         self._url = nats_url
         self._credential = credential
         self._settings = settings
         self._on_revoked = on_revoked
+        self._on_undeployed = on_undeployed
         self.gateway_id = settings.gateway_id or uuid.uuid4().hex[:12]
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
@@ -116,17 +122,12 @@ class RequestBus:
         await self.nc.subscribe(subjects.gateway_acks(self.gateway_id), cb=self._on_ack)
         await self.nc.subscribe(subjects.LOCATE_SUBJECT, cb=self._on_locate)
         if self._on_revoked is not None:
-            await self.nc.subscribe(subjects.CREDENTIALS_REVOKED, cb=self._on_revocation)
+            on_revocation = _broadcast(revocations.decode, self._on_revoked, "a revocation message")
+            await self.nc.subscribe(subjects.CREDENTIALS_REVOKED, cb=on_revocation)
+        if self._on_undeployed is not None:
+            on_undeploy = _broadcast(wire.decode_undeployed, self._on_undeployed, "an undeploy notice")
+            await self.nc.subscribe(subjects.VERSIONS_UNDEPLOYED, cb=on_undeploy)
         self.spawn(self._watch_lost_answers())
-
-    async def _on_revocation(self, msg: Msg) -> None:
-        assert self._on_revoked is not None
-        try:
-            event = revocations.decode(msg.data)
-        except revocations.RevocationError as exc:
-            log.warning("ignored a revocation message: %s", exc)
-            return
-        self._on_revoked(event)
 
     async def _on_reconnected(self) -> None:
         self._known_streams.clear()  # a server that came back without its store lost them
@@ -505,6 +506,61 @@ class RequestBus:
         version_id, _, function_id = reply.data.decode().partition(" ")
         return (version_id, function_id) if version_id and function_id else None
 
+    async def take_undelivered(self, version_id: str) -> list[wire.Envelope]:
+        """Take off the version's queue every request no worker was ever given, and return them.
+
+        The consumer hands messages out in stream order, so those past its delivered sequence were
+        never handed out. Each is deleted (a delete that fails: another gateway took it first). One
+        the consumer may have handed out before its delete (the delivered sequence has moved past it
+        since) is left to that worker; if no worker has it, the waiting gateway finds it gone
+        (`_answer_if_lost`).
+        """
+        assert self.js is not None
+        stream = subjects.request_stream(version_id)
+        try:
+            delivered = await self._delivered_seq(stream)
+        except JsNotFoundError:
+            return []  # no queue: nothing was ever queued
+        taken: list[tuple[int, wire.Envelope]] = []
+        seq = delivered + 1
+        while True:
+            try:
+                msg = await self.js.get_msg(stream, seq, subjects.request_subjects(version_id), next=True)
+            except JsNotFoundError:
+                break
+            seq = int(msg.seq or seq) + 1
+            try:
+                envelope: wire.Envelope | None = wire.decode_request(msg.headers)
+            except wire.WireError:
+                envelope = None  # not a request of ours: removed all the same, nobody waits for it
+            try:
+                if not await self.js.delete_msg(stream, seq - 1):
+                    continue
+            except JsNotFoundError:
+                continue
+            if envelope is not None:
+                taken.append((seq - 1, envelope))
+        if not taken:
+            return []
+        delivered = await self._delivered_seq(stream)
+        return [envelope for taken_seq, envelope in taken if taken_seq > delivered]
+
+    async def _delivered_seq(self, stream: str) -> int:
+        """The last stream sequence the version's consumer handed out (0: none, or no consumer)."""
+        assert self.js is not None
+        try:
+            info = await self.js.consumer_info(stream, subjects.REQUEST_CONSUMER)
+        except JsNotFoundError:
+            await self.js.stream_info(stream)  # raises JsNotFoundError without a queue
+            return 0
+        return int(info.delivered.stream_seq or 0) if info.delivered else 0
+
+    async def answer(self, envelope: wire.Envelope, head: wire.Head, body: bytes) -> None:
+        """A whole answer to the caller waiting on the envelope's reply inbox, given by the platform in
+        place of a worker (`wire.PLATFORM_ATTEMPT`)."""
+        assert self.nc is not None
+        await self.nc.publish(envelope.reply_to, body, headers=wire.encode_head(head, wire.PLATFORM_ATTEMPT))
+
     async def queue_position(self, version_id: str, request_id: str) -> int | None:
         """Requests ahead of this one (0: a worker has it); None when it is no longer queued."""
         assert self.js is not None
@@ -520,3 +576,19 @@ class RequestBus:
             return max(0, int(msg.seq or 0) - int(sinfo.state.first_seq or 0) + 1)
         delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
         return max(0, int(msg.seq or 0) - delivered)
+
+
+def _broadcast(
+    decode: Callable[[bytes], T], handle: Callable[[T], None], what: str
+) -> Callable[[Msg], Awaitable[None]]:
+    """The callback of a control-plane broadcast: decode, hand on; a malformed one is logged."""
+
+    async def on_message(msg: Msg) -> None:
+        try:
+            event = decode(msg.data)
+        except errors.FnplaneError as exc:
+            log.warning("ignored %s: %s", what, exc)
+            return
+        handle(event)
+
+    return on_message

@@ -5,8 +5,8 @@ is an allow list: anything not named is refused (a publish gets a permissions vi
 subscription is refused). NVCF grants its worker the same kind of list (reference/invocation.md 2.4).
 
     gateway  the request path's owner: queues, buckets (status, index, assets, signing key), results,
-             its own inboxes; replies to workers; hears credential revocations
-    control  agent kicks and log requests (`fnplane.clusters.>`), revocation broadcasts
+             its own inboxes; replies to workers; hears credential revocations and undeploys
+    control  agent kicks and log requests (`fnplane.clusters.>`), revocation and undeploy broadcasts
     agent    its cluster's subjects; answers log requests; creates the queue and consumer of a
              version it starts an instance of
     worker   one version, one instance: pulls and acks on its version's queue, its version's cancel
@@ -47,7 +47,12 @@ def gateway() -> Permissions:
             "$O.>",
             "_INBOX.>",
         ),
-        subscribe=(f"{subjects.PREFIX}.gw.>", "_INBOX.>", subjects.CREDENTIALS_REVOKED),
+        subscribe=(
+            f"{subjects.PREFIX}.gw.>",
+            "_INBOX.>",
+            subjects.CREDENTIALS_REVOKED,
+            subjects.VERSIONS_UNDEPLOYED,
+        ),
     )
 
 
@@ -56,6 +61,7 @@ def control() -> Permissions:
         publish=(
             f"{subjects.PREFIX}.clusters.>",
             subjects.CREDENTIALS_REVOKED,
+            subjects.VERSIONS_UNDEPLOYED,
             subjects.CONTROL_RECONCILE,
             subjects.CONTROL_OBSERVATIONS,
         ),

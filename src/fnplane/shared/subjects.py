@@ -12,6 +12,10 @@ PREFIX = "fnplane"
 # (payload: shared/revocations.py).
 CREDENTIALS_REVOKED = "fnplane.auth.revoked"
 
+# Core-NATS broadcast from the control plane to every gateway: a version was undeployed, so the
+# requests still queued for it will never run (payload: wire.Undeployed).
+VERSIONS_UNDEPLOYED = "fnplane.versions.undeployed"
+
 
 def cluster_changed(cluster_name: str) -> str:
     """Core-NATS kick to the agent of a cluster: its instance assignments changed."""

@@ -16,6 +16,7 @@ buckets. A message is NATS headers (`dict[str, str]`) plus a payload (`bytes`).
       a queued request also carries the gateway span's `traceparent` (+ `tracestate`) while tracing is on
       status record: the status bucket's value of a detached (202) request, written by the worker
       idempotency record: the idempotency bucket's value of one Idempotency-Key, written by gateways
+      undeploy notice: control plane -> every gateway, a version's queued requests will never run
 
 A gRPC session (`InvocationMode.GRPC`) is queued like a request; the worker that takes it holds one
 slot for the session and its calls travel on two subjects, each call a stream of its own:
@@ -386,6 +387,35 @@ def encode_explicit_cancel(request_id: str) -> tuple[dict[str, str], bytes]:
 
 def is_explicit_cancel(headers: dict[str, str] | None) -> bool:
     return (headers or {}).get(HDR_CANCEL) == CANCEL_EXPLICIT
+
+
+# --- undeploy ------------------------------------------------------------------------------------
+
+
+class Undeployed(msgspec.Struct, frozen=True):
+    """The control plane undeployed a version (subjects.VERSIONS_UNDEPLOYED): the requests still in
+    its queue that no worker took are answered 404 by the gateways (invocation/undeploys.py)."""
+
+    function_id: str = msgspec.field(name="functionId")
+    version_id: str = msgspec.field(name="functionVersionId")
+
+
+_undeployed_decoder = msgspec.json.Decoder(Undeployed)
+
+
+def encode_undeployed(event: Undeployed) -> bytes:
+    return _encode(event)
+
+
+def decode_undeployed(data: bytes) -> Undeployed:
+    try:
+        return _undeployed_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise WireError(f"malformed undeploy notice: {exc}") from None
+
+
+# an answer the platform gave in place of any worker (a request whose version was undeployed)
+PLATFORM_ATTEMPT = "platform"
 
 
 # --- the status record of a detached request -----------------------------------------------------

@@ -26,6 +26,7 @@ from fnplane.bus.clusters import cluster_notifier
 from fnplane.bus.connection import closed_for_good, connect
 from fnplane.bus.control_peers import listen_to_peers, observation_broadcaster, reconcile_broadcaster
 from fnplane.bus.revocations import revocation_publisher
+from fnplane.bus.undeploys import undeploy_publisher
 from fnplane.control import state_metrics
 from fnplane.control.app import ControlApp, create_app
 from fnplane.control.auth.bootstrap import bootstrap
@@ -203,6 +204,7 @@ class ControlServer(_RoleServer):
             self._engine,
             notify_cluster_changed=cluster_notifier(self._nats),
             publish_revoked=publish_revoked,
+            publish_undeployed=undeploy_publisher(self._nats),
             nats=self._nats,
             issue_worker_credentials=bus.worker_credentials if bus.mints_worker_credentials else None,
             wake_peers=reconcile_broadcaster(self._nats),

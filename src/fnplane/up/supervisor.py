@@ -26,6 +26,7 @@ from typing import Any
 from fnplane.bus.clusters import cluster_notifier
 from fnplane.bus.connection import closed_for_good, connect
 from fnplane.bus.revocations import revocation_publisher
+from fnplane.bus.undeploys import undeploy_publisher
 from fnplane.compute.agent import Agent
 from fnplane.compute.settings import AgentSettings
 from fnplane.control import state_metrics
@@ -154,6 +155,7 @@ class Platform:
             self._engine,
             notify_cluster_changed=cluster_notifier(self._nats),
             publish_revoked=publish_revoked,
+            publish_undeployed=undeploy_publisher(self._nats),
             # instance logs: the control plane asks the agents over NATS
             nats=self._nats,
             issue_worker_credentials=(

@@ -17,6 +17,7 @@ import httpx
 from up_process import UpProcess, deploy_inv_function
 
 ASYNC = {"Prefer": "respond-async"}
+SPEC = {"gpu": "L40S", "instanceType": "LOCAL.GPU.L40S_1x", "minInstances": 1, "maxInstances": 1}
 
 
 def deploy(up: UpProcess, headers: dict[str, str]) -> dict:
@@ -249,3 +250,59 @@ def test_back_pressure(tmp_path: Path, start_up: type[UpProcess]) -> None:
         r = client.post(pexec, headers={"NVCF-POLL-SECONDS": "5"}, json={"seconds": 0})
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     assert up.stop() == 0
+
+
+def test_undeploy_answers_the_requests_still_queued_at_once(
+    tmp_path: Path, start_up: type[UpProcess]
+) -> None:
+    """NVCF deletes a version's queue with its deployment: what waited in it is answered 404 now, not
+    at the end of a poll window or an hour later, and never runs on a later deployment."""
+    up, auth = start(tmp_path, start_up)
+    fn = deploy(up, auth)
+    fid, vid = fn["id"], fn["versionId"]
+    log = tmp_path / "served.log"
+    pexec = f"/v2/nvcf/pexec/functions/{fid}"
+    with httpx.Client(base_url=up.url, headers=auth, timeout=60) as client:
+        assert client.post(pexec, headers={"NVCF-POLL-SECONDS": "30"}, json={"seconds": 0}).status_code == 200
+        marker = tmp_path / "running"
+        r = client.post(pexec, headers=ASYNC, json={"seconds": 5, "marker": str(marker), "log": str(log)})
+        assert r.status_code == 202
+        running = r.headers["nvcf-reqid"]
+        wait_for(marker.exists, what="the request that holds the only slot running")
+        r = client.post(pexec, headers=ASYNC, json={"seconds": 0, "log": str(log)})
+        assert r.status_code == 202
+        detached = r.headers["nvcf-reqid"]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(
+                client.post, pexec, headers={"NVCF-POLL-SECONDS": "30"}, json={"seconds": 0, "log": str(log)}
+            )
+            depth = f"/v2/nvcf/queues/functions/{fid}/versions/{vid}"
+            wait_for(
+                lambda: client.get(depth).json()["queues"][0]["queueDepth"] == 2, what="two requests queued"
+            )
+            began = time.monotonic()
+            undeployed = client.delete(f"/v2/nvcf/deployments/functions/{fid}/versions/{vid}")
+            assert undeployed.status_code == 200, undeployed.text
+            answer = waiting.result(timeout=20)
+            assert time.monotonic() - began < 10  # not the end of its 30 s window
+        assert answer.status_code == 404, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "was undeployed before the request ran" in answer.json()["detail"]
+        s = client.get(f"/v2/nvcf/pexec/status/{detached}", headers={"NVCF-POLL-SECONDS": "5"})
+        assert s.status_code == 404, s.text
+        assert s.headers["nvcf-status"] == "errored" and s.headers["nvcf-reqid"] == detached
+        assert "was undeployed before the request ran" in s.json()["detail"]
+        # the request the worker held is finished: its worker drains before it stops
+        s = result(client, "pexec", running)
+        assert s.status_code == 200 and s.json()["slept"] == 5
+        # deployed again, the version runs new requests, and none of the old ones
+        r = client.post(
+            f"/v2/nvcf/deployments/functions/{fid}/versions/{vid}",
+            json={"deploymentSpecifications": [SPEC]},
+        )
+        assert r.status_code == 200, r.text
+        version = f"/v2/nvcf/functions/{fid}/versions/{vid}"
+        wait_for(lambda: client.get(version).json()["function"]["status"] == "ACTIVE", what="ACTIVE again")
+        r = client.post(pexec, headers={"NVCF-POLL-SECONDS": "60"}, json={"seconds": 0, "log": str(log)})
+        assert r.status_code == 200, r.text
+        assert served(log) == [running, r.headers["nvcf-reqid"]]

@@ -300,6 +300,30 @@ def test_sessions_count_against_max_request_concurrency(platform: Platform) -> N
         first.close()
 
 
+def test_a_session_waiting_for_a_worker_when_its_version_is_undeployed_is_not_found(
+    platform: Platform,
+) -> None:
+    fn = deploy_function(platform.up, platform.auth, grpc_function_body("grpc-gone", FN), max_concurrency=1)
+    first = platform.channel()
+    try:
+        assert _code(first, platform.metadata(fn)) is grpc.StatusCode.OK  # holds the only slot
+        with platform.channel() as second:
+            waiting = unary(second, "Whoami").future(b"", metadata=platform.metadata(fn), timeout=25)
+            time.sleep(1.0)
+            assert not waiting.done(), "a second session waits for the slot the first holds"
+            undeployed = httpx.delete(
+                f"{platform.up.url}/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}",
+                headers=platform.auth,
+            )
+            assert undeployed.status_code == 200, undeployed.text
+            with pytest.raises(grpc.RpcError) as gone:
+                waiting.result(timeout=10)  # not the 25 s deadline, nor the 30 s wait for a worker
+            assert gone.value.code() is grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+            assert "undeployed" in gone.value.details()  # type: ignore[attr-defined]
+    finally:
+        first.close()
+
+
 def test_an_instance_killed_mid_stream_gives_unavailable(platform: Platform) -> None:
     fn = deploy_function(platform.up, platform.auth, grpc_function_body("grpc-kill", FN), max_concurrency=2)
     with platform.channel() as channel:

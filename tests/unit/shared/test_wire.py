@@ -227,3 +227,13 @@ def test_large_grpc_messages_travel_in_pieces_under_the_nats_payload_limit() -> 
     assert len(pieces) == 4 and all(len(p) <= wire.GRPC_FRAGMENT_BYTES for p in pieces)
     assert b"".join(pieces) == message
     assert wire.fragments(b"") == [b""]
+
+
+def test_the_undeploy_notice_round_trips_and_refuses_garbage():
+    event = wire.Undeployed(function_id="f-1", version_id="v-1")
+    data = wire.encode_undeployed(event)
+    assert b'"functionVersionId":"v-1"' in data
+    assert wire.decode_undeployed(data) == event
+    for garbage in (b"", b"{}", b"[1]", b'{"functionId": 1, "functionVersionId": "v"}'):
+        with pytest.raises(wire.WireError):
+            wire.decode_undeployed(garbage)

@@ -22,7 +22,7 @@ from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services import functions as functions_service
 from fnplane.control.services import instances as instances_service
 from fnplane.control.services import placement
-from fnplane.control.services.notify import ClusterNotifier, WakeReconciler
+from fnplane.control.services.notify import ClusterNotifier, UndeployNotifier, WakeReconciler
 from fnplane.control.services.visibility import SeenVersion, owned_version
 from fnplane.control.settings import ControlSettings
 from fnplane.shared.errors import BadRequestError, NotFoundError
@@ -137,11 +137,13 @@ class DeploymentService:
         settings: ControlSettings,
         notifier: ClusterNotifier,
         wake_reconciler: WakeReconciler,
+        undeploys: UndeployNotifier,
     ) -> None:
         self._database = database
         # read at call time: agent_heartbeat_timeout_s decides which clusters take new instances
         self._settings = settings
         self._notifier = notifier
+        self._undeploys = undeploys
         self._wake_reconciler = wake_reconciler
 
     async def _place_min(
@@ -422,11 +424,11 @@ class DeploymentService:
         *,
         graceful: bool,
     ) -> FunctionDto:
-        """Undeploy: the version is INACTIVE at once and its instances are stopped.
+        """Undeploy: the version is INACTIVE at once, its instances are stopped and the requests still
+        queued for it are answered 404 by the gateways (UndeployNotifier).
 
-        `graceful` is accepted for compatibility; the invocation plane's queue is not the control
-        plane's to drain, so both forms stop the instances now (agents stop a process with SIGTERM and
-        a grace period).
+        `graceful` is accepted for compatibility; both forms stop the instances now (agents stop a
+        process with SIGTERM and a grace period, its worker finishing what it holds).
         """
         del graceful
         now = now_utc()
@@ -441,6 +443,7 @@ class DeploymentService:
             record = await functions_repo.get_version(conn, version_id)
         assert record is not None
         await self._notifier.clusters(cluster_ids)
+        await self._undeploys.undeployed(function_id, version_id)
         return functions_service.to_dto(SeenVersion(record, owned=True, public=seen.public))
 
     async def set_target_instances(self, gpu_specification_id: str, n: int) -> int:

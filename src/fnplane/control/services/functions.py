@@ -20,7 +20,7 @@ from fnplane.control.db.repositories.accounts import AccountRepository
 from fnplane.control.db.repositories.functions import VersionRecord
 from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services import instances as instances_service
-from fnplane.control.services.notify import ClusterNotifier
+from fnplane.control.services.notify import ClusterNotifier, UndeployNotifier
 from fnplane.control.services.secret_box import SecretBox
 from fnplane.control.services.telemetries import require_telemetries
 from fnplane.control.services.visibility import (
@@ -245,12 +245,14 @@ class FunctionService:
         accounts: AccountRepository,
         box: SecretBox,
         notifier: ClusterNotifier,
+        undeploys: UndeployNotifier,
         image_registries: list[str] | None = None,
     ) -> None:
         self._database = database
         self._accounts = accounts
         self._box = box
         self._notifier = notifier
+        self._undeploys = undeploys
         self._image_registries = [r.lower() for r in image_registries or []]
 
     async def create_function(self, principal: Principal, request: CreateFunctionRequest) -> FunctionDto:
@@ -393,6 +395,8 @@ class FunctionService:
             cluster_ids = await instances_repo.release_version(conn, version_id, now)
             await functions_repo.delete_version(conn, function_id, version_id)
         await self._notifier.clusters(cluster_ids)
+        # what is still queued for the version will never run
+        await self._undeploys.undeployed(function_id, version_id)
 
     async def function_id_of(self, version_id: str) -> str | None:
         """The function a version belongs to; None for an unknown version (no visibility check)."""

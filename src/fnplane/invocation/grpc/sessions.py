@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -148,6 +149,9 @@ class Session:
                 raise item
             if type(item) is wire.SessionMessage:
                 return item
+            if type(item) is wire.HeadMessage and item.attempt == wire.PLATFORM_ATTEMPT:
+                # no worker will take the session: the version was undeployed (invocation/undeploys.py)
+                raise errors.NotFoundError(_problem_detail(item.body))
 
     async def _watch(self) -> None:
         """While open: keepalives to the worker, its heartbeats and end, the idle limit."""
@@ -286,3 +290,11 @@ class SessionTable:
         )
         for task in list(self._tasks):
             task.cancel()
+
+
+def _problem_detail(body: bytes) -> str:
+    try:
+        detail = json.loads(body).get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return detail if isinstance(detail, str) else "the function version was undeployed"
