@@ -185,7 +185,9 @@ class HttpResponse:
             self._done = True  # a close-delimited body ends with the connection
             self._wake()
             return
-        self.fail(HttpConnectionError(f"the function closed the connection before the response ended: {exc}"))
+        # a clean close (exc None) is the usual case: no ": None" at the end of the caller's detail
+        why = f": {exc}" if exc is not None else ""
+        self.fail(HttpConnectionError(f"the function closed the connection before the response ended{why}"))
 
     def fail(self, exc: BaseException) -> None:
         if self._error is not None or self._done:
