@@ -16,7 +16,8 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fnplane.shared import errors, revocations
 from fnplane.shared.contracts import AccessAuthority
@@ -31,6 +32,7 @@ REFRESH_AHEAD = 0.2
 log = logging.getLogger(__name__)
 
 GrantKey = tuple[str, str, str | None, str | None]
+T = TypeVar("T")
 
 
 class CachedAccess:
@@ -74,6 +76,29 @@ class CachedAccess:
         lookup = self._lookups.get(key) or self._share(key)
         # shielded: a caller that goes away does not cancel the lookup the others wait for
         return await asyncio.shield(lookup)
+
+    async def grant_for(
+        self,
+        bearer: str,
+        scope: str,
+        function_id: str,
+        version_id: str | None,
+        pick: Callable[[AccessGrant], T],
+    ) -> tuple[AccessGrant, T]:
+        """The grant and what `pick` takes from its versions. A cached grant that `pick` refuses (404
+        or 400) is asked for again: the version statuses it holds may predate a change (DEPLOYING ->
+        ACTIVE), and a client that saw the API answer ACTIVE must not get "no ACTIVE version"."""
+        key = (bearer, scope, function_id, version_id)
+        hit = self._cache.get(key)
+        cached = hit is not None and hit[0] > time.monotonic()
+        grant = await self.grant(*key)
+        try:
+            return grant, pick(grant)
+        except (errors.NotFoundError, errors.BadRequestError):
+            if not cached:
+                raise
+        grant = await self.fresh_grant(*key)
+        return grant, pick(grant)
 
     async def request_grant(
         self, bearer: str, scope: str, request_id: str, function_id: str, version_id: str

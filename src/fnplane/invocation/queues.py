@@ -14,6 +14,7 @@ from fnplane.invocation.bus import RequestBus
 from fnplane.invocation.http import Request, send_json
 from fnplane.invocation.routing import is_uuid
 from fnplane.shared import errors, scopes
+from fnplane.shared.models.access import AccessGrant, VersionTarget
 
 MAX_POSITION = 1000
 
@@ -25,11 +26,16 @@ class QueueEndpoints:
         self._stores = stores
 
     async def depth(self, request: Request, function_id: str, version_id: str | None = None) -> None:
-        grant = await self._access.grant(request.bearer(), scopes.QUEUE_DETAILS, function_id, version_id)
-        versions = [v for v in grant.versions if version_id is None or v.version_id == version_id]
-        versions = [v for v in versions if v.status in QUEUE_VISIBLE]
-        if not versions:
-            raise errors.NotFoundError("Queue not found - Function is likely not deployed")
+        def queued(grant: AccessGrant) -> list[VersionTarget]:
+            versions = [v for v in grant.versions if version_id is None or v.version_id == version_id]
+            versions = [v for v in versions if v.status in QUEUE_VISIBLE]
+            if not versions:
+                raise errors.NotFoundError("Queue not found - Function is likely not deployed")
+            return versions
+
+        _, versions = await self._access.grant_for(
+            request.bearer(), scopes.QUEUE_DETAILS, function_id, version_id, queued
+        )
         queues = []
         for v in versions:
             queues.append(

@@ -53,8 +53,13 @@ class InvocationService:
     ) -> tuple[AccessGrant, VersionTarget]:
         """Every invocation's gate: access, version choice, rate limits, and a wake for an idle version."""
         with tracing.span("admission"):
-            grant = await self._access.grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
-            target = choose_version(grant, version_id)
+            grant, target = await self._access.grant_for(
+                bearer,
+                scopes.INVOKE_FUNCTION,
+                function_id,
+                version_id,
+                lambda g: choose_version(g, version_id),
+            )
             observe.chosen(target.version_id, grant.nca_id)
             self._rate_limiter.check(grant, target)
             self._waker.wake_if_idle(target.version_id, bearer)

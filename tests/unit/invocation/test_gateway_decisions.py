@@ -193,6 +193,20 @@ async def test_admission_checks_access_then_version_then_rate_limit():
     assert authority.calls == 3  # a grant is cached; a refusal is not (bad, degraded, good once)
 
 
+async def test_a_cached_grant_that_refuses_the_call_is_asked_for_again():
+    # the grant cached while the version was DEPLOYING must not refuse a call once the API says ACTIVE
+    authority = TableAuthority({"good": grant(version(V1, "DEPLOYING"))})
+    svc = service(authority)
+    with pytest.raises(errors.NotFoundError):
+        await svc.admit("good", FID, None)
+    assert authority.calls == 1  # the refusal of a grant just fetched asks no second time
+    authority.grants["good"] = grant(version(V1, "ACTIVE"))
+    _, target = await svc.admit("good", FID, None)
+    assert target.version_id == V1 and authority.calls == 2
+    await svc.admit("good", FID, None)
+    assert authority.calls == 2  # the renewed grant is cached again
+
+
 # --- errors ----------------------------------------------------------------------------------------
 
 
