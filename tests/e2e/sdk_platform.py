@@ -27,12 +27,16 @@ class Platform:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
 
-    def function(self, route: str) -> dict:
+    def function(self, route: str, max_concurrency: int = 1) -> dict:
         """inv_function.py deployed with inferenceUrl `route` (deployed at the first ask)."""
-        if route not in self.functions:
+        key = route if max_concurrency == 1 else f"{route}*{max_concurrency}"
+        if key not in self.functions:
             name = "inv-" + route.strip("/").replace("/", "-")
-            self.functions[route] = deploy_inv_function(self.up, self.headers, name=name, inference_url=route)
-        return self.functions[route]
+            name += "" if key == route else f"-{max_concurrency}"
+            self.functions[key] = deploy_inv_function(
+                self.up, self.headers, name=name, inference_url=route, max_concurrency=max_concurrency
+            )
+        return self.functions[key]
 
 
 def start_platform(

@@ -107,6 +107,44 @@ async def test_pexec_sse_events_arrive_one_by_one(platform: Platform) -> None:  
     assert all(arrived[i] < written[i + 1] for i in range(3)), (arrived, written)
 
 
+async def test_concurrent_streams_on_one_http2_connection_are_not_held_back(platform: Platform) -> None:  # noqa: F811
+    """Three SSE streams at once on the client's one HTTP/2 connection, with events every 2, 1 and
+    0.5 s: each event is handed over as it arrives. With httpcore's own reads a stream whose event
+    another request had read stayed queued behind a request that went on to read the socket, and got
+    it with the next frame: 0.5 s late, after events the function wrote later (order, not a deadline)."""
+    fid = platform.function("/sse", max_concurrency=8)["id"]
+    written: list[float] = []  # the function's write times, in the order the events arrived
+    async with AsyncClient(platform.up.url, platform.key) as client:
+
+        async def one(interval: float) -> None:
+            body = {"events": round(4 / interval) + 1, "interval": interval}
+            async for event in client.stream(fid, body):
+                written.append(event.json()["t"])  # type: ignore[index]
+
+        await asyncio.gather(*(one(interval) for interval in (2.0, 1.0, 0.5)))
+    # an event that arrived after one written more than half the shortest interval later was held
+    lags = [max(written[:i]) - t for i, t in enumerate(written) if i]
+    held = [round(lag, 2) for lag in lags if lag > 0.25]
+    assert len(written) == 3 + 5 + 9 and not held, held
+
+
+async def test_concurrent_invocations_on_one_http2_connection_finish_in_order(platform: Platform) -> None:  # noqa: F811
+    """Six calls at once on one HTTP/2 connection, taking 0.5 to 3 s: each answer is handed over as it
+    arrives, so they finish shortest first (httpcore's own reads held some until a longer one answered)."""
+    fid = platform.function("/sse", max_concurrency=8)["id"]
+    durations = [2.0, 1.5, 0.5, 1.0, 2.5, 3.0]
+    finished: list[float] = []
+    async with AsyncClient(platform.up.url, platform.key) as client:
+        await client.invoke_direct(fid, "/slow", params={"seconds": 0})  # the connection is open
+
+        async def one(seconds: float) -> None:
+            await client.invoke_direct(fid, "/slow", params={"seconds": seconds})
+            finished.append(seconds)
+
+        await asyncio.gather(*(one(seconds) for seconds in durations))
+    assert finished == sorted(durations)
+
+
 def test_blocking_stream_of_a_direct_path(platform: Platform) -> None:  # noqa: F811
     fid = platform.function("/slow")["id"]
     with Client(platform.up.url, platform.key) as client:

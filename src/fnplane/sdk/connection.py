@@ -15,6 +15,7 @@ import httpx
 from fnplane.sdk import retries
 from fnplane.sdk.credentials import Credentials
 from fnplane.sdk.errors import error_for, retry_after_s
+from fnplane.sdk.h2fair import FairAsyncHTTPTransport
 from fnplane.sdk.keepalive import AsyncKeepaliveTransport, Keepalive
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
@@ -57,7 +58,7 @@ class Connection:
                 settings = keepalive if isinstance(keepalive, Keepalive) else Keepalive()
                 transport: httpx.AsyncBaseTransport = AsyncKeepaliveTransport(settings, **transport_kwargs)
             else:
-                transport = httpx.AsyncHTTPTransport(**transport_kwargs)
+                transport = FairAsyncHTTPTransport(**transport_kwargs)
             http_client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, transport=transport)
         self.http = http_client
         parts = urlsplit(base_url)

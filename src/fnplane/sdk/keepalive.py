@@ -39,6 +39,8 @@ import httpcore
 import httpx
 from hyperframe.frame import PingFrame
 
+from fnplane.sdk.h2fair import FairAsyncHTTPTransport
+
 # the HTTP/2 client connection preface (RFC 9113 3.4): a connection that starts with it speaks HTTP/2,
 # whether by ALPN over TLS or by prior knowledge (h2c)
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -362,7 +364,7 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-class AsyncKeepaliveTransport(httpx.AsyncHTTPTransport):
+class AsyncKeepaliveTransport(FairAsyncHTTPTransport):
     """`httpx.AsyncHTTPTransport` (HTTP/2 by default) that PINGs idle connections from an asyncio task
     (started with the first request, in that request's event loop; asyncio only, not trio)."""
 
