@@ -575,7 +575,29 @@ class RequestBus:
             sinfo = await self.js.stream_info(stream)
             return max(0, int(msg.seq or 0) - int(sinfo.state.first_seq or 0) + 1)
         delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
-        return max(0, int(msg.seq or 0) - delivered)
+        seq = int(msg.seq or 0)
+        if seq <= delivered:
+            return 0
+        # the messages between are not all still there: a request purged on its 504 or cancelled
+        # leaves a hole that must not count as one ahead
+        state = await self._stream_state_with_holes(stream)
+        first = max(delivered + 1, int(state.get("first_seq") or 0))
+        holes = sum(1 for d in state.get("deleted") or () if first <= d <= seq)
+        return max(1, seq - first + 1 - holes)
+
+    async def _stream_state_with_holes(self, stream: str) -> dict[str, Any]:
+        """The stream's state with the sequences deleted inside it (nats-py's stream_info omits them)."""
+        assert self.nc is not None
+        reply = await self.nc.request(
+            f"$JS.API.STREAM.INFO.{stream}",
+            json.dumps({"deleted_details": True}).encode(),
+            timeout=self._settings.publish_timeout_s,
+        )
+        doc = json.loads(reply.data)
+        if "error" in doc:
+            raise errors.UnavailableError(f"queue {stream} unreadable: {doc['error']}")
+        state: dict[str, Any] = doc.get("state") or {}
+        return state
 
 
 def _broadcast(

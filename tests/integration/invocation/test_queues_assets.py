@@ -79,6 +79,37 @@ async def test_queue_depth_and_position_under_a_saturated_version(stack):
     assert r.status_code == 404
 
 
+async def test_a_position_does_not_count_a_request_that_left_the_queue_before_it(stack):
+    fn = await stack.deploy(name="q", inference_url="/slow", max_concurrency=1)
+    port = await stack.function_process()
+    await stack.worker(fn, port, max_concurrency=1)
+    url = f"/v2/nvcf/pexec/functions/{fn['id']}"
+    busy = asyncio.create_task(
+        stack.client.post(url, headers={"NVCF-POLL-SECONDS": "20"}, json={"seconds": 4})
+    )
+
+    async def running() -> bool:
+        try:
+            ids = await queued_request_ids(stack, fn["versionId"])
+        except nats.js.errors.BadRequestError:  # nothing queued yet: the stream has no sequence 0
+            return False
+        if len(ids) != 1:
+            return False
+        r = await stack.client.get(f"/v2/nvcf/queues/{ids[0]}/position")
+        return r.status_code == 200 and r.json()["positionInQueue"] == 0
+
+    await wait_for(running, 10)
+    # waits behind the busy one, its window ends first: 504, and its message is purged
+    timed_out = await stack.client.post(url, headers={"NVCF-POLL-SECONDS": "1"}, json={"seconds": 0})
+    assert timed_out.status_code == 504
+    later = await stack.client.post(url, headers={"Prefer": "respond-async"}, json={"seconds": 0})
+    assert later.status_code == 202
+    r = await stack.client.get(f"/v2/nvcf/queues/{later.headers['nvcf-reqid']}/position")
+    assert r.status_code == 200, r.text
+    assert r.json()["positionInQueue"] == 1  # next in line: the purged request is not ahead of it
+    assert (await busy).status_code == 200
+
+
 @pytest.mark.parametrize("gateway_settings", [GatewaySettings(max_queued_requests=1)])
 async def test_a_full_queue_answers_429(stack):
     fn = await stack.deploy()
