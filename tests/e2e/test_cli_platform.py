@@ -462,6 +462,9 @@ def test_deploy_wait_fails_when_the_version_goes_to_error(platform: Platform) ->
     assert "health: L40S LOCAL.GPU.L40S_1x: " in stderr  # why: the deployment's health errors
     assert f"{fid} {vid}: ERROR" in stderr  # the last status the display showed
     assert platform.cli.json("deploy", "status", fid, vid)["deployment"]["functionStatus"] == "ERROR"
+    # top shows it (the API has no queue for a function whose only version is in ERROR: a 404)
+    [row] = [r for r in platform.cli.json("top", "--interval", "0.2")["versions"] if r["versionId"] == vid]
+    assert (row["status"], row["queued"]) == ("ERROR", None)
     # no instance runs, but the failed one's log is kept: `logs` shows it, and how the instance ended
     # (it was "version ... has no instances")
     logs = platform.cli.run("logs", fid, vid)
