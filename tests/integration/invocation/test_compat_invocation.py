@@ -92,6 +92,27 @@ async def test_gateway_errors_on_invocation_routes_carry_nvcf_headers(stack, rea
     assert statuses == [404, 404, 400, 404, 400]
 
 
+@pytest.mark.parametrize(
+    "gateway_settings", [GatewaySettings(auth_cache_ttl_s=60.0, worker_silence_s=5.0, object_ttl_s=2.0)]
+)
+async def test_a_version_is_invoked_as_soon_as_it_is_active(stack):
+    # a client invoking while the version deploys, then again once GET says ACTIVE: neither the
+    # gateway's grant cache nor the control plane's versions cache may still hold DEPLOYING
+    fn = await stack.deploy(name="soon", inference_url="/echo")
+    port = await stack.function_process()
+    await stack.worker(fn, port)
+    async with stack._engine.begin() as conn:
+        await functions_repo.set_status(conn, fn["versionId"], "DEPLOYING", datetime.now(UTC))
+    r = await stack.client.post(f"/v2/nvcf/pexec/functions/{fn['id']}", json={})
+    assert r.status_code == 404
+    r = await stack.client.get(f"/v2/nvcf/queues/functions/{fn['id']}")
+    assert r.json()["queues"][0]["functionStatus"] == "DEPLOYING"
+    async with stack._engine.begin() as conn:
+        await functions_repo.set_status(conn, fn["versionId"], "ACTIVE", datetime.now(UTC))
+    r = await stack.client.post(f"/v2/nvcf/pexec/functions/{fn['id']}", json={"at": "once"})
+    assert r.status_code == 200 and r.json() == {"at": "once"}
+
+
 async def test_unknown_function_404_and_degraded_only_400(stack):
     fn = await stack.deploy(name="deg")
     r = await stack.client.post(f"/v2/nvcf/pexec/functions/{UNKNOWN}", json={})

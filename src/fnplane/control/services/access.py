@@ -4,7 +4,8 @@
 caches the credential's principal), checks the scope and, if a function is named, returns every
 version of it the caller may see (404 / 403 as in `services.visibility`). A function's visible versions
 are cached for `access_versions_cache_ttl_s`, short because their `status` decides where the gateway
-sends a request (a version that just became ACTIVE must be seen soon); bounded.
+sends a request (a version that just became ACTIVE must be seen soon); bounded. A list without an
+invocable version is not cached at all.
 
 `forget(event)` (a revocation the gateway heard of, shared/revocations.py) drops both caches' entries
 the event covers, so that the gateway's re-check that follows sees the database.
@@ -31,6 +32,7 @@ K = TypeVar("K")
 T = TypeVar("T")
 
 MAX_CACHE_ENTRIES = 10_000
+_INVOCABLE = frozenset({"ACTIVE", "DEGRADING"})
 
 
 class _TtlCache(Generic[K, T]):
@@ -112,7 +114,9 @@ class ControlAccessAuthority:
             else:
                 seen = [await visible_version(conn, principal, function_id, version_id)]
             targets = [await _target(conn, s) for s in seen]
-        if generation == self._generation:
+        # a list with nothing to invoke is not kept: the gateway asks again before it refuses a call
+        # with it, and the version may just have become ACTIVE
+        if generation == self._generation and any(t.status in _INVOCABLE for t in targets):
             self._versions.put(key, (principal, targets))
         return targets
 
