@@ -201,7 +201,13 @@ class Invocation:
         else:
             cl = self.request.headers.get("content-length")
             length = int(cl) if cl and cl.isdigit() else None
-            body_reader = BodyReader(self.request.receive, s.max_request_body_bytes, length)
+            h2 = str(self.request.scope.get("http_version", "1.1")).startswith("2")
+            body_reader = BodyReader(
+                self.request.receive,
+                s.max_request_body_bytes,
+                length,
+                spool_memory_bytes=s.body_spool_memory_bytes if h2 else -1,
+            )
             inline, eof = await body_reader.read(s.inline_body_bytes)
             more = not eof
             if not more:
@@ -349,6 +355,8 @@ class Invocation:
             return
         self._finished = True
         self._bus.close(self.request_id)
+        if self._exchange is not None and self._exchange.body is not None:
+            self._exchange.body.close()
         self._open.discard(self)
         if self._watcher is not None and self._watcher is not asyncio.current_task():
             self._watcher.cancel()

@@ -34,6 +34,10 @@ class GatewaySettings(BaseSettings):
     inline_body_bytes: int = 32 * 1024
     # the rest is pulled by the worker in chunks of at most this size
     body_chunk_bytes: int = 256 * 1024
+    # an HTTP/2 request body is read as it arrives (a stream left unread would hold the connection's
+    # shared flow-control window): up to this many unread bytes per request stay in memory, the rest
+    # go to a temporary file (HTTP/1.1 bodies wait in the client's connection instead)
+    body_spool_memory_bytes: int = Field(default=1024 * 1024, ge=0)
     # request bodies over this are refused with 413
     max_request_body_bytes: int = 512 * 1024 * 1024
     # the legacy /exec JSON envelope (NVCF: axum's 2 MB default)

@@ -3,6 +3,8 @@ and the gateway on the one HTTP port serves direct, pexec, 202/status, SSE and h
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import secrets
 from pathlib import Path
 
@@ -58,4 +60,35 @@ def test_invocation_through_fnplane_up(tmp_path: Path, start_up: type[UpProcess]
     with httpx.Client(base_url=up.url, headers=auth, http1=False, http2=True, timeout=30) as h2:
         r = h2.get("/q?a=1", headers=host)
         assert r.http_version == "HTTP/2" and r.status_code == 200 and r.json()["rawPath"] == "/q?a=1"
+    assert up.stop() == 0
+
+
+def test_concurrent_http2_uploads_to_a_busy_version_all_arrive(
+    tmp_path: Path, start_up: type[UpProcess]
+) -> None:
+    # one HTTP/2 connection, three 3 MiB bodies, a version that runs one request at a time: the bodies
+    # of the queued streams must not hold the connection's flow-control window, else the stream being
+    # served got no more data and failed 500 "request body unavailable" after the worker's pull timeout
+    key = "nvapi-" + secrets.token_urlsafe(32)
+    up = start_up(tmp_path / "home", env={"FNPLANE_ADMIN_KEY": key})
+    up.wait_healthy()
+    auth = {"Authorization": f"Bearer {key}"}
+    fn = deploy_inv_function(up, auth, name="inv-h2-upload", inference_url="/inspect", max_concurrency=1)
+    host = {"Host": f"{fn['id']}.invocation.{up.url.split('://', 1)[1]}", "NVCF-POLL-SECONDS": "30"}
+    bodies = [secrets.token_bytes(3 * 1024 * 1024) for _ in range(3)]
+
+    async def upload_all() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=1)
+        async with httpx.AsyncClient(
+            base_url=up.url, headers=auth, http1=False, http2=True, timeout=60, limits=limits
+        ) as h2:
+            return await asyncio.gather(
+                *(h2.post(f"/up?n={i}", headers=host, content=b) for i, b in enumerate(bodies))
+            )
+
+    for i, r in enumerate(asyncio.run(upload_all())):
+        assert r.http_version == "HTTP/2" and r.status_code == 200, r.text
+        seen = r.json()
+        assert seen["rawPath"] == f"/up?n={i}"
+        assert seen["bodySha256"] == hashlib.sha256(bodies[i]).hexdigest()
     assert up.stop() == 0

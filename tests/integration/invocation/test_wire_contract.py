@@ -167,11 +167,16 @@ async def _send_all(channel, chunks: list[bytes]) -> None:
     await channel.end(error="stopped\nhere")
 
 
-async def test_the_worker_pulls_a_large_body_chunk_by_chunk(pair: Pair):
+# on demand (HTTP/1.1), and read ahead (HTTP/2) into memory, a file, or memory then a file
+@pytest.mark.parametrize("spool_memory_bytes", [-1, 0, 1000, 1 << 20])
+async def test_the_worker_pulls_a_large_body_chunk_by_chunk(pair: Pair, spool_memory_bytes: int):
     gateway, worker = pair.gateway, pair.worker
     rid = "6b2d8e4f-1a7c-4d3b-8e9f-2c3d4e5f6a71"
     body = BodyReader(
-        chunked_receive([b"a" * 700, b"b" * 700, b"c" * 700]), limit=10_000, content_length=None
+        chunked_receive([b"a" * 700, b"b" * 700, b"c" * 700]),
+        limit=10_000,
+        content_length=None,
+        spool_memory_bytes=spool_memory_bytes,
     )
     inline, eof = await body.read(500)
     assert not eof
