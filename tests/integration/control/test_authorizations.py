@@ -187,6 +187,12 @@ async def test_sharing_needs_scope_and_ownership(admin_client: httpx.AsyncClient
     other = await make_client(nca_id="acme")
     assert (await other.post(f"{BASE}/{fn['id']}", json=parties("globex"))).status_code == 404
     assert (await other.get(f"{BASE}/{fn['id']}")).status_code == 404
+    # naming its own account: still 404, not 400 "the owning account cannot be an authorized party"
+    assert (await other.post(f"{BASE}/{fn['id']}", json=parties("acme"))).status_code == 404
+    add_self = {"authorizedParty": {"ncaId": "acme"}}
+    assert (await other.patch(f"{BASE}/{fn['id']}/add", json=add_self)).status_code == 404
+    unknown = f"{BASE}/00000000-0000-4000-8000-000000000000"
+    assert (await other.post(unknown, json=parties("acme"))).status_code == 404
     assert (await admin_client.post(f"{BASE}/{fn['id']}", json=parties("nvcf-default"))).status_code == 400
 
 

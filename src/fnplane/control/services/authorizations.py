@@ -118,9 +118,10 @@ class AuthorizationService:
         parties: list[AuthorizedPartyDto],
     ) -> AuthorizedPartiesDto:
         """Replace one level's list (POST)."""
-        _check_parties(principal, parties)
         async with self._database.transaction() as conn:
+            # whose function it is first: another account's (or no) function is 404 whatever the list
             await _manageable(conn, principal, function_id, version_id, field="authorizedParties")
+            _check_parties(principal, parties)
             before = await parties_repo.parties(conn, function_id, version_id)
             await parties_repo.replace(
                 conn, function_id, version_id, [(p.nca_id, p.client_id) for p in parties]
@@ -132,9 +133,9 @@ class AuthorizationService:
     async def add_party(
         self, principal: Principal, function_id: str, version_id: str | None, party: AuthorizedPartyDto
     ) -> AuthorizedPartiesDto:
-        _check_parties(principal, [party])
         async with self._database.transaction() as conn:
             await _manageable(conn, principal, function_id, version_id, field="authorizedParty")
+            _check_parties(principal, [party])
             current = await parties_repo.parties(conn, function_id, version_id)
             if not current:
                 raise NotFoundError(
