@@ -386,6 +386,17 @@ async def test_versions_list_ids_get_and_delete(admin_client: httpx.AsyncClient)
     assert (await admin_client.get(f"/v2/nvcf/functions/{first['id']}/versions")).status_code == 404
 
 
+async def test_a_trailing_slash_is_the_same_path_not_a_redirect(admin_client: httpx.AsyncClient) -> None:
+    created = await admin_client.post("/v2/nvcf/functions/", json=function_body("slash"))
+    assert created.status_code == 200, (created.status_code, created.headers)
+    fn = created.json()["function"]
+    got = await admin_client.get(f"/v2/nvcf/functions/{fn['id']}/versions/{fn['versionId']}/")
+    assert got.status_code == 200 and got.json()["function"]["name"] == "slash"
+    missing = await admin_client.get(f"/v2/nvcf/deployments/functions/{fn['id']}/versions/{fn['versionId']}/")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
 async def test_unknown_ids_are_404(admin_client: httpx.AsyncClient) -> None:
     fn = await create_function(admin_client, name="known")
     unknown = "00000000-0000-0000-0000-000000000000"
