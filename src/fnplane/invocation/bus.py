@@ -261,7 +261,7 @@ class RequestBus:
         body = exchange.body
         assert body is not None
         try:
-            offset = wire.decode_body_pull(msg.headers)
+            offset, wait_s = wire.decode_body_pull(msg.headers)
         except wire.WireError as exc:
             await self._reply(msg, *wire.encode_body_refusal(exc.detail))
             return
@@ -271,7 +271,7 @@ class RequestBus:
             await self._reply(msg, *refusal)
             return
         try:
-            chunk, eof = await body.read(self._settings.body_chunk_bytes)
+            chunk, eof = await body.read(self._settings.body_chunk_bytes, wait_s)
         except errors.FnplaneError as exc:
             exchange.queue.put_nowait(exc if body.too_large else DISCONNECTED)
             await self._reply(msg, *wire.encode_body_refusal(exc.detail))

@@ -51,6 +51,7 @@ class BodyReader:
         self._spool: _Spool | None = None
         self._pump: asyncio.Task[None] | None = None
         self._error: errors.FnplaneError | None = None
+        self._receiving: asyncio.Future[Any] | None = None
         if spool_memory_bytes >= 0:
             self._spool = _Spool(spool_memory_bytes)
             self._arrived = asyncio.Event()
@@ -72,9 +73,22 @@ class BodyReader:
             self.finished.set()
             self._arrived.set()
 
-    async def _fill(self, want: int) -> None:
+    async def _fill(self, want: int, wait_s: float | None) -> None:
+        deadline = None if wait_s is None else asyncio.get_running_loop().time() + wait_s
         while not self.done and len(self._buffer) < want:
-            self._buffer += self._take(await self._receive())
+            # the receive is its own task: one that outlasts `wait_s` is not cancelled (that could
+            # drop a message) but waited on by the next read
+            if self._receiving is None:
+                self._receiving = asyncio.ensure_future(self._receive())
+            left = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if left is not None and left <= 0:
+                break
+            done, _ = await asyncio.wait((self._receiving,), timeout=left)
+            if not done:
+                break
+            message = self._receiving.result()
+            self._receiving = None
+            self._buffer += self._take(message)
         if self.done:
             self.finished.set()
 
@@ -96,12 +110,13 @@ class BodyReader:
             self.done = True
         return chunk
 
-    async def read(self, size: int) -> tuple[bytes, bool]:
-        """Up to `size` bytes and whether the body ends with them."""
+    async def read(self, size: int, wait_s: float | None = None) -> tuple[bytes, bool]:
+        """Up to `size` bytes and whether the body ends with them; with `wait_s`, what arrived within
+        that long (maybe nothing) rather than waiting for a client that sends slowly."""
         async with self._lock:
             if self._spool is not None:
-                return await self._read_spooled(size)
-            await self._fill(size)
+                return await self._read_spooled(size, wait_s)
+            await self._fill(size, wait_s)
             if self.disconnected:
                 raise errors.BadRequestError("client disconnected while sending the body")
             chunk = bytes(self._buffer[:size])
@@ -109,12 +124,14 @@ class BodyReader:
             self.consumed += len(chunk)
             return chunk, self.done and not self._buffer
 
-    async def _read_spooled(self, size: int) -> tuple[bytes, bool]:
+    async def _read_spooled(self, size: int, wait_s: float | None) -> tuple[bytes, bool]:
         spool = self._spool
         assert spool is not None
-        while not self.done and spool.size < size:
-            self._arrived.clear()
-            await self._arrived.wait()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                while not self.done and spool.size < size:
+                    self._arrived.clear()
+                    await self._arrived.wait()
         if spool.closed:
             raise errors.BadRequestError("the request was answered before its body was read")
         if self._error is not None:
@@ -135,6 +152,8 @@ class BodyReader:
         """The request is answered: stop reading its body and drop what is spooled."""
         if self._pump is not None:
             self._pump.cancel()
+        if self._receiving is not None:
+            self._receiving.cancel()
         if self._spool is not None:
             self._spool.close()
 

@@ -62,6 +62,7 @@ HDR_HEAD = "Fnplane-Head"  # Head JSON on a head message
 HDR_ERROR = "Fnplane-Error"  # an end that broke off, or a refused body pull
 HDR_OFFSET = "Fnplane-Offset"  # body pull: bytes the worker already holds
 HDR_EOF = "Fnplane-Eof"  # body pull reply: "1" when this chunk is the last
+HDR_WAIT = "Fnplane-Wait"  # body pull: seconds the gateway may hold it before answering what it has
 HDR_STATUS = "Status"  # JetStream's status code on pull responses (100, 404, 408, 409)
 HDR_CANCEL = "Fnplane-Cancel"  # "explicit" on a cancel a client asked for (DELETE), not a disconnect
 HDR_SESSION = "Fnplane-Session"  # SessionAccept JSON on a worker's answer to a gRPC session request
@@ -209,15 +210,27 @@ def decode_request(headers: dict[str, str] | None) -> Envelope:
 # --- request body pulls --------------------------------------------------------------------------
 
 
-def encode_body_pull(offset: int) -> dict[str, str]:
-    return {HDR_OFFSET: str(offset)}
+def encode_body_pull(offset: int, wait_s: float | None = None) -> dict[str, str]:
+    headers = {HDR_OFFSET: str(offset)}
+    if wait_s is not None:
+        headers[HDR_WAIT] = f"{wait_s:g}"
+    return headers
 
 
-def decode_body_pull(headers: dict[str, str] | None) -> int:
+def decode_body_pull(headers: dict[str, str] | None) -> tuple[int, float | None]:
+    """The offset, and how long the gateway may wait for more body before it answers (None: until
+    there is some; a client slower than the worker's pull timeout then failed the request 500)."""
     raw = (headers or {}).get(HDR_OFFSET, "0")
     if not raw.isdigit():
         raise WireError(f"body pull with a bad offset {raw!r}")
-    return int(raw)
+    wait = (headers or {}).get(HDR_WAIT)
+    try:
+        wait_s = float(wait) if wait is not None else None
+    except ValueError:
+        raise WireError(f"body pull with a bad wait {wait!r}") from None
+    if wait_s is not None and not 0 < wait_s < float("inf"):
+        raise WireError(f"body pull with a bad wait {wait!r}")
+    return int(raw), wait_s
 
 
 def encode_body_chunk(data: bytes, eof: bool) -> tuple[dict[str, str] | None, bytes]:

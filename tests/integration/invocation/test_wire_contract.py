@@ -58,6 +58,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
             response_window_chunks=WINDOW,
             credit_timeout_s=5.0,
             pull_expires_s=2.0,
+            body_pull_timeout_s=1.0,
             nats_creds=str(server.worker_creds(VERSION, "worker-1")),
         )
         worker = await WorkerBus.connect(url, VERSION, "worker-1.a", settings)
@@ -195,6 +196,39 @@ async def test_the_worker_pulls_a_large_body_chunk_by_chunk(pair: Pair, spool_me
     # a second delivery after a worker died cannot read the body again from the start
     with pytest.raises(BodyError, match="already consumed"):
         await worker.pull_body(sent, 0)
+
+
+@pytest.mark.parametrize("spool_memory_bytes", [-1, 0])
+async def test_a_client_slower_than_the_pull_timeout_still_delivers_its_body(
+    pair: Pair, spool_memory_bytes: int
+):
+    # the gateway answers a pull within half the worker's timeout (1 s here) with what it has, maybe
+    # nothing, and the worker pulls again: a client pausing 2.5 s mid-body was a 500 "did not answer"
+    messages = [{"type": "http.request", "body": b"a" * 700, "more_body": True}]
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(2.5)
+        return {"type": "http.request", "body": b"b" * 700, "more_body": False}
+
+    gateway, worker = pair.gateway, pair.worker
+    rid = "9d4f0a6b-3c9e-4f5d-a0b1-4e5f6a7b8c93"
+    body = BodyReader(receive, limit=10_000, content_length=None, spool_memory_bytes=spool_memory_bytes)
+    inline, eof = await body.read(500)
+    assert not eof
+    gateway.open(Exchange(rid, FUNCTION, VERSION, body))
+    sent = envelope(gateway, rid, body_more=True)
+    pulled, empty = bytearray(inline), 0
+    while True:
+        chunk = await worker.pull_body(sent, len(pulled))
+        pulled += chunk.data
+        empty += not chunk.data
+        if chunk.eof:
+            break
+    assert bytes(pulled) == b"a" * 700 + b"b" * 700
+    assert empty >= 2  # answered while the client was silent
+    body.close()
 
 
 async def test_cancel_reaches_the_worker_and_the_status_record_is_shared(pair: Pair):

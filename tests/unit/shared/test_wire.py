@@ -93,7 +93,11 @@ def test_credits_batch_a_quarter_of_the_window():
 
 
 def test_body_pulls_and_refusals():
-    assert wire.decode_body_pull(wire.encode_body_pull(32768)) == 32768
+    assert wire.decode_body_pull(wire.encode_body_pull(32768)) == (32768, None)
+    assert wire.decode_body_pull(wire.encode_body_pull(32768, 5.0)) == (32768, 5.0)
+    for bad in ("0", "-1", "nan", "inf", "soon"):
+        with pytest.raises(wire.WireError, match="bad wait"):
+            wire.decode_body_pull({wire.HDR_OFFSET: "1", wire.HDR_WAIT: bad})
     with pytest.raises(wire.WireError):
         wire.decode_body_pull({wire.HDR_OFFSET: "-1"})
     assert wire.decode_body_reply(*wire.encode_body_chunk(b"abc", eof=True)) == wire.BodyChunk(b"abc", True)

@@ -399,7 +399,9 @@ class WorkerBus:
                 envelope.body_from,
                 b"",
                 timeout=self._settings.body_pull_timeout_s,
-                headers=wire.encode_body_pull(offset),
+                # the gateway answers within half the timeout even when its client sent nothing
+                # new (an empty chunk: pull again), so a slow client is not a 500 "did not answer"
+                headers=wire.encode_body_pull(offset, self._settings.body_pull_timeout_s / 2),
             )
             return wire.decode_body_reply(reply.headers, reply.data)
         except TimeoutError:

@@ -53,7 +53,9 @@ class WorkerSettings(BaseSettings):
     unreachable_attempts: int = Field(default=5, ge=1)
     # no credit from the gateway for this long: the client is gone, stop
     credit_timeout_s: float = 60.0
-    # one chunk of a large request body from the gateway
+    # one chunk of a large request body from the gateway; it answers within half of this, with nothing
+    # yet if its client is slow (the worker pulls again), so this bounds the gateway's silence, not the
+    # client's pace (that is FNPLANE_UP_BODY_IDLE_TIMEOUT_S)
     body_pull_timeout_s: float = 10.0
     # the instance's request directory: each request gets `<root>/<requestId>/` (0700) holding its
     # NVCF-ASSET-DIR (`assets`) and NVCF-LARGE-OUTPUT-DIR (`output`); the agent sets it to
