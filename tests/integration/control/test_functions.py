@@ -213,6 +213,9 @@ INVALID_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("telemetries empty", {"telemetries": {}}, "telemetries"),
     ("inferencePort zero", {"inferencePort": 0}, "inferencePort"),
+    # the agent splits containerArgs like a shell: these would only fail every instance at its start
+    ("containerArgs unclosed quote", {"containerArgs": "python3 -c 'print(1)"}, "containerArgs"),
+    ("containerArgs trailing backslash", {"containerArgs": "python3 x.py \\"}, "containerArgs"),
     ("inferencePort a boolean", {"inferencePort": True}, "inferencePort"),
     *(
         (f"{field} {value!r}", override, field)

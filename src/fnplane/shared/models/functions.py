@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import uuid
 from enum import StrEnum
 from typing import Annotated, Any
@@ -390,6 +391,18 @@ class CreateFunctionRequest(ApiModel):
         reason = image_reference_error(value)
         if reason is not None:
             raise invalid(f"{REFERENCE_RULE}: {reason}")
+        return value
+
+    @field_validator("container_args")
+    @classmethod
+    def _command_line(cls, value: str | None) -> str | None:
+        """Words as the agent splits them (shlex, as NVCA does): an unclosed quote or a trailing
+        backslash would only fail every instance at its start (create-container-error)."""
+        if value is not None:
+            try:
+                shlex.split(value)
+            except ValueError as error:
+                raise invalid(f"must split into words like a shell command line: {error}") from None
         return value
 
     _secrets = field_validator("secrets")(_unique_secret_names)
