@@ -304,7 +304,9 @@ class InstanceSupervisor:
         await self._stop_processes()
         self.cause = cause
         tail = stderr_tail[-self.settings.error_log_bytes :]
-        self.error_log = f"{sentence}\n{tail}" if tail else sentence
+        # a start that failed before any output has only the backend's own line there: the sentence
+        repeated = tail.strip() == sentence.strip()
+        self.error_log = f"{sentence}\n{tail}" if tail and not repeated else sentence
         await self._report(InstanceState.FAILED)
 
     # ---- the worker beside the instance -------------------------------------------------------------

@@ -168,6 +168,7 @@ async def test_missing_program_fails_at_once(settings: AgentSettings) -> None:
     failed = await reports.until(InstanceState.FAILED, timeout_s=5)
     assert failed.cause == "create-container-error"
     assert failed.error_log is not None and "definitely-not-a-program" in failed.error_log
+    assert failed.error_log.count("definitely-not-a-program") == 1  # said once, not again as stderr
     await supervisor.stop()
 
 
