@@ -32,6 +32,19 @@ async def test_the_health_check_calls_the_instance_whatever_the_uri(uri: str) ->
     assert method == b"GET" and version == b"HTTP/1.1" and target.startswith(b"/")
 
 
+async def test_a_health_check_nothing_answers_says_so_in_a_sentence() -> None:
+    async with RawServer(answering(OK)) as server:
+        port = server.port  # free once the server is gone: nothing listens there
+    health = HealthCheck(protocol="HTTP", uri="/", port=port, timeoutSeconds=5, expectedStatusCode=200)
+    check = HttpHealthCheck("127.0.0.1", port, health)
+    try:
+        result = await asyncio.wait_for(check(), 10)
+    finally:
+        await check.aclose()
+    assert not result.ok
+    assert result.detail == f"GET http://127.0.0.1:{port}/: connection refused: nothing listens on the port"
+
+
 @pytest.mark.parametrize("path", HOSTILE)
 def test_request_targets_are_origin_form(path: str) -> None:
     target = request_target(path)

@@ -52,10 +52,19 @@ class HttpHealthCheck:
                 status = response.status
                 await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
-            return HealthResult(False, False, f"GET {self.url}: {type(error).__name__}: {error}".strip(": "))
+            return HealthResult(False, False, f"GET {self.url}: {self._failure(error)}")
         if status == self.expected:
             return HealthResult(True, False, f"GET {self.url}: {status}")
         return HealthResult(False, status == 404, f"GET {self.url}: {status}, expected {self.expected}")
+
+    def _failure(self, error: BaseException) -> str:
+        """What a user fixes, in healthInfo: not aiohttp's repr of the exception."""
+        cause = error.os_error if isinstance(error, aiohttp.ClientConnectorError) else error
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused: nothing listens on the port"
+        if isinstance(error, TimeoutError):
+            return f"no answer within {self.timeout_s:g}s (health.timeout)"
+        return f"{type(error).__name__}: {error}".strip(": ")
 
     async def aclose(self) -> None:
         if self._session is not None:
