@@ -115,7 +115,9 @@ async def read_exec(service: InvocationService, request: Request) -> tuple[float
         raise errors.BadRequestError(
             "the exec body must be {requestHeader?, requestBody}", field="requestBody", rule="required"
         )
-    header = document.get("requestHeader") or {}
+    # only null means absent: [] or "" is a wrong type, not an empty header
+    header = document.get("requestHeader")
+    header = {} if header is None else header
     if not isinstance(header, dict):
         raise errors.BadRequestError("requestHeader must be an object", field="requestHeader", rule="object")
     poll_raw = header.get("pollDurationSeconds")
@@ -131,7 +133,8 @@ async def read_exec(service: InvocationService, request: Request) -> tuple[float
         field = "requestHeader.pollDurationSeconds"
         detail = str(error).replace("NVCF-POLL-SECONDS", field)
         raise errors.BadRequestError(detail, field=field, rule=error.rule) from None
-    refs = header.get("inputAssetReferences") or []
+    refs = header.get("inputAssetReferences")
+    refs = [] if refs is None else refs
     if not isinstance(refs, list):
         raise errors.BadRequestError(
             "inputAssetReferences must be a list",

@@ -235,6 +235,23 @@ async def test_exec_envelope_wraps_the_result(stack):
     assert bad.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [
+        ([], "requestHeader"),
+        ("", "requestHeader"),
+        ({"inputAssetReferences": ""}, "requestHeader.inputAssetReferences"),
+        ({"inputAssetReferences": {}}, "requestHeader.inputAssetReferences"),
+    ],
+)
+async def test_an_exec_header_of_the_wrong_type_is_400_even_when_empty(stack, header, field):
+    fn = await deployed(stack, "/slow")
+    body = {"requestHeader": header, "requestBody": {"seconds": 0}}
+    r = await stack.client.post(f"/v2/nvcf/exec/functions/{fn['id']}", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == field
+
+
 async def test_exec_status_after_202(stack):
     fn = await deployed(stack, "/slow")
     r = await stack.client.post(
