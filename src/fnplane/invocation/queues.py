@@ -27,6 +27,12 @@ class QueueEndpoints:
 
     async def depth(self, request: Request, function_id: str, version_id: str | None = None) -> None:
         def queued(grant: AccessGrant) -> list[VersionTarget]:
+            if grant.public:  # as NVCF's QueueController
+                raise errors.BadRequestError(
+                    f"Function '{function_id}' is public: its queues are not shown",
+                    field="functionId",
+                    rule="not a public function",
+                )
             versions = [v for v in grant.versions if version_id is None or v.version_id == version_id]
             versions = [v for v in versions if v.status in QUEUE_VISIBLE]
             if not versions:

@@ -123,6 +123,29 @@ async def test_a_full_queue_answers_429(stack):
     assert (await first).status_code == 504
 
 
+async def test_the_queue_of_a_public_function_is_400(stack):
+    fn = await stack.deploy(name="pub")
+    r = await stack.control.post(
+        f"/v2/nvcf/authorizations/functions/{fn['id']}", json={"authorizedParties": [{"ncaId": "*"}]}
+    )
+    assert r.status_code == 200, r.text
+    for path in (
+        f"/v2/nvcf/queues/functions/{fn['id']}",
+        f"/v2/nvcf/queues/functions/{fn['id']}/versions/{fn['versionId']}",
+    ):
+        r = await stack.client.get(path)
+        assert r.status_code == 400, r.text
+        assert r.json()["field"] == "functionId"
+    # private again: its queue shows (once the caches hear of the change)
+    await stack.control.delete(f"/v2/nvcf/authorizations/functions/{fn['id']}")
+
+    async def shown() -> bool:
+        r = await stack.client.get(f"/v2/nvcf/queues/functions/{fn['id']}")
+        return r.status_code == 200
+
+    await wait_for(shown, 5)
+
+
 async def test_queue_of_an_undeployed_function_is_404(stack):
     r = await stack.client.get("/v2/nvcf/queues/functions/00000000-0000-4000-8000-000000000000")
     assert r.status_code == 404

@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 
 from fnplane.control.auth.authenticator import Authenticator
 from fnplane.control.auth.principal import Principal
+from fnplane.control.db.repositories import authorizations as parties_repo
 from fnplane.control.db.repositories import deployments as deployments_repo
 from fnplane.control.db.repositories.transactions import Connection, Database
 from fnplane.control.services.visibility import SeenVersion, visible_version, visible_versions
@@ -67,10 +68,10 @@ class ControlAccessAuthority:
     def __init__(self, database: Database, authenticator: Authenticator, *, versions_ttl_s: float) -> None:
         self._database = database
         self._authenticator = authenticator
-        # (bearer, function, version) -> (the principal it was for, its visible versions)
-        self._versions: _TtlCache[tuple[str, str, str | None], tuple[Principal, list[VersionTarget]]] = (
-            _TtlCache(versions_ttl_s)
-        )
+        # (bearer, function, version) -> (the principal it was for, its visible versions, public)
+        self._versions: _TtlCache[
+            tuple[str, str, str | None], tuple[Principal, list[VersionTarget], bool]
+        ] = _TtlCache(versions_ttl_s)
         # bumped by every forget(): versions looked up before one are not cached
         self._generation = 0
 
@@ -81,8 +82,9 @@ class ControlAccessAuthority:
         if not principal.has_any_scope(scope):
             raise ForbiddenError(f"the credential lacks the required scope: {scope}")
         versions: list[VersionTarget] = []
+        public = False
         if function_id is not None:
-            versions = await self._visible(principal, bearer, function_id, version_id)
+            versions, public = await self._visible(principal, bearer, function_id, version_id)
         return AccessGrant(
             ncaId=principal.nca_id,
             subject=principal.subject,
@@ -92,6 +94,7 @@ class ControlAccessAuthority:
             validUntil=principal.valid_until,
             functionId=function_id,
             versions=versions,
+            public=public,
         )
 
     def forget(self, event: CredentialsRevoked) -> None:
@@ -102,11 +105,11 @@ class ControlAccessAuthority:
 
     async def _visible(
         self, principal: Principal, bearer: str, function_id: str, version_id: str | None
-    ) -> list[VersionTarget]:
+    ) -> tuple[list[VersionTarget], bool]:
         key = (bearer, function_id, version_id)
         cached = self._versions.get(key)
         if cached is not None:
-            return cached[1]
+            return cached[1], cached[2]
         generation = self._generation
         async with self._database.reading() as conn:
             if version_id is None:
@@ -114,11 +117,12 @@ class ControlAccessAuthority:
             else:
                 seen = [await visible_version(conn, principal, function_id, version_id)]
             targets = [await _target(conn, s) for s in seen]
+            public = await parties_repo.is_public(conn, function_id)
         # a list with nothing to invoke is not kept: the gateway asks again before it refuses a call
         # with it, and the version may just have become ACTIVE
         if generation == self._generation and any(t.status in _INVOCABLE for t in targets):
-            self._versions.put(key, (principal, targets))
-        return targets
+            self._versions.put(key, (principal, targets, public))
+        return targets, public
 
 
 async def _target(conn: Connection, seen: SeenVersion) -> VersionTarget:

@@ -57,6 +57,8 @@ class AccessGrant(WireModel):
     valid_until: float | None = Field(None, alias="validUntil")
     function_id: str | None = Field(None, alias="functionId")
     versions: list[VersionTarget] = Field(default_factory=list)
+    # the named function is public (authorized party '*'): NVCF shows no queue of one (400)
+    public: bool = False
 
     def held(self, function_id: str | None) -> Held:
         """The grant's credential (on that function), as a revocation matches it."""
