@@ -263,13 +263,15 @@ def top(
         def queued(listed: list[dict[str, Any]]) -> dict[VersionKey, int] | None:
             if metrics_url is not None:
                 return None  # the scrape has the queue depth
-            from fnplane.sdk import NotFoundError
+            from fnplane.sdk import BadRequestError, NotFoundError
 
             depths: dict[VersionKey, int] = {}
             for fid in sorted({str(v["id"]) for v in listed if v.get("status") in DEPLOYED}):
                 try:
                     queues = session.client.queue(fid).get("queues") or []
                 except NotFoundError:  # no queue: its only deployed version is in ERROR (or just went)
+                    continue
+                except BadRequestError:  # a public function: NVCF shows no queue of one
                     continue
                 for queue in queues:
                     depths[(fid, str(queue.get("functionVersionId")))] = int(queue.get("queueDepth") or 0)
