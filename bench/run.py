@@ -53,6 +53,7 @@ KEPT_SECTIONS = (
     "Stop 20: the gateway's grant cache and its own ack inbox, same-run A/Bs of the HTTP path",
     "Stop 21: the request path after the black-box fixes, same-run A/B",
     "Stop 22: the request path after the probe fixes, same-run A/B",
+    "Stop 23: the request path after the undeploy, body-spool and body-wait changes, same-run A/B",
 )
 
 
