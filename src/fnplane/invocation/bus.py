@@ -61,6 +61,9 @@ T = TypeVar("T")
 # how often waiting requests are looked at for a lost answer, and how long a head may trail the ack
 LOST_ANSWER_SWEEP_S = 1.0
 LOST_ANSWER_GRACE_S = 0.5
+# a queue position lists the holes of the version's stream only up to this many (about 8 bytes each in
+# the server's answer, which must fit one message)
+MAX_HOLES_LISTED = 50_000
 
 # JetStream error codes (nats-server errors.json)
 ERR_MAX_MESSAGES = 10077  # maximum messages exceeded
@@ -580,8 +583,16 @@ class RequestBus:
             return 0
         # the messages between are not all still there: a request purged on its 504 or cancelled
         # leaves a hole that must not count as one ahead
+        sinfo = await self.js.stream_info(stream)
+        first = max(delivered + 1, int(sinfo.state.first_seq or 0))
+        deleted = int(sinfo.state.num_deleted or 0)
+        if not deleted:
+            return max(1, seq - first + 1)
+        if deleted > MAX_HOLES_LISTED:
+            # a request held for long below many acked ones: listing every hole would outgrow a
+            # message; the sequence gap is an upper bound
+            return max(1, seq - first + 1)
         state = await self._stream_state_with_holes(stream)
-        first = max(delivered + 1, int(state.get("first_seq") or 0))
         holes = sum(1 for d in state.get("deleted") or () if first <= d <= seq)
         return max(1, seq - first + 1 - holes)
 
