@@ -85,6 +85,8 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("unknown backend", {"backend": "aws"}, "backend"),
     ("backend and clusters", {"backend": "local", "clusters": ["local"]}, "clusters"),
     ("unknown cluster", {"clusters": ["elsewhere"]}, "clusters"),
+    # with min 0 too: nothing places the spec then, and every call would wait out its window
+    ("unknown region", {"regions": ["mars"], "minInstances": 0}, "regions"),
     ("min above max", {"minInstances": 3, "maxInstances": 2}, "minInstances"),
     ("negative min", {"minInstances": -1}, "minInstances"),
     ("max zero", {"minInstances": 0, "maxInstances": 0}, "maxInstances"),

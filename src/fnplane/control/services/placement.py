@@ -74,6 +74,19 @@ def resolve(clusters: list[ClusterRow], spec: GpuSpecificationRequest, *, at: st
                 field=f"{at}.clusters",
                 rule="must name registered clusters",
             )
+    if spec.regions:
+        # checked here, not only by the placement of minInstances: a spec of min 0 no cluster can ever
+        # take would be ACTIVE, and every call to it would wait out its window for an instance
+        wanted = {region.lower() for region in spec.regions}
+        candidates = [c for c in candidates if c.region.lower() in wanted]
+        if not candidates:
+            known = ", ".join(sorted({c.region for c in clusters}))
+            raise BadRequestError(
+                f"Validation failed: field '{at}.regions': no registered cluster is in region(s) "
+                f"{', '.join(spec.regions)} (known: {known})",
+                field=f"{at}.regions",
+                rule="must name regions of registered clusters",
+            )
     with_gpu = [(c, pool) for c in candidates for pool in _pools(c, spec.gpu)]
     if not with_gpu:
         raise BadRequestError(
