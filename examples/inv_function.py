@@ -131,7 +131,9 @@ async def sse(request: web.Request) -> web.StreamResponse:
     q = await params(request)
     events = int(q.get("events", "5"))
     interval = float(q.get("interval", "0.1"))
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    # `type`: another content type, as a function that mislabels its events would send
+    content_type = q.get("type", "text/event-stream")
+    resp = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
     await resp.prepare(request)
     for i in range(events):
         if i:

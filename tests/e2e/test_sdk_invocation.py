@@ -23,6 +23,7 @@ from fnplane.sdk import (
     Client,
     GatewayTimeoutError,
     GoneError,
+    NotAnEventStreamError,
     NotFoundError,
     UnavailableError,
 )
@@ -150,6 +151,18 @@ def test_blocking_stream_of_a_direct_path(platform: Platform) -> None:  # noqa: 
     with Client(platform.up.url, platform.key) as client:
         events = list(client.stream(fid, path="/sse?events=3&interval=0.1", method="GET"))
     assert [e.json()["n"] for e in events] == [0, 1, 2]  # type: ignore[index]
+
+
+def test_a_stream_answered_without_events_raises_with_the_answer(platform: Platform) -> None:  # noqa: F811
+    fid = platform.function("/slow")["id"]
+    with Client(platform.up.url, platform.key) as client:
+        with pytest.raises(NotAnEventStreamError) as answered:
+            list(client.stream(fid, {"hello": 1}, path="/echo"))
+        assert answered.value.status == 200 and answered.value.request_id
+        assert b"hello" in answered.value.content
+        # events sent with another content type still count
+        events = list(client.stream(fid, path="/sse?events=2&interval=0&type=text/plain", method="GET"))
+    assert [e.json()["n"] for e in events] == [0, 1]  # type: ignore[index]
 
 
 async def test_submit_status_cancel_and_result(platform: Platform) -> None:  # noqa: F811

@@ -5,6 +5,7 @@ platform's problem+json answers through its one table (`fnplane.shared.problems.
      ├── BadRequestError ...       .status (int), .title, .detail, .problem (the problem+json dict),
      ├── ... (the shared tree)     .request_id (NVCF-REQID, or None), .retry_after (seconds, or None)
      ├── ApiError                  any other error status (500, 502, a function's own 418)
+     ├── NotAnEventStreamError     stream() got an answer without events (.status, .headers, .content)
      └── DeploymentFailedError     wait_until_active saw ERROR (.version: the version, healthInfo)
 
 `wait_until_active` and `invoke` past their `timeout_s` raise GatewayTimeoutError.
@@ -43,6 +44,7 @@ __all__ = [
     "ForbiddenError",
     "GatewayTimeoutError",
     "GoneError",
+    "NotAnEventStreamError",
     "NotFoundError",
     "PayloadTooLargeError",
     "TooManyRequestsError",
@@ -56,6 +58,25 @@ __all__ = [
 
 class ApiError(FnplaneError):
     """An error status without a more specific class (e.g. 500)."""
+
+
+class NotAnEventStreamError(FnplaneError):
+    """`stream()` was answered without any event: not `text/event-stream`, e.g. a function that
+    answered JSON, or a pexec 202 once the poll window ended (`.request_id` then polls its status).
+    `.status`, `.headers` and `.content` are the answer's."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        content_type = response.headers.get("content-type") or "none"
+        super().__init__(
+            f"the answer ({response.status_code}, content type {content_type}) is not an event stream"
+        )
+        self.status = response.status_code
+        self.headers = response.headers
+        self.content = response.content
+        self.title = "Not an event stream"
+        self.problem: dict[str, Any] = {}
+        self.request_id = response.headers.get("nvcf-reqid")
+        self.retry_after = None
 
 
 class DeploymentFailedError(FnplaneError):

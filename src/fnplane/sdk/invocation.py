@@ -13,7 +13,7 @@ import httpx
 
 from fnplane.sdk import polling
 from fnplane.sdk.connection import Connection
-from fnplane.sdk.errors import FnplaneError, error_for, timeout_error
+from fnplane.sdk.errors import FnplaneError, NotAnEventStreamError, error_for, timeout_error
 from fnplane.sdk.results import (
     ERRORED,
     FULFILLED,
@@ -23,7 +23,7 @@ from fnplane.sdk.results import (
     InvocationResult,
     InvocationStatus,
 )
-from fnplane.sdk.sse import ServerSentEvent, aiter_events
+from fnplane.sdk.sse import ServerSentEvent, aiter_events, is_event_stream
 
 # the label of direct invocation hosts: {fid}.invocation.{domain} (the gateway's FNPLANE_GATEWAY_HOST_LABEL)
 HOST_LABEL = "invocation"
@@ -308,7 +308,17 @@ class InvocationMethods:
             url = path
             merged = self._direct_headers(function_id, version_id, merged)
         async with self._conn.stream(method.upper(), url, headers=merged, **kwargs) as response:
-            async for event in aiter_events(response):
+            if is_event_stream(response):
+                async for event in aiter_events(response):
+                    yield event
+                return
+            # not announced as events: a stream sent with the wrong type still counts, read whole;
+            # an answer without any event is the caller's to see, not an empty iteration
+            await response.aread()
+            events = [e async for e in aiter_events(response)]
+            if not events:
+                raise NotAnEventStreamError(response)
+            for event in events:
                 yield event
 
 

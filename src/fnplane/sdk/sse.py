@@ -70,6 +70,11 @@ class SSEDecoder:
         return self.decode("")
 
 
+def is_event_stream(response: httpx.Response) -> bool:
+    media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return media_type == "text/event-stream"
+
+
 async def aiter_events(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
     """The events of a streamed response, each as soon as its blank line arrives."""
     decoder = SSEDecoder()
