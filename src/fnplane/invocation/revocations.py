@@ -9,8 +9,9 @@
 `OpenInvocations` holds every invocation in flight on this gateway (pexec waits, SSE and other
 streaming answers, direct invocations), indexed by credential. A covered invocation is re-checked
 with a fresh grant for its credential and function; one whose credential is refused (401/403/404),
-or whose version it may no longer see, is ended: a request still waiting for its answer gets that
-error, a streaming answer breaks off, and the work is cancelled on the worker. A re-check that
+or whose version it may no longer invoke, is ended: a request still waiting for its answer gets that
+error, a streaming answer breaks off, and the work is cancelled on the worker (a deleted version's
+requests are left to finish: its workers drain what they hold). A re-check that
 cannot reach the control plane leaves the invocation alone (the event may not have been about it).
 
 After a reconnect to NATS a gateway cannot know what it missed: the bus hands in `EVERYTHING`, which
@@ -128,10 +129,27 @@ class Revocations:
             visible = {v.version_id for v in grant.versions}
             for invocation in invocations:
                 if invocation.version_id not in visible:
-                    lost = errors.ForbiddenError("the credential may no longer invoke this version")
-                    invocation.revoke(lost)
+                    lost = await self._refusal(bearer, function_id, invocation.version_id)
+                    if lost is not None:
+                        invocation.revoke(lost)
 
         await asyncio.gather(*(recheck(b, f, group) for (b, f), group in groups.items()))
+
+    async def _refusal(self, bearer: str, function_id: str, version_id: str) -> errors.FnplaneError | None:
+        """Why a version left the credential's grant, asked of the version itself: the credential may
+        no longer invoke it (403, 401), or None when the version was deleted (404). A deleted
+        version's request is not ended here: its worker finishes what it holds before it stops,
+        and nobody lost a right to the answer."""
+        try:
+            await self._access.fresh_grant(bearer, scopes.INVOKE_FUNCTION, function_id, version_id)
+        except errors.NotFoundError:
+            return None
+        except (errors.UnauthorizedError, errors.ForbiddenError) as refused:
+            return refused
+        except errors.FnplaneError as error:
+            log.warning("open invocations of version %s not re-checked: %s", version_id, error)
+            return None
+        return errors.ForbiddenError("the credential may no longer invoke this version")
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

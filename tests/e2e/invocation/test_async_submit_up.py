@@ -306,3 +306,33 @@ def test_undeploy_answers_the_requests_still_queued_at_once(
         r = client.post(pexec, headers={"NVCF-POLL-SECONDS": "60"}, json={"seconds": 0, "log": str(log)})
         assert r.status_code == 200, r.text
         assert served(log) == [running, r.headers["nvcf-reqid"]]
+
+
+def test_a_request_running_when_its_version_is_deleted_finishes(
+    tmp_path: Path, start_up: type[UpProcess]
+) -> None:
+    """Deleting a version tells the gateways (its cached grants go, its queue is answered), but the
+    request its worker holds is not cut: the worker finishes it before the instance stops."""
+    up, auth = start(tmp_path, start_up)
+    fn = deploy(up, auth)
+    fid, vid = fn["id"], fn["versionId"]
+    with httpx.Client(base_url=up.url, headers=auth, timeout=60) as client:
+        # a second version keeps the function (a function without versions is gone, and with it
+        # every grant on it)
+        body = {"name": "async-e2e", "inferenceUrl": "/slow", "inferencePort": 8000, "containerArgs": "true"}
+        assert client.post(f"/v2/nvcf/functions/{fid}/versions", json=body).status_code == 200
+        pexec = f"/v2/nvcf/pexec/functions/{fid}/versions/{vid}"
+        marker = tmp_path / "running"
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(
+                client.post,
+                pexec,
+                headers={"NVCF-POLL-SECONDS": "30"},
+                json={"seconds": 3, "marker": str(marker)},
+            )
+            wait_for(marker.exists, what="the request running")
+            assert client.delete(f"/v2/nvcf/functions/{fid}/versions/{vid}").status_code == 204
+            answer = running.result(timeout=20)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["slept"] == 3
+        assert client.post(pexec, json={"seconds": 0}).status_code == 404  # the version is gone
