@@ -116,6 +116,23 @@ async def supreme(request: web.Request) -> web.StreamResponse:
     return web.Response(text=message * repeats, content_type="text/plain")
 
 
+async def chat(request: web.Request) -> web.StreamResponse:
+    """An OpenAI-style chat completion: its words as SSE chunks then `[DONE]` when asked to stream."""
+    doc = await request.json()
+    words = ["hello", "from", "fnplane"]
+    if not (doc.get("stream") and request.headers.get("Accept") == "text/event-stream"):
+        message = {"role": "assistant", "content": " ".join(words)}
+        return web.json_response({"choices": [{"message": message}]})
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    for word in words:
+        chunk = {"choices": [{"delta": {"content": word}}]}
+        await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+    await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
 async def _pause(delay: float) -> None:
     if delay <= 0:
         return
@@ -233,6 +250,7 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/files", files)
     app.router.add_route("*", "/assets", assets)
     app.router.add_route("*", "/print", say)
+    app.router.add_route("POST", "/v1/chat/completions", chat)
     app.router.add_route("GET", "/v2/health/ready", ready)
     app.router.add_route("*", "/{tail:.*}", inspect)
     return app

@@ -61,8 +61,15 @@ def test_the_invocation_asset_and_error_snippets_run_as_written(
     with Client(platform.up.url, platform.key) as client, contextlib.redirect_stdout(out):
         namespace: dict = {"client": client, "fid": function["id"], "vid": function["versionId"]}
         namespace.update(body={"seconds": 0.1}, data=b"doc", asset_id=client.upload_asset(b"asset"))
+        # the streaming snippet is for a function that streams: inv_function.py's OpenAI-style chat
+        chat = platform.function("/v1/chat/completions")
         for code in snippets:
-            exec(compile(code, str(DOC), "exec"), namespace)
+            if "client.stream(" in code:
+                exec(compile(code, str(DOC), "exec"), {**namespace, "fid": chat["id"]})
+            else:
+                exec(compile(code, str(DOC), "exec"), namespace)
+    # each stream's last word and end, as the snippet prints them
+    assert out.getvalue().count('"content": "fnplane"') == 2 and out.getvalue().count("[DONE]") == 2
     assert namespace["value"] == {"slept": 1, "pid": namespace["value"]["pid"]}
     assert namespace["result"].value["slept"] == 0.1
     assert "cancelled" in out.getvalue().splitlines()
