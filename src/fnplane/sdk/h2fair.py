@@ -9,8 +9,11 @@ finished invocation only when another one on the connection answers (seconds lat
 `FairAsyncHTTPTransport` is httpx's transport whose HTTP/2 connections wait differently: while another
 request is reading, a request waits for that read to end (not for the lock), then looks at its own
 queue first; only when nobody is reading does it read itself. Still only requests read, one at a time.
-It depends on httpx's transport `_pool` and on httpcore's `AsyncHTTPConnection._connection`,
-`AsyncHTTP2Connection._events`, `_receive_events` and `_receive_stream_event` (pinned in pyproject).
+A request body out of flow-control credit waits the same way for the read that brings its
+WINDOW_UPDATE (httpcore's own then read the socket once more, and a connection whose streams were all
+sending stalled until the server sent something else). It depends on httpx's transport `_pool` and on
+httpcore's `AsyncHTTPConnection._connection`, `AsyncHTTP2Connection._events`, `_h2_state`,
+`_receive_events`, `_receive_stream_event` and `_wait_for_outgoing_flow` (pinned in pyproject).
 """
 
 from __future__ import annotations
@@ -62,8 +65,23 @@ def make_fair(connection: AsyncHTTP2Connection) -> None:
             raise httpcore.RemoteProtocolError(event)
         return event
 
+    async def wait_for_outgoing_flow(request: httpcore.Request, stream_id: int) -> int:
+        # a request body out of flow-control credit: httpcore's own waits for the read lock and
+        # then reads the socket again even when the read it waited for brought the WINDOW_UPDATE,
+        # so with every stream sending, an upload stalled until the server sent anything else
+        state = connection._h2_state
+        flow = min(state.local_flow_control_window(stream_id), state.max_outbound_frame_size)
+        while flow == 0:
+            if reads.active:
+                await reads.ended.wait()
+            else:
+                await tracked_receive_events(request)
+            flow = min(state.local_flow_control_window(stream_id), state.max_outbound_frame_size)
+        return int(flow)
+
     connection._receive_events = tracked_receive_events  # type: ignore[method-assign]
     connection._receive_stream_event = receive_stream_event  # type: ignore[method-assign]
+    connection._wait_for_outgoing_flow = wait_for_outgoing_flow  # type: ignore[method-assign]
 
 
 class _FairHTTPConnection(httpcore.AsyncHTTPConnection):

@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 from up_process import UpProcess, deploy_inv_function
 
+from fnplane.sdk.h2fair import FairAsyncHTTPTransport
+
 
 def deploy(up: UpProcess, headers: dict[str, str], inference_url: str) -> dict:
     return deploy_inv_function(up, headers, name="inv-e2e", inference_url=inference_url, max_concurrency=4)
@@ -78,10 +80,10 @@ def test_concurrent_http2_uploads_to_a_busy_version_all_arrive(
     bodies = [secrets.token_bytes(3 * 1024 * 1024) for _ in range(3)]
 
     async def upload_all() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=1)
-        async with httpx.AsyncClient(
-            base_url=up.url, headers=auth, http1=False, http2=True, timeout=60, limits=limits
-        ) as h2:
+        # httpcore's own HTTP/2 client can stall a body waiting for flow-control credit behind another
+        # stream's read (the SDK's h2fair.py); the SDK's transport waits fairly
+        transport = FairAsyncHTTPTransport(http1=False, http2=True, limits=httpx.Limits(max_connections=1))
+        async with httpx.AsyncClient(base_url=up.url, headers=auth, timeout=60, transport=transport) as h2:
             return await asyncio.gather(
                 *(h2.post(f"/up?n={i}", headers=host, content=b) for i, b in enumerate(bodies))
             )
